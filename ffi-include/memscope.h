@@ -1,0 +1,125 @@
+/*
+ * memscope.h: per-thread allocation context scopes for programs running
+ * under libmemscope.so (LD_PRELOAD, or linked).
+ *
+ * A scope changes how every malloc-family call and every free made on the
+ * calling thread behaves until it is popped, including calls made deep
+ * inside libraries, in the manner of the Linux kernel's
+ * memalloc_noreclaim_save()/restore():
+ *
+ *   MEMSCOPE_NORECLAIM  nothing allocated or freed here may enter reclaim:
+ *                       no mmap/munmap/madvise/mprotect/mremap/brk, no page
+ *                       fault on fresh memory, no purging, no waiting on a
+ *                       lock that purging holds. Served from a pre-faulted
+ *                       pool; when it is empty, NULL + ENOMEM at once.
+ *   MEMSCOPE_NOWARN     failures print no diagnostic (they are still counted).
+ *   MEMSCOPE_NOFAIL     a possible request never returns NULL.
+ *   MEMSCOPE_NOFS       reclaimers that take filesystem locks do not run.
+ *   MEMSCOPE_NOIO       reclaimers that do I/O (or take FS locks) do not run.
+ *
+ * Programs compiled with this header but run WITHOUT libmemscope.so still
+ * work: every function here is declared weak, and the inline wrappers below
+ * turn into no-ops when the library is absent. The same binary run with
+ * LD_PRELOAD=libmemscope.so gets real scopes.
+ *
+ * Thread safety: scopes are per thread; every function acts on the calling
+ * thread only and may be called from any thread.
+ */
+#ifndef MEMSCOPE_H
+#define MEMSCOPE_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MEMSCOPE_VERSION_MAJOR 0
+#define MEMSCOPE_VERSION_MINOR 1
+#define MEMSCOPE_VERSION_PATCH 0
+/* MAJOR << 16 | MINOR << 8 | PATCH, as memscope_version() returns. */
+#define MEMSCOPE_VERSION \
+    ((MEMSCOPE_VERSION_MAJOR << 16) | (MEMSCOPE_VERSION_MINOR << 8) | MEMSCOPE_VERSION_PATCH)
+
+#define MEMSCOPE_NORECLAIM 0x01u
+#define MEMSCOPE_NOWARN    0x02u
+#define MEMSCOPE_NOFAIL    0x04u
+#define MEMSCOPE_NOFS      0x08u
+#define MEMSCOPE_NOIO      0x10u
+
+/* Enter a scope on the calling thread: ORs `flags` into the thread's
+ * allocation context. Returns the flags in force before; pass that value to
+ * memscope_pop() to leave. Unknown bits are ignored. The first push of
+ * MEMSCOPE_NORECLAIM in the process creates the pool (reserves and
+ * pre-faults memory, starts the maintenance thread); the first on a thread
+ * sets up that thread's pool cache. After that, push never allocates, never
+ * blocks, makes no syscall, and is async-signal-safe. */
+unsigned memscope_push(unsigned flags) __attribute__((weak));
+
+/* Leave a scope: restores `saved`, which must be what the matching
+ * memscope_push() returned (scopes nest, innermost first). A pop that does
+ * not match a push is counted and reported (unless NOWARN or NORECLAIM is
+ * in force) and never turns a flag on. Never allocates or blocks; leaving
+ * NORECLAIM hands the frees it deferred to the maintenance thread.
+ * Async-signal-safe. */
+void memscope_pop(unsigned saved) __attribute__((weak));
+
+/* The calling thread's flags. Never allocates or blocks. */
+unsigned memscope_current(void) __attribute__((weak));
+
+/* The library's version as MEMSCOPE_VERSION encodes it; compare with the
+ * header's macro to detect a mismatch. */
+unsigned memscope_version(void) __attribute__((weak));
+
+/* ---- Conveniences (no-ops when libmemscope.so is not loaded) ---------- */
+
+/* 1 if libmemscope.so is loaded in this process. */
+static inline int memscope_loaded(void) { return memscope_push != 0; }
+
+static inline unsigned memscope_save(unsigned flags)
+{
+    return memscope_push ? memscope_push(flags) : 0u;
+}
+
+static inline void memscope_restore(unsigned saved)
+{
+    if (memscope_pop)
+        memscope_pop(saved);
+}
+
+/* Kernel-style pairs: unsigned s = memscope_noreclaim_save(); ...
+ * memscope_noreclaim_restore(s); */
+static inline unsigned memscope_noreclaim_save(void) { return memscope_save(MEMSCOPE_NORECLAIM); }
+static inline void memscope_noreclaim_restore(unsigned s) { memscope_restore(s); }
+static inline unsigned memscope_nofail_save(void) { return memscope_save(MEMSCOPE_NOFAIL); }
+static inline void memscope_nofail_restore(unsigned s) { memscope_restore(s); }
+static inline unsigned memscope_nowarn_save(void) { return memscope_save(MEMSCOPE_NOWARN); }
+static inline void memscope_nowarn_restore(unsigned s) { memscope_restore(s); }
+static inline unsigned memscope_nofs_save(void) { return memscope_save(MEMSCOPE_NOFS); }
+static inline void memscope_nofs_restore(unsigned s) { memscope_restore(s); }
+static inline unsigned memscope_noio_save(void) { return memscope_save(MEMSCOPE_NOIO); }
+static inline void memscope_noio_restore(unsigned s) { memscope_restore(s); }
+
+static inline unsigned memscope_current_flags(void)
+{
+    return memscope_current ? memscope_current() : 0u;
+}
+
+/* Block scope, left automatically on every exit from the block (return,
+ * break, goto out of it):
+ *
+ *     {
+ *         MEMSCOPE_SCOPE(MEMSCOPE_NORECLAIM | MEMSCOPE_NOWARN);
+ *         node = malloc(sizeof *node);   // from the pre-faulted pool
+ *     }
+ */
+static inline void memscope__cleanup(unsigned *saved) { memscope_restore(*saved); }
+#define MEMSCOPE__CAT2(a, b) a##b
+#define MEMSCOPE__CAT(a, b) MEMSCOPE__CAT2(a, b)
+#define MEMSCOPE_SCOPE(flags)                                                  \
+    unsigned MEMSCOPE__CAT(memscope__saved_, __LINE__)                         \
+        __attribute__((cleanup(memscope__cleanup), unused)) = memscope_save(flags)
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MEMSCOPE_H */

@@ -1,0 +1,421 @@
+//! The option table: every `MEMSCOPE_*` variable, read once at load by
+//! scanning `environ` without allocating.
+//!
+//! Rule: a bad value prints one line naming the variable and the value,
+//! keeps the default, and never stops the host program.
+
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
+
+use crate::log;
+
+/// What `MEMSCOPE_NOFAIL_POLICY` asks for an impossible NOFAIL request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum NofailPolicy {
+    /// NULL with `errno = ENOMEM`, like the kernel's WARN-and-fail.
+    Null = 0,
+    /// One diagnostic line, then `abort()`.
+    Abort = 1,
+}
+
+/// How an option's text is parsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Bytes: a whole number with an optional K/M/G/T suffix (powers of
+    /// 1024; `KB`, `KiB` accepted).
+    Size,
+    /// Bytes, or a percentage of physical memory (`50%`).
+    SizeOrPercent,
+    /// `1/0/on/off/yes/no/true/false`.
+    Bool,
+    /// A whole number of milliseconds (0 = no limit).
+    Millis,
+    /// A whole number of at least 1.
+    Count,
+    /// `null` or `abort`.
+    Policy,
+    /// `warn` or `off`.
+    Log,
+    /// An absolute directory path shorter than `PATH_MAX_LEN` bytes.
+    Path,
+}
+
+/// One row of the option table.
+pub struct Opt {
+    pub name: &'static str,
+    pub kind: Kind,
+    /// The default, as the text a user would write.
+    pub default: &'static str,
+    pub help: &'static str,
+}
+
+pub const PATH_MAX_LEN: usize = 256;
+
+/// Every option memscope reads. `docs/DESIGN.md` and the README repeat this
+/// table; a unit test keeps the README in step.
+pub const OPTIONS: &[Opt] = &[
+    Opt { name: "MEMSCOPE_NORECLAIM_POOL", kind: Kind::Size, default: "32M",
+          help: "free pre-faulted memory the NORECLAIM pool keeps ready (high watermark; refills start below a quarter of it)" },
+    Opt { name: "MEMSCOPE_RESERVE", kind: Kind::Size, default: "16M",
+          help: "pre-faulted reserve that NOFAIL requests fall back on" },
+    Opt { name: "MEMSCOPE_POOL_MLOCK", kind: Kind::Bool, default: "0",
+          help: "mlock the pool and the reserve so they cannot be swapped out" },
+    Opt { name: "MEMSCOPE_NOFAIL_MAX", kind: Kind::SizeOrPercent, default: "100%",
+          help: "largest request NOFAIL will retry for; larger ones follow the policy" },
+    Opt { name: "MEMSCOPE_NOFAIL_POLICY", kind: Kind::Policy, default: "null",
+          help: "impossible NOFAIL request: `null` (NULL + ENOMEM) or `abort`" },
+    Opt { name: "MEMSCOPE_NOFAIL_DEADLINE_MS", kind: Kind::Millis, default: "0",
+          help: "give up retrying a NOFAIL request after this long (0: never)" },
+    Opt { name: "MEMSCOPE_SOFT_LIMIT", kind: Kind::Size, default: "0",
+          help: "RSS above which the maintenance thread runs reclaimers (0: off)" },
+    Opt { name: "MEMSCOPE_STATS", kind: Kind::Bool, default: "on",
+          help: "publish counters and latency histograms in shared memory" },
+    Opt { name: "MEMSCOPE_STATS_SAMPLE", kind: Kind::Count, default: "64",
+          help: "time one call in this many (1: every call); counts stay exact" },
+    Opt { name: "MEMSCOPE_STATS_DIR", kind: Kind::Path, default: "/dev/shm",
+          help: "directory of the stats segment memscope.<pid>" },
+    Opt { name: "MEMSCOPE_LOG", kind: Kind::Log, default: "warn",
+          help: "`warn`: one rate-limited stderr line per problem; `off`: silent" },
+];
+
+/// Parsed values. Written once during `load`, read everywhere after.
+pub struct Config {
+    pub noreclaim_pool: AtomicU64,
+    pub reserve: AtomicU64,
+    pub pool_mlock: AtomicBool,
+    /// Absolute bytes, or a percentage when `nofail_max_percent` is set.
+    pub nofail_max: AtomicU64,
+    pub nofail_max_percent: AtomicBool,
+    pub nofail_policy: AtomicU8,
+    pub nofail_deadline_ms: AtomicU64,
+    pub soft_limit: AtomicU64,
+    pub stats: AtomicBool,
+    pub stats_sample: AtomicU64,
+    pub log: AtomicBool,
+    stats_dir: PathBuf,
+}
+
+/// A fixed buffer for the stats directory (no allocation at load).
+struct PathBuf {
+    len: AtomicU64,
+    bytes: UnsafeCell<[u8; PATH_MAX_LEN]>,
+}
+
+// SAFETY: `bytes` is written only inside `load`, which runs once before
+// `init` publishes the configuration with a release store; readers come
+// after the matching acquire.
+unsafe impl Sync for PathBuf {}
+
+pub static CONFIG: Config = Config {
+    noreclaim_pool: AtomicU64::new(32 << 20),
+    reserve: AtomicU64::new(16 << 20),
+    pool_mlock: AtomicBool::new(false),
+    nofail_max: AtomicU64::new(100),
+    nofail_max_percent: AtomicBool::new(true),
+    nofail_policy: AtomicU8::new(NofailPolicy::Null as u8),
+    nofail_deadline_ms: AtomicU64::new(0),
+    soft_limit: AtomicU64::new(0),
+    stats: AtomicBool::new(true),
+    stats_sample: AtomicU64::new(64),
+    log: AtomicBool::new(true),
+    stats_dir: PathBuf {
+        len: AtomicU64::new(8),
+        bytes: UnsafeCell::new(path_buf(b"/dev/shm")),
+    },
+};
+
+/// A NUL-padded copy of `path` (used for the compiled-in default).
+const fn path_buf(path: &[u8]) -> [u8; PATH_MAX_LEN] {
+    let mut out = [0u8; PATH_MAX_LEN];
+    let mut i = 0;
+    while i < path.len() {
+        out[i] = path[i];
+        i += 1;
+    }
+    out
+}
+
+impl Config {
+    pub fn nofail_policy(&self) -> NofailPolicy {
+        match self.nofail_policy.load(Relaxed) {
+            1 => NofailPolicy::Abort,
+            _ => NofailPolicy::Null,
+        }
+    }
+
+    /// The stats directory, NUL-terminated (the slice includes the NUL).
+    pub fn stats_dir_cstr(&self) -> &[u8] {
+        let len = self.stats_dir.len.load(Relaxed) as usize;
+        // SAFETY: see `PathBuf`'s Sync note: no writes after publication.
+        let bytes = unsafe { &*self.stats_dir.bytes.get() };
+        &bytes[..=len]
+    }
+
+    /// `MEMSCOPE_NOFAIL_MAX` in bytes, resolving a percentage against
+    /// physical memory.
+    pub fn nofail_max_bytes(&self) -> u64 {
+        let v = self.nofail_max.load(Relaxed);
+        if !self.nofail_max_percent.load(Relaxed) {
+            return v;
+        }
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let (pages, page) = unsafe {
+            (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE))
+        };
+        let phys = (pages.max(0) as u64).saturating_mul(page.max(0) as u64);
+        (phys / 100).saturating_mul(v)
+    }
+}
+
+/// A parse failure: what was wrong, for the warning line.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BadValue(pub &'static str);
+
+/// Parses a byte size: `4096`, `64K`, `64KB`, `64KiB`, `32M`, `1G`, `2T`.
+pub fn parse_size(s: &[u8]) -> Result<u64, BadValue> {
+    let digits = s.iter().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 {
+        return Err(BadValue("expected a whole number of bytes with an optional K/M/G/T suffix"));
+    }
+    let mut n: u64 = 0;
+    for &c in &s[..digits] {
+        n = n
+            .checked_mul(10)
+            .and_then(|n| n.checked_add(u64::from(c - b'0')))
+            .ok_or(BadValue("number too large"))?;
+    }
+    let shift = match &s[digits..] {
+        b"" | b"b" | b"B" => 0,
+        [u, rest @ ..] if matches!(rest, b"" | b"b" | b"B" | b"ib" | b"iB") => {
+            match u.to_ascii_uppercase() {
+                b'K' => 10,
+                b'M' => 20,
+                b'G' => 30,
+                b'T' => 40,
+                _ => return Err(BadValue("unknown size suffix (use K, M, G or T)")),
+            }
+        }
+        _ => return Err(BadValue("unknown size suffix (use K, M, G or T)")),
+    };
+    n.checked_mul(1u64 << shift).ok_or(BadValue("size too large"))
+}
+
+/// Parses `1/0/on/off/yes/no/true/false` (any case).
+pub fn parse_bool(s: &[u8]) -> Result<bool, BadValue> {
+    const TRUE: [&[u8]; 4] = [b"1", b"on", b"yes", b"true"];
+    const FALSE: [&[u8]; 4] = [b"0", b"off", b"no", b"false"];
+    if TRUE.iter().any(|t| s.eq_ignore_ascii_case(t)) {
+        Ok(true)
+    } else if FALSE.iter().any(|f| s.eq_ignore_ascii_case(f)) {
+        Ok(false)
+    } else {
+        Err(BadValue("expected 1/0, on/off, yes/no or true/false"))
+    }
+}
+
+/// Parses a plain whole number.
+pub fn parse_count(s: &[u8]) -> Result<u64, BadValue> {
+    if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
+        return Err(BadValue("expected a whole number"));
+    }
+    parse_size(s)
+}
+
+/// Parses a size or `N%` (1 to 100).
+pub fn parse_size_or_percent(s: &[u8]) -> Result<(u64, bool), BadValue> {
+    match s.split_last() {
+        Some((b'%', num)) => {
+            let p = parse_count(num)?;
+            if (1..=100).contains(&p) {
+                Ok((p, true))
+            } else {
+                Err(BadValue("a percentage must be 1% to 100%"))
+            }
+        }
+        _ => parse_size(s).map(|n| (n, false)),
+    }
+}
+
+/// Applies one `NAME=value` pair to `CONFIG`, or warns and keeps the default.
+fn apply(opt: &Opt, value: &[u8]) {
+    let c = &CONFIG;
+    let result: Result<(), BadValue> = match opt.name {
+        "MEMSCOPE_NORECLAIM_POOL" => parse_size(value).map(|v| c.noreclaim_pool.store(v, Relaxed)),
+        "MEMSCOPE_RESERVE" => parse_size(value).map(|v| c.reserve.store(v, Relaxed)),
+        "MEMSCOPE_POOL_MLOCK" => parse_bool(value).map(|v| c.pool_mlock.store(v, Relaxed)),
+        "MEMSCOPE_NOFAIL_MAX" => parse_size_or_percent(value).map(|(v, pct)| {
+            c.nofail_max.store(v, Relaxed);
+            c.nofail_max_percent.store(pct, Relaxed);
+        }),
+        "MEMSCOPE_NOFAIL_POLICY" => match value {
+            b"null" => Ok(c.nofail_policy.store(NofailPolicy::Null as u8, Relaxed)),
+            b"abort" => Ok(c.nofail_policy.store(NofailPolicy::Abort as u8, Relaxed)),
+            _ => Err(BadValue("expected `null` or `abort`")),
+        },
+        "MEMSCOPE_NOFAIL_DEADLINE_MS" => parse_count(value).map(|v| c.nofail_deadline_ms.store(v, Relaxed)),
+        "MEMSCOPE_SOFT_LIMIT" => parse_size(value).map(|v| c.soft_limit.store(v, Relaxed)),
+        "MEMSCOPE_STATS" => parse_bool(value).map(|v| c.stats.store(v, Relaxed)),
+        "MEMSCOPE_STATS_SAMPLE" => match parse_count(value) {
+            Ok(0) => Err(BadValue("must be at least 1")),
+            Ok(v) => Ok(c.stats_sample.store(v.min(u64::from(u32::MAX)), Relaxed)),
+            Err(e) => Err(e),
+        },
+        "MEMSCOPE_STATS_DIR" => set_stats_dir(value),
+        "MEMSCOPE_LOG" => match value {
+            b"warn" => Ok(c.log.store(true, Relaxed)),
+            b"off" => Ok(c.log.store(false, Relaxed)),
+            _ => Err(BadValue("expected `warn` or `off`")),
+        },
+        _ => Ok(()),
+    };
+    if let Err(BadValue(why)) = result {
+        log::warn(format_args!(
+            "{}={}: {}; using the default {}",
+            opt.name,
+            log::Bytes(value),
+            why,
+            opt.default
+        ));
+    }
+}
+
+fn set_stats_dir(value: &[u8]) -> Result<(), BadValue> {
+    if value.first() != Some(&b'/') {
+        return Err(BadValue("expected an absolute directory path"));
+    }
+    if value.len() >= PATH_MAX_LEN || value.contains(&0) {
+        return Err(BadValue("path too long"));
+    }
+    // SAFETY: only `load` writes, once, before publication (see PathBuf).
+    let bytes = unsafe { &mut *CONFIG.stats_dir.bytes.get() };
+    bytes[..value.len()].copy_from_slice(value);
+    bytes[value.len()] = 0;
+    CONFIG.stats_dir.len.store(value.len() as u64, Relaxed);
+    Ok(())
+}
+
+/// Calls `f(name, value)` for every `NAME=value` entry of the environment.
+pub fn for_each_env(mut f: impl FnMut(&[u8], &[u8])) {
+    extern "C" {
+        static environ: *const *const libc::c_char;
+    }
+    // SAFETY: `environ` is glibc's NULL-terminated array of C strings; it
+    // is read here once, during load, before the program can change it.
+    unsafe {
+        let mut p = environ;
+        if p.is_null() {
+            return;
+        }
+        while !(*p).is_null() {
+            let entry = core::ffi::CStr::from_ptr(*p).to_bytes();
+            if let Some(eq) = entry.iter().position(|&c| c == b'=') {
+                f(&entry[..eq], &entry[eq + 1..]);
+            }
+            p = p.add(1);
+        }
+    }
+}
+
+/// Reads every option from the environment. Called once by `init`.
+/// `MEMSCOPE_LOG` is applied first so that `off` silences warnings about
+/// the other variables too.
+pub fn load() {
+    for_each_env(|name, value| {
+        if name == b"MEMSCOPE_LOG" {
+            if let Some(opt) = OPTIONS.iter().find(|o| o.name.as_bytes() == name) {
+                apply(opt, value);
+            }
+        }
+    });
+    for_each_env(|name, value| {
+        if name == b"MEMSCOPE_LOG" || !name.starts_with(b"MEMSCOPE_") {
+            return;
+        }
+        match OPTIONS.iter().find(|o| o.name.as_bytes() == name) {
+            Some(opt) => apply(opt, value),
+            None => log::warn(format_args!(
+                "{}: unknown variable, ignored (see `memscope-stat --help` or the README)",
+                log::Bytes(name)
+            )),
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_take_binary_suffixes() {
+        assert_eq!(parse_size(b"0"), Ok(0));
+        assert_eq!(parse_size(b"4096"), Ok(4096));
+        assert_eq!(parse_size(b"64K"), Ok(64 << 10));
+        assert_eq!(parse_size(b"64k"), Ok(64 << 10));
+        assert_eq!(parse_size(b"64KB"), Ok(64 << 10));
+        assert_eq!(parse_size(b"64KiB"), Ok(64 << 10));
+        assert_eq!(parse_size(b"32M"), Ok(32 << 20));
+        assert_eq!(parse_size(b"1G"), Ok(1 << 30));
+        assert_eq!(parse_size(b"2T"), Ok(2 << 40));
+        assert_eq!(parse_size(b"12B"), Ok(12));
+    }
+
+    #[test]
+    fn bad_sizes_are_rejected_with_a_reason() {
+        for bad in [&b""[..], b"K", b"-1", b"1.5G", b"12X", b"12 M", b"0x10", b"1MM"] {
+            assert!(parse_size(bad).is_err(), "{:?}", core::str::from_utf8(bad));
+        }
+        assert_eq!(parse_size(b"99999999999999999999"), Err(BadValue("number too large")));
+        assert_eq!(parse_size(b"99999999999T"), Err(BadValue("size too large")));
+    }
+
+    #[test]
+    fn booleans_accept_the_usual_spellings() {
+        for t in [&b"1"[..], b"on", b"ON", b"yes", b"true", b"True"] {
+            assert_eq!(parse_bool(t), Ok(true));
+        }
+        for f in [&b"0"[..], b"off", b"no", b"false", b"FALSE"] {
+            assert_eq!(parse_bool(f), Ok(false));
+        }
+        for bad in [&b""[..], b"2", b"y", b"enable"] {
+            assert!(parse_bool(bad).is_err());
+        }
+    }
+
+    #[test]
+    fn percentages_and_counts() {
+        assert_eq!(parse_size_or_percent(b"50%"), Ok((50, true)));
+        assert_eq!(parse_size_or_percent(b"1G"), Ok((1 << 30, false)));
+        assert!(parse_size_or_percent(b"0%").is_err());
+        assert!(parse_size_or_percent(b"101%").is_err());
+        assert!(parse_size_or_percent(b"%").is_err());
+        assert_eq!(parse_count(b"17"), Ok(17));
+        assert!(parse_count(b"17K").is_err());
+        assert!(parse_count(b"").is_err());
+    }
+
+    #[test]
+    fn every_option_default_parses() {
+        for opt in OPTIONS {
+            let d = opt.default.as_bytes();
+            let ok = match opt.kind {
+                Kind::Size => parse_size(d).is_ok(),
+                Kind::SizeOrPercent => parse_size_or_percent(d).is_ok(),
+                Kind::Bool => parse_bool(d).is_ok(),
+                Kind::Millis | Kind::Count => parse_count(d).is_ok(),
+                Kind::Policy => d == b"null" || d == b"abort",
+                Kind::Log => d == b"warn" || d == b"off",
+                Kind::Path => d.first() == Some(&b'/'),
+            };
+            assert!(ok, "default of {} does not parse", opt.name);
+        }
+    }
+
+    #[test]
+    fn readme_lists_every_option() {
+        let readme = include_str!("../../README.md");
+        for opt in OPTIONS {
+            assert!(readme.contains(opt.name), "README.md does not document {}", opt.name);
+        }
+    }
+}

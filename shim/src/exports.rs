@@ -1,0 +1,197 @@
+//! Every exported allocator symbol, one line each into `posix`, `route`,
+//! `glibc` or jemalloc itself.
+//!
+//! `#[cfg_attr(not(test), no_mangle)]`: the crate's own unit-test binary
+//! keeps the system malloc. Nothing here may panic or unwind.
+
+#![allow(clippy::missing_safety_doc)]
+
+use core::ffi::{c_char, c_int, c_void};
+
+use tikv_jemalloc_sys as jem;
+
+use crate::glibc::{Mallinfo, Mallinfo2};
+use crate::{glibc, posix, route, tls};
+
+type WriteCb = Option<unsafe extern "C" fn(*mut c_void, *const c_char)>;
+
+// ---------------------------------------------- glibc's replacing-malloc set
+
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
+    posix::malloc(size)
+}
+
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn free(p: *mut c_void) {
+    posix::free(p)
+}
+
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
+    posix::calloc(n, size)
+}
+
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
+    posix::realloc(p, size)
+}
+
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn reallocarray(p: *mut c_void, n: usize, size: usize) -> *mut c_void {
+    posix::reallocarray(p, n, size)
+}
+
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn posix_memalign(memptr: *mut *mut c_void, align: usize, size: usize) -> c_int {
+    posix::posix_memalign(memptr, align, size)
+}
+
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
+    posix::aligned_alloc(align, size)
+}
+
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
+    posix::memalign(align, size)
+}
+
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
+    posix::valloc(size)
+}
+
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
+    posix::pvalloc(size)
+}
+
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
+    posix::malloc_usable_size(p)
+}
+
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn free_sized(p: *mut c_void, size: usize) {
+    posix::free_sized(p, size)
+}
+
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn free_aligned_sized(p: *mut c_void, align: usize, size: usize) {
+    posix::free_aligned_sized(p, align, size)
+}
+
+// ------------------------------------------------------------ glibc extras
+
+#[cfg_attr(not(test), no_mangle)]
+pub extern "C" fn malloc_trim(pad: usize) -> c_int {
+    glibc::malloc_trim(pad)
+}
+
+#[cfg_attr(not(test), no_mangle)]
+pub extern "C" fn mallinfo2() -> Mallinfo2 {
+    glibc::mallinfo2()
+}
+
+#[cfg_attr(not(test), no_mangle)]
+pub extern "C" fn mallinfo() -> Mallinfo {
+    glibc::mallinfo()
+}
+
+#[cfg_attr(not(test), no_mangle)]
+pub extern "C" fn mallopt(param: c_int, value: c_int) -> c_int {
+    glibc::mallopt(param, value)
+}
+
+/// glibc prints arena statistics on stderr; jemalloc's report goes there.
+#[cfg_attr(not(test), no_mangle)]
+pub extern "C" fn malloc_stats() {
+    // SAFETY: NULL callback and options mean "stderr, everything".
+    unsafe { jem::malloc_stats_print(None, core::ptr::null_mut(), core::ptr::null()) }
+}
+
+// ---------------------------------------------------- jemalloc's extended API
+
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn mallocx(size: usize, flags: c_int) -> *mut c_void {
+    if tls::flags() == 0 {
+        return jem::mallocx(size, flags);
+    }
+    route::mallocx(size, flags)
+}
+
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn rallocx(p: *mut c_void, size: usize, flags: c_int) -> *mut c_void {
+    if tls::flags() == 0 {
+        return jem::rallocx(p, size, flags);
+    }
+    route::rallocx(p, size, flags)
+}
+
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn xallocx(p: *mut c_void, size: usize, extra: usize, flags: c_int) -> usize {
+    if tls::flags() == 0 {
+        return jem::xallocx(p, size, extra, flags);
+    }
+    route::xallocx(p, size, extra, flags)
+}
+
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn sallocx(p: *const c_void, flags: c_int) -> usize {
+    jem::sallocx(p, flags)
+}
+
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn dallocx(p: *mut c_void, flags: c_int) {
+    if tls::flags() == 0 {
+        return jem::dallocx(p, flags);
+    }
+    route::sdallocx(p, 0, flags)
+}
+
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn sdallocx(p: *mut c_void, size: usize, flags: c_int) {
+    if tls::flags() == 0 {
+        return jem::sdallocx(p, size, flags);
+    }
+    route::sdallocx(p, size, flags)
+}
+
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn nallocx(size: usize, flags: c_int) -> usize {
+    jem::nallocx(size, flags)
+}
+
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn mallctl(
+    name: *const c_char,
+    oldp: *mut c_void,
+    oldlenp: *mut usize,
+    newp: *mut c_void,
+    newlen: usize,
+) -> c_int {
+    jem::mallctl(name, oldp, oldlenp, newp, newlen)
+}
+
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn mallctlnametomib(name: *const c_char, mibp: *mut usize, miblenp: *mut usize) -> c_int {
+    jem::mallctlnametomib(name, mibp, miblenp)
+}
+
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn mallctlbymib(
+    mib: *const usize,
+    miblen: usize,
+    oldp: *mut c_void,
+    oldlenp: *mut usize,
+    newp: *mut c_void,
+    newlen: usize,
+) -> c_int {
+    jem::mallctlbymib(mib, miblen, oldp, oldlenp, newp, newlen)
+}
+
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn malloc_stats_print(write_cb: WriteCb, cbopaque: *mut c_void, opts: *const c_char) {
+    jem::malloc_stats_print(write_cb, cbopaque, opts)
+}

@@ -1,0 +1,105 @@
+//! Process and thread initialisation: the option table is read, and
+//! jemalloc's configuration is settled, before jemalloc first runs.
+//!
+//! Every new thread starts with `THREAD_UNSEEN` in its flag word, so its
+//! first allocator call lands here once; the first such call in the
+//! process (often from another library's constructor, before ours) does
+//! the global part. Rule: nothing here calls malloc.
+
+use core::cell::UnsafeCell;
+use core::ffi::c_char;
+use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
+
+use crate::{config, log, tls};
+
+const UNINIT: u8 = 0;
+const RUNNING: u8 = 1;
+const DONE: u8 = 2;
+static GLOBAL: AtomicU8 = AtomicU8::new(UNINIT);
+
+/// jemalloc reads this string (its `malloc_conf` symbol, prefixed) when it
+/// initialises. memscope points it at a copy of `MALLOC_CONF`, so the
+/// variable users know keeps working although this jemalloc is built with
+/// the `_rjem_` prefix (whose own variable, `_RJEM_MALLOC_CONF`, is read
+/// after this and wins where both set an option).
+#[no_mangle]
+pub static _rjem_malloc_conf: AtomicPtr<c_char> = AtomicPtr::new(core::ptr::null_mut());
+
+const CONF_MAX: usize = 1024;
+
+/// The copy of `MALLOC_CONF` that `_rjem_malloc_conf` points at.
+struct ConfBuf(UnsafeCell<[u8; CONF_MAX]>);
+// SAFETY: written once by the thread that runs `global_slow`, before DONE
+// is published with a release store; never written again.
+unsafe impl Sync for ConfBuf {}
+static CONF_BUF: ConfBuf = ConfBuf(UnsafeCell::new([0; CONF_MAX]));
+
+/// Runs the global part of initialisation once; other threads that get
+/// here meanwhile wait for it (it takes microseconds and never blocks).
+#[inline]
+pub fn global() {
+    if GLOBAL.load(Ordering::Acquire) != DONE {
+        global_slow();
+    }
+}
+
+#[cold]
+fn global_slow() {
+    match GLOBAL.compare_exchange(UNINIT, RUNNING, Ordering::Acquire, Ordering::Acquire) {
+        Ok(_) => {
+            config::load();
+            copy_malloc_conf();
+            GLOBAL.store(DONE, Ordering::Release);
+        }
+        Err(_) => {
+            while GLOBAL.load(Ordering::Acquire) != DONE {
+                core::hint::spin_loop();
+            }
+        }
+    }
+}
+
+/// Points `_rjem_malloc_conf` at a NUL-terminated copy of `MALLOC_CONF`.
+fn copy_malloc_conf() {
+    let mut found: Option<&[u8]> = None;
+    config::for_each_env(|name, value| {
+        if name == b"MALLOC_CONF" {
+            // SAFETY: `environ`'s strings outlive load; only the slice is kept.
+            found = Some(unsafe { core::slice::from_raw_parts(value.as_ptr(), value.len()) });
+        }
+    });
+    let Some(value) = found else { return };
+    if value.len() >= CONF_MAX {
+        log::warn(format_args!(
+            "MALLOC_CONF is {} bytes, longer than {}: ignored",
+            value.len(),
+            CONF_MAX - 1
+        ));
+        return;
+    }
+    // SAFETY: CONF_BUF is written only here, once, while GLOBAL is RUNNING
+    // (no other thread proceeds to jemalloc until DONE is published).
+    unsafe {
+        let buf = &mut *CONF_BUF.0.get();
+        buf[..value.len()].copy_from_slice(value);
+        buf[value.len()] = 0;
+        _rjem_malloc_conf.store(buf.as_mut_ptr().cast(), Ordering::Release);
+    }
+}
+
+/// The calling thread's first allocator call: global init, then clear the
+/// unseen bit. Returns the thread's scope flags.
+#[cold]
+pub fn thread_first_call() -> u32 {
+    global();
+    let st = tls::state();
+    let flags = st.flags.get() & !tls::THREAD_UNSEEN;
+    st.flags.set(flags);
+    flags
+}
+
+/// Runs when the library is loaded, in case no allocation came first.
+#[ctor::ctor(unsafe)]
+fn on_load() {
+    global();
+}

@@ -1,0 +1,26 @@
+//! memscope: an `LD_PRELOAD` malloc built on jemalloc, with per-thread
+//! allocation context scopes (NORECLAIM, NOFAIL, NOWARN, NOFS, NOIO) in
+//! the manner of the kernel's `memalloc_*_save()`. See docs/DESIGN.md.
+//!
+//! Rule for the whole crate: nothing reachable from an exported function
+//! panics, unwinds, or allocates through the exported `malloc`.
+
+pub mod api;
+pub mod config;
+pub mod counters;
+pub mod ctl;
+pub mod exports;
+pub mod glibc;
+pub mod init;
+pub mod log;
+pub mod maintenance;
+pub mod pool;
+pub mod posix;
+pub mod route;
+pub mod scope;
+pub mod tls;
+
+/// The shim's own Rust allocations go to jemalloc directly (the `_rjem_`
+/// names), never through the exported `malloc`.
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

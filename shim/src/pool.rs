@@ -1,0 +1,593 @@
+//! The NORECLAIM pool: memory reserved and pre-faulted ahead of time, served
+//! through a dedicated jemalloc arena whose extent hooks never call the OS.
+//!
+//! One virtual region is reserved (`PROT_NONE`, aligned to its own size and
+//! at most 1 GiB, so it sits under one jemalloc radix-tree leaf that the
+//! warm-up creates) and committed from the bottom with `MAP_POPULATE` by
+//! the process's first NORECLAIM push and then by the maintenance thread.
+//! The arena's alloc hook only bumps a pointer through committed memory;
+//! its dalloc, decommit and purge hooks opt out, and decay is off, so
+//! memory the arena has once had is reused, never returned or re-faulted.
+//!
+//! Rule: the hooks run on scoped threads: atomics only, no syscalls.
+
+use core::ffi::{c_uint, c_void};
+use core::ptr::null_mut;
+use core::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering::*};
+
+use tikv_jemalloc_sys as jem;
+
+use crate::config::CONFIG;
+use crate::counters::{count, Event};
+use crate::{ctl, log, maintenance, tls};
+
+const NONE: u8 = 0;
+const CREATING: u8 = 1;
+const READY: u8 = 2;
+const FAILED: u8 = 3;
+
+/// Commit granularity (a huge page, so THP can back the pool).
+pub const CHUNK: usize = 2 << 20;
+/// The largest region: one jemalloc rtree leaf covers 1 GiB on x86_64.
+const REGION_MAX: usize = 1 << 30;
+const REGION_MIN: usize = 64 << 20;
+
+struct Pool {
+    state: AtomicU8,
+    arena: AtomicU32,
+    base: AtomicUsize,
+    /// Bytes reserved at `base`.
+    reserved: AtomicUsize,
+    /// Bytes from `base` that are mapped, populated (and maybe locked).
+    committed: AtomicUsize,
+    /// Bytes from `base` handed to jemalloc by the alloc hook.
+    carved: AtomicUsize,
+}
+
+static POOL: Pool = Pool {
+    state: AtomicU8::new(NONE),
+    arena: AtomicU32::new(0),
+    base: AtomicUsize::new(0),
+    reserved: AtomicUsize::new(0),
+    committed: AtomicUsize::new(0),
+    carved: AtomicUsize::new(0),
+};
+
+/// What the pool holds, for counters and tests.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Usage {
+    pub reserved: usize,
+    pub committed: usize,
+    pub carved: usize,
+}
+
+pub fn usage() -> Usage {
+    Usage {
+        reserved: POOL.reserved.load(Relaxed),
+        committed: POOL.committed.load(Relaxed),
+        carved: POOL.carved.load(Relaxed),
+    }
+}
+
+pub fn is_ready() -> bool {
+    POOL.state.load(Acquire) == READY
+}
+
+/// True if `p` points into the pool region (a block a pool arena served).
+#[inline]
+pub fn contains(p: *const c_void) -> bool {
+    let base = POOL.base.load(Relaxed);
+    (p as usize).wrapping_sub(base) < POOL.reserved.load(Relaxed)
+}
+
+fn high_watermark() -> usize {
+    (CONFIG.noreclaim_pool.load(Relaxed) as usize).max(CHUNK)
+}
+
+fn low_watermark() -> usize {
+    high_watermark() / 4
+}
+
+/// Committed bytes jemalloc has not asked for yet.
+fn headroom() -> usize {
+    POOL.committed.load(Acquire).saturating_sub(POOL.carved.load(Relaxed))
+}
+
+pub fn needs_refill() -> bool {
+    is_ready() && headroom() < low_watermark()
+}
+
+// ---------------------------------------------------------------- hooks
+
+static HOOKS: jem::extent_hooks_t = jem::extent_hooks_t {
+    alloc: Some(hook_alloc),
+    dalloc: Some(hook_opt_out_dalloc),
+    destroy: Some(hook_destroy),
+    commit: Some(hook_commit),
+    decommit: Some(hook_opt_out_range),
+    purge_lazy: Some(hook_opt_out_range),
+    purge_forced: Some(hook_opt_out_range),
+    split: Some(hook_split),
+    merge: Some(hook_merge),
+};
+
+/// Carves `size` bytes aligned to `align` from committed memory, or NULL.
+unsafe extern "C" fn hook_alloc(
+    _hooks: *mut jem::extent_hooks_t,
+    new_addr: *mut c_void,
+    size: usize,
+    align: usize,
+    zero: *mut bool,
+    commit: *mut bool,
+    _arena: c_uint,
+) -> *mut c_void {
+    if !new_addr.is_null() {
+        // Growing an extent in place: only the next carve could, and
+        // jemalloc copes with a refusal.
+        return null_mut();
+    }
+    let base = POOL.base.load(Relaxed);
+    let mut carved = POOL.carved.load(Relaxed);
+    loop {
+        let start = (base + carved + align - 1) & !(align - 1);
+        let end = start + size;
+        if end > base + POOL.committed.load(Acquire) {
+            maintenance::wake();
+            return null_mut();
+        }
+        match POOL.carved.compare_exchange_weak(carved, end - base, Relaxed, Relaxed) {
+            Ok(_) => {
+                if headroom() < low_watermark() {
+                    count(Event::PoolLowWatermark);
+                    maintenance::wake();
+                }
+                // Committed, but not known to be zero: the radix-tree
+                // warm-up (`warm_radix_tree`) may have written here.
+                *zero = false;
+                *commit = true;
+                return start as *mut c_void;
+            }
+            Err(now) => carved = now,
+        }
+    }
+}
+
+/// Opt out: the extent stays mapped and jemalloc retains it for reuse.
+unsafe extern "C" fn hook_opt_out_dalloc(
+    _: *mut jem::extent_hooks_t,
+    _: *mut c_void,
+    _: usize,
+    _: bool,
+    _: c_uint,
+) -> bool {
+    true
+}
+
+/// Called only if the arena were destroyed, which memscope never does.
+unsafe extern "C" fn hook_destroy(_: *mut jem::extent_hooks_t, _: *mut c_void, _: usize, _: bool, _: c_uint) {}
+
+/// Pool memory is always committed: committing succeeds without work.
+unsafe extern "C" fn hook_commit(
+    _: *mut jem::extent_hooks_t,
+    _: *mut c_void,
+    _: usize,
+    _: usize,
+    _: usize,
+    _: c_uint,
+) -> bool {
+    false
+}
+
+/// Opt out of decommit and purge: pages stay resident.
+unsafe extern "C" fn hook_opt_out_range(
+    _: *mut jem::extent_hooks_t,
+    _: *mut c_void,
+    _: usize,
+    _: usize,
+    _: usize,
+    _: c_uint,
+) -> bool {
+    true
+}
+
+unsafe extern "C" fn hook_split(
+    _: *mut jem::extent_hooks_t,
+    _: *mut c_void,
+    _: usize,
+    _: usize,
+    _: usize,
+    _: bool,
+    _: c_uint,
+) -> bool {
+    false
+}
+
+unsafe extern "C" fn hook_merge(
+    _: *mut jem::extent_hooks_t,
+    _: *mut c_void,
+    _: usize,
+    _: *mut c_void,
+    _: usize,
+    _: bool,
+    _: c_uint,
+) -> bool {
+    false
+}
+
+// ---------------------------------------------------------------- growth
+
+/// Commits and pre-faults `bytes` more of the region (rounded to chunks).
+/// Runs outside every scope: setup, or the maintenance thread.
+pub fn grow(bytes: usize) -> bool {
+    let bytes = (bytes + CHUNK - 1) & !(CHUNK - 1);
+    let base = POOL.base.load(Relaxed);
+    let committed = POOL.committed.load(Relaxed);
+    let bytes = bytes.min(POOL.reserved.load(Relaxed) - committed);
+    if bytes == 0 {
+        return false;
+    }
+    let at = (base + committed) as *mut c_void;
+    // SAFETY: [at, at+bytes) lies inside our own PROT_NONE reservation,
+    // which nothing else maps; MAP_FIXED replaces only that.
+    let p = unsafe {
+        libc::mmap(
+            at,
+            bytes,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_POPULATE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        log::warn(format_args!(
+            "NORECLAIM pool: could not commit {} more bytes (errno {})",
+            bytes,
+            log::errno()
+        ));
+        return false;
+    }
+    // SAFETY: `at` is the mapping just made.
+    if CONFIG.pool_mlock.load(Relaxed) && unsafe { libc::mlock(at, bytes) } != 0 {
+        log::warn(format_args!(
+            "MEMSCOPE_POOL_MLOCK: mlock of {} bytes failed (errno {}); the pool may be swapped out",
+            bytes,
+            log::errno()
+        ));
+    }
+    warm_radix_tree(base + committed, base + committed + bytes);
+    POOL.committed.store(committed + bytes, Release);
+    true
+}
+
+/// Tops the pool's headroom back up to the high watermark. Returns true if
+/// anything was committed.
+pub fn refill() -> bool {
+    if !is_ready() {
+        return false;
+    }
+    let room = headroom();
+    let high = high_watermark();
+    if room >= low_watermark() {
+        return false;
+    }
+    let grew = grow(high - room);
+    if grew {
+        count(Event::PoolRefill);
+    }
+    grew
+}
+
+/// Reserves the region: the largest power of two from `REGION_MAX` down
+/// that the address space (or `RLIMIT_AS`) grants, aligned to itself.
+fn reserve() -> Option<(usize, usize)> {
+    let want = (high_watermark() * 8).next_power_of_two().clamp(REGION_MIN, REGION_MAX);
+    let floor = (high_watermark() * 2).next_power_of_two().min(want);
+    let mut size = want;
+    while size >= floor {
+        // Over-reserve twice the size so an aligned window exists inside.
+        // SAFETY: a fresh anonymous PROT_NONE mapping at a kernel-chosen address.
+        let p = unsafe {
+            libc::mmap(
+                null_mut(),
+                size * 2,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p != libc::MAP_FAILED {
+            let start = p as usize;
+            let aligned = (start + size - 1) & !(size - 1);
+            // SAFETY: both trims lie inside the mapping just made.
+            unsafe {
+                if aligned > start {
+                    libc::munmap(p, aligned - start);
+                }
+                let end = start + size * 2;
+                if end > aligned + size {
+                    libc::munmap((aligned + size) as *mut c_void, end - aligned - size);
+                }
+            }
+            return Some((aligned, size));
+        }
+        size /= 2;
+    }
+    None
+}
+
+/// Creates the pool on the process's first NORECLAIM push. Other threads
+/// arriving meanwhile wait. Returns false if the pool could not be made.
+pub fn ensure_process_pool() -> bool {
+    match POOL.state.load(Acquire) {
+        READY => return true,
+        FAILED => return false,
+        _ => {}
+    }
+    if POOL.state.compare_exchange(NONE, CREATING, Acquire, Acquire).is_ok() {
+        let ok = create();
+        POOL.state.store(if ok { READY } else { FAILED }, Release);
+        if ok {
+            maintenance::ensure_started();
+        }
+        return ok;
+    }
+    loop {
+        match POOL.state.load(Acquire) {
+            READY => return true,
+            FAILED => return false,
+            // SAFETY: sched_yield has no preconditions.
+            _ => unsafe {
+                libc::sched_yield();
+            },
+        }
+    }
+}
+
+fn create() -> bool {
+    let Some((base, size)) = reserve() else {
+        log::warn(format_args!("NORECLAIM pool: could not reserve address space; NORECLAIM allocations will fail"));
+        return false;
+    };
+    POOL.base.store(base, Relaxed);
+    POOL.reserved.store(size, Relaxed);
+    if !grow(high_watermark()) {
+        return false;
+    }
+    let Some(arena) = create_arena(&HOOKS) else {
+        log::warn(format_args!("NORECLAIM pool: arenas.create failed; NORECLAIM allocations will fail"));
+        return false;
+    };
+    POOL.arena.store(arena, Relaxed);
+    warm_up_arena(arena);
+    make_purging_deferrable();
+    true
+}
+
+/// Creates a manual arena over `hooks`, with decay off.
+fn create_arena(hooks: &'static jem::extent_hooks_t) -> Option<u32> {
+    let hooks: *const jem::extent_hooks_t = hooks;
+    let mut arena: c_uint = 0;
+    let mut len = core::mem::size_of::<c_uint>();
+    // SAFETY: `arenas.create` reads an `extent_hooks_t *` and writes an
+    // unsigned; the hooks are statics that outlive the arena.
+    let rc = unsafe {
+        jem::mallctl(
+            c"arenas.create".as_ptr(),
+            (&mut arena as *mut c_uint).cast(),
+            &mut len,
+            (&hooks as *const *const jem::extent_hooks_t).cast_mut().cast(),
+            core::mem::size_of::<*const jem::extent_hooks_t>(),
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    let i = arena as usize;
+    // Decay off: nothing in this arena is ever purged.
+    for name in [c"arena.0.dirty_decay_ms", c"arena.0.muzzy_decay_ms"] {
+        if let Some(m) = ctl::Mib::new(name) {
+            m.at(1, i).write::<isize>(-1);
+        }
+    }
+    // Ask the hook for modest steps rather than jemalloc's doubling growth.
+    if let Some(m) = ctl::Mib::new(c"arena.0.retain_grow_limit") {
+        m.at(1, i).write::<usize>(CHUNK);
+    }
+    Some(arena)
+}
+
+/// Allocates through the new arena once, outside any scope, so its base
+/// blocks, edata caches and radix-tree leaf exist before a scoped thread
+/// needs them (creating a leaf maps memory).
+fn warm_up_arena(arena: u32) {
+    let flags = jem::MALLOCX_ARENA(arena as usize) | jem::MALLOCX_TCACHE_NONE;
+    for size in [16usize, 4096, 64 << 10, 1 << 20] {
+        // SAFETY: plain allocate and free through a valid arena index.
+        unsafe {
+            let p = jem::mallocx(size, flags);
+            if !p.is_null() {
+                jem::dallocx(p, jem::MALLOCX_TCACHE_NONE);
+            }
+        }
+    }
+}
+
+/// Makes sure purging can always be left to jemalloc's background threads:
+/// turns them on (with them, application threads never purge on decay,
+/// so a scoped thread's own cache upkeep cannot end up in `madvise`), and
+/// raises a decay time of 0 ("purge at once, on the freeing thread") to
+/// 1 ms for every ordinary arena.
+fn make_purging_deferrable() {
+    if ctl::write(c"background_thread", true) != 0 {
+        log::warn(format_args!(
+            "could not enable jemalloc background threads; a NORECLAIM thread's cache upkeep may purge"
+        ));
+    }
+    let narenas = ctl::read::<c_uint>(c"arenas.narenas").unwrap_or(0) as usize;
+    let pool = POOL.arena.load(Relaxed) as usize;
+    for (name, default_name) in [
+        (c"arena.0.dirty_decay_ms", c"arenas.dirty_decay_ms"),
+        (c"arena.0.muzzy_decay_ms", c"arenas.muzzy_decay_ms"),
+    ] {
+        if ctl::read::<isize>(default_name) == Some(0) {
+            log::warn(format_args!(
+                "{}:0 purges on the freeing thread, which NORECLAIM forbids: raised to 1 ms",
+                default_name.to_str().unwrap_or("decay").trim_start_matches("arenas.")
+            ));
+            ctl::write::<isize>(default_name, 1);
+        }
+        let Some(mib) = ctl::Mib::new(name) else { continue };
+        for i in (0..narenas).filter(|&i| i != pool) {
+            let arena = mib.at(1, i);
+            if arena.read::<isize>() == Some(0) {
+                arena.write::<isize>(1);
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------ radix-tree warm-up
+
+// jemalloc maps each page of an extent to its metadata in a global radix
+// tree whose leaves are mapped lazily and filled as extents are
+// registered: the first extent registered in each 2 MiB of address space
+// writes to an untouched page of a leaf, a page fault. For the pool that
+// would happen on scoped threads as jemalloc first uses each part of a
+// refill. So every range is registered once before it is published: a
+// throw-away arena carves it into 1 MiB blocks (boundaries every 1 MiB
+// touch every leaf page), frees them, and is destroyed, which deregisters
+// everything and leaves the range to the pool. The leaf pages stay
+// resident (8 bytes of leaf per 4 KiB page of pool).
+
+static WARM_CURSOR: AtomicUsize = AtomicUsize::new(0);
+static WARM_END: AtomicUsize = AtomicUsize::new(0);
+
+static WARM_HOOKS: jem::extent_hooks_t = jem::extent_hooks_t {
+    alloc: Some(warm_hook_alloc),
+    dalloc: Some(hook_opt_out_dalloc),
+    destroy: Some(hook_destroy),
+    commit: Some(hook_commit),
+    decommit: Some(hook_opt_out_range),
+    purge_lazy: Some(hook_opt_out_range),
+    purge_forced: Some(hook_opt_out_range),
+    split: Some(hook_split),
+    merge: Some(hook_merge),
+};
+
+/// Carves from the range being warmed (one thread: the one warming).
+unsafe extern "C" fn warm_hook_alloc(
+    _hooks: *mut jem::extent_hooks_t,
+    new_addr: *mut c_void,
+    size: usize,
+    align: usize,
+    zero: *mut bool,
+    commit: *mut bool,
+    _arena: c_uint,
+) -> *mut c_void {
+    let cursor = WARM_CURSOR.load(Relaxed);
+    let start = (cursor + align - 1) & !(align - 1);
+    if !new_addr.is_null() || start + size > WARM_END.load(Relaxed) {
+        return null_mut();
+    }
+    WARM_CURSOR.store(start + size, Relaxed);
+    *zero = false;
+    *commit = true;
+    start as *mut c_void
+}
+
+/// Registers `[start, end)` with jemalloc's radix tree and forgets it
+/// again (see above). Runs outside every scope, one call at a time (pool
+/// creation, then the maintenance thread).
+fn warm_radix_tree(start: usize, end: usize) {
+    WARM_CURSOR.store(start, Relaxed);
+    WARM_END.store(end, Relaxed);
+    let Some(arena) = create_arena(&WARM_HOOKS) else {
+        return;
+    };
+    let flags = jem::MALLOCX_ARENA(arena as usize) | jem::MALLOCX_TCACHE_NONE;
+    const MAX_BLOCKS: usize = REGION_MAX >> 20;
+    let mut blocks = [0usize; MAX_BLOCKS];
+    let mut n = 0;
+    while n < MAX_BLOCKS {
+        // SAFETY: an allocation from a valid arena; freed just below.
+        let p = unsafe { jem::mallocx(1 << 20, flags) };
+        if p.is_null() {
+            break;
+        }
+        blocks[n] = p as usize;
+        n += 1;
+    }
+    for &p in &blocks[..n] {
+        // SAFETY: each block came from the loop above.
+        unsafe { jem::dallocx(p as *mut c_void, jem::MALLOCX_TCACHE_NONE) };
+    }
+    if let Some(m) = ctl::Mib::new(c"arena.0.destroy") {
+        m.at(1, arena as usize).call();
+    }
+}
+
+// ------------------------------------------------------- per-thread cache
+
+/// Gives the calling thread its explicit cache for the pool arena and
+/// pre-touches it. Runs inside `push`, before the flag takes effect.
+pub fn ensure_thread_cache() {
+    let st = tls::state();
+    if st.pool_tcache.get() != 0 || !is_ready() {
+        return;
+    }
+    let arena = POOL.arena.load(Relaxed) as usize;
+    match ctl::read::<c_uint>(c"tcache.create") {
+        Some(id) => {
+            st.pool_tcache.set(id + 2);
+            st.pool_mallocx_flags.set(jem::MALLOCX_ARENA(arena) | jem::MALLOCX_TCACHE(id as usize));
+        }
+        None => {
+            // Out of explicit caches (jemalloc has 4096): go through the
+            // pool arena's bins directly; slower, still no OS calls.
+            st.pool_tcache.set(1);
+            st.pool_mallocx_flags.set(jem::MALLOCX_ARENA(arena) | jem::MALLOCX_TCACHE_NONE);
+        }
+    }
+    maintenance::register_thread_exit();
+    warm_up_thread_cache(st.pool_mallocx_flags.get());
+}
+
+/// One allocate+free per small size class through the thread's cache, so
+/// its bins' backing memory is touched before any scope needs it.
+fn warm_up_thread_cache(flags: i32) {
+    let free_flags = flags & TCACHE_FIELD;
+    let mut size = 8usize;
+    while size <= 16 << 10 {
+        // SAFETY: allocate and free through the thread's own pool cache.
+        unsafe {
+            let p = jem::mallocx(size, flags);
+            if !p.is_null() {
+                jem::dallocx(p, free_flags);
+            }
+        }
+        size += (size / 4).max(8);
+    }
+}
+
+/// The `dallocx` flags for the calling thread's pool cache.
+#[inline]
+pub fn thread_free_flags(st: &tls::ThreadState) -> i32 {
+    // The arena field means nothing on free; keep the cache.
+    st.pool_mallocx_flags.get() & TCACHE_FIELD
+}
+
+/// The `MALLOCX_TCACHE` field of a flags word (bits 8 to 19).
+const TCACHE_FIELD: i32 = 0xfff << 8;
+
+/// Destroys the calling thread's explicit cache (thread exit).
+pub fn release_thread_cache() {
+    let st = tls::state();
+    let id = st.pool_tcache.get();
+    st.pool_tcache.set(0);
+    st.pool_mallocx_flags.set(0);
+    if id >= 2 {
+        ctl::write::<c_uint>(c"tcache.destroy", id - 2);
+    }
+}

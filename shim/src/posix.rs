@@ -1,0 +1,196 @@
+//! C semantics over jemalloc, exactly as glibc documents them: errno on
+//! every NULL, overflow checks, alignment rules and EINVAL, `realloc(p, 0)`.
+//!
+//! Hot path: `malloc`, `free`, `calloc`, `realloc` test the thread's flag
+//! word and, when it is zero (no scope, thread already seen), go straight
+//! to jemalloc. Anything else goes to `route`, which knows the scopes.
+
+use core::ffi::{c_int, c_void};
+use core::ptr::null_mut;
+
+use tikv_jemalloc_sys as jem;
+
+use crate::log::set_errno;
+use crate::{route, tls};
+
+/// glibc's `MALLOC_ALIGNMENT` on 64-bit targets: what plain malloc gives.
+pub const MIN_ALIGN: usize = 16;
+
+#[inline(always)]
+fn plain() -> bool {
+    tls::flags() == 0
+}
+
+/// # Safety
+/// As C `malloc`.
+#[inline(always)]
+pub unsafe fn malloc(size: usize) -> *mut c_void {
+    if plain() {
+        return jem::malloc(size);
+    }
+    route::alloc(size, 0)
+}
+
+/// # Safety
+/// `p` is NULL or a live block from this allocator.
+#[inline(always)]
+pub unsafe fn free(p: *mut c_void) {
+    if plain() {
+        return jem::free(p);
+    }
+    route::free(p)
+}
+
+/// # Safety
+/// As C `calloc`.
+#[inline(always)]
+pub unsafe fn calloc(n: usize, size: usize) -> *mut c_void {
+    if plain() {
+        return jem::calloc(n, size);
+    }
+    match n.checked_mul(size) {
+        Some(total) => route::alloc(total, jem::MALLOCX_ZERO),
+        None => enomem(),
+    }
+}
+
+/// # Safety
+/// `p` is NULL or a live block from this allocator.
+#[inline]
+pub unsafe fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
+    if p.is_null() {
+        return malloc(size);
+    }
+    if size == 0 {
+        // glibc (REALLOC_ZERO_BYTES_FREES): free and return NULL, errno
+        // untouched.
+        free(p);
+        return null_mut();
+    }
+    if plain() {
+        return jem::realloc(p, size);
+    }
+    route::realloc(p, size)
+}
+
+/// # Safety
+/// As `realloc`.
+pub unsafe fn reallocarray(p: *mut c_void, n: usize, size: usize) -> *mut c_void {
+    match n.checked_mul(size) {
+        Some(total) => realloc(p, total),
+        None => enomem(),
+    }
+}
+
+/// # Safety
+/// `memptr` is valid for a pointer write.
+pub unsafe fn posix_memalign(memptr: *mut *mut c_void, align: usize, size: usize) -> c_int {
+    if !align.is_power_of_two() || align % core::mem::size_of::<*mut c_void>() != 0 {
+        return libc::EINVAL;
+    }
+    let p = aligned(align, size);
+    if p.is_null() {
+        return libc::ENOMEM;
+    }
+    *memptr = p;
+    0
+}
+
+/// C11 `aligned_alloc` as glibc 2.38 and later document it: the alignment
+/// must be a power of two, else NULL with EINVAL. (Older glibc treated it
+/// like `memalign`; see docs/DESIGN.md.)
+pub unsafe fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
+    if !align.is_power_of_two() {
+        set_errno(libc::EINVAL);
+        return null_mut();
+    }
+    aligned_or_enomem(align, size)
+}
+
+/// glibc `memalign`: an alignment that is not a power of two is rounded up
+/// to the next one; one above `SIZE_MAX / 2 + 1` is EINVAL.
+pub unsafe fn memalign(align: usize, size: usize) -> *mut c_void {
+    if align > usize::MAX / 2 + 1 {
+        set_errno(libc::EINVAL);
+        return null_mut();
+    }
+    aligned_or_enomem(align.max(1).next_power_of_two(), size)
+}
+
+pub unsafe fn valloc(size: usize) -> *mut c_void {
+    aligned_or_enomem(page_size(), size)
+}
+
+/// glibc `pvalloc`: page-aligned, size rounded up to whole pages (one page
+/// for 0); a size whose rounding overflows is ENOMEM.
+pub unsafe fn pvalloc(size: usize) -> *mut c_void {
+    let page = page_size();
+    match size.max(1).checked_add(page - 1) {
+        Some(s) => aligned_or_enomem(page, s & !(page - 1)),
+        None => enomem(),
+    }
+}
+
+/// # Safety
+/// `p` is NULL or a live block from this allocator.
+pub unsafe fn malloc_usable_size(p: *mut c_void) -> usize {
+    if p.is_null() {
+        0
+    } else {
+        jem::malloc_usable_size(p)
+    }
+}
+
+/// C23 `free_sized`: `size` must be what was requested.
+pub unsafe fn free_sized(p: *mut c_void, size: usize) {
+    if p.is_null() {
+        return;
+    }
+    if plain() {
+        return jem::sdallocx(p, size.max(1), 0);
+    }
+    route::free(p)
+}
+
+/// C23 `free_aligned_sized`: `align` and `size` as passed to
+/// `aligned_alloc`.
+pub unsafe fn free_aligned_sized(p: *mut c_void, align: usize, size: usize) {
+    if p.is_null() {
+        return;
+    }
+    if plain() && align.is_power_of_two() {
+        return jem::sdallocx(p, size.max(1), jem::MALLOCX_ALIGN(align));
+    }
+    route::free(p)
+}
+
+unsafe fn aligned(align: usize, size: usize) -> *mut c_void {
+    if align <= MIN_ALIGN {
+        return malloc(size);
+    }
+    // mallocx(0) is undefined in jemalloc; C allows a unique pointer.
+    route::alloc(size.max(1), jem::MALLOCX_ALIGN(align))
+}
+
+unsafe fn aligned_or_enomem(align: usize, size: usize) -> *mut c_void {
+    let p = aligned(align, size);
+    if p.is_null() {
+        set_errno(libc::ENOMEM);
+    }
+    p
+}
+
+fn enomem() -> *mut c_void {
+    set_errno(libc::ENOMEM);
+    null_mut()
+}
+
+pub fn page_size() -> usize {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 {
+        p as usize
+    } else {
+        4096
+    }
+}

@@ -1,0 +1,207 @@
+//! The slow side of every entry point: calls whose thread has a non-zero
+//! flag word (a scope is in force, or the thread is new) come here and are
+//! sent to the allocator the scope asks for.
+//!
+//! Rule: on a NORECLAIM thread nothing here may make a syscall, take a
+//! lock that purging holds, or touch memory that is not pre-faulted.
+//! NORECLAIM allocations come from the pool through the thread's explicit
+//! cache; frees of pool blocks go back through that cache; frees of any
+//! other block are deferred to the maintenance thread.
+
+use core::ffi::c_void;
+use core::ptr::null_mut;
+use core::sync::atomic::Ordering::Relaxed;
+
+use tikv_jemalloc_sys as jem;
+
+use crate::counters::{count, Event};
+use crate::log::set_errno;
+use crate::scope::{NORECLAIM, NOWARN};
+use crate::{init, maintenance, pool, tls};
+
+/// `mallocx` flag bits a caller may choose in a scope: alignment and zero.
+/// Arena and cache choices are the scope's to make.
+const CALLER_BITS: i32 = 0x3f | jem::MALLOCX_ZERO;
+
+/// The calling thread's scope flags, initialising the thread if new.
+#[inline]
+pub fn scope_flags() -> u32 {
+    let f = tls::flags();
+    if f & tls::THREAD_UNSEEN != 0 {
+        init::thread_first_call()
+    } else {
+        f
+    }
+}
+
+/// Allocates `size` bytes with `mallocx` flags (alignment, zero) in the
+/// calling thread's context. NULL sets `errno = ENOMEM`.
+///
+/// # Safety
+/// `mallocx_flags` holds only `MALLOCX_ALIGN`/`MALLOCX_ZERO` bits.
+#[cold]
+pub unsafe fn alloc(size: usize, mallocx_flags: i32) -> *mut c_void {
+    let flags = scope_flags();
+    let p = if flags & NORECLAIM != 0 {
+        pool_alloc(size, mallocx_flags, flags)
+    } else if mallocx_flags == 0 {
+        jem::malloc(size)
+    } else {
+        jem::mallocx(size.max(1), mallocx_flags)
+    };
+    if p.is_null() {
+        set_errno(libc::ENOMEM);
+    }
+    p
+}
+
+/// # Safety
+/// `p` is NULL or a live block from this allocator.
+#[cold]
+pub unsafe fn free(p: *mut c_void) {
+    if scope_flags() & NORECLAIM != 0 {
+        pool_free(p)
+    } else {
+        jem::free(p)
+    }
+}
+
+/// # Safety
+/// `p` is a live block from this allocator, `size > 0`.
+#[cold]
+pub unsafe fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
+    let flags = scope_flags();
+    let q = if flags & NORECLAIM != 0 {
+        pool_realloc(p, size, 0, flags)
+    } else {
+        jem::realloc(p, size)
+    };
+    if q.is_null() {
+        set_errno(libc::ENOMEM);
+    }
+    q
+}
+
+/// jemalloc's `mallocx` in the calling thread's context (no errno, as
+/// jemalloc).
+///
+/// # Safety
+/// As jemalloc's `mallocx`.
+#[cold]
+pub unsafe fn mallocx(size: usize, mflags: i32) -> *mut c_void {
+    let flags = scope_flags();
+    if flags & NORECLAIM != 0 {
+        pool_alloc(size, mflags & CALLER_BITS, flags)
+    } else {
+        jem::mallocx(size, mflags)
+    }
+}
+
+/// # Safety
+/// As jemalloc's `rallocx`.
+#[cold]
+pub unsafe fn rallocx(p: *mut c_void, size: usize, mflags: i32) -> *mut c_void {
+    let flags = scope_flags();
+    if flags & NORECLAIM != 0 {
+        pool_realloc(p, size, mflags & CALLER_BITS, flags)
+    } else {
+        jem::rallocx(p, size, mflags)
+    }
+}
+
+/// In place only. Inside NORECLAIM a block from outside the pool is left
+/// as it is (resizing it could return pages to the OS): its size is
+/// returned, which callers read as "could not resize".
+///
+/// # Safety
+/// As jemalloc's `xallocx`.
+#[cold]
+pub unsafe fn xallocx(p: *mut c_void, size: usize, extra: usize, mflags: i32) -> usize {
+    let flags = scope_flags();
+    if flags & NORECLAIM == 0 {
+        return jem::xallocx(p, size, extra, mflags);
+    }
+    if pool::contains(p) {
+        let st = tls::state();
+        jem::xallocx(p, size, extra, (mflags & CALLER_BITS) | pool::thread_free_flags(st))
+    } else {
+        jem::sallocx(p, 0)
+    }
+}
+
+/// `dallocx`/`sdallocx` (`size` 0: unknown).
+///
+/// # Safety
+/// As jemalloc's `sdallocx`.
+#[cold]
+pub unsafe fn sdallocx(p: *mut c_void, size: usize, mflags: i32) {
+    if scope_flags() & NORECLAIM != 0 {
+        pool_free(p)
+    } else if size == 0 {
+        jem::dallocx(p, mflags)
+    } else {
+        jem::sdallocx(p, size, mflags)
+    }
+}
+
+// ------------------------------------------------------------ NORECLAIM
+
+/// Serves from the pool through the thread's cache, or fails at once.
+unsafe fn pool_alloc(size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
+    let st = tls::state();
+    let pool_flags = st.pool_mallocx_flags.get();
+    if pool_flags != 0 {
+        let p = jem::mallocx(size.max(1), pool_flags | caller_bits);
+        if !p.is_null() {
+            return p;
+        }
+    }
+    fast_fail(size, flags);
+    null_mut()
+}
+
+/// GFP_NOWAIT: count, ask for a refill, report later (never here).
+fn fast_fail(size: usize, flags: u32) {
+    count(Event::NoreclaimFastFail);
+    if flags & NOWARN == 0 {
+        maintenance::FAST_FAILS_TO_REPORT.fetch_add(1, Relaxed);
+        maintenance::FAST_FAIL_LARGEST.fetch_max(size as u64, Relaxed);
+    }
+    maintenance::wake();
+}
+
+unsafe fn pool_free(p: *mut c_void) {
+    if p.is_null() {
+        return;
+    }
+    if pool::contains(p) {
+        let st = tls::state();
+        jem::dallocx(p, pool::thread_free_flags(st));
+    } else {
+        maintenance::defer_free(p);
+    }
+}
+
+/// Pool blocks are resized in the pool; others move into it and their old
+/// block's free is deferred. On failure the old block is untouched.
+unsafe fn pool_realloc(p: *mut c_void, size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
+    if p.is_null() {
+        return pool_alloc(size, caller_bits, flags);
+    }
+    let st = tls::state();
+    let pool_flags = st.pool_mallocx_flags.get();
+    if pool::contains(p) && pool_flags != 0 {
+        let q = jem::rallocx(p, size.max(1), pool_flags | caller_bits);
+        if q.is_null() {
+            fast_fail(size, flags);
+        }
+        return q;
+    }
+    let q = pool_alloc(size, caller_bits, flags);
+    if !q.is_null() {
+        let old = jem::sallocx(p, 0);
+        core::ptr::copy_nonoverlapping(p.cast::<u8>(), q.cast::<u8>(), old.min(size));
+        maintenance::defer_free(p);
+    }
+    q
+}

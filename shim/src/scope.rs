@@ -1,0 +1,113 @@
+//! Per-thread allocation context scopes: `push` ORs flags in and returns
+//! the flags in force before, `pop` restores them, as the kernel's
+//! `memalloc_*_save()`/`restore()` do.
+//!
+//! Hot path: after a thread's first NORECLAIM push, push and pop are a few
+//! loads and stores on the thread's own TLS block: no allocation, no lock,
+//! no syscall, async-signal-safe. Pops are checked against a small ring of
+//! the values pushes returned; a mismatch is counted and reported.
+
+use core::sync::atomic::{compiler_fence, Ordering};
+
+use crate::counters::{count, Event};
+use crate::{init, log, maintenance, pool, tls};
+
+pub const NORECLAIM: u32 = 0x01;
+pub const NOWARN: u32 = 0x02;
+pub const NOFAIL: u32 = 0x04;
+pub const NOFS: u32 = 0x08;
+pub const NOIO: u32 = 0x10;
+/// Every flag the API knows.
+pub const ALL: u32 = NORECLAIM | NOWARN | NOFAIL | NOFS | NOIO;
+
+/// Enters a scope on the calling thread. See `memscope_push` in the header.
+pub fn push(flags: u32) -> u32 {
+    let st = tls::state();
+    let mut cur = st.flags.get();
+    if cur & tls::THREAD_UNSEEN != 0 {
+        cur = init::thread_first_call();
+    }
+    let add = flags & ALL;
+    if add & NORECLAIM != 0 && cur & NORECLAIM == 0 {
+        enter_noreclaim(st);
+    }
+    let depth = st.depth.get();
+    st.depth.set(depth.saturating_add(1));
+    // A signal handler that pushes here uses the slot above ours.
+    compiler_fence(Ordering::SeqCst);
+    if let Some(slot) = st.ring.get(depth as usize) {
+        slot.set(cur);
+    }
+    compiler_fence(Ordering::SeqCst);
+    st.flags.set(cur | add);
+    cur
+}
+
+/// Leaves a scope: restores `saved`, the value the matching push returned.
+/// A pop that matches no push is counted and reported, and never turns a
+/// flag on.
+pub fn pop(saved: u32) {
+    let st = tls::state();
+    let cur = st.flags.get();
+    let depth = st.depth.get();
+    if depth == 0 || cur & tls::THREAD_UNSEEN != 0 {
+        misuse(cur, format_args!("memscope_pop({saved:#x}) with no scope pushed on this thread; ignored"));
+        return;
+    }
+    let top = depth - 1;
+    if let Some(expected) = st.ring.get(top as usize).map(|s| s.get()) {
+        if expected != saved {
+            misuse(
+                cur,
+                format_args!(
+                    "memscope_pop({saved:#x}) does not match the innermost memscope_push, which returned {expected:#x}; \
+                     restoring {:#x}",
+                    saved & cur
+                ),
+            );
+        }
+    }
+    let new = saved & cur & ALL;
+    st.flags.set(new);
+    compiler_fence(Ordering::SeqCst);
+    st.depth.set(top);
+    if cur & NORECLAIM != 0 && new & NORECLAIM == 0 {
+        maintenance::flush_thread();
+    }
+}
+
+/// The calling thread's flags.
+pub fn current() -> u32 {
+    let f = tls::flags();
+    if f & tls::THREAD_UNSEEN != 0 {
+        0
+    } else {
+        f & ALL
+    }
+}
+
+/// Sets up what NORECLAIM needs, before its flag takes effect: the
+/// process's pool (first time only), this thread's pool cache (first time
+/// on this thread), and the maintenance thread (again after a fork).
+fn enter_noreclaim(st: &tls::ThreadState) {
+    if st.pool_tcache.get() != 0 && maintenance::is_running() {
+        return;
+    }
+    if !pool::ensure_process_pool() {
+        count(Event::NoreclaimWithoutPool);
+        return;
+    }
+    maintenance::ensure_started();
+    if st.pool_tcache.get() == 0 {
+        pool::ensure_thread_cache();
+        maintenance::touch_thread_buffer();
+    }
+}
+
+fn misuse(cur: u32, args: core::fmt::Arguments<'_>) {
+    count(Event::ScopeMisuse);
+    // No write(2) from inside NORECLAIM or under NOWARN: counted only.
+    if cur & (NORECLAIM | NOWARN) == 0 {
+        log::warn(args);
+    }
+}

@@ -1,0 +1,162 @@
+//! Per-thread state read on every allocator call: one initial-exec TLS block.
+//!
+//! Rust's `thread_local!` in a cdylib compiles to the general-dynamic model,
+//! a call to `__tls_get_addr` on every access (about 2 ns per malloc+free
+//! pair here, see docs/DESIGN.md). The fast path must be two loads, so on
+//! x86_64 Linux the block is defined in assembly in `.tdata` and reached
+//! through its initial-exec GOT offset (`@GOTTPOFF`) off `%fs`. Elsewhere a
+//! const `thread_local!` stands in: correct, a little slower.
+//!
+//! Consequence: the library must be loaded at start-up (`LD_PRELOAD` or
+//! `DT_NEEDED`), which is what an allocator needs anyway; a `dlopen` of it
+//! would run on glibc's small static-TLS surplus.
+//!
+//! Rule: everything here is plain loads and stores; nothing allocates.
+
+use core::cell::Cell;
+
+/// Set in every new thread's initial image: the thread has not been seen.
+/// The exported entry points treat any non-zero flag word as "take the slow
+/// path", so a thread's first call runs `init::thread_first_call` once.
+pub const THREAD_UNSEEN: u32 = 1 << 31;
+
+/// Depth of the push/pop ring used to check that pops match pushes.
+pub const SCOPE_RING: usize = 16;
+
+/// The calling thread's allocator state. Zero (but for `flags`) is valid.
+#[repr(C)]
+pub struct ThreadState {
+    /// Scope flags (`MEMSCOPE_*`) in the low bits, `THREAD_UNSEEN` on top.
+    /// Zero means: plain jemalloc, the fast path.
+    pub flags: Cell<u32>,
+    /// Number of pushes not yet popped (saturating).
+    pub depth: Cell<u32>,
+    /// `MALLOCX_ARENA|MALLOCX_TCACHE` for the NORECLAIM pool, or 0 when the
+    /// thread has no pool cache yet.
+    pub pool_mallocx_flags: Cell<i32>,
+    /// Explicit tcache id + 2 (0: none created, 1: creation failed).
+    pub pool_tcache: Cell<u32>,
+    /// Set while this thread runs reclaimers or maintenance work, so that
+    /// nothing re-enters reclaim from inside.
+    pub in_reclaim: Cell<u32>,
+    /// Stats slot index + 1 (0: none claimed yet).
+    pub stats_slot: Cell<u32>,
+    /// Calls since the last timed one (stats sampling).
+    pub sample_countdown: Cell<u32>,
+    pub _pad: Cell<u32>,
+    /// The `saved` values of the innermost pushes, to check pops.
+    pub ring: [Cell<u32>; SCOPE_RING],
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod imp {
+    use super::ThreadState;
+
+    core::arch::global_asm!(
+        ".pushsection .tdata,\"awT\",@progbits",
+        ".p2align 6",
+        ".hidden memscope_thread_state",
+        ".type memscope_thread_state,@object",
+        ".size memscope_thread_state, {size}",
+        "memscope_thread_state:",
+        ".long {unseen}",
+        ".zero {rest}",
+        ".popsection",
+        size = const core::mem::size_of::<ThreadState>(),
+        unseen = const super::THREAD_UNSEEN,
+        rest = const core::mem::size_of::<ThreadState>() - 4,
+    );
+
+    /// The calling thread's flag word: two loads, no call.
+    #[inline(always)]
+    pub fn flags() -> u32 {
+        let v: u32;
+        // SAFETY: reads this thread's own TLS block through its
+        // initial-exec offset; the block exists in every thread's static
+        // TLS for as long as the thread runs.
+        unsafe {
+            core::arch::asm!(
+                "mov {off}, qword ptr [rip + memscope_thread_state@GOTTPOFF]",
+                "mov {v:e}, dword ptr fs:[{off}]",
+                off = out(reg) _,
+                v = out(reg) v,
+                options(nostack, readonly, preserves_flags),
+            );
+        }
+        v
+    }
+
+    /// The calling thread's state block.
+    #[inline(always)]
+    pub fn state() -> &'static ThreadState {
+        let p: *const ThreadState;
+        // SAFETY: `fs:0` holds the thread pointer (the TCB points at
+        // itself on x86_64); adding the block's TP offset gives its address.
+        unsafe {
+            core::arch::asm!(
+                "mov {p}, qword ptr fs:[0]",
+                "add {p}, qword ptr [rip + memscope_thread_state@GOTTPOFF]",
+                p = out(reg) p,
+                options(nostack, pure, readonly),
+            );
+            // The reference is only ever used on the owning thread
+            // (`ThreadState` is not `Sync`, and callers do not send it).
+            &*p
+        }
+    }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+mod imp {
+    use super::{ThreadState, THREAD_UNSEEN};
+    use core::cell::Cell;
+
+    const INIT: ThreadState = ThreadState {
+        flags: Cell::new(THREAD_UNSEEN),
+        depth: Cell::new(0),
+        pool_mallocx_flags: Cell::new(0),
+        pool_tcache: Cell::new(0),
+        in_reclaim: Cell::new(0),
+        stats_slot: Cell::new(0),
+        sample_countdown: Cell::new(0),
+        _pad: Cell::new(0),
+        ring: [const { Cell::new(0) }; super::SCOPE_RING],
+    };
+
+    thread_local! {
+        static STATE: ThreadState = const { INIT };
+    }
+
+    #[inline(always)]
+    pub fn flags() -> u32 {
+        STATE.with(|s| s.flags.get())
+    }
+
+    #[inline(always)]
+    pub fn state() -> &'static ThreadState {
+        // SAFETY: the block lives as long as the thread and is used only on
+        // it; `ThreadState` has no destructor.
+        STATE.with(|s| unsafe { &*(s as *const ThreadState) })
+    }
+}
+
+pub use imp::{flags, state};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_threads_start_unseen_and_state_is_per_thread() {
+        std::thread::spawn(|| {
+            assert_ne!(flags() & THREAD_UNSEEN, 0);
+            state().depth.set(7);
+            assert_eq!(state().depth.get(), 7);
+            std::thread::spawn(|| assert_eq!(state().depth.get(), 0))
+                .join()
+                .unwrap();
+        })
+        .join()
+        .unwrap();
+    }
+}
