@@ -22,9 +22,12 @@ use crate::{glibc, log, pool, tls};
 pub const BATCH: usize = 62;
 /// Hand-offs the queue holds (BATCH * QUEUE pointers in flight at most).
 const QUEUE: usize = 512;
-/// Poll interval bounds: 1 ms while busy, doubling to 100 ms when idle.
-const POLL_MIN_MS: u64 = 1;
-const POLL_MAX_MS: u64 = 100;
+/// A thread hands its deferred frees off once they hold this many bytes,
+/// so that large pool blocks come back to the pool soon.
+const BATCH_BYTES: usize = 1 << 20;
+/// Poll interval bounds: 250 us while busy, doubling to 50 ms when idle.
+const POLL_MIN_US: u64 = 250;
+const POLL_MAX_US: u64 = 50_000;
 
 enum Work {
     Free(Batch),
@@ -34,11 +37,12 @@ enum Work {
 #[derive(Clone, Copy)]
 pub struct Batch {
     len: usize,
+    bytes: usize,
     ptrs: [usize; BATCH],
 }
 
 impl Batch {
-    const EMPTY: Batch = Batch { len: 0, ptrs: [0; BATCH] };
+    const EMPTY: Batch = Batch { len: 0, bytes: 0, ptrs: [0; BATCH] };
 
     /// Frees every pointer on the calling thread.
     fn free_all(&mut self) {
@@ -47,6 +51,7 @@ impl Batch {
             unsafe { jem::free(p as *mut c_void) };
         }
         self.len = 0;
+        self.bytes = 0;
     }
 }
 
@@ -95,17 +100,20 @@ pub fn request_purge() {
     let _ = try_send(Work::Purge);
 }
 
-/// Defers freeing `p` (a block from outside the pool) off this NORECLAIM
-/// thread. Never blocks and makes no syscall unless the queue is full.
+/// Defers freeing `p` off this NORECLAIM thread. Never blocks and makes no
+/// syscall unless the queue is full.
 pub fn defer_free(p: *mut c_void) {
     count(Event::DeferredFree);
+    // SAFETY: `p` is a live block (the caller's free hands it over).
+    let size = unsafe { jem::sallocx(p, 0) };
     DEFERRED.with(|cell| {
         // SAFETY: only this thread touches its buffer, and nothing in here
         // can re-enter `defer_free` (no allocation happens in between).
         let b = unsafe { &mut *cell.get() };
         b.ptrs[b.len] = p as usize;
         b.len += 1;
-        if b.len == BATCH {
+        b.bytes += size;
+        if b.len == BATCH || b.bytes >= BATCH_BYTES {
             hand_off(b, true);
         }
     });
@@ -118,7 +126,10 @@ fn hand_off(b: &mut Batch, in_scope: bool) {
         return;
     }
     match try_send(Work::Free(*b)) {
-        Ok(()) => b.len = 0,
+        Ok(()) => {
+            b.len = 0;
+            b.bytes = 0;
+        }
         Err(_) => {
             if in_scope {
                 count(Event::DeferredFreeOverflow);
@@ -197,7 +208,7 @@ pub fn ensure_started() {
 }
 
 fn run(rx: Receiver<Work>) {
-    let mut poll_ms = POLL_MIN_MS;
+    let mut poll_us = POLL_MIN_US;
     let mut last_purges = 0;
     loop {
         let mut busy = WAKE.swap(false, Relaxed);
@@ -211,18 +222,22 @@ fn run(rx: Receiver<Work>) {
                 }
             }
         }
-        busy |= pool::refill();
+        let more_refill = pool::refill_step();
+        busy |= more_refill;
         report_fast_fails();
         let purges = counters::get(Event::MaintenancePurge);
         busy |= purges != last_purges;
         last_purges = purges;
-        poll_ms = if busy { POLL_MIN_MS } else { (poll_ms * 2).min(POLL_MAX_MS) };
-        sleep_ms(poll_ms);
+        if more_refill {
+            continue; // drain the queue again, then the next step
+        }
+        poll_us = if busy { POLL_MIN_US } else { (poll_us * 2).min(POLL_MAX_US) };
+        sleep_us(poll_us);
     }
 }
 
-fn sleep_ms(ms: u64) {
-    let ts = libc::timespec { tv_sec: 0, tv_nsec: (ms * 1_000_000) as libc::c_long };
+fn sleep_us(us: u64) {
+    let ts = libc::timespec { tv_sec: 0, tv_nsec: (us * 1_000) as libc::c_long };
     // SAFETY: `ts` is valid; an early wake-up (EINTR) is harmless.
     unsafe { libc::nanosleep(&ts, core::ptr::null_mut()) };
 }

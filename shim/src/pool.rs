@@ -93,9 +93,6 @@ fn headroom() -> usize {
     POOL.committed.load(Acquire).saturating_sub(POOL.carved.load(Relaxed))
 }
 
-pub fn needs_refill() -> bool {
-    is_ready() && headroom() < low_watermark()
-}
 
 // ---------------------------------------------------------------- hooks
 
@@ -260,22 +257,32 @@ pub fn grow(bytes: usize) -> bool {
     true
 }
 
-/// Tops the pool's headroom back up to the high watermark. Returns true if
-/// anything was committed.
-pub fn refill() -> bool {
+/// Most committed by one refill step: populating memory takes a few ms
+/// per 8 MiB, and the maintenance thread drains deferred frees between
+/// steps.
+const REFILL_STEP: usize = 8 << 20;
+static REFILLING: AtomicU8 = AtomicU8::new(0);
+
+/// One step of topping the pool's headroom back up to the high watermark
+/// once it fell below the low one. Returns true while there is more to do.
+pub fn refill_step() -> bool {
     if !is_ready() {
         return false;
     }
     let room = headroom();
     let high = high_watermark();
-    if room >= low_watermark() {
-        return false;
-    }
-    let grew = grow(high - room);
-    if grew {
+    if REFILLING.load(Relaxed) == 0 {
+        if room >= low_watermark() {
+            return false;
+        }
+        REFILLING.store(1, Relaxed);
         count(Event::PoolRefill);
     }
-    grew
+    if room >= high || !grow((high - room).min(REFILL_STEP)) {
+        REFILLING.store(0, Relaxed);
+        return false;
+    }
+    true
 }
 
 /// Reserves the region: the largest power of two from `REGION_MAX` down
@@ -365,7 +372,14 @@ fn create() -> bool {
     true
 }
 
-/// Creates a manual arena over `hooks`, with decay off.
+/// Creates a manual arena over `hooks`.
+///
+/// Its decay is what the pool needs: jemalloc merges free extents only when
+/// it decays them, so a pool that never decayed would fragment for good.
+/// With a dirty decay time, jemalloc's background thread "purges" old free
+/// extents through hooks that refuse, which moves them, merged, to the
+/// arena's retained set: still resident, reused without any OS call (the
+/// commit hook just says yes).
 fn create_arena(hooks: &'static jem::extent_hooks_t) -> Option<u32> {
     let hooks: *const jem::extent_hooks_t = hooks;
     let mut arena: c_uint = 0;
@@ -385,10 +399,9 @@ fn create_arena(hooks: &'static jem::extent_hooks_t) -> Option<u32> {
         return None;
     }
     let i = arena as usize;
-    // Decay off: nothing in this arena is ever purged.
-    for name in [c"arena.0.dirty_decay_ms", c"arena.0.muzzy_decay_ms"] {
+    for (name, ms) in [(c"arena.0.dirty_decay_ms", POOL_DECAY_MS), (c"arena.0.muzzy_decay_ms", 0)] {
         if let Some(m) = ctl::Mib::new(name) {
-            m.at(1, i).write::<isize>(-1);
+            m.at(1, i).write::<isize>(ms);
         }
     }
     // Ask the hook for modest steps rather than jemalloc's doubling growth.
@@ -397,6 +410,10 @@ fn create_arena(hooks: &'static jem::extent_hooks_t) -> Option<u32> {
     }
     Some(arena)
 }
+
+/// How long a free pool extent stays dirty before it is merged into the
+/// retained set (see `create_arena`).
+const POOL_DECAY_MS: isize = 1000;
 
 /// Allocates through the new arena once, outside any scope, so its base
 /// blocks, edata caches and radix-tree leaf exist before a scoped thread
@@ -417,33 +434,28 @@ fn warm_up_arena(arena: u32) {
 /// Makes sure purging can always be left to jemalloc's background threads:
 /// turns them on (with them, application threads never purge on decay,
 /// so a scoped thread's own cache upkeep cannot end up in `madvise`), and
-/// raises a decay time of 0 ("purge at once, on the freeing thread") to
-/// 1 ms for every ordinary arena.
+/// raises a dirty decay time of 0 ("purge at once, on the freeing thread")
+/// to 1 ms for every ordinary arena. (A muzzy decay of 0, jemalloc's
+/// default, only means dirty pages skip the muzzy state.)
 fn make_purging_deferrable() {
     if ctl::write(c"background_thread", true) != 0 {
         log::warn(format_args!(
             "could not enable jemalloc background threads; a NORECLAIM thread's cache upkeep may purge"
         ));
     }
+    if ctl::read::<isize>(c"arenas.dirty_decay_ms") == Some(0) {
+        log::warn(format_args!(
+            "dirty_decay_ms:0 purges on the freeing thread, which NORECLAIM forbids: raised to 1 ms"
+        ));
+        ctl::write::<isize>(c"arenas.dirty_decay_ms", 1);
+    }
     let narenas = ctl::read::<c_uint>(c"arenas.narenas").unwrap_or(0) as usize;
     let pool = POOL.arena.load(Relaxed) as usize;
-    for (name, default_name) in [
-        (c"arena.0.dirty_decay_ms", c"arenas.dirty_decay_ms"),
-        (c"arena.0.muzzy_decay_ms", c"arenas.muzzy_decay_ms"),
-    ] {
-        if ctl::read::<isize>(default_name) == Some(0) {
-            log::warn(format_args!(
-                "{}:0 purges on the freeing thread, which NORECLAIM forbids: raised to 1 ms",
-                default_name.to_str().unwrap_or("decay").trim_start_matches("arenas.")
-            ));
-            ctl::write::<isize>(default_name, 1);
-        }
-        let Some(mib) = ctl::Mib::new(name) else { continue };
-        for i in (0..narenas).filter(|&i| i != pool) {
-            let arena = mib.at(1, i);
-            if arena.read::<isize>() == Some(0) {
-                arena.write::<isize>(1);
-            }
+    let Some(mib) = ctl::Mib::new(c"arena.0.dirty_decay_ms") else { return };
+    for i in (0..narenas).filter(|&i| i != pool) {
+        let arena = mib.at(1, i);
+        if arena.read::<isize>() == Some(0) {
+            arena.write::<isize>(1);
         }
     }
 }
@@ -559,7 +571,8 @@ pub fn ensure_thread_cache() {
 fn warm_up_thread_cache(flags: i32) {
     let free_flags = flags & TCACHE_FIELD;
     let mut size = 8usize;
-    while size <= 16 << 10 {
+    let cached_max = ctl::read::<usize>(c"arenas.tcache_max").unwrap_or(32 << 10);
+    while size <= cached_max {
         // SAFETY: allocate and free through the thread's own pool cache.
         unsafe {
             let p = jem::mallocx(size, flags);

@@ -5,8 +5,15 @@
 //! Rule: on a NORECLAIM thread nothing here may make a syscall, take a
 //! lock that purging holds, or touch memory that is not pre-faulted.
 //! NORECLAIM allocations come from the pool through the thread's explicit
-//! cache; frees of pool blocks go back through that cache; frees of any
-//! other block are deferred to the maintenance thread.
+//! cache, and frees of pool blocks go back through it: the pool arena never
+//! purges (its hooks refuse) and its memory is reused at once, which a
+//! busy 2-core machine needs (handing them to the maintenance thread made
+//! the pool run dry while that thread waited for a core). Frees of any
+//! other block are deferred to the maintenance thread: an ordinary arena
+//! may purge on the freeing thread. One syscall remains possible on a
+//! pool free: returning an extent to the pool arena may wake jemalloc's
+//! background thread (FUTEX_WAKE) when it sleeps with nothing to do; see
+//! docs/DESIGN.md.
 
 use core::ffi::c_void;
 use core::ptr::null_mut;
@@ -110,15 +117,14 @@ pub unsafe fn rallocx(p: *mut c_void, size: usize, mflags: i32) -> *mut c_void {
 }
 
 /// In place only. Inside NORECLAIM a block from outside the pool is left
-/// as it is (resizing it could return pages to the OS): its size is
-/// returned, which callers read as "could not resize".
+/// as it is (shrinking it could purge): its size is returned, which callers
+/// read as "could not resize".
 ///
 /// # Safety
 /// As jemalloc's `xallocx`.
 #[cold]
 pub unsafe fn xallocx(p: *mut c_void, size: usize, extra: usize, mflags: i32) -> usize {
-    let flags = scope_flags();
-    if flags & NORECLAIM == 0 {
+    if scope_flags() & NORECLAIM == 0 {
         return jem::xallocx(p, size, extra, mflags);
     }
     if pool::contains(p) {
@@ -190,7 +196,7 @@ unsafe fn pool_realloc(p: *mut c_void, size: usize, caller_bits: i32, flags: u32
     }
     let st = tls::state();
     let pool_flags = st.pool_mallocx_flags.get();
-    if pool::contains(p) && pool_flags != 0 {
+    if pool_flags != 0 && pool::contains(p) {
         let q = jem::rallocx(p, size.max(1), pool_flags | caller_bits);
         if q.is_null() {
             fast_fail(size, flags);
