@@ -73,5 +73,14 @@ int main(void)
     CHECK(mallctl("version", &version, &len, NULL, 0) == 0 && version && strncmp(version, "5.", 2) == 0);
     malloc_stats_print(count_cb, NULL, "g");
     CHECK(printed > 100);
+
+    /* MALLOC_CONF reaches memscope's (prefixed) jemalloc. */
+    const char *want = getenv("EXPECT_NARENAS");
+    if (want) {
+        unsigned n = 0;
+        len = sizeof n;
+        CHECK(mallctl("opt.narenas", &n, &len, NULL, 0) == 0);
+        CHECK_MSG(n == (unsigned)atoi(want), "opt.narenas is %u, MALLOC_CONF asked for %s", n, want);
+    }
     return check_result();
 }

@@ -161,7 +161,10 @@ impl Config {
         }
         // SAFETY: sysconf has no memory-safety preconditions.
         let (pages, page) = unsafe {
-            (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE))
+            (
+                libc::sysconf(libc::_SC_PHYS_PAGES),
+                libc::sysconf(libc::_SC_PAGESIZE),
+            )
         };
         let phys = (pages.max(0) as u64).saturating_mul(page.max(0) as u64);
         (phys / 100).saturating_mul(v)
@@ -176,7 +179,9 @@ pub struct BadValue(pub &'static str);
 pub fn parse_size(s: &[u8]) -> Result<u64, BadValue> {
     let digits = s.iter().take_while(|c| c.is_ascii_digit()).count();
     if digits == 0 {
-        return Err(BadValue("expected a whole number of bytes with an optional K/M/G/T suffix"));
+        return Err(BadValue(
+            "expected a whole number of bytes with an optional K/M/G/T suffix",
+        ));
     }
     let mut n: u64 = 0;
     for &c in &s[..digits] {
@@ -187,15 +192,13 @@ pub fn parse_size(s: &[u8]) -> Result<u64, BadValue> {
     }
     let shift = match &s[digits..] {
         b"" | b"b" | b"B" => 0,
-        [u, rest @ ..] if matches!(rest, b"" | b"b" | b"B" | b"ib" | b"iB") => {
-            match u.to_ascii_uppercase() {
-                b'K' => 10,
-                b'M' => 20,
-                b'G' => 30,
-                b'T' => 40,
-                _ => return Err(BadValue("unknown size suffix (use K, M, G or T)")),
-            }
-        }
+        [u] | [u, b'b' | b'B'] | [u, b'i', b'b' | b'B'] => match u.to_ascii_uppercase() {
+            b'K' => 10,
+            b'M' => 20,
+            b'G' => 30,
+            b'T' => 40,
+            _ => return Err(BadValue("unknown size suffix (use K, M, G or T)")),
+        },
         _ => return Err(BadValue("unknown size suffix (use K, M, G or T)")),
     };
     n.checked_mul(1u64 << shift).ok_or(BadValue("size too large"))
@@ -249,24 +252,25 @@ fn apply(opt: &Opt, value: &[u8]) {
             c.nofail_max_percent.store(pct, Relaxed);
         }),
         "MEMSCOPE_NOFAIL_POLICY" => match value {
-            b"null" => Ok(c.nofail_policy.store(NofailPolicy::Null as u8, Relaxed)),
-            b"abort" => Ok(c.nofail_policy.store(NofailPolicy::Abort as u8, Relaxed)),
+            b"null" => Ok(NofailPolicy::Null),
+            b"abort" => Ok(NofailPolicy::Abort),
             _ => Err(BadValue("expected `null` or `abort`")),
-        },
+        }
+        .map(|p| c.nofail_policy.store(p as u8, Relaxed)),
         "MEMSCOPE_NOFAIL_DEADLINE_MS" => parse_count(value).map(|v| c.nofail_deadline_ms.store(v, Relaxed)),
         "MEMSCOPE_SOFT_LIMIT" => parse_size(value).map(|v| c.soft_limit.store(v, Relaxed)),
         "MEMSCOPE_STATS" => parse_bool(value).map(|v| c.stats.store(v, Relaxed)),
         "MEMSCOPE_STATS_SAMPLE" => match parse_count(value) {
             Ok(0) => Err(BadValue("must be at least 1")),
-            Ok(v) => Ok(c.stats_sample.store(v.min(u64::from(u32::MAX)), Relaxed)),
-            Err(e) => Err(e),
+            other => other.map(|v| c.stats_sample.store(v.min(u64::from(u32::MAX)), Relaxed)),
         },
         "MEMSCOPE_STATS_DIR" => set_stats_dir(value),
         "MEMSCOPE_LOG" => match value {
-            b"warn" => Ok(c.log.store(true, Relaxed)),
-            b"off" => Ok(c.log.store(false, Relaxed)),
+            b"warn" => Ok(true),
+            b"off" => Ok(false),
             _ => Err(BadValue("expected `warn` or `off`")),
-        },
+        }
+        .map(|on| c.log.store(on, Relaxed)),
         _ => Ok(()),
     };
     if let Err(BadValue(why)) = result {
@@ -365,7 +369,10 @@ mod tests {
         for bad in [&b""[..], b"K", b"-1", b"1.5G", b"12X", b"12 M", b"0x10", b"1MM"] {
             assert!(parse_size(bad).is_err(), "{:?}", core::str::from_utf8(bad));
         }
-        assert_eq!(parse_size(b"99999999999999999999"), Err(BadValue("number too large")));
+        assert_eq!(
+            parse_size(b"99999999999999999999"),
+            Err(BadValue("number too large"))
+        );
         assert_eq!(parse_size(b"99999999999T"), Err(BadValue("size too large")));
     }
 
@@ -415,7 +422,11 @@ mod tests {
     fn readme_lists_every_option() {
         let readme = include_str!("../../README.md");
         for opt in OPTIONS {
-            assert!(readme.contains(opt.name), "README.md does not document {}", opt.name);
+            assert!(
+                readme.contains(opt.name),
+                "README.md does not document {}",
+                opt.name
+            );
         }
     }
 }

@@ -22,7 +22,15 @@ pub fn read<T: Copy>(name: &CStr) -> Option<T> {
 /// Writes `value`; returns jemalloc's error code (0 on success).
 pub fn write<T: Copy>(name: &CStr, mut value: T) -> i32 {
     // SAFETY: `value` is a live `T` of the size passed.
-    unsafe { jem::mallctl(name.as_ptr(), null_mut(), null_mut(), (&mut value as *mut T).cast(), size_of::<T>()) }
+    unsafe {
+        jem::mallctl(
+            name.as_ptr(),
+            null_mut(),
+            null_mut(),
+            (&mut value as *mut T).cast(),
+            size_of::<T>(),
+        )
+    }
 }
 
 /// Runs a control that takes no value (`arena.<i>.purge`, `thread.tcache.flush`).
@@ -49,7 +57,10 @@ impl Mib {
 
     /// Returns a copy with `mib[pos] = index`.
     pub fn at(&self, pos: usize, index: usize) -> Mib {
-        let mut m = Mib { mib: self.mib, len: self.len };
+        let mut m = Mib {
+            mib: self.mib,
+            len: self.len,
+        };
         m.mib[pos] = index;
         m
     }
@@ -59,7 +70,14 @@ impl Mib {
         let mut len = size_of::<T>();
         // SAFETY: as `read` above.
         let rc = unsafe {
-            jem::mallctlbymib(self.mib.as_ptr(), self.len, v.as_mut_ptr().cast(), &mut len, null_mut(), 0)
+            jem::mallctlbymib(
+                self.mib.as_ptr(),
+                self.len,
+                v.as_mut_ptr().cast(),
+                &mut len,
+                null_mut(),
+                0,
+            )
         };
         // SAFETY: rc == 0 means jemalloc wrote the value.
         (rc == 0 && len == size_of::<T>()).then(|| unsafe { v.assume_init() })

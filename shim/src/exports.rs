@@ -175,7 +175,11 @@ pub unsafe extern "C" fn mallctl(
 }
 
 #[cfg_attr(not(test), no_mangle)]
-pub unsafe extern "C" fn mallctlnametomib(name: *const c_char, mibp: *mut usize, miblenp: *mut usize) -> c_int {
+pub unsafe extern "C" fn mallctlnametomib(
+    name: *const c_char,
+    mibp: *mut usize,
+    miblenp: *mut usize,
+) -> c_int {
     jem::mallctlnametomib(name, mibp, miblenp)
 }
 

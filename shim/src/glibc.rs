@@ -118,5 +118,5 @@ const M_MXFAST: c_int = 1;
 /// out-of-range `M_MXFAST`.
 pub fn mallopt(param: c_int, value: c_int) -> c_int {
     let max_fast = (80 * core::mem::size_of::<usize>() / 4) as c_int;
-    c_int::from(!(param == M_MXFAST && !(0..=max_fast).contains(&value)))
+    c_int::from(param != M_MXFAST || (0..=max_fast).contains(&value))
 }

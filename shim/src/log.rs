@@ -28,7 +28,11 @@ pub struct StackLine {
 
 impl StackLine {
     pub const fn new() -> Self {
-        StackLine { buf: [0; LINE_MAX], len: 0, cut: false }
+        StackLine {
+            buf: [0; LINE_MAX],
+            len: 0,
+            cut: false,
+        }
     }
 
     pub fn as_bytes(&self) -> &[u8] {
@@ -108,7 +112,10 @@ pub fn set_errno(e: i32) {
 
 /// Seconds on the coarse monotonic clock (a vDSO read, no syscall).
 pub fn coarse_seconds() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid out-pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
     ts.tv_sec as u64
@@ -118,7 +125,11 @@ pub fn coarse_seconds() -> u64 {
 fn admit() -> bool {
     let now = coarse_seconds() + 1; // +1 so that 0 means "never started"
     let start = WINDOW_START.load(Relaxed);
-    if now != start && WINDOW_START.compare_exchange(start, now, Relaxed, Relaxed).is_ok() {
+    if now != start
+        && WINDOW_START
+            .compare_exchange(start, now, Relaxed, Relaxed)
+            .is_ok()
+    {
         LINES_IN_WINDOW.store(0, Relaxed);
     }
     if LINES_IN_WINDOW.fetch_add(1, Relaxed) < LINES_PER_SECOND {

@@ -29,6 +29,9 @@ const BATCH_BYTES: usize = 1 << 20;
 const POLL_MIN_US: u64 = 250;
 const POLL_MAX_US: u64 = 50_000;
 
+// A batch travels inline in the channel's preallocated slots: boxing it
+// would allocate on the scoped thread.
+#[allow(clippy::large_enum_variant)]
 enum Work {
     Free(Batch),
     Purge,
@@ -42,7 +45,11 @@ pub struct Batch {
 }
 
 impl Batch {
-    const EMPTY: Batch = Batch { len: 0, bytes: 0, ptrs: [0; BATCH] };
+    const EMPTY: Batch = Batch {
+        len: 0,
+        bytes: 0,
+        ptrs: [0; BATCH],
+    };
 
     /// Frees every pointer on the calling thread.
     fn free_all(&mut self) {
@@ -80,6 +87,7 @@ pub fn is_running() -> bool {
     !SENDER.load(Acquire).is_null()
 }
 
+#[allow(clippy::result_large_err)] // gives the work back, unboxed (see `Work`)
 fn try_send(w: Work) -> Result<(), Work> {
     let tx = SENDER.load(Acquire);
     if tx.is_null() {
@@ -102,10 +110,12 @@ pub fn request_purge() {
 
 /// Defers freeing `p` off this NORECLAIM thread. Never blocks and makes no
 /// syscall unless the queue is full.
-pub fn defer_free(p: *mut c_void) {
+///
+/// # Safety
+/// `p` is a live block from this allocator, given up by the caller.
+pub unsafe fn defer_free(p: *mut c_void) {
     count(Event::DeferredFree);
-    // SAFETY: `p` is a live block (the caller's free hands it over).
-    let size = unsafe { jem::sallocx(p, 0) };
+    let size = jem::sallocx(p, 0);
     DEFERRED.with(|cell| {
         // SAFETY: only this thread touches its buffer, and nothing in here
         // can re-enter `defer_free` (no allocation happens in between).
@@ -116,6 +126,7 @@ pub fn defer_free(p: *mut c_void) {
         if b.len == BATCH || b.bytes >= BATCH_BYTES {
             hand_off(b, true);
         }
+        tls::state().deferred_pending.set(b.len as u32);
     });
 }
 
@@ -147,10 +158,22 @@ fn hand_off(b: &mut Batch, in_scope: bool) {
 }
 
 /// Hands off whatever this thread deferred (leaving NORECLAIM, or exit).
+#[inline]
 pub fn flush_thread() {
+    if tls::state().deferred_pending.get() != 0 {
+        flush_thread_now();
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn flush_thread_now() {
+    let st = tls::state();
     DEFERRED.with(|cell| {
         // SAFETY: as in `defer_free`.
-        hand_off(unsafe { &mut *cell.get() }, false)
+        let b = unsafe { &mut *cell.get() };
+        hand_off(b, false);
+        st.deferred_pending.set(b.len as u32);
     });
 }
 
@@ -231,13 +254,20 @@ fn run(rx: Receiver<Work>) {
         if more_refill {
             continue; // drain the queue again, then the next step
         }
-        poll_us = if busy { POLL_MIN_US } else { (poll_us * 2).min(POLL_MAX_US) };
+        poll_us = if busy {
+            POLL_MIN_US
+        } else {
+            (poll_us * 2).min(POLL_MAX_US)
+        };
         sleep_us(poll_us);
     }
 }
 
 fn sleep_us(us: u64) {
-    let ts = libc::timespec { tv_sec: 0, tv_nsec: (us * 1_000) as libc::c_long };
+    let ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: (us * 1_000) as libc::c_long,
+    };
     // SAFETY: `ts` is valid; an early wake-up (EINTR) is harmless.
     unsafe { libc::nanosleep(&ts, core::ptr::null_mut()) };
 }

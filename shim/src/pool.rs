@@ -90,9 +90,10 @@ fn low_watermark() -> usize {
 
 /// Committed bytes jemalloc has not asked for yet.
 fn headroom() -> usize {
-    POOL.committed.load(Acquire).saturating_sub(POOL.carved.load(Relaxed))
+    POOL.committed
+        .load(Acquire)
+        .saturating_sub(POOL.carved.load(Relaxed))
 }
-
 
 // ---------------------------------------------------------------- hooks
 
@@ -132,7 +133,10 @@ unsafe extern "C" fn hook_alloc(
             maintenance::wake();
             return null_mut();
         }
-        match POOL.carved.compare_exchange_weak(carved, end - base, Relaxed, Relaxed) {
+        match POOL
+            .carved
+            .compare_exchange_weak(carved, end - base, Relaxed, Relaxed)
+        {
             Ok(_) => {
                 if headroom() < low_watermark() {
                     count(Event::PoolLowWatermark);
@@ -161,7 +165,8 @@ unsafe extern "C" fn hook_opt_out_dalloc(
 }
 
 /// Called only if the arena were destroyed, which memscope never does.
-unsafe extern "C" fn hook_destroy(_: *mut jem::extent_hooks_t, _: *mut c_void, _: usize, _: bool, _: c_uint) {}
+unsafe extern "C" fn hook_destroy(_: *mut jem::extent_hooks_t, _: *mut c_void, _: usize, _: bool, _: c_uint) {
+}
 
 /// Pool memory is always committed: committing succeeds without work.
 unsafe extern "C" fn hook_commit(
@@ -288,7 +293,9 @@ pub fn refill_step() -> bool {
 /// Reserves the region: the largest power of two from `REGION_MAX` down
 /// that the address space (or `RLIMIT_AS`) grants, aligned to itself.
 fn reserve() -> Option<(usize, usize)> {
-    let want = (high_watermark() * 8).next_power_of_two().clamp(REGION_MIN, REGION_MAX);
+    let want = (high_watermark() * 8)
+        .next_power_of_two()
+        .clamp(REGION_MIN, REGION_MAX);
     let floor = (high_watermark() * 2).next_power_of_two().min(want);
     let mut size = want;
     while size >= floor {
@@ -332,7 +339,11 @@ pub fn ensure_process_pool() -> bool {
         FAILED => return false,
         _ => {}
     }
-    if POOL.state.compare_exchange(NONE, CREATING, Acquire, Acquire).is_ok() {
+    if POOL
+        .state
+        .compare_exchange(NONE, CREATING, Acquire, Acquire)
+        .is_ok()
+    {
         let ok = create();
         POOL.state.store(if ok { READY } else { FAILED }, Release);
         if ok {
@@ -354,7 +365,9 @@ pub fn ensure_process_pool() -> bool {
 
 fn create() -> bool {
     let Some((base, size)) = reserve() else {
-        log::warn(format_args!("NORECLAIM pool: could not reserve address space; NORECLAIM allocations will fail"));
+        log::warn(format_args!(
+            "NORECLAIM pool: could not reserve address space; NORECLAIM allocations will fail"
+        ));
         return false;
     };
     POOL.base.store(base, Relaxed);
@@ -363,7 +376,9 @@ fn create() -> bool {
         return false;
     }
     let Some(arena) = create_arena(&HOOKS) else {
-        log::warn(format_args!("NORECLAIM pool: arenas.create failed; NORECLAIM allocations will fail"));
+        log::warn(format_args!(
+            "NORECLAIM pool: arenas.create failed; NORECLAIM allocations will fail"
+        ));
         return false;
     };
     POOL.arena.store(arena, Relaxed);
@@ -399,7 +414,10 @@ fn create_arena(hooks: &'static jem::extent_hooks_t) -> Option<u32> {
         return None;
     }
     let i = arena as usize;
-    for (name, ms) in [(c"arena.0.dirty_decay_ms", POOL_DECAY_MS), (c"arena.0.muzzy_decay_ms", 0)] {
+    for (name, ms) in [
+        (c"arena.0.dirty_decay_ms", POOL_DECAY_MS),
+        (c"arena.0.muzzy_decay_ms", 0),
+    ] {
         if let Some(m) = ctl::Mib::new(name) {
             m.at(1, i).write::<isize>(ms);
         }
@@ -451,7 +469,9 @@ fn make_purging_deferrable() {
     }
     let narenas = ctl::read::<c_uint>(c"arenas.narenas").unwrap_or(0) as usize;
     let pool = POOL.arena.load(Relaxed) as usize;
-    let Some(mib) = ctl::Mib::new(c"arena.0.dirty_decay_ms") else { return };
+    let Some(mib) = ctl::Mib::new(c"arena.0.dirty_decay_ms") else {
+        return;
+    };
     for i in (0..narenas).filter(|&i| i != pool) {
         let arena = mib.at(1, i);
         if arena.read::<isize>() == Some(0) {
@@ -553,13 +573,15 @@ pub fn ensure_thread_cache() {
     match ctl::read::<c_uint>(c"tcache.create") {
         Some(id) => {
             st.pool_tcache.set(id + 2);
-            st.pool_mallocx_flags.set(jem::MALLOCX_ARENA(arena) | jem::MALLOCX_TCACHE(id as usize));
+            st.pool_mallocx_flags
+                .set(jem::MALLOCX_ARENA(arena) | jem::MALLOCX_TCACHE(id as usize));
         }
         None => {
             // Out of explicit caches (jemalloc has 4096): go through the
             // pool arena's bins directly; slower, still no OS calls.
             st.pool_tcache.set(1);
-            st.pool_mallocx_flags.set(jem::MALLOCX_ARENA(arena) | jem::MALLOCX_TCACHE_NONE);
+            st.pool_mallocx_flags
+                .set(jem::MALLOCX_ARENA(arena) | jem::MALLOCX_TCACHE_NONE);
         }
     }
     maintenance::register_thread_exit();

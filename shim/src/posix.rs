@@ -99,6 +99,9 @@ pub unsafe fn posix_memalign(memptr: *mut *mut c_void, align: usize, size: usize
 /// C11 `aligned_alloc` as glibc 2.38 and later document it: the alignment
 /// must be a power of two, else NULL with EINVAL. (Older glibc treated it
 /// like `memalign`; see docs/DESIGN.md.)
+///
+/// # Safety
+/// As C `aligned_alloc` (always safe to call; unsafe for uniformity).
 pub unsafe fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
     if !align.is_power_of_two() {
         set_errno(libc::EINVAL);
@@ -109,6 +112,9 @@ pub unsafe fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
 
 /// glibc `memalign`: an alignment that is not a power of two is rounded up
 /// to the next one; one above `SIZE_MAX / 2 + 1` is EINVAL.
+///
+/// # Safety
+/// As C `memalign`.
 pub unsafe fn memalign(align: usize, size: usize) -> *mut c_void {
     if align > usize::MAX / 2 + 1 {
         set_errno(libc::EINVAL);
@@ -117,12 +123,17 @@ pub unsafe fn memalign(align: usize, size: usize) -> *mut c_void {
     aligned_or_enomem(align.max(1).next_power_of_two(), size)
 }
 
+/// # Safety
+/// As C `valloc`.
 pub unsafe fn valloc(size: usize) -> *mut c_void {
     aligned_or_enomem(page_size(), size)
 }
 
 /// glibc `pvalloc`: page-aligned, size rounded up to whole pages (one page
 /// for 0); a size whose rounding overflows is ENOMEM.
+///
+/// # Safety
+/// As C `pvalloc`.
 pub unsafe fn pvalloc(size: usize) -> *mut c_void {
     let page = page_size();
     match size.max(1).checked_add(page - 1) {
@@ -141,7 +152,10 @@ pub unsafe fn malloc_usable_size(p: *mut c_void) -> usize {
     }
 }
 
-/// C23 `free_sized`: `size` must be what was requested.
+/// C23 `free_sized`.
+///
+/// # Safety
+/// `p` is NULL or a live block; `size` is what was requested for it.
 pub unsafe fn free_sized(p: *mut c_void, size: usize) {
     if p.is_null() {
         return;
@@ -152,8 +166,10 @@ pub unsafe fn free_sized(p: *mut c_void, size: usize) {
     route::free(p)
 }
 
-/// C23 `free_aligned_sized`: `align` and `size` as passed to
-/// `aligned_alloc`.
+/// C23 `free_aligned_sized`.
+///
+/// # Safety
+/// `p` is NULL or a live block from `aligned_alloc(align, size)`.
 pub unsafe fn free_aligned_sized(p: *mut c_void, align: usize, size: usize) {
     if p.is_null() {
         return;

@@ -129,7 +129,12 @@ pub unsafe fn xallocx(p: *mut c_void, size: usize, extra: usize, mflags: i32) ->
     }
     if pool::contains(p) {
         let st = tls::state();
-        jem::xallocx(p, size, extra, (mflags & CALLER_BITS) | pool::thread_free_flags(st))
+        jem::xallocx(
+            p,
+            size,
+            extra,
+            (mflags & CALLER_BITS) | pool::thread_free_flags(st),
+        )
     } else {
         jem::sallocx(p, 0)
     }

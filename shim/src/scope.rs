@@ -28,7 +28,7 @@ pub fn push(flags: u32) -> u32 {
         cur = init::thread_first_call();
     }
     let add = flags & ALL;
-    if add & NORECLAIM != 0 && cur & NORECLAIM == 0 {
+    if add & NORECLAIM != 0 && cur & NORECLAIM == 0 && !noreclaim_ready(st) {
         enter_noreclaim(st);
     }
     let depth = st.depth.get();
@@ -46,12 +46,16 @@ pub fn push(flags: u32) -> u32 {
 /// Leaves a scope: restores `saved`, the value the matching push returned.
 /// A pop that matches no push is counted and reported, and never turns a
 /// flag on.
+#[inline]
 pub fn pop(saved: u32) {
     let st = tls::state();
     let cur = st.flags.get();
     let depth = st.depth.get();
     if depth == 0 || cur & tls::THREAD_UNSEEN != 0 {
-        misuse(cur, format_args!("memscope_pop({saved:#x}) with no scope pushed on this thread; ignored"));
+        misuse(
+            cur,
+            format_args!("memscope_pop({saved:#x}) with no scope pushed on this thread; ignored"),
+        );
         return;
     }
     let top = depth - 1;
@@ -86,13 +90,18 @@ pub fn current() -> u32 {
     }
 }
 
+/// True once this thread has its pool cache and the maintenance thread
+/// runs: the usual case, checked inline.
+#[inline(always)]
+fn noreclaim_ready(st: &tls::ThreadState) -> bool {
+    st.pool_tcache.get() != 0 && maintenance::is_running()
+}
+
 /// Sets up what NORECLAIM needs, before its flag takes effect: the
 /// process's pool (first time only), this thread's pool cache (first time
 /// on this thread), and the maintenance thread (again after a fork).
+#[cold]
 fn enter_noreclaim(st: &tls::ThreadState) {
-    if st.pool_tcache.get() != 0 && maintenance::is_running() {
-        return;
-    }
     if !pool::ensure_process_pool() {
         count(Event::NoreclaimWithoutPool);
         return;
@@ -104,6 +113,8 @@ fn enter_noreclaim(st: &tls::ThreadState) {
     }
 }
 
+#[cold]
+#[inline(never)]
 fn misuse(cur: u32, args: core::fmt::Arguments<'_>) {
     count(Event::ScopeMisuse);
     // No write(2) from inside NORECLAIM or under NOWARN: counted only.

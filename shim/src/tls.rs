@@ -43,7 +43,9 @@ pub struct ThreadState {
     pub stats_slot: Cell<u32>,
     /// Calls since the last timed one (stats sampling).
     pub sample_countdown: Cell<u32>,
-    pub _pad: Cell<u32>,
+    /// Frees deferred by this thread and not yet handed off (so that
+    /// leaving a scope checks one word, not the buffer's TLS).
+    pub deferred_pending: Cell<u32>,
     /// The `saved` values of the innermost pushes, to check pops.
     pub ring: [Cell<u32>; SCOPE_RING],
 }
@@ -119,7 +121,7 @@ mod imp {
         in_reclaim: Cell::new(0),
         stats_slot: Cell::new(0),
         sample_countdown: Cell::new(0),
-        _pad: Cell::new(0),
+        deferred_pending: Cell::new(0),
         ring: [const { Cell::new(0) }; super::SCOPE_RING],
     };
 

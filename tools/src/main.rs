@@ -10,7 +10,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "memscope-stat", version, about = "Run programs under memscope and read their allocation stats")]
+#[command(
+    name = "memscope-stat",
+    version,
+    about = "Run programs under memscope and read their allocation stats"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -25,7 +29,12 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         lib: Option<PathBuf>,
         /// The command and its arguments.
-        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "CMD"
+        )]
         cmd: Vec<String>,
     },
 }

@@ -1,0 +1,86 @@
+# memscope: build, test, bench, demo, install.
+#
+#   make            the release library (target/release/libmemscope.so) and CLI
+#   make test       everything: lint, Rust unit tests, C tests under the
+#                   preload, real programs under the preload
+#   make demo       NORECLAIM shown working: the seccomp proof and a latency run
+#   make bench      the benchmark harness (see bench/)
+#   make install    PREFIX=/usr/local (DESTDIR honoured); make uninstall
+
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+BINDIR ?= $(PREFIX)/bin
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+
+CARGO ?= cargo
+BUILD := build
+LIB := target/release/libmemscope.so
+CLI := target/release/memscope-stat
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+
+.PHONY: all test lint unit-test c-test real-programs rust-guard-test install-test demo bench install uninstall clean
+
+all: $(LIB) $(CLI)
+
+# cargo decides what is stale; these targets always ask it.
+.PHONY: $(LIB) $(CLI)
+$(LIB) $(CLI):
+	$(CARGO) build --release --workspace
+
+test: all lint unit-test c-test rust-guard-test install-test real-programs
+	@echo "make test: all suites passed"
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+unit-test:
+	$(CARGO) test --release --workspace
+
+c-test: $(LIB)
+	c-tests/run-tests.sh $(LIB) $(BUILD)/c-tests
+
+real-programs: $(LIB)
+	c-tests/real-programs.sh $(LIB) $(BUILD)/real-programs
+
+# The Rust guard API: a no-op without the library, real scopes with it.
+rust-guard-test: $(LIB)
+	$(CARGO) test --release -p memscope-rs --test guard
+	LD_PRELOAD=$(CURDIR)/$(LIB) MEMSCOPE_EXPECT_LOADED=1 $(CARGO) test --release -p memscope-rs --test guard
+
+# Install into a scratch prefix, build a program with pkg-config against
+# it, run it (linked, not preloaded: scopes must be live), uninstall.
+install-test: all
+	rm -rf $(BUILD)/prefix && mkdir -p $(BUILD)/prefix
+	$(MAKE) --no-print-directory install PREFIX=$(CURDIR)/$(BUILD)/prefix
+	cc -std=c11 -Wall -Wextra -Werror -o $(BUILD)/pkgconfig-user c-tests/no_library.c \
+	   $$(PKG_CONFIG_PATH=$(BUILD)/prefix/lib/pkgconfig pkg-config --cflags --libs memscope)
+	LD_LIBRARY_PATH=$(BUILD)/prefix/lib $(BUILD)/pkgconfig-user present
+	$(MAKE) --no-print-directory uninstall PREFIX=$(CURDIR)/$(BUILD)/prefix
+	test -z "$$(find $(BUILD)/prefix -type f)"
+	@echo "install-test: installed, built with pkg-config, ran linked, uninstalled"
+
+demo: all
+	bench/demo.sh $(LIB)
+
+bench: all
+	bench/run.sh $(LIB)
+
+memscope.pc: memscope.pc.in Cargo.toml
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|; s|@VERSION@|$(VERSION)|' $< >$@
+
+install: all memscope.pc
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 0755 $(LIB) $(DESTDIR)$(LIBDIR)/libmemscope.so
+	install -m 0644 ffi-include/memscope.h $(DESTDIR)$(INCLUDEDIR)/memscope.h
+	install -m 0755 $(CLI) $(DESTDIR)$(BINDIR)/memscope-stat
+	install -m 0644 memscope.pc $(DESTDIR)$(PKGCONFIGDIR)/memscope.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libmemscope.so $(DESTDIR)$(INCLUDEDIR)/memscope.h \
+	      $(DESTDIR)$(BINDIR)/memscope-stat $(DESTDIR)$(PKGCONFIGDIR)/memscope.pc
+
+clean:
+	$(CARGO) clean
+	rm -rf $(BUILD) memscope.pc

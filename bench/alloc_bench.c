@@ -1,0 +1,317 @@
+/* alloc_bench: the allocator benchmarks, one mode per run, run by
+ * bench/run.sh under each allocator by LD_PRELOAD. Prints one line:
+ * "<metric> <value>" (lower is better unless the metric ends in _ops).
+ *
+ *   pair SIZE N          ns per malloc+free pair of SIZE bytes
+ *   scoped-pair SIZE N   the same inside MEMSCOPE_NORECLAIM (memscope only)
+ *   realloc N            ns per growth step of realloc 16 B -> 1 MiB
+ *   calloc SIZE N        ns per calloc+free pair
+ *   pushpop N            ns per memscope_push+memscope_pop pair
+ *   xthread T N          producer/consumer pairs: Mops/s, blocks freed on
+ *                        the other thread
+ *   rss                  resident KiB of a process that allocated a little
+ *                        and never entered a scope
+ *   latency MODE SECS    tail latency of a critical thread's free+malloc+
+ *                        first touch (MODE: none, noreclaim, nofail) while
+ *                        churn threads provoke purges; prints percentiles
+ *                        in ns and the noise floor (an empty timed interval)
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <x86intrin.h>
+
+#include "../ffi-include/memscope.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Keeps the compiler from eliding allocations. */
+static void *volatile sink;
+
+static double bench_pair(size_t size, long n)
+{
+    for (long i = 0; i < n / 10; i++) { /* warm the caches */
+        void *p = malloc(size);
+        sink = p;
+        free(p);
+    }
+    double t0 = now_s();
+    for (long i = 0; i < n; i++) {
+        void *p = malloc(size);
+        sink = p;
+        free(p);
+    }
+    return (now_s() - t0) * 1e9 / (double)n;
+}
+
+static double bench_calloc(size_t size, long n)
+{
+    double t0 = now_s();
+    for (long i = 0; i < n; i++) {
+        void *p = calloc(1, size);
+        sink = p;
+        free(p);
+    }
+    return (now_s() - t0) * 1e9 / (double)n;
+}
+
+static double bench_realloc(long n)
+{
+    long steps = 0;
+    double t0 = now_s();
+    for (long i = 0; i < n; i++) {
+        void *p = NULL;
+        for (size_t s = 16; s <= (1u << 20); s += s / 2 + 16) {
+            p = realloc(p, s);
+            ((char *)p)[s - 1] = 1;
+            steps++;
+        }
+        free(p);
+    }
+    return (now_s() - t0) * 1e9 / (double)steps;
+}
+
+static double bench_pushpop(long n)
+{
+    if (!memscope_loaded())
+        return 0;
+    unsigned s = memscope_push(MEMSCOPE_NORECLAIM); /* first push: setup */
+    memscope_pop(s);
+    double t0 = now_s();
+    for (long i = 0; i < n; i++) {
+        unsigned t = memscope_push(MEMSCOPE_NORECLAIM);
+        __asm__ volatile("" ::: "memory");
+        memscope_pop(t);
+    }
+    return (now_s() - t0) * 1e9 / (double)n;
+}
+
+/* ---- cross-thread producer/consumer ---------------------------------- */
+
+#define RING 1024
+struct ring {
+    void *_Atomic slot[RING];
+    long n;
+};
+
+static void *producer(void *arg)
+{
+    struct ring *r = arg;
+    for (long i = 0; i < r->n; i++) {
+        void *p = malloc(16 + (size_t)(i % 32) * 16);
+        while (__atomic_load_n(&r->slot[i % RING], __ATOMIC_ACQUIRE) != NULL)
+            __builtin_ia32_pause();
+        __atomic_store_n(&r->slot[i % RING], p, __ATOMIC_RELEASE);
+    }
+    return NULL;
+}
+
+static void *consumer(void *arg)
+{
+    struct ring *r = arg;
+    for (long i = 0; i < r->n; i++) {
+        void *p;
+        while ((p = __atomic_load_n(&r->slot[i % RING], __ATOMIC_ACQUIRE)) == NULL)
+            __builtin_ia32_pause();
+        __atomic_store_n(&r->slot[i % RING], NULL, __ATOMIC_RELEASE);
+        free(p);
+    }
+    return NULL;
+}
+
+static double bench_xthread(int pairs, long n)
+{
+    pthread_t t[64];
+    struct ring *rings = calloc((size_t)pairs, sizeof *rings);
+    double t0 = now_s();
+    for (int i = 0; i < pairs; i++) {
+        rings[i].n = n;
+        pthread_create(&t[2 * i], NULL, producer, &rings[i]);
+        pthread_create(&t[2 * i + 1], NULL, consumer, &rings[i]);
+    }
+    for (int i = 0; i < 2 * pairs; i++)
+        pthread_join(t[i], NULL);
+    double dt = now_s() - t0;
+    free(rings);
+    return (double)n * pairs / dt / 1e6;
+}
+
+/* ---- tail latency ----------------------------------------------------- */
+
+/* Log-linear histogram: 16 sub-buckets per power of two of cycles. */
+#define SUB 16
+#define BUCKETS (64 * SUB)
+static uint64_t hist[BUCKETS], noise[BUCKETS];
+static uint64_t max_cycles, max_noise;
+
+static int bucket_of(uint64_t v)
+{
+    if (v < SUB)
+        return (int)v;
+    int lg = 63 - __builtin_clzll(v);
+    int sub = (int)((v >> (lg - 4)) & (SUB - 1));
+    return (lg - 3) * SUB + sub;
+}
+
+static uint64_t bucket_low(int b)
+{
+    if (b < SUB)
+        return (uint64_t)b;
+    int lg = b / SUB + 3;
+    return ((uint64_t)SUB + (uint64_t)(b % SUB)) << (lg - 4);
+}
+
+static volatile int stop_churn;
+
+static void *churn(void *arg)
+{
+    uint64_t s = (uintptr_t)arg * 7919 + 1;
+    while (!stop_churn) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        size_t n = (1u << 20) + s % (24u << 20);
+        char *big = malloc(n);
+        if (big) {
+            for (size_t i = 0; i < n; i += 4096)
+                big[i] = 1;
+            free(big);
+        }
+        void *burst[4000];
+        for (int i = 0; i < 4000; i++)
+            burst[i] = malloc(16 + (s + (uint64_t)i) % 2000);
+        for (int i = 0; i < 4000; i++)
+            free(burst[i]);
+    }
+    return NULL;
+}
+
+static double cycles_per_ns(void)
+{
+    double t0 = now_s();
+    uint64_t c0 = __rdtsc();
+    while (now_s() - t0 < 0.05)
+        ;
+    return (double)(__rdtsc() - c0) / ((now_s() - t0) * 1e9);
+}
+
+static double pct(const uint64_t *h, uint64_t total, double q, double cpn)
+{
+    uint64_t want = (uint64_t)((double)total * q), seen = 0;
+    for (int b = 0; b < BUCKETS; b++) {
+        seen += h[b];
+        if (seen > want)
+            return (double)bucket_low(b) / cpn;
+    }
+    return 0;
+}
+
+static void bench_latency(const char *mode, double secs)
+{
+    unsigned flags = !strcmp(mode, "noreclaim") ? MEMSCOPE_NORECLAIM
+                     : !strcmp(mode, "nofail")  ? MEMSCOPE_NOFAIL
+                                                : 0;
+    if (flags && !memscope_loaded()) {
+        printf("skipped (needs libmemscope.so)\n");
+        return;
+    }
+    double cpn = cycles_per_ns();
+    pthread_t c[2];
+    for (long i = 0; i < 2; i++)
+        pthread_create(&c[i], NULL, churn, (void *)i);
+    static void *slot[1024];
+    uint64_t s = 12345, total = 0, nulls = 0;
+    unsigned saved = flags ? memscope_push(flags) : 0;
+    double end = now_s() + secs;
+    while (now_s() < end) {
+        for (int k = 0; k < 1000; k++) {
+            s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+            int i = (int)(s % 1024);
+            uint64_t r = (s >> 20) % 1000;
+            size_t n = r < 900 ? 16 + r : r < 995 ? 4096 + r * 16 : (256u << 10) + r * 512;
+            /* Timed: the free, the malloc, and the first touch of every
+             * page, which is where fresh memory costs a page fault. */
+            uint64_t t0 = __rdtsc();
+            free(slot[i]);
+            char *p = malloc(n);
+            if (p)
+                for (size_t off = 0; off < n; off += 4096)
+                    p[off] = 1;
+            uint64_t dt = __rdtsc() - t0;
+            uint64_t t1 = __rdtsc();
+            uint64_t empty = __rdtsc() - t1;
+            hist[bucket_of(dt)]++;
+            noise[bucket_of(empty)]++;
+            if (dt > max_cycles)
+                max_cycles = dt;
+            if (empty > max_noise)
+                max_noise = empty;
+            total++;
+            slot[i] = p;
+            nulls += p == NULL;
+        }
+    }
+    if (flags)
+        memscope_pop(saved);
+    stop_churn = 1;
+    for (int i = 0; i < 2; i++)
+        pthread_join(c[i], NULL);
+    printf("latency_ns p50 %.0f p99 %.0f p99.9 %.0f p99.99 %.0f max %.0f | noise p99.99 %.0f max %.0f | calls %llu nulls %llu\n",
+           pct(hist, total, 0.5, cpn), pct(hist, total, 0.99, cpn), pct(hist, total, 0.999, cpn),
+           pct(hist, total, 0.9999, cpn), (double)max_cycles / cpn, pct(noise, total, 0.9999, cpn),
+           (double)max_noise / cpn, (unsigned long long)total, (unsigned long long)nulls);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: see the comment at the top of alloc_bench.c\n");
+        return 2;
+    }
+    const char *m = argv[1];
+    if (!strcmp(m, "pair") && argc == 4)
+        printf("pair_ns %.2f\n", bench_pair((size_t)atol(argv[2]), atol(argv[3])));
+    else if (!strcmp(m, "scoped-pair") && argc == 4) {
+        if (!memscope_loaded()) {
+            printf("skipped\n");
+            return 0;
+        }
+        unsigned s = memscope_push(MEMSCOPE_NORECLAIM);
+        double ns = bench_pair((size_t)atol(argv[2]), atol(argv[3]));
+        memscope_pop(s);
+        printf("scoped_pair_ns %.2f\n", ns);
+    } else if (!strcmp(m, "calloc") && argc == 4)
+        printf("calloc_ns %.2f\n", bench_calloc((size_t)atol(argv[2]), atol(argv[3])));
+    else if (!strcmp(m, "realloc") && argc == 3)
+        printf("realloc_step_ns %.2f\n", bench_realloc(atol(argv[2])));
+    else if (!strcmp(m, "pushpop") && argc == 3)
+        printf("pushpop_ns %.2f\n", bench_pushpop(atol(argv[2])));
+    else if (!strcmp(m, "xthread") && argc == 4)
+        printf("xthread_mops %.2f\n", bench_xthread(atoi(argv[2]), atol(argv[3])));
+    else if (!strcmp(m, "rss") && argc == 2) {
+        for (int i = 0; i < 1000; i++)
+            sink = malloc(64);
+        FILE *f = fopen("/proc/self/status", "r");
+        char line[256];
+        long kib = -1;
+        while (f && fgets(line, sizeof line, f))
+            if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+                break;
+        if (f)
+            fclose(f);
+        printf("rss_kib %ld\n", kib);
+    } else if (!strcmp(m, "latency") && argc == 4)
+        bench_latency(argv[2], atof(argv[3]));
+    else {
+        fprintf(stderr, "bad arguments\n");
+        return 2;
+    }
+    return 0;
+}

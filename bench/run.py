@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""make bench: every allocator in the same run, interleaved, repeated.
+
+Runs bench/alloc_bench (built by the Makefile) under glibc, Debian's
+jemalloc, tcmalloc and mimalloc and memscope (each by LD_PRELOAD of the same
+binary), ROUNDS times in interleaved order, and prints per benchmark the
+median, min-max and the ratio to jemalloc. Peers that are not installed are
+skipped with the package to install. Usage: run.py LIBMEMSCOPE BENCH_BINARY
+[--rounds N] [--quick]
+"""
+import argparse
+import glob
+import os
+import platform
+import statistics
+import subprocess
+import sys
+
+
+def find(pattern):
+    hits = sorted(glob.glob(pattern))
+    return hits[0] if hits else None
+
+
+def machine():
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {model}, Linux {platform.release()}"
+
+
+def run(binary, preload, args, extra_env=None):
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)
+    if preload:
+        env["LD_PRELOAD"] = preload
+    env.update(extra_env or {})
+    out = subprocess.run([binary] + args, env=env, capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        raise RuntimeError(f"{args} under {preload}: exit {out.returncode}: {out.stderr[-300:]}")
+    return out.stdout.strip()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("lib")
+    ap.add_argument("binary")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="seconds-long smoke run")
+    a = ap.parse_args()
+
+    peers = [
+        ("glibc", "", None),
+        ("jemalloc", find("/usr/lib/*/libjemalloc.so.2"), "libjemalloc2"),
+        ("tcmalloc", find("/usr/lib/*/libtcmalloc_minimal.so.4"), "libtcmalloc-minimal4"),
+        ("mimalloc", find("/usr/lib/*/libmimalloc.so.2"), "libmimalloc2.0"),
+        ("memscope", os.path.realpath(a.lib), None),
+    ]
+    allocs = []
+    for name, path, pkg in peers:
+        if path is None:
+            print(f"skipping {name}: not installed (apt-get install {pkg})")
+        else:
+            allocs.append((name, path))
+
+    n = 2_000_000 if a.quick else 20_000_000
+    lat_secs = "0.5" if a.quick else "3"
+    benches = [
+        ("malloc+free 16 B (ns)", ["pair", "16", str(n)], "all"),
+        ("malloc+free 64 B (ns)", ["pair", "64", str(n)], "all"),
+        ("malloc+free 256 B (ns)", ["pair", "256", str(n)], "all"),
+        ("malloc+free 4 KiB (ns)", ["pair", "4096", str(n // 2)], "all"),
+        ("malloc+free 64 KiB (ns)", ["pair", "65536", str(n // 10)], "all"),
+        ("calloc+free 4 KiB (ns)", ["calloc", "4096", str(n // 4)], "all"),
+        ("realloc growth step (ns)", ["realloc", str(n // 20000)], "all"),
+        ("cross-thread pairs, 1 producer+1 consumer (Mops/s)", ["xthread", "1", str(n // 2)], "all"),
+        ("idle RSS (KiB)", ["rss"], "all"),
+        ("NORECLAIM malloc+free 64 B (ns)", ["scoped-pair", "64", str(n)], "memscope"),
+        ("push+pop (ns)", ["pushpop", str(n * 5)], "memscope"),
+    ]
+    results = {}
+    total = a.rounds * sum(len(allocs) if w == "all" else 1 for _, _, w in benches)
+    done = 0
+    for rnd in range(a.rounds):
+        order = allocs if rnd % 2 == 0 else list(reversed(allocs))
+        for title, args, who in benches:
+            for name, path in order:
+                if who != "all" and name != who:
+                    continue
+                done += 1
+                print(f"\r[{done}/{total}] round {rnd + 1}/{a.rounds} {name:9} {title:50}", end="", file=sys.stderr)
+                value = float(run(a.binary, path, args).split()[-1])
+                results.setdefault(title, {}).setdefault(name, []).append(value)
+    # Tail latency under jemalloc's default decay, and with dirty pages
+    # returned at once (dirty_decay_ms:0: purges and refaults on every
+    # thread, the case NORECLAIM is for). glibc, tcmalloc and mimalloc
+    # ignore MALLOC_CONF, so they run once.
+    latency = {}
+    for rnd in range(a.rounds):
+        for conf in ["", "dirty_decay_ms:0"]:
+            for name, path in allocs:
+                if conf and name not in ("jemalloc", "memscope"):
+                    continue
+                modes = ["none", "noreclaim"] if name == "memscope" else ["none"]
+                for mode in modes:
+                    label = f"{name} {mode}" + (f" ({conf})" if conf else "")
+                    print(f"\r[latency] round {rnd + 1}/{a.rounds} {label:50}", end="", file=sys.stderr)
+                    env = {"MALLOC_CONF": conf, "MEMSCOPE_LOG": "off"} if conf else {}
+                    line = run(a.binary, path, ["latency", mode, lat_secs], env)
+                    f = line.split()
+                    vals = {f[i]: float(f[i + 1]) for i in range(1, 10, 2)}
+                    vals["noise_max"] = float(f[f.index("noise") + 4])
+                    latency.setdefault(label, []).append(vals)
+    print(file=sys.stderr)
+
+    print(f"\nmachine: {machine()}; {a.rounds} rounds, interleaved; medians, [min-max], ratio to jemalloc\n")
+    width = max(len(t) for t, _, _ in benches)
+    cell = 26
+    print(f"{'benchmark':{width}}  " + "  ".join(f"{name:>{cell}}" for name, _ in allocs))
+    for title, _, _ in benches:
+        row = results[title]
+        base = statistics.median(row["jemalloc"]) if "jemalloc" in row else None
+        cells = []
+        for name, _ in allocs:
+            if name not in row:
+                cells.append(f"{'-':>{cell}}")
+                continue
+            vals = row[name]
+            med = statistics.median(vals)
+            ratio = f"{med / base:.2f}x" if base else "  -  "
+            cells.append(f"{med:.1f} [{min(vals):.1f}-{max(vals):.1f}] {ratio}".rjust(cell))
+        print(f"{title:{width}}  " + "  ".join(cells))
+    print("\ntail latency of free+malloc on a critical thread while 2 churn threads purge (ns, medians of rounds)")
+    print(f"{'allocator / scope':22} {'p50':>7} {'p99':>7} {'p99.9':>8} {'p99.99':>8} {'max':>9} {'noise max':>10}")
+    for key, runs in latency.items():
+        med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        print(f"{key:22} {med['p50']:7.0f} {med['p99']:7.0f} {med['p99.9']:8.0f} {med['p99.99']:8.0f} "
+              f"{med['max']:9.0f} {med['noise_max']:10.0f}")
+
+
+if __name__ == "__main__":
+    main()

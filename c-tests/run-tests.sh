@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Builds every C test and runs it under LD_PRELOAD of the library, with the
+# expectations each case needs (some must die, some run without the
+# library). Prints one line per case and ends with "N passed, N failed";
+# exits non-zero on any failure.
+#
+#   c-tests/run-tests.sh LIB BUILD_DIR
+set -u
+lib=$(realpath "$1")
+out=$2
+here=$(cd "$(dirname "$0")" && pwd)
+mkdir -p "$out"
+
+CC=${CC:-cc}
+CXX=${CXX:-c++}
+CFLAGS="-std=c11 -Wall -Wextra -Werror -pedantic -O1 -g"
+CXXFLAGS="-std=c++17 -Wall -Wextra -Werror -O1 -g"
+JEMALLOC_SO=$(ls /usr/lib/*/libjemalloc.so.2 2>/dev/null | head -n 1)
+
+passed=0
+failed=0
+failures=()
+
+pass() { passed=$((passed + 1)); printf 'ok    %s\n' "$1"; }
+fail() { failed=$((failed + 1)); failures+=("$1"); printf 'FAIL  %s: %s\n' "$1" "$2"; }
+
+build() { # name, then the compiler command
+    local name=$1
+    shift
+    if ! "$@" 2>"$out/$name.build.log"; then
+        fail "build $name" "$(head -c 2000 "$out/$name.build.log")"
+        return 1
+    fi
+}
+
+# expect_exit NAME CODE [VAR=VALUE ...] -- CMD...: CMD exits with CODE.
+expect_exit() {
+    local name=$1 want=$2
+    shift 2
+    local envs=()
+    while [ "$1" != "--" ]; do envs+=("$1"); shift; done
+    shift
+    env "${envs[@]}" timeout 300 "$@" >"$out/$name.out" 2>"$out/$name.err"
+    local got=$?
+    if [ "$got" = "$want" ]; then
+        pass "$name"
+    else
+        fail "$name" "exit $got, wanted $want; stderr: $(tail -c 1500 "$out/$name.err")"
+    fi
+}
+
+# expect_signal NAME SIGNUM [VAR=VALUE ...] -- CMD...: CMD dies of SIGNUM.
+expect_signal() {
+    local name=$1 sig=$2
+    shift 2
+    expect_exit "$name" $((128 + sig)) "$@"
+}
+
+P="LD_PRELOAD=$lib"
+
+# ---------------------------------------------------------------- builds
+build exports $CC $CFLAGS "$here/exports.c" -o "$out/exports"
+build threads $CC $CFLAGS -pthread "$here/threads.c" -o "$out/threads"
+build fork $CC $CFLAGS -pthread "$here/fork.c" -o "$out/fork"
+build dlopen_lib $CC $CFLAGS -shared -fPIC "$here/dlopen_lib.c" -o "$out/libdlopen_lib.so"
+build dlopen $CC $CFLAGS "$here/dlopen.c" -o "$out/dlopen" -ldl
+build cxx_new $CXX $CXXFLAGS -pthread "$here/cxx_new.cc" -o "$out/cxx_new"
+build dlsym_malloc $CC $CFLAGS "$here/dlsym_malloc.c" -o "$out/dlsym_malloc" -ldl
+build no_library $CC $CFLAGS "$here/no_library.c" -o "$out/no_library"
+build scopes $CC $CFLAGS -pthread "$here/scopes.c" -o "$out/scopes"
+build pool_exhaustion $CC $CFLAGS "$here/pool_exhaustion.c" -o "$out/pool_exhaustion"
+build seccomp_noreclaim $CC $CFLAGS -pthread "$here/seccomp_noreclaim.c" -o "$out/seccomp_noreclaim"
+if [ -n "$JEMALLOC_SO" ]; then
+    build jemalloc_api $CC $CFLAGS "$here/jemalloc_api.c" -o "$out/jemalloc_api" "$JEMALLOC_SO"
+else
+    fail "build jemalloc_api" "no libjemalloc.so.2 to link against (apt-get install libjemalloc2)"
+fi
+
+# ------------------------------------------------------ drop-in behaviour
+expect_exit exports 0 "$P" -- "$out/exports"
+expect_exit threads 0 "$P" -- "$out/threads"
+expect_exit fork 0 "$P" -- "$out/fork"
+expect_exit dlopen 0 "$P" -- "$out/dlopen" "$out/libdlopen_lib.so"
+expect_exit cxx_new 0 "$P" -- "$out/cxx_new"
+expect_exit dlsym_malloc 0 "$P" -- "$out/dlsym_malloc"
+[ -x "$out/jemalloc_api" ] && expect_exit jemalloc_api 0 "$P" EXPECT_NARENAS=3 MALLOC_CONF=narenas:3 -- "$out/jemalloc_api"
+
+# -------------------------------------------------------- configuration
+env "$P" MEMSCOPE_NORECLAIM_POOL=12Q MEMSCOPE_STATS=maybe /bin/true 2>"$out/badenv.err"
+rc=$?
+lines=$(wc -l <"$out/badenv.err")
+if [ $rc = 0 ] && [ "$lines" = 2 ] && grep -q 'MEMSCOPE_NORECLAIM_POOL=12Q: .*default 32M' "$out/badenv.err" &&
+    grep -q 'MEMSCOPE_STATS=maybe: .*default on' "$out/badenv.err"; then
+    pass "bad environment values: one line each, program unharmed"
+else
+    fail "bad environment values" "rc=$rc, stderr: $(cat "$out/badenv.err")"
+fi
+env "$P" MEMSCOPE_LOG=off MEMSCOPE_NORECLAIM_POOL=12Q /bin/true 2>"$out/logoff.err"
+if [ $? = 0 ] && [ ! -s "$out/logoff.err" ]; then
+    pass "MEMSCOPE_LOG=off silences diagnostics"
+else
+    fail "MEMSCOPE_LOG=off" "stderr: $(cat "$out/logoff.err")"
+fi
+
+# ----------------------------------------------------------------- scopes
+expect_exit "no_library: header without the library" 0 -- "$out/no_library" absent
+expect_exit "no_library: same binary preloaded" 0 "$P" -- "$out/no_library" present
+expect_exit scopes 0 "$P" -- "$out/scopes"
+if grep -q 'memscope_pop(0x14) does not match' "$out/scopes.err"; then
+    pass "scopes: a mismatched pop is reported"
+else
+    fail "scopes: a mismatched pop is reported" "stderr: $(cat "$out/scopes.err")"
+fi
+expect_exit pool_exhaustion 0 "$P" MEMSCOPE_NORECLAIM_POOL=4M -- "$out/pool_exhaustion"
+
+# The NORECLAIM proof, against default and aggressive decay, and the
+# control that shows the filter bites without the scope.
+expect_exit "seccomp NORECLAIM (default decay)" 0 "$P" -- "$out/seccomp_noreclaim" scoped
+expect_exit "seccomp NORECLAIM (decay 1 ms)" 0 "$P" MALLOC_CONF=dirty_decay_ms:1,muzzy_decay_ms:1 -- \
+    "$out/seccomp_noreclaim" scoped
+expect_exit "seccomp NORECLAIM (decay 0, no background threads asked)" 0 "$P" \
+    MALLOC_CONF=dirty_decay_ms:0,muzzy_decay_ms:0,background_thread:false -- "$out/seccomp_noreclaim" scoped
+expect_signal "seccomp control: no scope dies of SIGSYS" 31 "$P" -- "$out/seccomp_noreclaim" unscoped
+expect_signal "seccomp control: plain glibc dies of SIGSYS" 31 -- "$out/seccomp_noreclaim" unscoped
+
+echo
+for f in "${failures[@]}"; do echo "failed: $f"; done
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
