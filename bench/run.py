@@ -136,13 +136,13 @@ def main():
             ratio = f"{med / base:.2f}x" if base else "  -  "
             cells.append(f"{med:.1f} [{min(vals):.1f}-{max(vals):.1f}] {ratio}".rjust(cell))
         print(f"{title:{width}}  " + "  ".join(cells))
-    print("\ntail latency of free+malloc on a critical thread while 2 churn threads purge (ns, medians of rounds)")
-    print(f"{'allocator / scope':22} {'p50':>7} {'p99':>7} {'p99.9':>8} {'p99.99':>8} {'max':>9} {'noise max':>10}")
+    print("\ntail latency of free+malloc+first touch on a critical thread while 2 churn threads run "
+          "(ns, medians of rounds; noise max = the longest empty timed interval)")
+    print(f"{'allocator / scope':40} {'p50':>6} {'p99':>8} {'p99.9':>8} {'p99.99':>9} {'max':>9} {'noise max':>10}")
     for key, runs in latency.items():
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-        print(f"{key:22} {med['p50']:7.0f} {med['p99']:7.0f} {med['p99.9']:8.0f} {med['p99.99']:8.0f} "
+        print(f"{key:40} {med['p50']:6.0f} {med['p99']:8.0f} {med['p99.9']:8.0f} {med['p99.99']:9.0f} "
               f"{med['max']:9.0f} {med['noise_max']:10.0f}")
-
 
 if __name__ == "__main__":
     main()
