@@ -47,7 +47,7 @@ real-programs: $(LIB)
 # The Rust guard API: a no-op without the library, real scopes with it.
 rust-guard-test: $(LIB)
 	$(CARGO) test --release -p memscope-rs --test guard
-	LD_PRELOAD=$(CURDIR)/$(LIB) MEMSCOPE_EXPECT_LOADED=1 $(CARGO) test --release -p memscope-rs --test guard
+	LD_PRELOAD=$(CURDIR)/$(LIB) EXPECT_MEMSCOPE_LOADED=1 $(CARGO) test --release -p memscope-rs --test guard
 
 # Install into a scratch prefix, build a program with pkg-config against
 # it, run it (linked, not preloaded: scopes must be live), uninstall.

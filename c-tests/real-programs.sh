@@ -5,7 +5,7 @@
 #   c-tests/real-programs.sh LIB WORK_DIR
 set -u
 lib=$(realpath "$1")
-work=$2
+work=$(realpath -m "$2")
 here=$(cd "$(dirname "$0")" && pwd)
 rm -rf "$work"
 mkdir -p "$work"

@@ -1,10 +1,10 @@
 //! The guard against the real library (run by `make test` twice: plain,
-//! and with `LD_PRELOAD=libmemscope.so MEMSCOPE_EXPECT_LOADED=1`).
+//! and with `LD_PRELOAD=libmemscope.so EXPECT_MEMSCOPE_LOADED=1`).
 
 use memscope_rs::{current, is_loaded, with, Flags, Scope};
 
 fn expect_loaded() -> bool {
-    std::env::var_os("MEMSCOPE_EXPECT_LOADED").is_some()
+    std::env::var_os("EXPECT_MEMSCOPE_LOADED").is_some()
 }
 
 #[test]

@@ -45,3 +45,51 @@ const fn parse(s: &str) -> c_uint {
     }
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The header's version macros, the runtime value and Cargo agree.
+    #[test]
+    fn header_version_macros_match_cargo() {
+        let header = include_str!("../../ffi-include/memscope.h");
+        let macro_value = |name: &str| -> u32 {
+            let line = header
+                .lines()
+                .find(|l| l.starts_with(&format!("#define {name} ")))
+                .unwrap_or_else(|| panic!("{name} missing from memscope.h"));
+            line.split_whitespace().nth(2).unwrap().parse().unwrap()
+        };
+        let (major, minor, patch) = (
+            macro_value("MEMSCOPE_VERSION_MAJOR"),
+            macro_value("MEMSCOPE_VERSION_MINOR"),
+            macro_value("MEMSCOPE_VERSION_PATCH"),
+        );
+        assert_eq!(major.to_string(), env!("CARGO_PKG_VERSION_MAJOR"));
+        assert_eq!(minor.to_string(), env!("CARGO_PKG_VERSION_MINOR"));
+        assert_eq!(patch.to_string(), env!("CARGO_PKG_VERSION_PATCH"));
+        assert_eq!(memscope_version(), (major << 16) | (minor << 8) | patch);
+    }
+
+    /// The flag values in the header are the ones the shim implements.
+    #[test]
+    fn header_flags_match_scope_constants() {
+        let header = include_str!("../../ffi-include/memscope.h");
+        for (name, value) in [
+            ("MEMSCOPE_NORECLAIM", crate::scope::NORECLAIM),
+            ("MEMSCOPE_NOWARN", crate::scope::NOWARN),
+            ("MEMSCOPE_NOFAIL", crate::scope::NOFAIL),
+            ("MEMSCOPE_NOFS", crate::scope::NOFS),
+            ("MEMSCOPE_NOIO", crate::scope::NOIO),
+        ] {
+            let want = format!("#define {name} {value:#04x}u");
+            assert!(
+                header
+                    .lines()
+                    .any(|l| l.split_whitespace().collect::<Vec<_>>().join(" ") == want),
+                "memscope.h lacks `{want}`"
+            );
+        }
+    }
+}

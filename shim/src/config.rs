@@ -79,6 +79,10 @@ pub const OPTIONS: &[Opt] = &[
           help: "`warn`: one rate-limited stderr line per problem; `off`: silent" },
 ];
 
+/// `MEMSCOPE_*` variables that belong to other parts of memscope (the CLI,
+/// test harnesses): the library neither reads nor warns about them.
+const NOT_THE_LIBRARYS: &[&str] = &["MEMSCOPE_LIB"];
+
 /// Parsed values. Written once during `load`, read everywhere after.
 pub struct Config {
     pub noreclaim_pool: AtomicU64,
@@ -333,7 +337,10 @@ pub fn load() {
         }
     });
     for_each_env(|name, value| {
-        if name == b"MEMSCOPE_LOG" || !name.starts_with(b"MEMSCOPE_") {
+        if name == b"MEMSCOPE_LOG"
+            || !name.starts_with(b"MEMSCOPE_")
+            || NOT_THE_LIBRARYS.iter().any(|n| n.as_bytes() == name)
+        {
             return;
         }
         match OPTIONS.iter().find(|o| o.name.as_bytes() == name) {

@@ -1,7 +1,7 @@
 //! `memscope-stat run -- CMD`: run a command with the preload set.
 
 use std::ffi::OsString;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
@@ -69,8 +69,7 @@ pub fn run(lib: Option<PathBuf>, cmd: &[String]) -> ExitCode {
             (None, None) => ExitCode::FAILURE,
         },
         Err(e) => {
-            let err = child.exec(); // not reached on success; gives the real error
-            eprintln!("memscope-stat run: cannot run {}: {e} ({err})", cmd[0]);
+            eprintln!("memscope-stat run: cannot run {}: {e}", cmd[0]);
             ExitCode::from(127)
         }
     }
