@@ -14,7 +14,9 @@
  *   latency MODE SECS    tail latency of a critical thread's free+malloc+
  *                        first touch (MODE: none, noreclaim, nofail) while
  *                        churn threads provoke purges; prints percentiles
- *                        in ns and the noise floor (an empty timed interval)
+ *                        in ns and the noise floor (an empty timed interval);
+ *                        with BENCH_HIST=FILE, also the histogram
+ *                        ("ns count" lines) for the CCDF plot
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -263,6 +265,14 @@ static void bench_latency(const char *mode, double secs)
     stop_churn = 1;
     for (int i = 0; i < 2; i++)
         pthread_join(c[i], NULL);
+    /* The whole distribution, for the CCDF plot (bench/run.py). */
+    const char *dump = getenv("BENCH_HIST");
+    FILE *hf = dump ? fopen(dump, "w") : NULL;
+    for (int b = 0; hf && b < BUCKETS; b++)
+        if (hist[b])
+            fprintf(hf, "%.1f %llu\n", (double)bucket_low(b) / cpn, (unsigned long long)hist[b]);
+    if (hf)
+        fclose(hf);
     printf("latency_ns p50 %.0f p99 %.0f p99.9 %.0f p99.99 %.0f max %.0f | noise p99.99 %.0f max %.0f | calls %llu nulls %llu\n",
            pct(hist, total, 0.5, cpn), pct(hist, total, 0.99, cpn), pct(hist, total, 0.999, cpn),
            pct(hist, total, 0.9999, cpn), (double)max_cycles / cpn, pct(noise, total, 0.9999, cpn),

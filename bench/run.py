@@ -9,12 +9,14 @@ skipped with the package to install. Usage: run.py LIBMEMSCOPE BENCH_BINARY
 [--rounds N] [--quick]
 """
 import argparse
+import collections
 import glob
 import os
 import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 
 
 def find(pattern):
@@ -53,6 +55,7 @@ def main():
     ap.add_argument("binary")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="seconds-long smoke run")
+    ap.add_argument("--plot", help="write the latency CCDF here (.svg or .png; needs matplotlib)")
     a = ap.parse_args()
 
     peers = [
@@ -80,6 +83,7 @@ def main():
         ("calloc+free 4 KiB (ns)", ["calloc", "4096", str(n // 4)], "all"),
         ("realloc growth step (ns)", ["realloc", str(n // 20000)], "all"),
         ("cross-thread pairs, 1 producer+1 consumer (Mops/s)", ["xthread", "1", str(n // 2)], "all"),
+        ("cross-thread pairs, 2 producers+2 consumers (Mops/s)", ["xthread", "2", str(n // 4)], "all"),
         ("idle RSS (KiB)", ["rss"], "all"),
         ("NORECLAIM malloc+free 64 B (ns)", ["scoped-pair", "64", str(n)], "memscope"),
         ("push+pop (ns)", ["pushpop", str(n * 5)], "memscope"),
@@ -102,6 +106,8 @@ def main():
     # thread, the case NORECLAIM is for). glibc, tcmalloc and mimalloc
     # ignore MALLOC_CONF, so they run once.
     latency = {}
+    hists = collections.defaultdict(collections.Counter)
+    histfile = tempfile.NamedTemporaryFile(prefix="memscope-hist-", delete=False).name
     for rnd in range(a.rounds):
         for conf in ["", "dirty_decay_ms:0"]:
             for name, path in allocs:
@@ -112,12 +118,20 @@ def main():
                     label = f"{name} {mode}" + (f" ({conf})" if conf else "")
                     print(f"\r[latency] round {rnd + 1}/{a.rounds} {label:50}", end="", file=sys.stderr)
                     env = {"MALLOC_CONF": conf, "MEMSCOPE_LOG": "off"} if conf else {}
+                    env["BENCH_HIST"] = histfile
                     line = run(a.binary, path, ["latency", mode, lat_secs], env)
+                    with open(histfile) as h:
+                        for row in h:
+                            ns, count = row.split()
+                            hists[label][float(ns)] += int(count)
                     f = line.split()
                     vals = {f[i]: float(f[i + 1]) for i in range(1, 10, 2)}
                     vals["noise_max"] = float(f[f.index("noise") + 4])
                     latency.setdefault(label, []).append(vals)
     print(file=sys.stderr)
+    os.unlink(histfile)
+    if a.plot:
+        plot_ccdf(hists, a.plot, machine())
 
     print(f"\nmachine: {machine()}; {a.rounds} rounds, interleaved; medians, [min-max], ratio to jemalloc\n")
     width = max(len(t) for t, _, _ in benches)
@@ -143,6 +157,39 @@ def main():
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         print(f"{key:40} {med['p50']:6.0f} {med['p99']:8.0f} {med['p99.9']:8.0f} {med['p99.99']:9.0f} "
               f"{med['max']:9.0f} {med['noise_max']:10.0f}")
+
+def plot_ccdf(hists, path, title):
+    """Log-log CCDF, one curve per allocator and scope: P(latency > x)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("no plot: matplotlib is missing (python3 -m pip install matplotlib)", file=sys.stderr)
+        return
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    for label, hist in hists.items():
+        total = sum(hist.values())
+        xs, ys, above = [], [], total
+        for ns in sorted(hist):
+            above -= hist[ns]
+            if above > 0:
+                xs.append(max(ns, 1.0))
+                ys.append(above / total)
+        style = "-" if "noreclaim" in label else "--"
+        ax.step(xs, ys, style, where="post", label=label, linewidth=1.4)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("free + malloc + first touch latency (ns)")
+    ax.set_ylabel("fraction of calls slower (CCDF)")
+    ax.set_title(f"critical thread under churn; {title}", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    print(f"latency CCDF written to {path}", file=sys.stderr)
+
 
 if __name__ == "__main__":
     main()

@@ -13,6 +13,7 @@ pub mod exports;
 pub mod glibc;
 pub mod init;
 pub mod log;
+pub mod magazine;
 pub mod maintenance;
 pub mod pool;
 pub mod posix;

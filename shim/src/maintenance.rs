@@ -320,6 +320,7 @@ extern "C" fn on_thread_exit(_: *mut c_void) {
     st.flags.set(0);
     st.depth.set(0);
     flush_thread();
+    crate::magazine::drain(pool::thread_free_flags(st));
     pool::release_thread_cache();
 }
 

@@ -24,7 +24,7 @@ use tikv_jemalloc_sys as jem;
 use crate::counters::{count, Event};
 use crate::log::set_errno;
 use crate::scope::{NORECLAIM, NOWARN};
-use crate::{init, maintenance, pool, tls};
+use crate::{init, magazine, maintenance, pool, tls};
 
 /// `mallocx` flag bits a caller may choose in a scope: alignment and zero.
 /// Arena and cache choices are the scope's to make.
@@ -157,12 +157,18 @@ pub unsafe fn sdallocx(p: *mut c_void, size: usize, mflags: i32) {
 
 // ------------------------------------------------------------ NORECLAIM
 
-/// Serves from the pool through the thread's cache, or fails at once.
+/// Serves from the pool (small requests from the thread's magazines,
+/// others through its explicit cache), or fails at once.
+#[inline(always)]
 unsafe fn pool_alloc(size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
     let st = tls::state();
     let pool_flags = st.pool_mallocx_flags.get();
     if pool_flags != 0 {
-        let p = jem::mallocx(size.max(1), pool_flags | caller_bits);
+        let p = if caller_bits == 0 && size <= magazine::MAX_SIZE {
+            magazine::alloc(size, pool_flags)
+        } else {
+            jem::mallocx(size.max(1), pool_flags | caller_bits)
+        };
         if !p.is_null() {
             return p;
         }
@@ -172,6 +178,7 @@ unsafe fn pool_alloc(size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
 }
 
 /// GFP_NOWAIT: count, ask for a refill, report later (never here).
+#[cold]
 fn fast_fail(size: usize, flags: u32) {
     count(Event::NoreclaimFastFail);
     if flags & NOWARN == 0 {
@@ -186,6 +193,9 @@ unsafe fn pool_free(p: *mut c_void) {
         return;
     }
     if pool::contains(p) {
+        if magazine::free(p, jem::sallocx(p, 0)) {
+            return;
+        }
         let st = tls::state();
         jem::dallocx(p, pool::thread_free_flags(st));
     } else {
