@@ -70,6 +70,7 @@ build no_library $CC $CFLAGS "$here/no_library.c" -o "$out/no_library"
 build scopes $CC $CFLAGS -pthread "$here/scopes.c" -o "$out/scopes"
 build pool_exhaustion $CC $CFLAGS "$here/pool_exhaustion.c" -o "$out/pool_exhaustion"
 build seccomp_noreclaim $CC $CFLAGS -pthread "$here/seccomp_noreclaim.c" -o "$out/seccomp_noreclaim"
+build nofail $CC $CFLAGS -pthread "$here/nofail.c" -o "$out/nofail"
 if [ -n "$JEMALLOC_SO" ]; then
     build jemalloc_api $CC $CFLAGS "$here/jemalloc_api.c" -o "$out/jemalloc_api" "$JEMALLOC_SO"
 else
@@ -122,6 +123,32 @@ expect_exit "seccomp NORECLAIM (decay 0, no background threads asked)" 0 "$P" \
     MALLOC_CONF=dirty_decay_ms:0,muzzy_decay_ms:0,background_thread:false -- "$out/seccomp_noreclaim" scoped
 expect_signal "seccomp control: no scope dies of SIGSYS" 31 "$P" -- "$out/seccomp_noreclaim" unscoped
 expect_signal "seccomp control: plain glibc dies of SIGSYS" 31 -- "$out/seccomp_noreclaim" unscoped
+
+# ----------------------------------------------------------------- NOFAIL
+# expect_stderr NAME PATTERN: the last case's stderr matches (grep -E).
+expect_stderr() {
+    if grep -qE "$2" "$out/$1.err"; then pass "$1: diagnostic"; else fail "$1: diagnostic" "no /$2/ in: $(head -c 600 "$out/$1.err")"; fi
+}
+# Under RLIMIT_AS jemalloc cannot start more background threads and says
+# so on every retry; one background thread keeps its stderr readable.
+expect_exit "nofail rlimit" 0 "$P" MALLOC_CONF=max_background_threads:1 -- "$out/nofail" rlimit
+expect_exit "nofail order" 0 "$P" -- "$out/nofail" order
+expect_exit "nofail unblock" 0 "$P" -- "$out/nofail" unblock
+expect_exit "nofail deadline null" 0 "$P" MEMSCOPE_NOFAIL_DEADLINE_MS=200 -- "$out/nofail" deadline
+expect_stderr "nofail deadline null" 'impossible NOFAIL allocation of 67108864 bytes \(MEMSCOPE_NOFAIL_DEADLINE_MS passed\): NULL'
+expect_signal "nofail deadline abort" 6 "$P" MEMSCOPE_NOFAIL_DEADLINE_MS=200 MEMSCOPE_NOFAIL_POLICY=abort -- "$out/nofail" deadline
+expect_stderr "nofail deadline abort" 'impossible NOFAIL allocation of 67108864 bytes .* on thread [0-9]+, scope flags 0x4; MEMSCOPE_NOFAIL_POLICY=abort'
+expect_exit "nofail toolarge null" 0 "$P" MEMSCOPE_NOFAIL_MAX=1G -- "$out/nofail" toolarge
+expect_stderr "nofail toolarge null" 'impossible NOFAIL allocation of 2147483648 bytes \(larger than MEMSCOPE_NOFAIL_MAX\)'
+expect_exit "nofail toolarge NOWARN" 0 "$P" MEMSCOPE_NOFAIL_MAX=1G -- "$out/nofail" toolarge-nowarn
+if [ -s "$out/nofail toolarge NOWARN.err" ]; then
+    fail "nofail toolarge NOWARN: silent" "$(head -c 300 "$out/nofail toolarge NOWARN.err")"
+else
+    pass "nofail toolarge NOWARN: silent"
+fi
+expect_signal "nofail toolarge abort" 6 "$P" MEMSCOPE_NOFAIL_MAX=1G MEMSCOPE_NOFAIL_POLICY=abort -- "$out/nofail" toolarge
+expect_exit "nofail inside NORECLAIM under seccomp" 0 "$P" MEMSCOPE_NORECLAIM_POOL=4M MEMSCOPE_RESERVE=4M -- \
+    "$out/nofail" noreclaim
 
 echo
 for f in "${failures[@]}"; do echo "failed: $f"; done

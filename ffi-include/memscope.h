@@ -13,7 +13,10 @@
  *                       lock that purging holds. Served from a pre-faulted
  *                       pool; when it is empty, NULL + ENOMEM at once.
  *   MEMSCOPE_NOWARN     failures print no diagnostic (they are still counted).
- *   MEMSCOPE_NOFAIL     a possible request never returns NULL.
+ *   MEMSCOPE_NOFAIL     a possible request never returns NULL: on failure,
+ *                       reclaimers run, then the reserve pool serves, then
+ *                       the thread waits and retries (see README). An
+ *                       impossible request follows MEMSCOPE_NOFAIL_POLICY.
  *   MEMSCOPE_NOFS       reclaimers that take filesystem locks do not run.
  *   MEMSCOPE_NOIO       reclaimers that do I/O (or take FS locks) do not run.
  *
@@ -27,6 +30,8 @@
  */
 #ifndef MEMSCOPE_H
 #define MEMSCOPE_H
+
+#include <stddef.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -48,9 +53,10 @@ extern "C" {
 /* Enter a scope on the calling thread: ORs `flags` into the thread's
  * allocation context. Returns the flags in force before; pass that value to
  * memscope_pop() to leave. Unknown bits are ignored. The first push of
- * MEMSCOPE_NORECLAIM in the process creates the pool (reserves and
- * pre-faults memory, starts the maintenance thread); the first on a thread
- * sets up that thread's pool cache. After that, push never allocates, never
+ * MEMSCOPE_NORECLAIM or MEMSCOPE_NOFAIL in the process creates the pool and
+ * the NOFAIL reserve (reserves and pre-faults memory, starts the
+ * maintenance thread); the first NORECLAIM push on a thread sets up that
+ * thread's pool cache. After that, push never allocates, never
  * blocks, makes no syscall, and is async-signal-safe. */
 unsigned memscope_push(unsigned flags) __attribute__((weak));
 
@@ -68,6 +74,37 @@ unsigned memscope_current(void) __attribute__((weak));
 /* The library's version as MEMSCOPE_VERSION encodes it; compare with the
  * header's macro to detect a mismatch. */
 unsigned memscope_version(void) __attribute__((weak));
+
+/* ---- Reclaimers (userspace shrinkers) ------------------------------------ */
+
+#define MEMSCOPE_RECLAIM_FS 0x1u /* may take filesystem-level locks: skipped under NOFS and NOIO */
+#define MEMSCOPE_RECLAIM_IO 0x2u /* may do I/O: skipped under NOIO */
+
+/* Registers a callback that frees memory the daemon can do without (a
+ * cache). `reclaim(want, arg)` should free about `want` bytes and return
+ * how many it freed. It runs:
+ *   - on a thread whose NOFAIL allocation failed, before the retry, unless
+ *     that thread is in NORECLAIM, or in NOFS (for MEMSCOPE_RECLAIM_FS
+ *     callbacks) or NOIO (for MEMSCOPE_RECLAIM_FS or _IO ones);
+ *   - on the maintenance thread when RSS exceeds MEMSCOPE_SOFT_LIMIT.
+ * Callbacks run in registration order, on any thread, possibly on several
+ * at once; inside one, allocations may use the NOFAIL reserve and never
+ * re-enter reclaim. `name` (copied, up to 31 bytes) may be NULL.
+ * Returns an id >= 1, or -1 if `reclaim` is NULL or 64 are registered.
+ * Thread-safe. Allocates nothing. */
+int memscope_reclaimer_register(const char *name, size_t (*reclaim)(size_t want, void *arg), void *arg,
+                                unsigned needs) __attribute__((weak));
+
+/* Unregisters `id`; returns once no thread runs its callback any more
+ * (called from inside that callback, it does not wait for itself).
+ * Unknown ids are ignored. Thread-safe. */
+void memscope_reclaimer_unregister(int id) __attribute__((weak));
+
+/* Testing only: the next `n` ordinary allocation attempts made under
+ * MEMSCOPE_NOFAIL (on any thread) fail as if memory were exhausted, so
+ * that the retry path (reclaimers, reserve, back-off, policy) can be
+ * exercised on demand. 0 turns it off. */
+void memscope_test_fail_next(unsigned long n) __attribute__((weak));
 
 /* ---- Conveniences (no-ops when libmemscope.so is not loaded) ---------- */
 

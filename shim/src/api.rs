@@ -3,9 +3,10 @@
 //! Rule: every entry point is total: any argument value is accepted,
 //! nothing panics, nothing unwinds.
 
-use core::ffi::c_uint;
+use core::ffi::{c_char, c_int, c_uint, c_ulong, c_void};
 
-use crate::scope;
+use crate::reclaim::ReclaimFn;
+use crate::{nofail, reclaim, scope};
 
 /// # Safety
 /// None: callable from any thread, including signal handlers once the
@@ -23,6 +24,31 @@ pub extern "C" fn memscope_pop(saved: c_uint) {
 #[cfg_attr(not(test), no_mangle)]
 pub extern "C" fn memscope_current() -> c_uint {
     scope::current()
+}
+
+/// # Safety
+/// `name` is NULL or a NUL-terminated string; `reclaim` may be called with
+/// `arg` from any thread until unregistered.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn memscope_reclaimer_register(
+    name: *const c_char,
+    reclaim: Option<ReclaimFn>,
+    arg: *mut c_void,
+    needs: c_uint,
+) -> c_int {
+    reclaim::register(name, reclaim, arg, needs)
+}
+
+#[cfg_attr(not(test), no_mangle)]
+pub extern "C" fn memscope_reclaimer_unregister(id: c_int) {
+    reclaim::unregister(id)
+}
+
+/// Testing: the next `n` ordinary allocation attempts made under NOFAIL
+/// fail as if memory were exhausted.
+#[cfg_attr(not(test), no_mangle)]
+pub extern "C" fn memscope_test_fail_next(n: c_ulong) {
+    nofail::inject_faults(n)
 }
 
 /// `MAJOR << 16 | MINOR << 8 | PATCH`, as `MEMSCOPE_VERSION` in the header.

@@ -91,6 +91,9 @@ pub struct Config {
     /// Absolute bytes, or a percentage when `nofail_max_percent` is set.
     pub nofail_max: AtomicU64,
     pub nofail_max_percent: AtomicBool,
+    /// `nofail_max` resolved to bytes at load (resolving a percentage
+    /// calls the OS, which a NORECLAIM thread may not).
+    pub nofail_max_resolved: AtomicU64,
     pub nofail_policy: AtomicU8,
     pub nofail_deadline_ms: AtomicU64,
     pub soft_limit: AtomicU64,
@@ -117,6 +120,7 @@ pub static CONFIG: Config = Config {
     pool_mlock: AtomicBool::new(false),
     nofail_max: AtomicU64::new(100),
     nofail_max_percent: AtomicBool::new(true),
+    nofail_max_resolved: AtomicU64::new(u64::MAX),
     nofail_policy: AtomicU8::new(NofailPolicy::Null as u8),
     nofail_deadline_ms: AtomicU64::new(0),
     soft_limit: AtomicU64::new(0),
@@ -156,9 +160,13 @@ impl Config {
         &bytes[..=len]
     }
 
-    /// `MEMSCOPE_NOFAIL_MAX` in bytes, resolving a percentage against
-    /// physical memory.
+    /// `MEMSCOPE_NOFAIL_MAX` in bytes (resolved at load).
     pub fn nofail_max_bytes(&self) -> u64 {
+        self.nofail_max_resolved.load(Relaxed)
+    }
+
+    /// Resolves a percentage against physical memory.
+    fn resolve_nofail_max(&self) -> u64 {
         let v = self.nofail_max.load(Relaxed);
         if !self.nofail_max_percent.load(Relaxed) {
             return v;
@@ -351,6 +359,9 @@ pub fn load() {
             )),
         }
     });
+    CONFIG
+        .nofail_max_resolved
+        .store(CONFIG.resolve_nofail_max(), Relaxed);
 }
 
 #[cfg(test)]

@@ -30,9 +30,27 @@ pub enum Event {
     MaintenancePurge,
     /// NORECLAIM scopes entered with no pool (it could not be created).
     NoreclaimWithoutPool,
+    /// Rounds of the NOFAIL retry loop (reclaim, retry, reserve).
+    NofailRetry,
+    /// NOFAIL allocations served from the reserve.
+    ReserveHit,
+    /// NOFAIL attempts that found the reserve unable to serve.
+    ReserveExhausted,
+    /// Impossible NOFAIL requests: larger than `MEMSCOPE_NOFAIL_MAX`.
+    PolicyTooLarge,
+    /// NOFAIL requests that ran past `MEMSCOPE_NOFAIL_DEADLINE_MS`.
+    PolicyDeadline,
+    /// NOFAIL inside NORECLAIM with the pool and the reserve both empty.
+    PolicyNoreclaimEmpty,
+    /// Reclaimer callbacks run.
+    ReclaimerCall,
+    /// Back-off waits of the NOFAIL retry loop.
+    BackoffWait,
+    /// Reclaim rounds the maintenance thread ran for `MEMSCOPE_SOFT_LIMIT`.
+    SoftLimitReclaim,
 }
 
-pub const EVENT_COUNT: usize = Event::NoreclaimWithoutPool as usize + 1;
+pub const EVENT_COUNT: usize = Event::SoftLimitReclaim as usize + 1;
 
 /// Names as the stats segment and the CLI print them.
 pub const EVENT_NAMES: [&str; EVENT_COUNT] = [
@@ -46,6 +64,15 @@ pub const EVENT_NAMES: [&str; EVENT_COUNT] = [
     "trims_deferred",
     "maintenance_purges",
     "noreclaim_without_pool",
+    "nofail_retries",
+    "reserve_hits",
+    "reserve_exhausted",
+    "policy_too_large",
+    "policy_deadline",
+    "policy_noreclaim_empty",
+    "reclaimer_calls",
+    "backoff_waits",
+    "soft_limit_reclaims",
 ];
 
 static EVENTS: [AtomicU64; EVENT_COUNT] = [const { AtomicU64::new(0) }; EVENT_COUNT];
@@ -57,6 +84,14 @@ pub fn count(e: Event) {
 
 pub fn get(e: Event) -> u64 {
     EVENTS[e as usize].load(Relaxed)
+}
+
+/// Writes every counter once (adding 0), so that the pages holding them
+/// are faulted in before a NORECLAIM thread first counts something.
+pub fn touch_all() {
+    for e in &EVENTS {
+        e.fetch_add(0, Relaxed);
+    }
 }
 
 /// A snapshot of every counter, in `Event` order.

@@ -121,6 +121,17 @@ pub fn coarse_seconds() -> u64 {
     ts.tv_sec as u64
 }
 
+/// Nanoseconds on the coarse monotonic clock (a vDSO read, no syscall).
+pub fn coarse_nanos() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// True if a line may be printed now; otherwise counts it as suppressed.
 fn admit() -> bool {
     let now = coarse_seconds() + 1; // +1 so that 0 means "never started"

@@ -71,6 +71,11 @@ static ATFORK: AtomicBool = AtomicBool::new(false);
 pub static FAST_FAILS_TO_REPORT: AtomicU64 = AtomicU64::new(0);
 /// The largest request among them (bytes).
 pub static FAST_FAIL_LARGEST: AtomicU64 = AtomicU64::new(0);
+/// Impossible NOFAIL requests inside NORECLAIM answered NULL, not yet
+/// reported (threads without NOWARN).
+pub static POLICY_NULLS_TO_REPORT: AtomicU64 = AtomicU64::new(0);
+/// How often the maintenance thread compares RSS with the soft limit.
+const SOFT_LIMIT_EVERY_NS: u64 = 100_000_000;
 
 thread_local! {
     /// Frees deferred by this thread while in NORECLAIM, not yet handed off.
@@ -233,6 +238,7 @@ pub fn ensure_started() {
 fn run(rx: Receiver<Work>) {
     let mut poll_us = POLL_MIN_US;
     let mut last_purges = 0;
+    let mut last_soft_check = 0u64;
     loop {
         let mut busy = WAKE.swap(false, Relaxed);
         while let Ok(work) = rx.try_recv() {
@@ -248,6 +254,11 @@ fn run(rx: Receiver<Work>) {
         let more_refill = pool::refill_step();
         busy |= more_refill;
         report_fast_fails();
+        let now = crate::log::coarse_nanos();
+        if now.wrapping_sub(last_soft_check) >= SOFT_LIMIT_EVERY_NS {
+            last_soft_check = now;
+            busy |= enforce_soft_limit();
+        }
         let purges = counters::get(Event::MaintenancePurge);
         busy |= purges != last_purges;
         last_purges = purges;
@@ -272,9 +283,55 @@ fn sleep_us(us: u64) {
     unsafe { libc::nanosleep(&ts, core::ptr::null_mut()) };
 }
 
+/// Runs the reclaimers (all of them: this thread holds no locks) when RSS
+/// is above `MEMSCOPE_SOFT_LIMIT`. Returns true if it ran them.
+fn enforce_soft_limit() -> bool {
+    let limit = crate::config::CONFIG.soft_limit.load(Relaxed);
+    if limit == 0 {
+        return false;
+    }
+    let rss = resident_bytes();
+    if rss <= limit {
+        return false;
+    }
+    count(Event::SoftLimitReclaim);
+    crate::reclaim::run((rss - limit) as usize, 0);
+    true
+}
+
+/// Resident set size from `/proc/self/statm`, read without allocating.
+fn resident_bytes() -> u64 {
+    let mut buf = [0u8; 128];
+    // SAFETY: a NUL-terminated path; `buf` is valid for its length.
+    let n = unsafe {
+        let fd = libc::open(c"/proc/self/statm".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return 0;
+        }
+        let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+        libc::close(fd);
+        n
+    };
+    let text = &buf[..n.max(0) as usize];
+    let pages = text
+        .split(|&c| c == b' ')
+        .nth(1)
+        .and_then(|f| core::str::from_utf8(f).ok())
+        .and_then(|f| f.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    pages * crate::posix::page_size() as u64
+}
+
 /// Prints, for scoped threads that may not, one line about the NORECLAIM
 /// allocations that failed since the last report.
 fn report_fast_fails() {
+    let nulls = POLICY_NULLS_TO_REPORT.swap(0, Relaxed);
+    if nulls > 0 {
+        log::warn(format_args!(
+            "{nulls} impossible NOFAIL allocation(s) inside NORECLAIM returned NULL: pool and reserve empty \
+             (MEMSCOPE_NOFAIL_POLICY=null)"
+        ));
+    }
     let n = FAST_FAILS_TO_REPORT.swap(0, Relaxed);
     if n == 0 {
         return;

@@ -35,6 +35,11 @@ const REGION_MIN: usize = 64 << 20;
 struct Pool {
     state: AtomicU8,
     arena: AtomicU32,
+    /// The NOFAIL reserve's arena (same region and hooks), or u32::MAX.
+    reserve_arena: AtomicU32,
+    /// Committed bytes set aside for the reserve that it has not carved
+    /// yet: the pool arena may not carve into them.
+    reserve_left: AtomicUsize,
     base: AtomicUsize,
     /// Bytes reserved at `base`.
     reserved: AtomicUsize,
@@ -47,6 +52,8 @@ struct Pool {
 static POOL: Pool = Pool {
     state: AtomicU8::new(NONE),
     arena: AtomicU32::new(0),
+    reserve_arena: AtomicU32::new(u32::MAX),
+    reserve_left: AtomicUsize::new(0),
     base: AtomicUsize::new(0),
     reserved: AtomicUsize::new(0),
     committed: AtomicUsize::new(0),
@@ -88,11 +95,24 @@ fn low_watermark() -> usize {
     high_watermark() / 4
 }
 
-/// Committed bytes jemalloc has not asked for yet.
+/// Committed bytes the pool arena may still carve (the reserve's share
+/// excluded).
 fn headroom() -> usize {
     POOL.committed
         .load(Acquire)
         .saturating_sub(POOL.carved.load(Relaxed))
+        .saturating_sub(POOL.reserve_left.load(Relaxed))
+}
+
+/// `mallocx` flags for an allocation from the NOFAIL reserve (0: no
+/// reserve). No thread cache: reserve blocks go straight back to it.
+pub fn reserve_flags() -> i32 {
+    let a = POOL.reserve_arena.load(Relaxed);
+    if !is_ready() || a == u32::MAX {
+        0
+    } else {
+        jem::MALLOCX_ARENA(a as usize) | jem::MALLOCX_TCACHE_NONE
+    }
 }
 
 // ---------------------------------------------------------------- hooks
@@ -110,6 +130,8 @@ static HOOKS: jem::extent_hooks_t = jem::extent_hooks_t {
 };
 
 /// Carves `size` bytes aligned to `align` from committed memory, or NULL.
+/// The pool arena may not carve into the reserve's share; the reserve
+/// arena may carve only its share.
 unsafe extern "C" fn hook_alloc(
     _hooks: *mut jem::extent_hooks_t,
     new_addr: *mut c_void,
@@ -117,20 +139,31 @@ unsafe extern "C" fn hook_alloc(
     align: usize,
     zero: *mut bool,
     commit: *mut bool,
-    _arena: c_uint,
+    arena: c_uint,
 ) -> *mut c_void {
     if !new_addr.is_null() {
         // Growing an extent in place: only the next carve could, and
         // jemalloc copes with a refusal.
         return null_mut();
     }
+    let for_reserve = arena == POOL.reserve_arena.load(Relaxed);
     let base = POOL.base.load(Relaxed);
     let mut carved = POOL.carved.load(Relaxed);
     loop {
         let start = (base + carved + align - 1) & !(align - 1);
         let end = start + size;
-        if end > base + POOL.committed.load(Acquire) {
-            maintenance::wake();
+        let used = end - base - carved;
+        let left = POOL.reserve_left.load(Relaxed);
+        let committed = POOL.committed.load(Acquire);
+        let limit = if for_reserve {
+            committed
+        } else {
+            committed.saturating_sub(left)
+        };
+        if (for_reserve && used > left) || end > base + limit {
+            if !for_reserve {
+                maintenance::wake();
+            }
             return null_mut();
         }
         match POOL
@@ -138,7 +171,9 @@ unsafe extern "C" fn hook_alloc(
             .compare_exchange_weak(carved, end - base, Relaxed, Relaxed)
         {
             Ok(_) => {
-                if headroom() < low_watermark() {
+                if for_reserve {
+                    POOL.reserve_left.fetch_sub(used, Relaxed);
+                } else if headroom() < low_watermark() {
                     count(Event::PoolLowWatermark);
                     maintenance::wake();
                 }
@@ -292,11 +327,10 @@ pub fn refill_step() -> bool {
 
 /// Reserves the region: the largest power of two from `REGION_MAX` down
 /// that the address space (or `RLIMIT_AS`) grants, aligned to itself.
-fn reserve() -> Option<(usize, usize)> {
-    let want = (high_watermark() * 8)
-        .next_power_of_two()
-        .clamp(REGION_MIN, REGION_MAX);
-    let floor = (high_watermark() * 2).next_power_of_two().min(want);
+fn reserve_region() -> Option<(usize, usize)> {
+    let need = high_watermark() + CONFIG.reserve.load(Relaxed) as usize;
+    let want = (need * 8).next_power_of_two().clamp(REGION_MIN, REGION_MAX);
+    let floor = (need * 2).next_power_of_two().min(want);
     let mut size = want;
     while size >= floor {
         // Over-reserve twice the size so an aligned window exists inside.
@@ -331,7 +365,8 @@ fn reserve() -> Option<(usize, usize)> {
     None
 }
 
-/// Creates the pool on the process's first NORECLAIM push. Other threads
+/// Creates the pool and the NOFAIL reserve on the process's first NORECLAIM
+/// or NOFAIL push. Other threads
 /// arriving meanwhile wait. Returns false if the pool could not be made.
 pub fn ensure_process_pool() -> bool {
     match POOL.state.load(Acquire) {
@@ -344,6 +379,8 @@ pub fn ensure_process_pool() -> bool {
         .compare_exchange(NONE, CREATING, Acquire, Acquire)
         .is_ok()
     {
+        crate::counters::touch_all();
+        prefault_own_image();
         let ok = create();
         POOL.state.store(if ok { READY } else { FAILED }, Release);
         if ok {
@@ -364,7 +401,7 @@ pub fn ensure_process_pool() -> bool {
 }
 
 fn create() -> bool {
-    let Some((base, size)) = reserve() else {
+    let Some((base, size)) = reserve_region() else {
         log::warn(format_args!(
             "NORECLAIM pool: could not reserve address space; NORECLAIM allocations will fail"
         ));
@@ -372,7 +409,8 @@ fn create() -> bool {
     };
     POOL.base.store(base, Relaxed);
     POOL.reserved.store(size, Relaxed);
-    if !grow(high_watermark()) {
+    let reserve = (CONFIG.reserve.load(Relaxed) as usize + CHUNK - 1) & !(CHUNK - 1);
+    if !grow(high_watermark() + reserve) {
         return false;
     }
     let Some(arena) = create_arena(&HOOKS) else {
@@ -383,6 +421,17 @@ fn create() -> bool {
     };
     POOL.arena.store(arena, Relaxed);
     warm_up_arena(arena);
+    // The reserve's arena metadata comes from the pool's share; its own
+    // share is fenced off once it exists.
+    if reserve > 0 {
+        match create_arena(&HOOKS) {
+            Some(r) => {
+                POOL.reserve_arena.store(r, Relaxed);
+                POOL.reserve_left.store(reserve, Relaxed);
+            }
+            None => log::warn(format_args!("NOFAIL reserve: arenas.create failed; no reserve")),
+        }
+    }
     make_purging_deferrable();
     true
 }
@@ -478,6 +527,45 @@ fn make_purging_deferrable() {
             arena.write::<isize>(1);
         }
     }
+}
+
+/// Faults in every page of memscope's own loaded image (its code, jemalloc's
+/// code linked into it, their data), outside any scope: a scoped thread
+/// running allocator code for the first time would otherwise take a page
+/// fault on a code page, or on a data page it is first to write.
+fn prefault_own_image() {
+    unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: usize, _data: *mut c_void) -> i32 {
+        // SAFETY: glibc passes a valid `dl_phdr_info` for the callback's
+        // duration; its program headers describe mapped segments.
+        let info = &*info;
+        let me = prefault_own_image as *const () as usize;
+        let phdrs = core::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize);
+        let is_me = phdrs.iter().any(|ph| {
+            let start = info.dlpi_addr as usize + ph.p_vaddr as usize;
+            ph.p_type == libc::PT_LOAD && (start..start + ph.p_memsz as usize).contains(&me)
+        });
+        if !is_me {
+            return 0;
+        }
+        let page = crate::posix::page_size();
+        for ph in phdrs.iter().filter(|ph| ph.p_type == libc::PT_LOAD) {
+            let start = (info.dlpi_addr as usize + ph.p_vaddr as usize) & !(page - 1);
+            let end = info.dlpi_addr as usize + ph.p_vaddr as usize + ph.p_memsz as usize;
+            let writable = ph.p_flags & libc::PF_W != 0;
+            for at in (start..end).step_by(page) {
+                if writable {
+                    // An atomic add of 0: a write that changes nothing,
+                    // safe against other threads using the same bytes.
+                    (*(at as *const core::sync::atomic::AtomicU8)).fetch_add(0, Relaxed);
+                } else {
+                    core::ptr::read_volatile(at as *const u8);
+                }
+            }
+        }
+        1
+    }
+    // SAFETY: the callback only reads headers and touches mapped pages.
+    unsafe { libc::dl_iterate_phdr(Some(visit), null_mut()) };
 }
 
 // ------------------------------------------------------ radix-tree warm-up

@@ -23,8 +23,8 @@ use tikv_jemalloc_sys as jem;
 
 use crate::counters::{count, Event};
 use crate::log::set_errno;
-use crate::scope::{NORECLAIM, NOWARN};
-use crate::{init, magazine, maintenance, pool, tls};
+use crate::scope::{NOFAIL, NORECLAIM, NOWARN};
+use crate::{init, magazine, maintenance, nofail, pool, tls};
 
 /// `mallocx` flag bits a caller may choose in a scope: alignment and zero.
 /// Arena and cache choices are the scope's to make.
@@ -50,7 +50,14 @@ pub fn scope_flags() -> u32 {
 pub unsafe fn alloc(size: usize, mallocx_flags: i32) -> *mut c_void {
     let flags = scope_flags();
     let p = if flags & NORECLAIM != 0 {
-        pool_alloc(size, mallocx_flags, flags)
+        let p = pool_alloc(size, mallocx_flags, flags);
+        if p.is_null() && flags & NOFAIL != 0 {
+            nofail::noreclaim_fallback(size, mallocx_flags, flags)
+        } else {
+            p
+        }
+    } else if flags & NOFAIL != 0 {
+        nofail::alloc(size, mallocx_flags, flags)
     } else if mallocx_flags == 0 {
         jem::malloc(size)
     } else {
@@ -83,8 +90,33 @@ pub unsafe fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
     } else {
         jem::realloc(p, size)
     };
+    let q = if q.is_null() && flags & NOFAIL != 0 {
+        nofail_move(p, size, 0, flags)
+    } else {
+        q
+    };
     if q.is_null() {
         set_errno(libc::ENOMEM);
+    }
+    q
+}
+
+/// NOFAIL realloc after the ordinary path failed: a NOFAIL allocation, the
+/// contents copied, the old block freed. NULL (old block untouched) only
+/// where the policy says so.
+unsafe fn nofail_move(p: *mut c_void, size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
+    let q = if flags & NORECLAIM != 0 {
+        nofail::noreclaim_fallback(size, caller_bits, flags)
+    } else {
+        nofail::alloc(size, caller_bits, flags)
+    };
+    if !q.is_null() {
+        core::ptr::copy_nonoverlapping(p.cast::<u8>(), q.cast::<u8>(), jem::sallocx(p, 0).min(size));
+        if flags & NORECLAIM != 0 {
+            pool_free(p)
+        } else {
+            jem::free(p)
+        }
     }
     q
 }
@@ -97,8 +129,10 @@ pub unsafe fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
 #[cold]
 pub unsafe fn mallocx(size: usize, mflags: i32) -> *mut c_void {
     let flags = scope_flags();
-    if flags & NORECLAIM != 0 {
-        pool_alloc(size, mflags & CALLER_BITS, flags)
+    if flags & (NORECLAIM | NOFAIL) != 0 {
+        // Scopes choose arena and cache; the caller keeps alignment and
+        // zeroing. (`alloc` may set errno; mallocx promises nothing there.)
+        alloc(size, mflags & CALLER_BITS)
     } else {
         jem::mallocx(size, mflags)
     }
@@ -109,10 +143,15 @@ pub unsafe fn mallocx(size: usize, mflags: i32) -> *mut c_void {
 #[cold]
 pub unsafe fn rallocx(p: *mut c_void, size: usize, mflags: i32) -> *mut c_void {
     let flags = scope_flags();
-    if flags & NORECLAIM != 0 {
+    let q = if flags & NORECLAIM != 0 {
         pool_realloc(p, size, mflags & CALLER_BITS, flags)
     } else {
         jem::rallocx(p, size, mflags)
+    };
+    if q.is_null() && flags & NOFAIL != 0 {
+        nofail_move(p, size, mflags & CALLER_BITS, flags)
+    } else {
+        q
     }
 }
 

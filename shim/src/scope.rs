@@ -30,6 +30,9 @@ pub fn push(flags: u32) -> u32 {
     let add = flags & ALL;
     if add & NORECLAIM != 0 && cur & NORECLAIM == 0 && !noreclaim_ready(st) {
         enter_noreclaim(st);
+    } else if add & NOFAIL != 0 && cur & NORECLAIM == 0 && !pool::is_ready() {
+        // The reserve lives beside the pool; made outside NORECLAIM only.
+        pool::ensure_process_pool();
     }
     let depth = st.depth.get();
     st.depth.set(depth.saturating_add(1));
@@ -110,6 +113,13 @@ fn enter_noreclaim(st: &tls::ThreadState) {
     if st.pool_tcache.get() == 0 {
         pool::ensure_thread_cache();
         maintenance::touch_thread_buffer();
+        crate::magazine::touch();
+        // Walk the deferred-free path once (jemalloc's per-thread lookup
+        // caches included), outside the scope, so its first use inside
+        // takes no page fault.
+        // SAFETY: a fresh block, handed over and flushed at once.
+        unsafe { maintenance::defer_free(tikv_jemalloc_sys::malloc(64)) };
+        maintenance::flush_thread();
     }
 }
 

@@ -1,0 +1,353 @@
+/* NOFAIL, the reserve, reclaimers, NOWARN/NOFS/NOIO. One case per run
+ * (process state cannot be reset); run-tests.sh runs each with its
+ * environment and checks exit status and stderr.
+ *
+ *   nofail rlimit        under a real RLIMIT_AS, after plain malloc has
+ *                        exhausted memory: plain allocations see NULLs,
+ *                        NOFAIL ones never do (reclaimers, reserve)
+ *   nofail order         reclaimers run in registration order, filtered
+ *                        by NOFS/NOIO, never under NORECLAIM, never
+ *                        recursively; one may unregister itself
+ *   nofail unblock       a NOFAIL caller with nothing left waits until a
+ *                        reclaimer frees memory, then proceeds
+ *   nofail deadline      MEMSCOPE_NOFAIL_DEADLINE_MS passes: the policy
+ *                        (null: NULL + ENOMEM; abort: the process aborts)
+ *   nofail toolarge      a size above MEMSCOPE_NOFAIL_MAX: the policy, at once
+ *   nofail toolarge-nowarn   the same under NOWARN: no diagnostic
+ *   nofail noreclaim     NOFAIL inside NORECLAIM under a seccomp filter:
+ *                        pool, then reserve, then NULL; no OS call, no wait */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../ffi-include/memscope.h"
+#include "check.h"
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+/* ---- a droppable cache, and its reclaimer ------------------------------ */
+
+#define CACHE_MAX 65536
+static void *cache[CACHE_MAX];
+static size_t cache_size[CACHE_MAX];
+static int cached;
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static int reclaimer_calls;
+
+static size_t drop_cache(size_t want, void *arg)
+{
+    (void)arg;
+    size_t freed = 0;
+    pthread_mutex_lock(&cache_lock);
+    while (cached > 0 && freed < want) {
+        cached--;
+        freed += cache_size[cached];
+        free(cache[cached]);
+    }
+    pthread_mutex_unlock(&cache_lock);
+    __atomic_fetch_add(&reclaimer_calls, 1, __ATOMIC_RELAXED);
+    return freed;
+}
+
+static long vm_bytes(void)
+{
+    long pages = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%ld", &pages) != 1)
+            pages = 0;
+        fclose(f);
+    }
+    return pages * sysconf(_SC_PAGESIZE);
+}
+
+static void case_rlimit(void)
+{
+    /* Make the pool and reserve now, within the limit to come. */
+    memscope_pop(memscope_push(MEMSCOPE_NOFAIL));
+    struct rlimit rl = {(rlim_t)(vm_bytes() + (192 << 20)), RLIM_INFINITY};
+    CHECK(setrlimit(RLIMIT_AS, &rl) == 0);
+    /* Exhaust the address space, large blocks first, down to 64 KiB. */
+    for (size_t size = 1 << 20; size >= (64 << 10); size /= 2) {
+        while (cached < CACHE_MAX) {
+            void *p = malloc(size);
+            if (!p)
+                break;
+            memset(p, 1, 4096);
+            cache[cached] = p;
+            cache_size[cached++] = size;
+        }
+    }
+    CHECK_MSG(cached > 0 && cached < CACHE_MAX, "%d blocks before the limit", cached);
+    int id = memscope_reclaimer_register("cache", drop_cache, NULL, 0);
+    CHECK(id >= 1);
+
+    int plain_nulls = 0;
+    for (int i = 0; i < 50; i++) {
+        void *p = malloc(256 << 10);
+        plain_nulls += p == NULL;
+        free(p);
+    }
+    CHECK_MSG(plain_nulls > 0, "plain malloc never failed: the test would prove nothing");
+
+    static void *kept[400];
+    int nofail_nulls = 0;
+    unsigned s = memscope_push(MEMSCOPE_NOFAIL);
+    for (int i = 0; i < 400; i++) {
+        kept[i] = malloc(256 << 10);
+        nofail_nulls += kept[i] == NULL;
+        if (kept[i])
+            memset(kept[i], 2, 256 << 10);
+    }
+    memscope_pop(s);
+    CHECK_MSG(nofail_nulls == 0, "%d NOFAIL allocations returned NULL", nofail_nulls);
+    CHECK(reclaimer_calls > 0);
+    say("rlimit: plain: %d/50 NULL; NOFAIL: 0/400 NULL; reclaimer ran %d times\n", plain_nulls, reclaimer_calls);
+    for (int i = 0; i < 400; i++)
+        free(kept[i]);
+    memscope_reclaimer_unregister(id);
+}
+
+/* ---- order and filtering ---------------------------------------------- */
+
+static char trail[64];
+static int trail_len;
+static int self_id;
+
+static size_t log_a(size_t want, void *arg)
+{
+    (void)want, (void)arg;
+    trail[trail_len++] = 'A';
+    /* A reclaimer's own allocation: may use the reserve, never recurses
+     * into reclaim (even with faults injected). */
+    memscope_test_fail_next(5);
+    void *p = malloc(100);
+    memscope_test_fail_next(0);
+    if (!p)
+        trail[trail_len++] = '!';
+    free(p);
+    return 0;
+}
+static size_t log_b(size_t want, void *arg) { (void)want, (void)arg; trail[trail_len++] = 'B'; return 0; }
+static size_t log_c(size_t want, void *arg) { (void)want, (void)arg; trail[trail_len++] = 'C'; return 0; }
+static size_t log_d_once(size_t want, void *arg)
+{
+    (void)want, (void)arg;
+    trail[trail_len++] = 'D';
+    memscope_reclaimer_unregister(self_id); /* from inside itself */
+    return 0;
+}
+
+static const char *reclaim_trail(unsigned flags)
+{
+    trail_len = 0;
+    memset(trail, 0, sizeof trail);
+    unsigned s = memscope_push(flags);
+    memscope_test_fail_next(1); /* the ordinary path fails once */
+    void *p = malloc(1000);
+    memscope_pop(s);
+    if (!p)
+        trail[trail_len++] = '0';
+    free(p);
+    return trail;
+}
+
+static void case_order(void)
+{
+    CHECK(memscope_reclaimer_register("a", log_a, NULL, 0) == 1);
+    CHECK(memscope_reclaimer_register("b-fs", log_b, NULL, MEMSCOPE_RECLAIM_FS) == 2);
+    CHECK(memscope_reclaimer_register("c-io", log_c, NULL, MEMSCOPE_RECLAIM_IO) == 3);
+    self_id = memscope_reclaimer_register("d", log_d_once, NULL, 0);
+    CHECK(self_id == 4);
+    CHECK(memscope_reclaimer_register("null", NULL, NULL, 0) == -1);
+    const char *t = reclaim_trail(MEMSCOPE_NOFAIL);
+    CHECK_MSG(strcmp(t, "ABCD") == 0, "NOFAIL ran \"%s\"", t);
+    t = reclaim_trail(MEMSCOPE_NOFAIL); /* D is gone now */
+    CHECK_MSG(strcmp(t, "ABC") == 0, "NOFAIL (after D left) ran \"%s\"", t);
+    t = reclaim_trail(MEMSCOPE_NOFAIL | MEMSCOPE_NOFS);
+    CHECK_MSG(strcmp(t, "AC") == 0, "NOFAIL|NOFS ran \"%s\"", t);
+    t = reclaim_trail(MEMSCOPE_NOFAIL | MEMSCOPE_NOIO);
+    CHECK_MSG(strcmp(t, "A") == 0, "NOFAIL|NOIO ran \"%s\"", t);
+    t = reclaim_trail(MEMSCOPE_NOFAIL | MEMSCOPE_NORECLAIM);
+    CHECK_MSG(strcmp(t, "") == 0, "NOFAIL|NORECLAIM ran \"%s\"", t);
+    memscope_reclaimer_unregister(2);
+    t = reclaim_trail(MEMSCOPE_NOFAIL);
+    CHECK_MSG(strcmp(t, "AC") == 0, "after unregistering b: \"%s\"", t);
+    memscope_reclaimer_unregister(99); /* unknown: ignored */
+    memscope_reclaimer_unregister(-1);
+}
+
+/* ---- a waiting caller released by a reclaimer --------------------------- */
+
+static volatile int gate_open;
+static size_t gate(size_t want, void *arg)
+{
+    (void)want, (void)arg;
+    if (!gate_open)
+        return 0;
+    memscope_test_fail_next(0); /* "freed" enough: the ordinary path works */
+    return 1 << 20;
+}
+
+static void *opener(void *arg)
+{
+    (void)arg;
+    usleep(200 * 1000);
+    gate_open = 1;
+    return NULL;
+}
+
+static void case_unblock(void)
+{
+    CHECK(memscope_reclaimer_register("gate", gate, NULL, 0) >= 1);
+    pthread_t t;
+    pthread_create(&t, NULL, opener, NULL);
+    long long t0 = now_ms();
+    unsigned s = memscope_push(MEMSCOPE_NOFAIL);
+    memscope_test_fail_next(~0ul);
+    void *p = malloc(64 << 20); /* more than the reserve holds */
+    memscope_pop(s);
+    long long waited = now_ms() - t0;
+    pthread_join(t, NULL);
+    CHECK(p != NULL);
+    CHECK_MSG(waited >= 150 && waited < 5000, "waited %lld ms", waited);
+    say("unblock: NOFAIL caller waited %lld ms for the reclaimer\n", waited);
+    free(p);
+}
+
+static void case_deadline(void)
+{
+    unsigned s = memscope_push(MEMSCOPE_NOFAIL);
+    memscope_test_fail_next(~0ul);
+    long long t0 = now_ms();
+    errno = 0;
+    void *p = malloc(64 << 20); /* more than the reserve holds */
+    long long waited = now_ms() - t0;
+    memscope_test_fail_next(0);
+    memscope_pop(s);
+    CHECK(p == NULL && errno == ENOMEM);
+    CHECK_MSG(waited >= 180 && waited < 3000, "gave up after %lld ms", waited);
+}
+
+static void case_toolarge(unsigned extra)
+{
+    unsigned s = memscope_push(MEMSCOPE_NOFAIL | extra);
+    long long t0 = now_ms();
+    errno = 0;
+    void *p = malloc(opaque((size_t)2 << 30));
+    memscope_pop(s);
+    CHECK(p == NULL && errno == ENOMEM);
+    CHECK(now_ms() - t0 < 100);
+    /* A possible request still succeeds. */
+    s = memscope_push(MEMSCOPE_NOFAIL | extra);
+    p = malloc(1 << 20);
+    memscope_pop(s);
+    CHECK(p != NULL);
+    free(p);
+}
+
+/* ---- NOFAIL inside NORECLAIM, under seccomp ------------------------------ */
+
+static int forbid_reclaim_syscalls(void)
+{
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_mmap, 6, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_munmap, 5, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_madvise, 4, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_mprotect, 3, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_mremap, 2, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_brk, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+    };
+    struct sock_fprog prog = {.len = sizeof f / sizeof f[0], .filter = f};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+        return -1;
+    return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog);
+}
+
+static void case_noreclaim(void)
+{
+    static void *held[4096];
+    int n = 0, from_pool = 0, from_reserve = 0;
+    unsigned s = memscope_push(MEMSCOPE_NORECLAIM | MEMSCOPE_NOWARN);
+    CHECK(forbid_reclaim_syscalls() == 0);
+    while (n < 4096 && (held[n] = malloc(256 << 10)) != NULL) /* drain the pool */
+        n++, from_pool++;
+    unsigned t = memscope_push(MEMSCOPE_NOFAIL);
+    long long slowest = 0;
+    for (;;) {
+        long long t0 = now_ms();
+        errno = 0;
+        void *p = malloc(256 << 10);
+        long long dt = now_ms() - t0;
+        if (dt > slowest)
+            slowest = dt;
+        if (!p) {
+            CHECK(errno == ENOMEM); /* the policy, once the reserve is empty too */
+            break;
+        }
+        memset(p, 3, 256 << 10);
+        held[n++] = p;
+        from_reserve++;
+        if (n == 4096)
+            break;
+    }
+    memscope_pop(t);
+    CHECK_MSG(from_pool > 0 && from_reserve > 0 && n < 4096, "pool %d, reserve %d", from_pool, from_reserve);
+    CHECK_MSG(slowest < 5, "an allocation took %lld ms", slowest);
+    say("noreclaim: %d blocks from the pool, %d more from the reserve under NOFAIL, then NULL\n", from_pool,
+        from_reserve);
+    for (int i = 0; i < n; i++)
+        free(held[i]);
+    memscope_pop(s);
+}
+
+int main(int argc, char **argv)
+{
+    if (!memscope_loaded() || argc != 2) {
+        say("usage: LD_PRELOAD=libmemscope.so %s CASE\n", argv[0]);
+        return 2;
+    }
+    const char *c = argv[1];
+    if (!strcmp(c, "rlimit"))
+        case_rlimit();
+    else if (!strcmp(c, "order"))
+        case_order();
+    else if (!strcmp(c, "unblock"))
+        case_unblock();
+    else if (!strcmp(c, "deadline"))
+        case_deadline();
+    else if (!strcmp(c, "toolarge"))
+        case_toolarge(0);
+    else if (!strcmp(c, "toolarge-nowarn"))
+        case_toolarge(MEMSCOPE_NOWARN);
+    else if (!strcmp(c, "noreclaim"))
+        case_noreclaim();
+    else {
+        say("unknown case %s\n", c);
+        return 2;
+    }
+    return check_result();
+}

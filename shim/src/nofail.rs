@@ -1,0 +1,187 @@
+//! NOFAIL: a possible request never returns NULL.
+//!
+//! When the ordinary path fails: run the reclaimers this thread may run,
+//! retry, fall back on the reserve (pre-faulted, beside the NORECLAIM
+//! pool), then wait (bounded, woken early by reclaim progress) and go
+//! round again, forever or until `MEMSCOPE_NOFAIL_DEADLINE_MS`. Inside
+//! NORECLAIM there is no waiting and no OS call: pool, reserve, policy.
+//!
+//! Impossible requests (larger than `MEMSCOPE_NOFAIL_MAX`, checked before
+//! anything is tried, as an absurd size under NOFAIL is a bug to surface;
+//! past the deadline; or in NORECLAIM with pool and reserve empty) follow
+//! `MEMSCOPE_NOFAIL_POLICY`: `null` (NULL + ENOMEM, one rate-limited line
+//! unless NOWARN) or `abort` (one line, then `abort()`). Every case counts.
+
+use core::ffi::c_void;
+use core::fmt::Write;
+use core::ptr::null_mut;
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use tikv_jemalloc_sys as jem;
+
+use crate::config::{NofailPolicy, CONFIG};
+use crate::counters::{count, Event};
+use crate::log::{self, set_errno};
+use crate::scope::{NORECLAIM, NOWARN};
+use crate::{maintenance, pool, reclaim};
+
+/// Longest single back-off wait.
+const BACKOFF_MAX_NS: u64 = 64_000_000;
+const BACKOFF_MIN_NS: u64 = 1_000_000;
+
+/// Test support (`memscope_test_fail_next`): ordinary NOFAIL attempts
+/// still to fail on purpose.
+static FAULTS_TO_INJECT: AtomicU64 = AtomicU64::new(0);
+
+/// Makes the next `n` ordinary allocation attempts under NOFAIL fail as if
+/// memory were exhausted (any thread). For tests of the retry path.
+pub fn inject_faults(n: u64) {
+    FAULTS_TO_INJECT.store(n, Relaxed);
+}
+
+#[inline]
+fn injected_fault() -> bool {
+    FAULTS_TO_INJECT.load(Relaxed) != 0
+        && FAULTS_TO_INJECT
+            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+}
+
+/// The ordinary path, under fault injection.
+unsafe fn ordinary(size: usize, caller_bits: i32) -> *mut c_void {
+    if injected_fault() {
+        null_mut()
+    } else if caller_bits == 0 {
+        jem::malloc(size)
+    } else {
+        jem::mallocx(size.max(1), caller_bits)
+    }
+}
+
+unsafe fn from_reserve(size: usize, caller_bits: i32) -> *mut c_void {
+    let flags = pool::reserve_flags();
+    if flags != 0 {
+        let p = jem::mallocx(size.max(1), flags | caller_bits);
+        if !p.is_null() {
+            count(Event::ReserveHit);
+            return p;
+        }
+    }
+    count(Event::ReserveExhausted);
+    null_mut()
+}
+
+/// A NOFAIL allocation outside NORECLAIM.
+///
+/// # Safety
+/// `caller_bits` holds only `MALLOCX_ALIGN`/`MALLOCX_ZERO` bits.
+pub unsafe fn alloc(size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
+    if size as u64 > CONFIG.nofail_max_bytes() {
+        return policy(Event::PolicyTooLarge, size, flags);
+    }
+    let p = ordinary(size, caller_bits);
+    if !p.is_null() {
+        return p;
+    }
+    retry(size, caller_bits, flags)
+}
+
+#[cold]
+unsafe fn retry(size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
+    let deadline_ns = CONFIG.nofail_deadline_ms.load(Relaxed).saturating_mul(1_000_000);
+    let start = now_ns();
+    let mut backoff = BACKOFF_MIN_NS;
+    loop {
+        count(Event::NofailRetry);
+        let seen = reclaim::PROGRESS.load(Relaxed);
+        reclaim::run(size, flags);
+        let p = ordinary(size, caller_bits);
+        if !p.is_null() {
+            return p;
+        }
+        let p = from_reserve(size, caller_bits);
+        if !p.is_null() {
+            return p;
+        }
+        let mut wait = backoff;
+        if deadline_ns > 0 {
+            let spent = now_ns() - start;
+            if spent >= deadline_ns {
+                return policy(Event::PolicyDeadline, size, flags);
+            }
+            wait = wait.min(deadline_ns - spent);
+        }
+        count(Event::BackoffWait);
+        maintenance::wake();
+        reclaim::wait_for_progress(seen, wait);
+        backoff = (backoff * 2).min(BACKOFF_MAX_NS);
+    }
+}
+
+/// NOFAIL inside NORECLAIM once the pool said no: the reserve, then the
+/// policy. No OS call, no wait.
+///
+/// # Safety
+/// As `alloc`.
+#[cold]
+pub unsafe fn noreclaim_fallback(size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
+    if size as u64 > CONFIG.nofail_max_bytes() {
+        return policy(Event::PolicyTooLarge, size, flags);
+    }
+    let p = from_reserve(size, caller_bits);
+    if !p.is_null() {
+        return p;
+    }
+    policy(Event::PolicyNoreclaimEmpty, size, flags)
+}
+
+/// NULL with ENOMEM, or a diagnostic and `abort()`.
+#[cold]
+fn policy(kind: Event, size: usize, flags: u32) -> *mut c_void {
+    count(kind);
+    let why = match kind {
+        Event::PolicyTooLarge => "larger than MEMSCOPE_NOFAIL_MAX",
+        Event::PolicyDeadline => "MEMSCOPE_NOFAIL_DEADLINE_MS passed",
+        _ => "NORECLAIM pool and NOFAIL reserve both empty",
+    };
+    match CONFIG.nofail_policy() {
+        NofailPolicy::Abort => {
+            // About to abort: the diagnostic is written even under
+            // NORECLAIM or NOWARN (it is the only trace of the cause).
+            let mut line = log::StackLine::new();
+            // SAFETY: gettid has no preconditions.
+            let tid = unsafe { libc::gettid() };
+            let _ = writeln!(
+                line,
+                "memscope: impossible NOFAIL allocation of {size} bytes ({why}) on thread {tid}, scope flags {flags:#x}; \
+                 MEMSCOPE_NOFAIL_POLICY=abort"
+            );
+            log::write_stderr(line.as_bytes());
+            // SAFETY: abort has no preconditions.
+            unsafe { libc::abort() }
+        }
+        NofailPolicy::Null => {
+            if flags & NOWARN == 0 {
+                if flags & NORECLAIM != 0 {
+                    maintenance::POLICY_NULLS_TO_REPORT.fetch_add(1, Relaxed);
+                } else {
+                    log::warn(format_args!(
+                        "impossible NOFAIL allocation of {size} bytes ({why}): NULL (MEMSCOPE_NOFAIL_POLICY=null)"
+                    ));
+                }
+            }
+            set_errno(libc::ENOMEM);
+            null_mut()
+        }
+    }
+}
+
+fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
