@@ -14,6 +14,8 @@
  *                        (null: NULL + ENOMEM; abort: the process aborts)
  *   nofail toolarge      a size above MEMSCOPE_NOFAIL_MAX: the policy, at once
  *   nofail toolarge-nowarn   the same under NOWARN: no diagnostic
+ *   nofail softlimit     with MEMSCOPE_SOFT_LIMIT set, the maintenance
+ *                        thread runs the reclaimers once RSS passes it
  *   nofail noreclaim     NOFAIL inside NORECLAIM under a seccomp filter:
  *                        pool, then reserve, then NULL; no OS call, no wait */
 #define _GNU_SOURCE
@@ -263,6 +265,45 @@ static void case_toolarge(unsigned extra)
     free(p);
 }
 
+static long rss_bytes(void)
+{
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+            resident = 0;
+        fclose(f);
+    }
+    return resident * sysconf(_SC_PAGESIZE);
+}
+
+static void case_softlimit(void)
+{
+    /* MEMSCOPE_SOFT_LIMIT=96M: a 160 MiB cache must be cut back by the
+     * maintenance thread, with no allocation failing anywhere. */
+    CHECK(memscope_reclaimer_register("cache", drop_cache, NULL, MEMSCOPE_RECLAIM_FS) >= 1);
+    pthread_mutex_lock(&cache_lock);
+    for (int i = 0; i < 160; i++) {
+        cache[cached] = malloc(1 << 20);
+        memset(cache[cached], 1, 1 << 20);
+        cache_size[cached++] = 1 << 20;
+    }
+    pthread_mutex_unlock(&cache_lock);
+    long long t0 = now_ms();
+    while (now_ms() - t0 < 3000 && __atomic_load_n(&reclaimer_calls, __ATOMIC_RELAXED) == 0)
+        usleep(10 * 1000);
+    usleep(300 * 1000); /* let it finish the round */
+    pthread_mutex_lock(&cache_lock);
+    int left = cached;
+    pthread_mutex_unlock(&cache_lock);
+    CHECK_MSG(reclaimer_calls > 0, "the maintenance thread never ran the reclaimer");
+    CHECK_MSG(left < 160, "cache still holds %d MiB", left);
+    CHECK_MSG(left > 0, "the whole cache was dropped: reclaim overshoots the limit");
+    CHECK_MSG(rss_bytes() < (96 + 32) << 20, "RSS %ld MiB stays above the 96 MiB limit", rss_bytes() >> 20);
+    say("softlimit: reclaimer ran %d times within %lld ms; cache cut to %d MiB; RSS %ld MiB\n", reclaimer_calls,
+        now_ms() - t0, left, rss_bytes() >> 20);
+}
+
 /* ---- NOFAIL inside NORECLAIM, under seccomp ------------------------------ */
 
 static int forbid_reclaim_syscalls(void)
@@ -343,6 +384,8 @@ int main(int argc, char **argv)
         case_toolarge(0);
     else if (!strcmp(c, "toolarge-nowarn"))
         case_toolarge(MEMSCOPE_NOWARN);
+    else if (!strcmp(c, "softlimit"))
+        case_softlimit();
     else if (!strcmp(c, "noreclaim"))
         case_noreclaim();
     else {

@@ -147,6 +147,7 @@ else
     pass "nofail toolarge NOWARN: silent"
 fi
 expect_signal "nofail toolarge abort" 6 "$P" MEMSCOPE_NOFAIL_MAX=1G MEMSCOPE_NOFAIL_POLICY=abort -- "$out/nofail" toolarge
+expect_exit "nofail soft limit: the maintenance thread reclaims" 0 "$P" MEMSCOPE_SOFT_LIMIT=96M -- "$out/nofail" softlimit
 expect_exit "nofail inside NORECLAIM under seccomp" 0 "$P" MEMSCOPE_NORECLAIM_POOL=4M MEMSCOPE_RESERVE=4M -- \
     "$out/nofail" noreclaim
 

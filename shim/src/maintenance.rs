@@ -284,7 +284,8 @@ fn sleep_us(us: u64) {
 }
 
 /// Runs the reclaimers (all of them: this thread holds no locks) when RSS
-/// is above `MEMSCOPE_SOFT_LIMIT`. Returns true if it ran them.
+/// is above `MEMSCOPE_SOFT_LIMIT`, asking for the excess, then purges.
+/// Returns true if it ran them.
 fn enforce_soft_limit() -> bool {
     let limit = crate::config::CONFIG.soft_limit.load(Relaxed);
     if limit == 0 {
@@ -295,7 +296,13 @@ fn enforce_soft_limit() -> bool {
         return false;
     }
     count(Event::SoftLimitReclaim);
-    crate::reclaim::run((rss - limit) as usize, 0);
+    if crate::reclaim::run((rss - limit) as usize, 0) > 0 {
+        // What the reclaimers freed is dirty memory until purged; purge it
+        // here (this thread may) so RSS, which the limit is about, drops
+        // and the next look does not reclaim again for the same bytes.
+        glibc::purge_all();
+        count(Event::MaintenancePurge);
+    }
     true
 }
 
