@@ -40,7 +40,10 @@ pub unsafe extern "C" fn memscope_reclaimer_register(
     // The soft limit is watched by the maintenance thread: make sure it
     // runs (never from inside NORECLAIM, where starting a thread is out).
     if id > 0
-        && crate::config::CONFIG.soft_limit.load(core::sync::atomic::Ordering::Relaxed) > 0
+        && crate::config::CONFIG
+            .soft_limit
+            .load(core::sync::atomic::Ordering::Relaxed)
+            > 0
         && scope::current() & scope::NORECLAIM == 0
     {
         crate::maintenance::ensure_started();

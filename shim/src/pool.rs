@@ -117,17 +117,33 @@ pub fn reserve_flags() -> i32 {
 
 // ---------------------------------------------------------------- hooks
 
-static HOOKS: jem::extent_hooks_t = jem::extent_hooks_t {
-    alloc: Some(hook_alloc),
-    dalloc: Some(hook_opt_out_dalloc),
-    destroy: Some(hook_destroy),
-    commit: Some(hook_commit),
-    decommit: Some(hook_opt_out_range),
-    purge_lazy: Some(hook_opt_out_range),
-    purge_forced: Some(hook_opt_out_range),
-    split: Some(hook_split),
-    merge: Some(hook_merge),
-};
+type AllocHook = unsafe extern "C" fn(
+    *mut jem::extent_hooks_t,
+    *mut c_void,
+    usize,
+    usize,
+    *mut bool,
+    *mut bool,
+    c_uint,
+) -> *mut c_void;
+
+/// Extent hooks that never call the OS: memory comes from `alloc`, and is
+/// never given back, decommitted or purged.
+const fn hooks_over(alloc: AllocHook) -> jem::extent_hooks_t {
+    jem::extent_hooks_t {
+        alloc: Some(alloc),
+        dalloc: Some(hook_opt_out_dalloc),
+        destroy: Some(hook_destroy),
+        commit: Some(hook_commit),
+        decommit: Some(hook_opt_out_range),
+        purge_lazy: Some(hook_opt_out_range),
+        purge_forced: Some(hook_opt_out_range),
+        split: Some(hook_split),
+        merge: Some(hook_merge),
+    }
+}
+
+static HOOKS: jem::extent_hooks_t = hooks_over(hook_alloc);
 
 /// Carves `size` bytes aligned to `align` from committed memory, or NULL.
 /// The pool arena may not carve into the reserve's share; the reserve
@@ -584,17 +600,7 @@ fn prefault_own_image() {
 static WARM_CURSOR: AtomicUsize = AtomicUsize::new(0);
 static WARM_END: AtomicUsize = AtomicUsize::new(0);
 
-static WARM_HOOKS: jem::extent_hooks_t = jem::extent_hooks_t {
-    alloc: Some(warm_hook_alloc),
-    dalloc: Some(hook_opt_out_dalloc),
-    destroy: Some(hook_destroy),
-    commit: Some(hook_commit),
-    decommit: Some(hook_opt_out_range),
-    purge_lazy: Some(hook_opt_out_range),
-    purge_forced: Some(hook_opt_out_range),
-    split: Some(hook_split),
-    merge: Some(hook_merge),
-};
+static WARM_HOOKS: jem::extent_hooks_t = hooks_over(warm_hook_alloc);
 
 /// Carves from the range being warmed (one thread: the one warming).
 unsafe extern "C" fn warm_hook_alloc(
