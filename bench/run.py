@@ -17,6 +17,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 
 def find(pattern):
@@ -107,6 +108,31 @@ def main():
     # returned at once (dirty_decay_ms:0: purges and refaults on every
     # thread, the case NORECLAIM is for). glibc, tcmalloc and mimalloc
     # ignore MALLOC_CONF, so they run once.
+    # Whole programs: wall time of real allocation-heavy runs.
+    here = os.path.dirname(os.path.abspath(__file__))
+    sort_input = os.path.join(tempfile.mkdtemp(prefix="memscope-bench-"), "lines.txt")
+    with open(sort_input, "w") as f:
+        for i in range(400_000 if a.quick else 2_000_000):
+            f.write(f"{(i * 2654435761) % 4294967296:08x} {i}\n")
+    programs = [
+        ("python3 alloc_heavy.py (s)", ["/usr/bin/python3", os.path.join(here, "alloc_heavy.py")]),
+        ("sort --parallel=2, 2M lines (s)", ["sort", "-S", "64M", "--parallel=2", "-o", "/dev/null", sort_input]),
+    ]
+    for rnd in range(a.rounds):
+        for title, cmd in programs:
+            for name, path in allocs:
+                print(f"\r[program] round {rnd + 1}/{a.rounds} {name:9} {title:40}", end="", file=sys.stderr)
+                env = dict(os.environ)
+                env.pop("LD_PRELOAD", None)
+                if path:
+                    env["LD_PRELOAD"] = path
+                t0 = time.perf_counter()
+                subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=600)
+                results.setdefault(title, {}).setdefault(name, []).append(time.perf_counter() - t0)
+    benches += [(title, None, "all") for title, _ in programs]
+    os.unlink(sort_input)
+    os.rmdir(os.path.dirname(sort_input))
+
     latency = {}
     hists = collections.defaultdict(collections.Counter)
     histfile = tempfile.NamedTemporaryFile(prefix="memscope-hist-", delete=False).name
@@ -150,7 +176,8 @@ def main():
             vals = row[name]
             med = statistics.median(vals)
             ratio = f"{med / base:.2f}x" if base else "  -  "
-            cells.append(f"{med:.1f} [{min(vals):.1f}-{max(vals):.1f}] {ratio}".rjust(cell))
+            p = 3 if med < 10 else 1
+            cells.append(f"{med:.{p}f} [{min(vals):.{p}f}-{max(vals):.{p}f}] {ratio}".rjust(cell))
         print(f"{title:{width}}  " + "  ".join(cells))
     print("\ntail latency of free+malloc+first touch on a critical thread while 2 churn threads run "
           "(ns, medians of rounds; noise max = the longest empty timed interval)")

@@ -36,19 +36,7 @@ same() {
 }
 
 # ---------------------------------------------------------------- python3
-cat >alloc_heavy.py <<'PY'
-import hashlib, json, random
-random.seed(42)
-rows = [{"id": i, "name": "n%06d" % i, "tags": [random.random() for _ in range(i % 17)]} for i in range(80000)]
-blob = json.dumps(rows, sort_keys=True)
-back = json.loads(blob)
-index = {}
-for r in back:
-    index.setdefault(len(r["tags"]), []).append(r["name"])
-words = sorted(("w%d" % random.randrange(10**6)) * (1 + i % 5) for i in range(200000))
-print(len(blob), len(index), hashlib.sha256(blob.encode() + "".join(words[:1000]).encode()).hexdigest())
-PY
-same python3 /usr/bin/python3 alloc_heavy.py
+same python3 /usr/bin/python3 "$here/../bench/alloc_heavy.py"
 
 # -------------------------------------------------------------------- git
 git_session() (
