@@ -74,6 +74,11 @@ int main(void)
     malloc_stats_print(count_cb, NULL, "g");
     CHECK(printed > 100);
 
+    /* memscope's default: jemalloc 5.3.0's large size classes. */
+    _Bool disabled = 1;
+    len = sizeof disabled;
+    CHECK(mallctl("opt.disable_large_size_classes", &disabled, &len, NULL, 0) == 0 && !disabled);
+
     /* MALLOC_CONF reaches memscope's (prefixed) jemalloc. */
     const char *want = getenv("EXPECT_NARENAS");
     if (want) {

@@ -8,10 +8,9 @@
 //! would return), `hblkhd` = `stats.retained` (mapped but returned),
 //! the rest 0.
 
-use core::ffi::c_int;
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
-
+use crate::counters::{count, Event};
 use crate::{ctl, maintenance, route, scope};
+use core::ffi::c_int;
 
 #[repr(C)]
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
@@ -42,9 +41,6 @@ pub struct Mallinfo {
     pub fordblks: c_int,
     pub keepcost: c_int,
 }
-
-/// Counts `malloc_trim` calls made inside NORECLAIM (deferred, not run).
-pub static TRIMS_DEFERRED: AtomicU64 = AtomicU64::new(0);
 
 fn stat(name: &core::ffi::CStr) -> usize {
     ctl::read::<usize>(name).unwrap_or(0)
@@ -91,7 +87,7 @@ pub fn mallinfo() -> Mallinfo {
 /// returned at once: purging is exactly what the scope forbids.
 pub fn malloc_trim(_pad: usize) -> c_int {
     if route::scope_flags() & scope::NORECLAIM != 0 {
-        TRIMS_DEFERRED.fetch_add(1, Relaxed);
+        count(Event::TrimDeferred);
         maintenance::request_purge();
         return 0;
     }
