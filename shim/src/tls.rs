@@ -39,10 +39,6 @@ pub struct ThreadState {
     /// Set while this thread runs reclaimers or maintenance work, so that
     /// nothing re-enters reclaim from inside.
     pub in_reclaim: Cell<u32>,
-    /// Stats slot index + 1 (0: none claimed yet).
-    pub stats_slot: Cell<u32>,
-    /// Calls since the last timed one (stats sampling).
-    pub sample_countdown: Cell<u32>,
     /// Frees deferred by this thread and not yet handed off (so that
     /// leaving a scope checks one word, not the buffer's TLS).
     pub deferred_pending: Cell<u32>,
@@ -119,8 +115,6 @@ mod imp {
         pool_mallocx_flags: Cell::new(0),
         pool_tcache: Cell::new(0),
         in_reclaim: Cell::new(0),
-        stats_slot: Cell::new(0),
-        sample_countdown: Cell::new(0),
         deferred_pending: Cell::new(0),
         ring: [const { Cell::new(0) }; super::SCOPE_RING],
     };
