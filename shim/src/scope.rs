@@ -21,19 +21,50 @@ pub const NOIO: u32 = 0x10;
 pub const ALL: u32 = NORECLAIM | NOWARN | NOFAIL | NOFS | NOIO;
 
 /// Enters a scope on the calling thread. See `memscope_push` in the header.
+///
+/// The usual case runs without a call (so without saving registers); a
+/// new thread, or a scope that needs the pool set up first, takes
+/// `push_slow` as a tail call.
+#[inline]
 pub fn push(flags: u32) -> u32 {
+    let st = tls::state();
+    let cur = st.flags.get();
+    let add = flags & ALL;
+    if cur & tls::THREAD_UNSEEN != 0 || needs_setup(st, cur, add) {
+        return push_slow(flags);
+    }
+    record_push(st, cur, add)
+}
+
+/// True if entering `add` on top of `cur` first needs setting up.
+#[inline(always)]
+fn needs_setup(st: &tls::ThreadState, cur: u32, add: u32) -> bool {
+    cur & NORECLAIM == 0
+        && (add & NORECLAIM != 0 && !noreclaim_ready(st) || add & NOFAIL != 0 && !pool::is_ready())
+}
+
+#[cold]
+#[inline(never)]
+fn push_slow(flags: u32) -> u32 {
     let st = tls::state();
     let mut cur = st.flags.get();
     if cur & tls::THREAD_UNSEEN != 0 {
         cur = init::thread_first_call();
     }
     let add = flags & ALL;
-    if add & NORECLAIM != 0 && cur & NORECLAIM == 0 && !noreclaim_ready(st) {
-        enter_noreclaim(st);
-    } else if add & NOFAIL != 0 && cur & NORECLAIM == 0 && !pool::is_ready() {
-        // The reserve lives beside the pool; made outside NORECLAIM only.
-        pool::ensure_process_pool();
+    if cur & NORECLAIM == 0 {
+        if add & NORECLAIM != 0 && !noreclaim_ready(st) {
+            enter_noreclaim(st);
+        } else if add & NOFAIL != 0 && !pool::is_ready() {
+            // The reserve lives beside the pool; made outside NORECLAIM only.
+            pool::ensure_process_pool();
+        }
     }
+    record_push(st, cur, add)
+}
+
+#[inline(always)]
+fn record_push(st: &tls::ThreadState, cur: u32, add: u32) -> u32 {
     let depth = st.depth.get();
     st.depth.set(depth.saturating_add(1));
     // A signal handler that pushes here uses the slot above ours.
@@ -48,32 +79,26 @@ pub fn push(flags: u32) -> u32 {
 
 /// Leaves a scope: restores `saved`, the value the matching push returned.
 /// A pop that matches no push is counted and reported, and never turns a
-/// flag on.
+/// flag on. Like `push`, the usual case makes no call.
 #[inline]
 pub fn pop(saved: u32) {
     let st = tls::state();
     let cur = st.flags.get();
     let depth = st.depth.get();
     if depth == 0 || cur & tls::THREAD_UNSEEN != 0 {
-        misuse(
-            cur,
-            format_args!("memscope_pop({saved:#x}) with no scope pushed on this thread; ignored"),
-        );
-        return;
+        return pop_unpushed(saved, cur);
     }
     let top = depth - 1;
     if let Some(expected) = st.ring.get(top as usize).map(|s| s.get()) {
         if expected != saved {
-            misuse(
-                cur,
-                format_args!(
-                    "memscope_pop({saved:#x}) does not match the innermost memscope_push, which returned {expected:#x}; \
-                     restoring {:#x}",
-                    saved & cur
-                ),
-            );
+            return pop_mismatched(saved, expected);
         }
     }
+    restore(st, saved, cur, top)
+}
+
+#[inline(always)]
+fn restore(st: &tls::ThreadState, saved: u32, cur: u32, top: u32) {
     let new = saved & cur & ALL;
     st.flags.set(new);
     compiler_fence(Ordering::SeqCst);
@@ -81,6 +106,31 @@ pub fn pop(saved: u32) {
     if cur & NORECLAIM != 0 && new & NORECLAIM == 0 {
         maintenance::flush_thread();
     }
+}
+
+#[cold]
+#[inline(never)]
+fn pop_unpushed(saved: u32, cur: u32) {
+    misuse(
+        cur,
+        format_args!("memscope_pop({saved:#x}) with no scope pushed on this thread; ignored"),
+    );
+}
+
+#[cold]
+#[inline(never)]
+fn pop_mismatched(saved: u32, expected: u32) {
+    let st = tls::state();
+    let cur = st.flags.get();
+    misuse(
+        cur,
+        format_args!(
+            "memscope_pop({saved:#x}) does not match the innermost memscope_push, which returned {expected:#x}; \
+             restoring {:#x}",
+            saved & cur
+        ),
+    );
+    restore(st, saved, cur, st.depth.get() - 1);
 }
 
 /// The calling thread's flags.
