@@ -106,6 +106,16 @@ void memscope_reclaimer_unregister(int id) __attribute__((weak));
  * exercised on demand. 0 turns it off. */
 void memscope_test_fail_next(unsigned long n) __attribute__((weak));
 
+/* ---- Stats -------------------------------------------------------------- */
+
+/* Publishes the calling thread's exact counts to the stats segment now.
+ * Threads publish by themselves on every timed call (one in
+ * MEMSCOPE_STATS_SAMPLE per operation) and when they exit; call this
+ * before handing control to something that reads the segment and expects
+ * every call counted. Cheap, no syscall, safe inside any scope and in
+ * signal handlers. */
+void memscope_stats_flush(void) __attribute__((weak));
+
 /* ---- Conveniences (no-ops when libmemscope.so is not loaded) ---------- */
 
 /* 1 if libmemscope.so is loaded in this process. */

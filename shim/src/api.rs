@@ -26,6 +26,14 @@ pub extern "C" fn memscope_current() -> c_uint {
     scope::current()
 }
 
+/// Publishes the calling thread's exact counts (see the header).
+#[cfg_attr(not(test), no_mangle)]
+pub extern "C" fn memscope_stats_flush() {
+    if crate::tls::flags() & crate::tls::THREAD_UNSEEN == 0 {
+        crate::stats::thread::flush(crate::tls::state());
+    }
+}
+
 /// # Safety
 /// `name` is NULL or a NUL-terminated string; `reclaim` may be called with
 /// `arg` from any thread until unregistered.

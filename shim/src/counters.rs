@@ -1,7 +1,7 @@
 //! Process-wide event counters: plain relaxed atomics, cheap enough for
 //! any path (a NORECLAIM thread included), exported by the stats segment.
 
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering::*};
 
 /// Every event memscope counts. The order is the stats ABI: append only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,49 +52,64 @@ pub enum Event {
 
 pub const EVENT_COUNT: usize = Event::SoftLimitReclaim as usize + 1;
 
-/// Names as the stats segment and the CLI print them.
-pub const EVENT_NAMES: [&str; EVENT_COUNT] = [
-    "pool_refills",
-    "pool_low_watermark_hits",
-    "noreclaim_fast_fails",
-    "deferred_frees",
-    "deferred_free_overflows",
-    "noreclaim_os_calls",
-    "scope_misuse",
-    "trims_deferred",
-    "maintenance_purges",
-    "noreclaim_without_pool",
-    "nofail_retries",
-    "reserve_hits",
-    "reserve_exhausted",
-    "policy_too_large",
-    "policy_deadline",
-    "policy_noreclaim_empty",
-    "reclaimer_calls",
-    "backoff_waits",
-    "soft_limit_reclaims",
-];
+/// Names as the stats segment and the CLI print them (the ABI crate's
+/// table; this crate's order must match it, which a test checks).
+pub fn name(e: usize) -> &'static str {
+    memscope_abi::names::EVENTS[e].0
+}
 
-static EVENTS: [AtomicU64; EVENT_COUNT] = [const { AtomicU64::new(0) }; EVENT_COUNT];
+/// Where counts go before the stats segment exists, or when stats are off.
+static LOCAL: [AtomicU64; EVENT_COUNT] = [const { AtomicU64::new(0) }; EVENT_COUNT];
+/// The live array: `LOCAL`, or the segment's `Header::events`.
+static EVENTS: AtomicPtr<AtomicU64> = AtomicPtr::new(LOCAL.as_ptr().cast_mut());
+
+#[inline]
+fn at(e: usize) -> &'static AtomicU64 {
+    // SAFETY: EVENTS points at LOCAL or at the mapped segment's array,
+    // both at least EVENT_COUNT long and alive for the process's life.
+    unsafe { &*EVENTS.load(Acquire).add(e) }
+}
 
 #[inline]
 pub fn count(e: Event) {
-    EVENTS[e as usize].fetch_add(1, Relaxed);
+    at(e as usize).fetch_add(1, Relaxed);
 }
 
 pub fn get(e: Event) -> u64 {
-    EVENTS[e as usize].load(Relaxed)
+    at(e as usize).load(Relaxed)
+}
+
+/// Makes the segment's array the live one, carrying over what was counted.
+/// Called while the process (or forked child) has one user of stats.
+pub fn move_into(dst: &'static [AtomicU64; memscope_abi::EVENT_SLOTS]) {
+    for (i, d) in dst.iter().enumerate().take(EVENT_COUNT) {
+        d.store(at(i).load(Relaxed), Relaxed);
+    }
+    EVENTS.store(dst.as_ptr().cast_mut(), Release);
 }
 
 /// Writes every counter once (adding 0), so that the pages holding them
 /// are faulted in before a NORECLAIM thread first counts something.
 pub fn touch_all() {
-    for e in &EVENTS {
-        e.fetch_add(0, Relaxed);
+    for i in 0..EVENT_COUNT {
+        at(i).fetch_add(0, Relaxed);
     }
 }
 
 /// A snapshot of every counter, in `Event` order.
 pub fn snapshot() -> [u64; EVENT_COUNT] {
-    core::array::from_fn(|i| EVENTS[i].load(Relaxed))
+    core::array::from_fn(|i| at(i).load(Relaxed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_the_abi_table() {
+        assert_eq!(memscope_abi::names::EVENTS.len(), EVENT_COUNT);
+        assert_eq!(name(Event::PoolRefill as usize), "pool_refills");
+        assert_eq!(name(Event::SoftLimitReclaim as usize), "soft_limit_reclaims");
+        assert_eq!(name(Event::NofailRetry as usize), "nofail_retries");
+    }
 }

@@ -12,6 +12,7 @@ use tikv_jemalloc_sys as jem;
 
 use crate::glibc::{Mallinfo, Mallinfo2};
 use crate::{glibc, posix, route, tls};
+use memscope_abi::{OP_ALLOC, OP_FREE, OP_REALLOC};
 
 type WriteCb = Option<unsafe extern "C" fn(*mut c_void, *const c_char)>;
 
@@ -115,26 +116,29 @@ pub extern "C" fn malloc_stats() {
 
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn mallocx(size: usize, flags: c_int) -> *mut c_void {
-    if tls::flags() == 0 {
+    let g = tls::gate::<OP_ALLOC>();
+    if g == 0 {
         return jem::mallocx(size, flags);
     }
-    route::mallocx(size, flags)
+    mallocx_slow(g, size, flags)
 }
 
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn rallocx(p: *mut c_void, size: usize, flags: c_int) -> *mut c_void {
-    if tls::flags() == 0 {
+    let g = tls::gate::<OP_REALLOC>();
+    if g == 0 {
         return jem::rallocx(p, size, flags);
     }
-    route::rallocx(p, size, flags)
+    rallocx_slow(g, p, size, flags)
 }
 
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn xallocx(p: *mut c_void, size: usize, extra: usize, flags: c_int) -> usize {
-    if tls::flags() == 0 {
+    let g = tls::gate::<OP_REALLOC>();
+    if g == 0 {
         return jem::xallocx(p, size, extra, flags);
     }
-    route::xallocx(p, size, extra, flags)
+    xallocx_slow(g, p, size, extra, flags)
 }
 
 #[cfg_attr(not(test), no_mangle)]
@@ -144,18 +148,20 @@ pub unsafe extern "C" fn sallocx(p: *const c_void, flags: c_int) -> usize {
 
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn dallocx(p: *mut c_void, flags: c_int) {
-    if tls::flags() == 0 {
+    let g = tls::gate::<OP_FREE>();
+    if g == 0 {
         return jem::dallocx(p, flags);
     }
-    route::sdallocx(p, 0, flags)
+    dallocx_slow(g, p, flags)
 }
 
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn sdallocx(p: *mut c_void, size: usize, flags: c_int) {
-    if tls::flags() == 0 {
+    let g = tls::gate::<OP_FREE>();
+    if g == 0 {
         return jem::sdallocx(p, size, flags);
     }
-    route::sdallocx(p, size, flags)
+    sdallocx_slow(g, p, size, flags)
 }
 
 #[cfg_attr(not(test), no_mangle)]
@@ -198,4 +204,36 @@ pub unsafe extern "C" fn mallctlbymib(
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn malloc_stats_print(write_cb: WriteCb, cbopaque: *mut c_void, opts: *const c_char) {
     jem::malloc_stats_print(write_cb, cbopaque, opts)
+}
+
+// ------------------------------------------- slow sides of the gated calls
+
+#[cold]
+#[inline(never)]
+unsafe fn mallocx_slow(g: u32, size: usize, flags: c_int) -> *mut c_void {
+    posix::off_fast(g, OP_ALLOC, || jem::mallocx(size, flags), || route::mallocx(size, flags))
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn rallocx_slow(g: u32, p: *mut c_void, size: usize, flags: c_int) -> *mut c_void {
+    posix::off_fast(g, OP_REALLOC, || jem::rallocx(p, size, flags), || route::rallocx(p, size, flags))
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn xallocx_slow(g: u32, p: *mut c_void, size: usize, extra: usize, flags: c_int) -> usize {
+    posix::off_fast(g, OP_REALLOC, || jem::xallocx(p, size, extra, flags), || route::xallocx(p, size, extra, flags))
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn dallocx_slow(g: u32, p: *mut c_void, flags: c_int) -> () {
+    posix::off_fast(g, OP_FREE, || jem::dallocx(p, flags), || route::sdallocx(p, 0, flags))
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn sdallocx_slow(g: u32, p: *mut c_void, size: usize, flags: c_int) -> () {
+    posix::off_fast(g, OP_FREE, || jem::sdallocx(p, size, flags), || route::sdallocx(p, size, flags))
 }

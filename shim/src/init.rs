@@ -10,7 +10,7 @@ use core::cell::UnsafeCell;
 use core::ffi::c_char;
 use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
-use crate::{config, log, tls};
+use crate::{config, log, maintenance, stats, tls};
 
 const UNINIT: u8 = 0;
 const RUNNING: u8 = 1;
@@ -56,6 +56,7 @@ fn global_slow() {
         Ok(_) => {
             config::load();
             copy_malloc_conf();
+            stats::segment::create();
             GLOBAL.store(DONE, Ordering::Release);
         }
         Err(_) => {
@@ -111,6 +112,11 @@ pub fn thread_first_call() -> u32 {
     let st = tls::state();
     let flags = st.flags.get() & !tls::THREAD_UNSEEN;
     st.flags.set(flags);
+    stats::thread::start(st);
+    if stats::segment::header().is_some() {
+        // Its numbers are folded into the retired slot when it exits.
+        maintenance::register_thread_exit();
+    }
     flags
 }
 
@@ -118,4 +124,17 @@ pub fn thread_first_call() -> u32 {
 #[ctor::ctor(unsafe)]
 fn on_load() {
     global();
+    // Here, not in `global`: registering may allocate, and `global` may
+    // run inside the first malloc.
+    // SAFETY: registering a handler with no preconditions.
+    unsafe {
+        libc::pthread_atfork(None, None, Some(stats_after_fork_in_child));
+        libc::atexit(stats::at_exit);
+    }
+}
+
+/// A forked child gets its own stats segment; its one thread counts there.
+extern "C" fn stats_after_fork_in_child() {
+    stats::segment::after_fork_in_child();
+    stats::thread::after_fork_in_child(tls::state());
 }

@@ -21,6 +21,7 @@ pub mod posix;
 pub mod reclaim;
 pub mod route;
 pub mod scope;
+pub mod stats;
 pub mod tls;
 
 /// The shim's own Rust allocations go to jemalloc directly (the `_rjem_`

@@ -386,6 +386,7 @@ extern "C" fn on_thread_exit(_: *mut c_void) {
     flush_thread();
     crate::magazine::drain(pool::thread_free_flags(st));
     pool::release_thread_cache();
+    crate::stats::thread::exit(st);
 }
 
 fn register_atfork() {

@@ -11,47 +11,86 @@ use core::ptr::null_mut;
 use tikv_jemalloc_sys as jem;
 
 use crate::log::set_errno;
-use crate::{route, tls};
+use crate::{route, stats, tls};
+use memscope_abi::{OP_ALLOC, OP_FREE, OP_REALLOC};
 
 /// glibc's `MALLOC_ALIGNMENT` on 64-bit targets: what plain malloc gives.
 pub const MIN_ALIGN: usize = 16;
 
+/// Where a gated entry point goes when `tls::gate` is not zero: a plain
+/// thread whose sample countdown ran out times the `plain` call; anything
+/// else takes the `routed` slow path, which counts the call itself.
+///
+/// Callers wrap this in a `#[cold]` function of plain arguments, so that
+/// their fast path keeps nothing on the stack and tail-jumps.
 #[inline(always)]
-fn plain() -> bool {
-    tls::flags() == 0
+pub fn off_fast<R>(gate: u32, op: usize, plain: impl FnOnce() -> R, routed: impl FnOnce() -> R) -> R {
+    let _ = gate; // non-zero: the flag word, plus one if the countdown ran out
+    if tls::flags() == 0 {
+        stats::timed_fast(op, plain)
+    } else {
+        stats::thread::uncount_fast(op);
+        routed()
+    }
 }
 
 /// # Safety
 /// As C `malloc`.
 #[inline(always)]
 pub unsafe fn malloc(size: usize) -> *mut c_void {
-    if plain() {
+    let g = tls::gate::<OP_ALLOC>();
+    if g == 0 {
         return jem::malloc(size);
     }
-    route::alloc(size, 0)
+    malloc_slow(g, size)
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn malloc_slow(g: u32, size: usize) -> *mut c_void {
+    off_fast(g, OP_ALLOC, || jem::malloc(size), || route::alloc(size, 0))
 }
 
 /// # Safety
 /// `p` is NULL or a live block from this allocator.
 #[inline(always)]
 pub unsafe fn free(p: *mut c_void) {
-    if plain() {
+    let g = tls::gate::<OP_FREE>();
+    if g == 0 {
         return jem::free(p);
     }
-    route::free(p)
+    free_slow(g, p)
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn free_slow(g: u32, p: *mut c_void) {
+    off_fast(g, OP_FREE, || jem::free(p), || route::free(p))
 }
 
 /// # Safety
 /// As C `calloc`.
 #[inline(always)]
 pub unsafe fn calloc(n: usize, size: usize) -> *mut c_void {
-    if plain() {
+    let g = tls::gate::<OP_ALLOC>();
+    if g == 0 {
         return jem::calloc(n, size);
     }
-    match n.checked_mul(size) {
-        Some(total) => route::alloc(total, jem::MALLOCX_ZERO),
-        None => enomem(),
-    }
+    calloc_slow(g, n, size)
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn calloc_slow(g: u32, n: usize, size: usize) -> *mut c_void {
+    off_fast(
+        g,
+        OP_ALLOC,
+        || jem::calloc(n, size),
+        || match n.checked_mul(size) {
+            Some(total) => route::alloc(total, jem::MALLOCX_ZERO),
+            None => enomem(),
+        },
+    )
 }
 
 /// # Safety
@@ -67,10 +106,17 @@ pub unsafe fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
         free(p);
         return null_mut();
     }
-    if plain() {
+    let g = tls::gate::<OP_REALLOC>();
+    if g == 0 {
         return jem::realloc(p, size);
     }
-    route::realloc(p, size)
+    realloc_slow(g, p, size)
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn realloc_slow(g: u32, p: *mut c_void, size: usize) -> *mut c_void {
+    off_fast(g, OP_REALLOC, || jem::realloc(p, size), || route::realloc(p, size))
 }
 
 /// # Safety
@@ -160,10 +206,11 @@ pub unsafe fn free_sized(p: *mut c_void, size: usize) {
     if p.is_null() {
         return;
     }
-    if plain() {
+    let g = tls::gate::<OP_FREE>();
+    if g == 0 {
         return jem::sdallocx(p, size.max(1), 0);
     }
-    route::free(p)
+    off_fast(g, OP_FREE, || jem::sdallocx(p, size.max(1), 0), || route::free(p))
 }
 
 /// C23 `free_aligned_sized`.
@@ -174,8 +221,13 @@ pub unsafe fn free_aligned_sized(p: *mut c_void, align: usize, size: usize) {
     if p.is_null() {
         return;
     }
-    if plain() && align.is_power_of_two() {
-        return jem::sdallocx(p, size.max(1), jem::MALLOCX_ALIGN(align));
+    if align.is_power_of_two() {
+        let flags = jem::MALLOCX_ALIGN(align);
+        let g = tls::gate::<OP_FREE>();
+        if g == 0 {
+            return jem::sdallocx(p, size.max(1), flags);
+        }
+        return off_fast(g, OP_FREE, || jem::sdallocx(p, size.max(1), flags), || route::free(p));
     }
     route::free(p)
 }

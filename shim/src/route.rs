@@ -24,7 +24,8 @@ use tikv_jemalloc_sys as jem;
 use crate::counters::{count, Event};
 use crate::log::set_errno;
 use crate::scope::{NOFAIL, NORECLAIM, NOWARN};
-use crate::{init, magazine, maintenance, nofail, pool, tls};
+use crate::{init, magazine, maintenance, nofail, pool, stats, tls};
+use memscope_abi::{OP_ALLOC, OP_FREE, OP_REALLOC};
 
 /// `mallocx` flag bits a caller may choose in a scope: alignment and zero.
 /// Arena and cache choices are the scope's to make.
@@ -49,6 +50,10 @@ pub fn scope_flags() -> u32 {
 #[cold]
 pub unsafe fn alloc(size: usize, mallocx_flags: i32) -> *mut c_void {
     let flags = scope_flags();
+    stats::counted(OP_ALLOC, flags, || alloc_in(size, mallocx_flags, flags))
+}
+
+unsafe fn alloc_in(size: usize, mallocx_flags: i32, flags: u32) -> *mut c_void {
     let p = if flags & NORECLAIM != 0 {
         let p = pool_alloc(size, mallocx_flags, flags);
         if p.is_null() && flags & NOFAIL != 0 {
@@ -73,11 +78,14 @@ pub unsafe fn alloc(size: usize, mallocx_flags: i32) -> *mut c_void {
 /// `p` is NULL or a live block from this allocator.
 #[cold]
 pub unsafe fn free(p: *mut c_void) {
-    if scope_flags() & NORECLAIM != 0 {
-        pool_free(p)
-    } else {
-        jem::free(p)
-    }
+    let flags = scope_flags();
+    stats::counted(OP_FREE, flags, || {
+        if flags & NORECLAIM != 0 {
+            pool_free(p)
+        } else {
+            jem::free(p)
+        }
+    })
 }
 
 /// # Safety
@@ -85,6 +93,10 @@ pub unsafe fn free(p: *mut c_void) {
 #[cold]
 pub unsafe fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
     let flags = scope_flags();
+    stats::counted(OP_REALLOC, flags, || realloc_in(p, size, flags))
+}
+
+unsafe fn realloc_in(p: *mut c_void, size: usize, flags: u32) -> *mut c_void {
     let q = if flags & NORECLAIM != 0 {
         pool_realloc(p, size, 0, flags)
     } else {
@@ -129,13 +141,16 @@ unsafe fn nofail_move(p: *mut c_void, size: usize, caller_bits: i32, flags: u32)
 #[cold]
 pub unsafe fn mallocx(size: usize, mflags: i32) -> *mut c_void {
     let flags = scope_flags();
-    if flags & (NORECLAIM | NOFAIL) != 0 {
-        // Scopes choose arena and cache; the caller keeps alignment and
-        // zeroing. (`alloc` may set errno; mallocx promises nothing there.)
-        alloc(size, mflags & CALLER_BITS)
-    } else {
-        jem::mallocx(size, mflags)
-    }
+    stats::counted(OP_ALLOC, flags, || {
+        if flags & (NORECLAIM | NOFAIL) != 0 {
+            // Scopes choose arena and cache; the caller keeps alignment
+            // and zeroing. (`alloc_in` may set errno; mallocx promises
+            // nothing there.)
+            alloc_in(size, mflags & CALLER_BITS, flags)
+        } else {
+            jem::mallocx(size, mflags)
+        }
+    })
 }
 
 /// # Safety
@@ -143,16 +158,18 @@ pub unsafe fn mallocx(size: usize, mflags: i32) -> *mut c_void {
 #[cold]
 pub unsafe fn rallocx(p: *mut c_void, size: usize, mflags: i32) -> *mut c_void {
     let flags = scope_flags();
-    let q = if flags & NORECLAIM != 0 {
-        pool_realloc(p, size, mflags & CALLER_BITS, flags)
-    } else {
-        jem::rallocx(p, size, mflags)
-    };
-    if q.is_null() && flags & NOFAIL != 0 {
-        nofail_move(p, size, mflags & CALLER_BITS, flags)
-    } else {
-        q
-    }
+    stats::counted(OP_REALLOC, flags, || {
+        let q = if flags & NORECLAIM != 0 {
+            pool_realloc(p, size, mflags & CALLER_BITS, flags)
+        } else {
+            jem::rallocx(p, size, mflags)
+        };
+        if q.is_null() && flags & NOFAIL != 0 {
+            nofail_move(p, size, mflags & CALLER_BITS, flags)
+        } else {
+            q
+        }
+    })
 }
 
 /// In place only. Inside NORECLAIM a block from outside the pool is left
@@ -163,7 +180,12 @@ pub unsafe fn rallocx(p: *mut c_void, size: usize, mflags: i32) -> *mut c_void {
 /// As jemalloc's `xallocx`.
 #[cold]
 pub unsafe fn xallocx(p: *mut c_void, size: usize, extra: usize, mflags: i32) -> usize {
-    if scope_flags() & NORECLAIM == 0 {
+    let flags = scope_flags();
+    stats::counted(OP_REALLOC, flags, || xallocx_in(p, size, extra, mflags, flags))
+}
+
+unsafe fn xallocx_in(p: *mut c_void, size: usize, extra: usize, mflags: i32, flags: u32) -> usize {
+    if flags & NORECLAIM == 0 {
         return jem::xallocx(p, size, extra, mflags);
     }
     if pool::contains(p) {
@@ -185,13 +207,16 @@ pub unsafe fn xallocx(p: *mut c_void, size: usize, extra: usize, mflags: i32) ->
 /// As jemalloc's `sdallocx`.
 #[cold]
 pub unsafe fn sdallocx(p: *mut c_void, size: usize, mflags: i32) {
-    if scope_flags() & NORECLAIM != 0 {
-        pool_free(p)
-    } else if size == 0 {
-        jem::dallocx(p, mflags)
-    } else {
-        jem::sdallocx(p, size, mflags)
-    }
+    let flags = scope_flags();
+    stats::counted(OP_FREE, flags, || {
+        if flags & NORECLAIM != 0 {
+            pool_free(p)
+        } else if size == 0 {
+            jem::dallocx(p, mflags)
+        } else {
+            jem::sdallocx(p, size, mflags)
+        }
+    })
 }
 
 // ------------------------------------------------------------ NORECLAIM

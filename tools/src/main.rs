@@ -2,9 +2,10 @@
 //! `libmemscope.so` on disk to preload it, and reads stats segments as
 //! files.
 
-mod run;
+use memscope_stat::{commands, run, segment, serve};
 
 use std::path::PathBuf;
+use std::time::Duration;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -37,11 +38,142 @@ enum Command {
         )]
         cmd: Vec<String>,
     },
+    /// List processes with a live stats segment.
+    List {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Include segments of processes that have exited.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Print a process's stats: latency per operation and scope, threads, events.
+    Show {
+        /// The process id.
+        pid: u32,
+        #[command(flatten)]
+        dir: DirArg,
+        /// JSON (schema in docs/STATS.md).
+        #[arg(long, conflicts_with = "prometheus")]
+        json: bool,
+        /// Prometheus text exposition format.
+        #[arg(long)]
+        prometheus: bool,
+        /// List every event counter, zeros included.
+        #[arg(long)]
+        all_events: bool,
+    },
+    /// Redraw a process's call rates and interval percentiles until it exits.
+    Watch {
+        pid: u32,
+        #[command(flatten)]
+        dir: DirArg,
+        /// Seconds between screens.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+        /// Stop after this many screens.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Snapshot a process's segment repeatedly, checking every snapshot's
+    /// invariants (exit 1 on a violation).
+    Check {
+        pid: u32,
+        #[command(flatten)]
+        dir: DirArg,
+        /// How long to keep reading.
+        #[arg(long, default_value_t = 1.0)]
+        seconds: f64,
+    },
+    /// Remove the segments of processes that have exited (yours only).
+    Gc {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Print what would be removed, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Serve every live segment you can read at http://LISTEN/metrics.
+    Serve {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Address to listen on (loopback unless --allow-remote).
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        listen: String,
+        /// Allow a non-loopback listen address.
+        #[arg(long)]
+        allow_remote: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct DirArg {
+    /// Stats directory (default: $MEMSCOPE_STATS_DIR, else /dev/shm).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+impl DirArg {
+    fn path(&self) -> PathBuf {
+        segment::stats_dir(self.dir.as_deref())
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run { lib, cmd } => run::run(lib, &cmd),
+        Command::List { dir, all } => done(commands::list(&dir.path(), all)),
+        Command::Show {
+            pid,
+            dir,
+            json,
+            prometheus,
+            all_events,
+        } => {
+            let format = if json {
+                commands::Format::Json
+            } else if prometheus {
+                commands::Format::Prometheus
+            } else {
+                commands::Format::Text { all_events }
+            };
+            done(commands::show(&dir.path(), pid, format))
+        }
+        Command::Watch {
+            pid,
+            dir,
+            interval,
+            count,
+        } => {
+            let interval = Duration::from_secs_f64(interval.clamp(0.05, 3600.0));
+            done(commands::watch(&dir.path(), pid, interval, count))
+        }
+        Command::Check { pid, dir, seconds } => match commands::check(&dir.path(), pid, seconds) {
+            Ok((n, v)) if v.is_empty() => {
+                println!("{n} snapshots, no violations");
+                ExitCode::SUCCESS
+            }
+            Ok((n, v)) => {
+                for line in v.iter().take(20) {
+                    println!("violation: {line}");
+                }
+                println!("{n} snapshots, {} violations", v.len());
+                ExitCode::FAILURE
+            }
+            Err(e) => commands::fail(&e),
+        },
+        Command::Gc { dir, dry_run } => done(commands::gc(&dir.path(), dry_run).map(|_| ())),
+        Command::Serve {
+            dir,
+            listen,
+            allow_remote,
+        } => serve::serve(&dir.path(), &listen, allow_remote),
+    }
+}
+
+fn done(r: Result<(), segment::ReadError>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => commands::fail(&e),
     }
 }

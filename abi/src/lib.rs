@@ -1,0 +1,171 @@
+//! The stats segment `$MEMSCOPE_STATS_DIR/memscope.<pid>[.<n>]`, defined
+//! once for its one writer (the preloaded shim) and its readers
+//! (`memscope-stat`, and C programs through `ffi-include/memscope_stats.h`,
+//! which a test holds equal to this file).
+//!
+//! Every field is an atomic of the plain integer's size and alignment: the
+//! writer stores with relaxed atomics while other processes read, so a
+//! value is never torn, and a reader may map a hostile file and still only
+//! ever see integers. Consistency across fields comes from the protocols
+//! documented on [`Slot::seq`] and [`Header::folds_started`].
+//!
+//! Compatibility: the first 32 bytes ([`Header`] up to `segment_size`)
+//! never change. A reader accepts its own `ABI_MAJOR` and any minor (minor
+//! versions only append fields inside reserved space).
+
+#![no_std]
+
+use core::sync::atomic::{AtomicU16, AtomicU32, AtomicU64};
+
+pub mod buckets;
+pub mod names;
+
+pub use buckets::{bucket_lower, bucket_of, bucket_upper, BUCKETS};
+
+pub const MAGIC: [u8; 8] = *b"MEMSCOPE";
+/// Written in the writer's byte order: a reader that sees it byte-swapped
+/// is on the wrong machine.
+pub const BYTE_ORDER_MARK: u32 = 0x0102_0304;
+pub const ABI_MAJOR: u16 = 1;
+pub const ABI_MINOR: u16 = 0;
+/// `Header::ready` holds this once the segment is initialised.
+pub const READY: u32 = 0x5245_4459; // "READ" "Y"
+
+/// Operations timed and counted per thread.
+pub const OPS: usize = 3;
+pub const OP_ALLOC: usize = 0;
+pub const OP_FREE: usize = 1;
+pub const OP_REALLOC: usize = 2;
+
+/// Allocation contexts: the scope in force when the call was made.
+pub const CONTEXTS: usize = 3;
+pub const CTX_NORMAL: usize = 0;
+pub const CTX_NORECLAIM: usize = 1;
+pub const CTX_NOFAIL: usize = 2;
+
+/// Room for event counters (the shim uses `names::EVENTS.len()` of them;
+/// new events are appended).
+pub const EVENT_SLOTS: usize = 64;
+/// Room for slow-event timers (`names::TIMERS`).
+pub const TIMER_SLOTS: usize = 8;
+pub const CMDLINE_MAX: usize = 512;
+pub const THREAD_NAME_MAX: usize = 16;
+/// Per-thread slots after the two aggregate ones.
+pub const THREAD_SLOTS: usize = 256;
+/// Index of the aggregate of exited threads.
+pub const SLOT_RETIRED: usize = 0;
+/// Index of the slot shared (with atomic adds) by threads beyond `THREAD_SLOTS`.
+pub const SLOT_OVERFLOW: usize = 1;
+pub const SLOT_FIRST_THREAD: usize = 2;
+pub const SLOT_TOTAL: usize = THREAD_SLOTS + SLOT_FIRST_THREAD;
+
+/// `Slot::state` values.
+pub const SLOT_FREE: u32 = 0;
+pub const SLOT_LIVE: u32 = 1;
+pub const SLOT_AGGREGATE: u32 = 2;
+
+/// A latency histogram in nanoseconds, log-linear buckets (see `buckets`).
+#[repr(C)]
+pub struct Histogram {
+    /// Samples recorded; equals the sum of `buckets` in a consistent read.
+    pub count: AtomicU64,
+    pub sum_ns: AtomicU64,
+    pub max_ns: AtomicU64,
+    pub buckets: [AtomicU64; BUCKETS],
+}
+
+/// The segment's first page(s).
+#[repr(C, align(4096))]
+pub struct Header {
+    // ---- prologue: never changes across ABI versions ----
+    pub magic: [u8; 8],
+    pub byte_order: AtomicU32,
+    pub abi_major: AtomicU16,
+    pub abi_minor: AtomicU16,
+    /// `size_of::<Header>()` as the writer built it.
+    pub header_size: AtomicU32,
+    /// `READY` once every other header field is written (stored last).
+    pub ready: AtomicU32,
+    /// Bytes of the whole segment; the file is at least this long.
+    pub segment_size: AtomicU64,
+    // ---- ABI 1 ----
+    pub pid: AtomicU32,
+    pub slot_count: AtomicU32,
+    pub slot_size: AtomicU32,
+    pub bucket_count: AtomicU32,
+    pub slots_offset: AtomicU64,
+    /// CLOCK_REALTIME at segment creation.
+    pub start_unix_ns: AtomicU64,
+    /// `MEMSCOPE_STATS_SAMPLE`: one call in this many is timed, per thread
+    /// and operation. Counts are exact regardless.
+    pub sample_period: AtomicU64,
+    /// Thread-exit folds begun and finished. A reader takes
+    /// `folds_finished` first and `folds_started` last; if they differ, a
+    /// thread was moving its numbers into the retired slot meanwhile and
+    /// the snapshot is retried.
+    pub folds_started: AtomicU64,
+    pub folds_finished: AtomicU64,
+    /// Threads that ever made an allocator call.
+    pub threads_seen: AtomicU64,
+    /// Of those, threads that found every slot taken (they share `SLOT_OVERFLOW`).
+    pub threads_overflowed: AtomicU64,
+    pub event_count: AtomicU32,
+    pub timer_count: AtomicU32,
+    pub cmdline_len: AtomicU32,
+    pub _reserved0: AtomicU32,
+    /// `/proc/self/cmdline`, NUL-separated, truncated to `cmdline_len`.
+    pub cmdline: [u8; CMDLINE_MAX],
+    /// Process-wide event counters, in `names::EVENTS` order.
+    pub events: [AtomicU64; EVENT_SLOTS],
+    /// Slow-event latencies (always timed), in `names::TIMERS` order.
+    pub timers: [Histogram; TIMER_SLOTS],
+}
+
+/// One thread's numbers (or an aggregate). Page-aligned so that threads
+/// never share a cache line and a slot can be pre-faulted as a unit.
+#[repr(C, align(4096))]
+pub struct Slot {
+    /// Odd while the owning thread updates the slot. A reader copies the
+    /// slot between two equal even reads of `seq` (retrying otherwise);
+    /// it never writes, so it cannot slow the writer. Aggregate slots are
+    /// updated with atomic adds instead and keep `seq` at 0.
+    pub seq: AtomicU64,
+    pub state: AtomicU32,
+    pub tid: AtomicU32,
+    /// The thread's name when it first allocated (NUL-padded).
+    pub name: [AtomicU64; THREAD_NAME_MAX / 8],
+    /// Threads whose numbers this slot holds (1 for a live thread).
+    pub threads: AtomicU64,
+    /// Usable bytes allocated and freed by the thread (jemalloc's own
+    /// per-thread counters, exact).
+    pub allocated_bytes: AtomicU64,
+    pub deallocated_bytes: AtomicU64,
+    /// Calls per operation and context (exact).
+    pub ops: [[AtomicU64; CONTEXTS]; OPS],
+    /// Sampled latencies per operation and context.
+    pub latency: [[Histogram; CONTEXTS]; OPS],
+}
+
+pub const HEADER_SIZE: usize = core::mem::size_of::<Header>();
+pub const SLOT_SIZE: usize = core::mem::size_of::<Slot>();
+pub const SEGMENT_SIZE: usize = HEADER_SIZE + SLOT_TOTAL * SLOT_SIZE;
+
+/// `memscope.<pid>`, the first name a process tries; then `memscope.<pid>.<n>`.
+pub const FILE_PREFIX: &str = "memscope.";
+/// Names a process tries before giving up (the plain one, then `.1`...).
+pub const NAME_ATTEMPTS: u32 = 8;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_is_page_aligned_and_stable() {
+        assert_eq!(HEADER_SIZE % 4096, 0);
+        assert_eq!(SLOT_SIZE % 4096, 0);
+        assert_eq!(core::mem::offset_of!(Header, segment_size), 24);
+        assert_eq!(core::mem::offset_of!(Header, pid), 32);
+        assert!(names::EVENTS.len() <= EVENT_SLOTS);
+        assert!(names::TIMERS.len() <= TIMER_SLOTS);
+    }
+}

@@ -1,0 +1,97 @@
+//! Latency histograms and counters in a shared-memory segment, read live
+//! by `memscope-stat` (contract section 7; layout in the `memscope-abi`
+//! crate and `ffi-include/memscope_stats.h`).
+//!
+//! - `segment`: the file, its safety rules, fork and exit.
+//! - `thread`: per-thread counting, sampling and the slot protocol.
+//! - `clock`: TSC timestamps.
+//!
+//! This file: the sampled wrappers the entry points call, and the slow
+//! events, which are always timed.
+
+pub mod clock;
+pub mod segment;
+pub mod thread;
+
+use core::sync::atomic::Ordering::Relaxed;
+
+use crate::config::CONFIG;
+
+/// Slow events timed into the header's histograms (`names::TIMERS` order).
+#[derive(Clone, Copy)]
+#[repr(usize)]
+pub enum Timer {
+    PoolRefill,
+    ReclaimerCall,
+    NofailSlowPath,
+    Purge,
+    NoreclaimFastFail,
+}
+
+/// `MEMSCOPE_STATS_SAMPLE` as configured (at least 1).
+pub fn sample_period() -> u64 {
+    CONFIG.stats_sample.load(Relaxed).max(1)
+}
+
+/// The countdowns' period: the sample period, or "never" with stats off
+/// (counting still works, nothing is timed or published).
+#[inline]
+pub fn countdown_period() -> u64 {
+    if CONFIG.stats.load(Relaxed) {
+        sample_period()
+    } else {
+        u64::MAX
+    }
+}
+
+/// Times `f`, a fast-path call of operation `op` whose countdown ran out.
+#[cold]
+#[inline(never)]
+pub fn timed_fast<R>(op: usize, f: impl FnOnce() -> R) -> R {
+    let t0 = clock::ticks();
+    let r = f();
+    thread::fast_sample(op, clock::since(t0));
+    r
+}
+
+/// Counts (and, one in a period, times) a slow-path call of `op` made in
+/// a scope with `flags`.
+#[inline(always)]
+pub fn counted<R>(op: usize, flags: u32, f: impl FnOnce() -> R) -> R {
+    let ctx = thread::context_of(flags);
+    match thread::slow_begin(op, ctx) {
+        None => f(),
+        Some(t0) => {
+            let r = f();
+            thread::slow_end(op, ctx, t0);
+            r
+        }
+    }
+}
+
+/// Start of a slow event (`event_done` records it).
+#[inline]
+pub fn event_start() -> u64 {
+    clock::ticks()
+}
+
+/// Records a slow event that began at `start`.
+pub fn event_done(t: Timer, start: u64) {
+    if let Some(h) = segment::header() {
+        thread::record_shared(&h.timers[t as usize], clock::since(start));
+    }
+}
+
+/// Registered with `atexit` when the library loads.
+pub extern "C" fn at_exit() {
+    segment::remove_at_exit();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn timers_match_the_abi_table() {
+        assert_eq!(memscope_abi::names::TIMERS.len(), super::Timer::NoreclaimFastFail as usize + 1);
+        assert_eq!(memscope_abi::names::TIMERS[super::Timer::Purge as usize].0, "purge");
+    }
+}

@@ -1,0 +1,297 @@
+//! The stats segment file: created once per process (again in a forked
+//! child), mapped shared, removed at exit.
+//!
+//! Safety of the path: the file is created with `O_CREAT|O_EXCL|O_NOFOLLOW`
+//! and mode 0600, so an existing file or symlink at the name is never
+//! opened for writing or followed. On a clash memscope looks at what is
+//! there without trusting it: a regular file of the same owner that no
+//! live process holds (its writer exited, or this very process ran `exec`)
+//! is removed and the name reused; anything else is left alone and the
+//! next name is tried (`memscope.<pid>.1` ... `.7`). If none works, stats
+//! are off for the process, with one warning.
+//!
+//! Liveness: the writer holds a shared `flock` on the file for its whole
+//! life (the descriptor is close-on-exec), so readers and `memscope-stat
+//! gc` can tell a live segment from a stale one without trusting its pid.
+//!
+//! Rule: nothing here allocates; this runs inside the first `malloc`.
+
+use core::fmt::Write as _;
+use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, Ordering::*};
+
+use memscope_abi as abi;
+
+use crate::config::CONFIG;
+use crate::log;
+
+static BASE: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
+static FD: AtomicI32 = AtomicI32::new(-1);
+/// The pid that created the current segment (a forked child makes its own).
+static OWNER_PID: AtomicU32 = AtomicU32::new(0);
+
+const PATH_CAP: usize = crate::config::PATH_MAX_LEN + 32;
+
+/// The segment's path, kept for the unlink at exit.
+struct PathCell(core::cell::UnsafeCell<[u8; PATH_CAP]>);
+// SAFETY: written only by `create`, which runs once per process image
+// (global init, or the single thread of a fresh fork child), before BASE
+// is published; read after.
+unsafe impl Sync for PathCell {}
+static PATH: PathCell = PathCell(core::cell::UnsafeCell::new([0; PATH_CAP]));
+
+/// The mapped header, if stats are on and the segment exists.
+#[inline]
+pub fn header() -> Option<&'static abi::Header> {
+    let p = BASE.load(Acquire);
+    // SAFETY: a published BASE maps SEGMENT_SIZE bytes for the rest of
+    // the process's life (never unmapped, except by a fork child for the
+    // parent's mapping before it publishes its own).
+    (!p.is_null()).then(|| unsafe { &*(p as *const abi::Header) })
+}
+
+/// Slot `i` of the mapped segment.
+#[inline]
+pub fn slot(h: &'static abi::Header, i: usize) -> &'static abi::Slot {
+    debug_assert!(i < abi::SLOT_TOTAL);
+    // SAFETY: the mapping holds SLOT_TOTAL slots after the header.
+    unsafe { &*((h as *const abi::Header as *const u8).add(abi::HEADER_SIZE + i * abi::SLOT_SIZE) as *const abi::Slot) }
+}
+
+/// A path in a fixed buffer: `<dir>/memscope.<pid>[.<n>]`, NUL-terminated.
+struct SegPath {
+    buf: [u8; PATH_CAP],
+    len: usize,
+}
+
+impl core::fmt::Write for SegPath {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let b = s.as_bytes();
+        if self.len + b.len() + 1 > PATH_CAP {
+            return Err(core::fmt::Error);
+        }
+        self.buf[self.len..self.len + b.len()].copy_from_slice(b);
+        self.len += b.len();
+        Ok(())
+    }
+}
+
+impl SegPath {
+    fn new(dir: &[u8], pid: u32, attempt: u32) -> Option<SegPath> {
+        let mut p = SegPath {
+            buf: [0; PATH_CAP],
+            len: 0,
+        };
+        let dir = &dir[..dir.len() - 1]; // without its NUL
+        p.buf[..dir.len()].copy_from_slice(dir);
+        p.len = dir.len();
+        write!(p, "/{}{}", abi::FILE_PREFIX, pid).ok()?;
+        if attempt > 0 {
+            write!(p, ".{attempt}").ok()?;
+        }
+        p.buf[p.len] = 0;
+        Some(p)
+    }
+
+    fn c(&self) -> *const libc::c_char {
+        self.buf.as_ptr().cast()
+    }
+}
+
+/// Creates and maps the segment, or leaves stats off with one warning.
+/// Call with no other thread of this process using stats yet.
+pub fn create() {
+    if !CONFIG.stats.load(Relaxed) {
+        return;
+    }
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() } as u32;
+    let dir = CONFIG.stats_dir_cstr();
+    let mut last_errno = 0;
+    for attempt in 0..abi::NAME_ATTEMPTS {
+        let Some(path) = SegPath::new(dir, pid, attempt) else {
+            break;
+        };
+        match open_new(&path) {
+            Ok(fd) => {
+                if map_and_fill(fd, pid) {
+                    // SAFETY: see PathCell.
+                    unsafe { (&mut *PATH.0.get())[..=path.len].copy_from_slice(&path.buf[..=path.len]) };
+                    return;
+                }
+                // SAFETY: our own fresh file and descriptor.
+                unsafe {
+                    libc::unlink(path.c());
+                    libc::close(fd);
+                }
+                last_errno = log::errno();
+                break;
+            }
+            Err(e) => last_errno = e,
+        }
+    }
+    log::warn(format_args!(
+        "stats are off: could not create a segment in {} (errno {last_errno}); see MEMSCOPE_STATS_DIR",
+        log::Bytes(&dir[..dir.len() - 1])
+    ));
+}
+
+/// Creates `path` exclusively, reclaiming it once if it is our own stale
+/// segment. Returns the descriptor or an errno.
+fn open_new(path: &SegPath) -> Result<i32, i32> {
+    for _ in 0..2 {
+        let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        // SAFETY: a NUL-terminated path.
+        let fd = unsafe { libc::open(path.c(), flags, 0o600 as libc::c_uint) };
+        if fd >= 0 {
+            if !lock_shared(fd) {
+                // Someone opened our brand-new file and holds it: leave it.
+                // SAFETY: our descriptor.
+                unsafe { libc::close(fd) };
+                return Err(libc::EBUSY);
+            }
+            return Ok(fd);
+        }
+        let e = log::errno();
+        if e != libc::EEXIST || !remove_if_stale(path) {
+            return Err(e);
+        }
+    }
+    Err(libc::EEXIST)
+}
+
+/// Takes the writer's shared lock, retrying briefly if a reader is probing.
+fn lock_shared(fd: i32) -> bool {
+    for _ in 0..100 {
+        // SAFETY: a valid descriptor.
+        if unsafe { libc::flock(fd, libc::LOCK_SH | libc::LOCK_NB) } == 0 {
+            return true;
+        }
+        let ts = libc::timespec { tv_sec: 0, tv_nsec: 100_000 };
+        // SAFETY: valid timespec.
+        unsafe { libc::nanosleep(&ts, core::ptr::null_mut()) };
+    }
+    false
+}
+
+/// Removes `path` if it is a regular file of ours that no process holds.
+fn remove_if_stale(path: &SegPath) -> bool {
+    // SAFETY: NUL-terminated path; `st` is a valid out-pointer; the
+    // descriptor is ours to close.
+    unsafe {
+        let fd = libc::open(path.c(), libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK);
+        if fd < 0 {
+            return false;
+        }
+        let mut st: libc::stat = core::mem::zeroed();
+        let ours = libc::fstat(fd, &mut st) == 0
+            && st.st_mode & libc::S_IFMT == libc::S_IFREG
+            && st.st_uid == libc::geteuid();
+        let stale = ours && libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) == 0;
+        let removed = stale && libc::unlink(path.c()) == 0;
+        libc::close(fd);
+        removed
+    }
+}
+
+fn map_and_fill(fd: i32, pid: u32) -> bool {
+    // SAFETY: our descriptor; a fresh shared mapping of the file's length.
+    let base = unsafe {
+        if libc::ftruncate(fd, abi::SEGMENT_SIZE as libc::off_t) != 0 {
+            return false;
+        }
+        let p = libc::mmap(
+            core::ptr::null_mut(),
+            abi::SEGMENT_SIZE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            return false;
+        }
+        p as *mut u8
+    };
+    // Fault in the header and the two aggregate slots now: any thread,
+    // NORECLAIM ones included, may write them later.
+    for off in (0..abi::HEADER_SIZE + abi::SLOT_FIRST_THREAD * abi::SLOT_SIZE).step_by(4096) {
+        // SAFETY: inside the mapping; the page is zero and ours.
+        unsafe { core::ptr::write_volatile(base.add(off), 0) };
+    }
+    // SAFETY: the mapping is at least HEADER_SIZE bytes, page-aligned.
+    let h = unsafe { &mut *(base as *mut abi::Header) };
+    super::clock::calibrate();
+    h.magic = abi::MAGIC;
+    h.byte_order.store(abi::BYTE_ORDER_MARK, Relaxed);
+    h.abi_major.store(abi::ABI_MAJOR, Relaxed);
+    h.abi_minor.store(abi::ABI_MINOR, Relaxed);
+    h.header_size.store(abi::HEADER_SIZE as u32, Relaxed);
+    h.segment_size.store(abi::SEGMENT_SIZE as u64, Relaxed);
+    h.pid.store(pid, Relaxed);
+    h.slot_count.store(abi::SLOT_TOTAL as u32, Relaxed);
+    h.slot_size.store(abi::SLOT_SIZE as u32, Relaxed);
+    h.bucket_count.store(abi::BUCKETS as u32, Relaxed);
+    h.slots_offset.store(abi::HEADER_SIZE as u64, Relaxed);
+    h.start_unix_ns.store(super::clock::realtime_ns(), Relaxed);
+    h.sample_period.store(super::sample_period(), Relaxed);
+    h.event_count.store(abi::names::EVENTS.len() as u32, Relaxed);
+    h.timer_count.store(abi::names::TIMERS.len() as u32, Relaxed);
+    h.cmdline_len.store(read_cmdline(&mut h.cmdline) as u32, Relaxed);
+    let hr: &'static abi::Header = h;
+    slot(hr, abi::SLOT_RETIRED).state.store(abi::SLOT_AGGREGATE, Relaxed);
+    slot(hr, abi::SLOT_OVERFLOW).state.store(abi::SLOT_AGGREGATE, Relaxed);
+    crate::counters::move_into(&hr.events);
+    hr.ready.store(abi::READY, Release);
+    FD.store(fd, Relaxed);
+    OWNER_PID.store(pid, Relaxed);
+    BASE.store(base, Release);
+    true
+}
+
+/// `/proc/self/cmdline` into `out`, without allocating. Returns its length.
+fn read_cmdline(out: &mut [u8; abi::CMDLINE_MAX]) -> usize {
+    // SAFETY: NUL-terminated path; `out` is valid for its length.
+    unsafe {
+        let fd = libc::open(c"/proc/self/cmdline".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return 0;
+        }
+        let mut len = 0;
+        while len < out.len() {
+            let n = libc::read(fd, out.as_mut_ptr().add(len).cast(), out.len() - len);
+            if n <= 0 {
+                break;
+            }
+            len += n as usize;
+        }
+        libc::close(fd);
+        len
+    }
+}
+
+/// Removes the file at normal exit (the mapping stays: destructors that
+/// run later may still allocate and count).
+pub fn remove_at_exit() {
+    // SAFETY: getpid has no preconditions.
+    if header().is_none() || OWNER_PID.load(Relaxed) != unsafe { libc::getpid() } as u32 {
+        return;
+    }
+    // SAFETY: PATH was written before BASE was published.
+    unsafe { libc::unlink((*PATH.0.get()).as_ptr().cast()) };
+}
+
+/// In a forked child: forget the parent's segment (never write it again)
+/// and make the child's own.
+pub fn after_fork_in_child() {
+    let old = BASE.swap(core::ptr::null_mut(), AcqRel);
+    if old.is_null() {
+        return;
+    }
+    // SAFETY: the parent's mapping and descriptor; the child has one
+    // thread, and it stops using them here.
+    unsafe {
+        libc::munmap(old.cast(), abi::SEGMENT_SIZE);
+        libc::close(FD.swap(-1, Relaxed));
+    }
+    create();
+}

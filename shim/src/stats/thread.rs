@@ -1,0 +1,402 @@
+//! A thread's counts and its slot in the segment.
+//!
+//! Counting costs the fast path one decrement: each operation has a
+//! countdown in the thread's TLS block (`tls::gate`), and the calls the
+//! fast path served are `credited + (period - countdown)`. When a
+//! countdown reaches zero that call is timed, the countdown rearmed, and
+//! the thread publishes its exact totals and the sample into its slot
+//! under the slot's sequence counter. Calls that take the slow path (in a
+//! scope, or a new thread) are counted there, per context, and sampled on
+//! their own countdown. A thread publishes on every sample, on
+//! `memscope_stats_flush`, and at exit, where its numbers are folded into
+//! the retired slot; threads that find every slot taken add theirs to the
+//! overflow slot with atomic adds.
+//!
+//! Rule: plain TLS loads and stores, and stores into pre-faulted slot
+//! pages: no syscall, lock or allocation, so NORECLAIM threads count too.
+
+use core::cell::Cell;
+use core::sync::atomic::{fence, AtomicU64, Ordering::*};
+
+use memscope_abi::{self as abi, Histogram, Slot, CONTEXTS, OPS};
+
+use super::{clock, segment};
+use crate::scope::{NOFAIL, NORECLAIM};
+use crate::tls::{self, ThreadState};
+
+const MODE_UNSTARTED: u32 = 0;
+const MODE_SLOT: u32 = 1;
+const MODE_OVERFLOW: u32 = 2;
+const MODE_OFF: u32 = 3;
+
+/// Part of `tls::ThreadState`. All zero is the valid initial state.
+#[repr(C)]
+pub struct ThreadStats {
+    /// Fast-path calls left before the next timed one, per operation: the
+    /// call that finds it at 0 is timed (and it is rearmed to period - 1).
+    /// Read and decremented by `tls::gate`.
+    pub countdown: [Cell<u64>; OPS],
+    /// Fast-path calls accounted by samples already taken.
+    credited: [Cell<u64>; OPS],
+    /// Calls counted on the slow path, per operation and context.
+    slow: [[Cell<u64>; CONTEXTS]; OPS],
+    /// Slow-path calls left until the next timed one.
+    slow_countdown: Cell<u64>,
+    /// The thread's slot (address), or 0.
+    slot: Cell<usize>,
+    mode: Cell<u32>,
+    /// What has been added to an aggregate slot so far (overflow threads,
+    /// and a thread after its exit fold).
+    added: [[Cell<u64>; CONTEXTS]; OPS],
+    added_bytes: [Cell<u64>; 2],
+    /// jemalloc's per-thread byte counters (`thread.allocatedp`,
+    /// `thread.deallocatedp`), or 0.
+    allocatedp: Cell<usize>,
+    deallocatedp: Cell<usize>,
+}
+
+impl ThreadStats {
+    pub const COUNTDOWN_OFFSET: usize = core::mem::offset_of!(ThreadStats, countdown);
+
+    pub const ZERO: ThreadStats = ThreadStats {
+        countdown: [const { Cell::new(0) }; OPS],
+        credited: [const { Cell::new(0) }; OPS],
+        slow: [const { [const { Cell::new(0) }; CONTEXTS] }; OPS],
+        slow_countdown: Cell::new(0),
+        slot: Cell::new(0),
+        mode: Cell::new(MODE_UNSTARTED),
+        added: [const { [const { Cell::new(0) }; CONTEXTS] }; OPS],
+        added_bytes: [const { Cell::new(0) }; 2],
+        allocatedp: Cell::new(0),
+        deallocatedp: Cell::new(0),
+    };
+
+    /// Exact calls so far for `op` in `ctx`.
+    fn total(&self, op: usize, ctx: usize) -> u64 {
+        let slow = self.slow[op][ctx].get();
+        if ctx != abi::CTX_NORMAL {
+            return slow;
+        }
+        let armed = super::countdown_period() - 1;
+        slow.wrapping_add(self.credited[op].get())
+            .wrapping_add(armed.wrapping_sub(self.countdown[op].get()))
+    }
+
+    fn bytes(&self) -> [u64; 2] {
+        let read = |p: usize| {
+            if p == 0 {
+                0
+            } else {
+                // SAFETY: jemalloc's counter in this thread's TSD, alive
+                // for as long as the thread.
+                unsafe { *(p as *const u64) }
+            }
+        };
+        [read(self.allocatedp.get()), read(self.deallocatedp.get())]
+    }
+}
+
+/// The context a call in a scope with `flags` is counted in.
+#[inline]
+pub fn context_of(flags: u32) -> usize {
+    if flags & NORECLAIM != 0 {
+        abi::CTX_NORECLAIM
+    } else if flags & NOFAIL != 0 {
+        abi::CTX_NOFAIL
+    } else {
+        abi::CTX_NORMAL
+    }
+}
+
+/// Sets up the calling thread's counting (its first allocator call, after
+/// global init). Claims a slot if the segment exists.
+pub fn start(st: &ThreadState) {
+    let s = &st.stats;
+    let period = super::countdown_period();
+    for cd in &s.countdown {
+        cd.set(period - 1);
+    }
+    s.slow_countdown.set(period);
+    if s.allocatedp.get() == 0 {
+        s.allocatedp.set(crate::ctl::read::<*mut u64>(c"thread.allocatedp").map_or(0, |p| p as usize));
+        s.deallocatedp.set(crate::ctl::read::<*mut u64>(c"thread.deallocatedp").map_or(0, |p| p as usize));
+    }
+    let Some(h) = segment::header() else {
+        s.mode.set(MODE_OFF);
+        return;
+    };
+    h.threads_seen.fetch_add(1, Relaxed);
+    match claim(h) {
+        Some(slot) => {
+            s.slot.set(slot as *const Slot as usize);
+            s.mode.set(MODE_SLOT);
+            publish(s, slot, None);
+        }
+        None => {
+            h.threads_overflowed.fetch_add(1, Relaxed);
+            aggregate_start(s);
+        }
+    }
+}
+
+/// Switches the thread to adding its numbers to the overflow slot, from
+/// its current totals on.
+fn aggregate_start(s: &ThreadStats) {
+    if let Some(h) = segment::header() {
+        segment::slot(h, abi::SLOT_OVERFLOW).threads.fetch_add(1, Relaxed);
+    }
+    s.slot.set(0);
+    s.mode.set(MODE_OVERFLOW);
+}
+
+/// Takes a free slot: marks it live, names it, faults its pages in.
+fn claim(h: &'static abi::Header) -> Option<&'static Slot> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let start = NEXT.load(Relaxed) as usize;
+    for k in 0..abi::THREAD_SLOTS {
+        let i = abi::SLOT_FIRST_THREAD + (start + k) % abi::THREAD_SLOTS;
+        let slot = segment::slot(h, i);
+        if slot
+            .state
+            .compare_exchange(abi::SLOT_FREE, abi::SLOT_LIVE, Acquire, Relaxed)
+            .is_err()
+        {
+            continue;
+        }
+        NEXT.store(((start + k + 1) % abi::THREAD_SLOTS) as u64, Relaxed);
+        let base = slot as *const Slot as *mut u8;
+        // The first page is written just below; the others are all zero
+        // in a free slot, so writing 0 changes nothing but faults them in
+        // for later use on a NORECLAIM thread.
+        for off in (4096..abi::SLOT_SIZE).step_by(4096) {
+            // SAFETY: inside this slot, which this thread now owns.
+            unsafe { core::ptr::write_volatile(base.add(off), 0) };
+        }
+        // SAFETY: gettid and prctl(PR_GET_NAME) into a 16-byte buffer.
+        let (tid, name) = unsafe {
+            let mut name = [0u8; 16];
+            libc::prctl(libc::PR_GET_NAME, name.as_mut_ptr());
+            (libc::syscall(libc::SYS_gettid) as u32, name)
+        };
+        slot.tid.store(tid, Relaxed);
+        for (w, chunk) in slot.name.iter().zip(name.chunks(8)) {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(chunk);
+            w.store(u64::from_ne_bytes(b), Relaxed);
+        }
+        slot.threads.store(1, Relaxed);
+        return Some(slot);
+    }
+    None
+}
+
+/// Writes the thread's totals (and `sample`, if any) into its own slot
+/// under the sequence counter.
+fn publish(s: &ThreadStats, slot: &Slot, sample: Option<(usize, usize, u64)>) {
+    let seq = slot.seq.load(Relaxed);
+    slot.seq.store(seq + 1, Relaxed);
+    fence(Release);
+    for op in 0..OPS {
+        for ctx in 0..CONTEXTS {
+            slot.ops[op][ctx].store(s.total(op, ctx), Relaxed);
+        }
+    }
+    let [a, d] = s.bytes();
+    slot.allocated_bytes.store(a, Relaxed);
+    slot.deallocated_bytes.store(d, Relaxed);
+    if let Some((op, ctx, ns)) = sample {
+        record_owned(&slot.latency[op][ctx], ns);
+    }
+    slot.seq.store(seq + 2, Release);
+}
+
+/// One sample into a histogram with a single writer.
+fn record_owned(h: &Histogram, ns: u64) {
+    let b = &h.buckets[abi::bucket_of(ns)];
+    b.store(b.load(Relaxed) + 1, Relaxed);
+    h.sum_ns.store(h.sum_ns.load(Relaxed).wrapping_add(ns), Relaxed);
+    if ns > h.max_ns.load(Relaxed) {
+        h.max_ns.store(ns, Relaxed);
+    }
+    h.count.store(h.count.load(Relaxed) + 1, Relaxed);
+}
+
+/// One sample into a shared histogram: bucket first, count last, so a
+/// reader that loads `count` first never sees more samples than buckets.
+pub fn record_shared(h: &Histogram, ns: u64) {
+    h.buckets[abi::bucket_of(ns)].fetch_add(1, Relaxed);
+    h.sum_ns.fetch_add(ns, Relaxed);
+    h.max_ns.fetch_max(ns, Relaxed);
+    h.count.fetch_add(1, Release);
+}
+
+/// Adds what the thread did since its last addition to aggregate slot `i`.
+fn add_to_aggregate(s: &ThreadStats, i: usize, sample: Option<(usize, usize, u64)>) {
+    let Some(h) = segment::header() else { return };
+    let slot = segment::slot(h, i);
+    for op in 0..OPS {
+        for ctx in 0..CONTEXTS {
+            let t = s.total(op, ctx);
+            let delta = t.wrapping_sub(s.added[op][ctx].get());
+            if delta != 0 {
+                slot.ops[op][ctx].fetch_add(delta, Relaxed);
+                s.added[op][ctx].set(t);
+            }
+        }
+    }
+    let bytes = s.bytes();
+    let fields = [&slot.allocated_bytes, &slot.deallocated_bytes];
+    for k in 0..2 {
+        let delta = bytes[k].wrapping_sub(s.added_bytes[k].get());
+        fields[k].fetch_add(delta, Relaxed);
+        s.added_bytes[k].set(bytes[k]);
+    }
+    if let Some((op, ctx, ns)) = sample {
+        record_shared(&slot.latency[op][ctx], ns);
+    }
+}
+
+/// Publishes the calling thread's numbers now.
+pub fn flush(st: &ThreadState) {
+    publish_sample(&st.stats, None);
+}
+
+fn publish_sample(s: &ThreadStats, sample: Option<(usize, usize, u64)>) {
+    match s.mode.get() {
+        MODE_SLOT => {
+            // SAFETY: the slot this thread claimed, in the live mapping.
+            let slot = unsafe { &*(s.slot.get() as *const Slot) };
+            publish(s, slot, sample);
+        }
+        MODE_OVERFLOW => add_to_aggregate(s, abi::SLOT_OVERFLOW, sample),
+        _ => {}
+    }
+}
+
+// ------------------------------------------------------- the sampled paths
+
+/// The fast path's countdown for `op` reached zero: `ns` is this call's
+/// time. Credits the period's calls and rearms.
+#[cold]
+pub fn fast_sample(op: usize, ns: u64) {
+    let s = &tls::state().stats;
+    let period = super::countdown_period();
+    s.credited[op].set(s.credited[op].get().wrapping_add(period));
+    s.countdown[op].set(period - 1);
+    publish_sample(s, Some((op, abi::CTX_NORMAL, ns)));
+}
+
+/// An entry point's gate counted a call that then took the slow path,
+/// which counts it itself: give the fast path's count back.
+#[inline]
+pub fn uncount_fast(op: usize) {
+    let cd = &tls::state().stats.countdown[op];
+    cd.set(cd.get().wrapping_add(1));
+}
+
+/// Counts a slow-path call. Returns the start time if it is to be timed.
+#[inline]
+pub fn slow_begin(op: usize, ctx: usize) -> Option<u64> {
+    let s = &tls::state().stats;
+    let c = &s.slow[op][ctx];
+    c.set(c.get() + 1);
+    let left = s.slow_countdown.get().wrapping_sub(1);
+    if left != 0 {
+        s.slow_countdown.set(left);
+        return None;
+    }
+    s.slow_countdown.set(super::countdown_period());
+    Some(clock::ticks())
+}
+
+/// Ends a timed slow-path call begun with `slow_begin`.
+#[cold]
+pub fn slow_end(op: usize, ctx: usize, start: u64) {
+    let ns = clock::since(start);
+    publish_sample(&tls::state().stats, Some((op, ctx, ns)));
+}
+
+// ------------------------------------------------------ exit, fork, scopes
+
+/// The thread is exiting: fold its numbers into the retired slot and free
+/// its slot. Anything it does afterwards (later TLS destructors) is added
+/// to the overflow slot.
+pub fn exit(st: &ThreadState) {
+    let s = &st.stats;
+    match s.mode.get() {
+        MODE_SLOT => {}
+        MODE_OVERFLOW => return add_to_aggregate(s, abi::SLOT_OVERFLOW, None),
+        _ => return,
+    }
+    let Some(h) = segment::header() else { return };
+    // SAFETY: the slot this thread claimed.
+    let slot = unsafe { &*(s.slot.get() as *const Slot) };
+    let retired = segment::slot(h, abi::SLOT_RETIRED);
+    h.folds_started.fetch_add(1, SeqCst);
+    add_to_aggregate(s, abi::SLOT_RETIRED, None);
+    retired.threads.fetch_add(1, Relaxed);
+    let seq = slot.seq.load(Relaxed);
+    slot.seq.store(seq + 1, Relaxed);
+    fence(Release);
+    for (mine, theirs) in slot.latency.iter().flatten().zip(retired.latency.iter().flatten()) {
+        merge_and_clear(mine, theirs);
+    }
+    for c in slot.ops.iter().flatten() {
+        c.store(0, Relaxed);
+    }
+    for f in [&slot.allocated_bytes, &slot.deallocated_bytes, &slot.threads] {
+        f.store(0, Relaxed);
+    }
+    slot.tid.store(0, Relaxed);
+    for w in &slot.name {
+        w.store(0, Relaxed);
+    }
+    slot.seq.store(seq + 2, Release);
+    slot.state.store(abi::SLOT_FREE, Release);
+    h.folds_finished.fetch_add(1, SeqCst);
+    s.slot.set(0);
+    s.mode.set(MODE_OVERFLOW);
+}
+
+fn merge_and_clear(mine: &Histogram, into: &Histogram) {
+    let n = mine.count.load(Relaxed);
+    if n == 0 {
+        return;
+    }
+    for (b, t) in mine.buckets.iter().zip(into.buckets.iter()) {
+        let v = b.load(Relaxed);
+        if v != 0 {
+            t.fetch_add(v, Relaxed);
+            b.store(0, Relaxed);
+        }
+    }
+    into.sum_ns.fetch_add(mine.sum_ns.load(Relaxed), Relaxed);
+    into.max_ns.fetch_max(mine.max_ns.load(Relaxed), Relaxed);
+    into.count.fetch_add(n, Release);
+    for f in [&mine.count, &mine.sum_ns, &mine.max_ns] {
+        f.store(0, Relaxed);
+    }
+}
+
+/// In a forked child, after the segment was remade: the surviving thread
+/// starts counting afresh in the child's segment.
+pub fn after_fork_in_child(st: &ThreadState) {
+    let s = &st.stats;
+    if s.mode.get() == MODE_UNSTARTED {
+        return;
+    }
+    for op in 0..OPS {
+        s.credited[op].set(0);
+        for ctx in 0..CONTEXTS {
+            s.slow[op][ctx].set(0);
+            s.added[op][ctx].set(0);
+        }
+    }
+    let bytes = s.bytes();
+    s.slot.set(0);
+    start(st);
+    // jemalloc's byte counters carry on across fork; an overflow slot
+    // gets only what the child adds.
+    s.added_bytes[0].set(bytes[0]);
+    s.added_bytes[1].set(bytes[1]);
+}

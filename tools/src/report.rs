@@ -1,0 +1,374 @@
+//! What `show` prints: tables for people, JSON and Prometheus text for
+//! machines. The JSON schema is documented in docs/STATS.md.
+
+use std::fmt::Write as _;
+
+use comfy_table::{presets::UTF8_BORDERS_ONLY, Cell, CellAlignment, Table};
+use memscope_abi::{self as abi, names, CONTEXTS, OPS};
+use serde_json::{json, Map, Value};
+
+use crate::segment::{Hist, SlotSnap, Snapshot};
+
+pub const JSON_SCHEMA: &str = "memscope-stat/1";
+
+/// `1234` -> `1.23µs`.
+pub fn fmt_ns(ns: u64) -> String {
+    let f = ns as f64;
+    if ns < 1_000 {
+        format!("{ns}ns")
+    } else if ns < 1_000_000 {
+        format!("{:.2}µs", f / 1e3)
+    } else if ns < 1_000_000_000 {
+        format!("{:.2}ms", f / 1e6)
+    } else {
+        format!("{:.2}s", f / 1e9)
+    }
+}
+
+pub fn fmt_count(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub fn fmt_bytes(n: u64) -> String {
+    let f = n as f64;
+    match n {
+        0..1024 => format!("{n} B"),
+        1024..1_048_576 => format!("{:.1} KiB", f / 1024.0),
+        1_048_576..1_073_741_824 => format!("{:.1} MiB", f / 1_048_576.0),
+        _ => format!("{:.2} GiB", f / 1_073_741_824.0),
+    }
+}
+
+fn q(h: &Hist, p: f64) -> String {
+    h.quantile(p).map_or_else(|| "-".into(), fmt_ns)
+}
+
+fn right(s: impl Into<String>) -> Cell {
+    Cell::new(s.into()).set_alignment(CellAlignment::Right)
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY);
+    t.set_header(header.iter().map(|h| Cell::new(*h)));
+    t
+}
+
+/// The human report of `show`.
+pub fn text(s: &Snapshot, all_events: bool) -> String {
+    let total = s.total();
+    let mut out = String::new();
+    let state = if s.live { "running" } else { "exited (stale segment)" };
+    let _ = writeln!(out, "pid {}  {}  {state}", s.pid, s.command());
+    let _ = writeln!(
+        out,
+        "up {:.1}s   threads: {} live, {} exited, {} seen ({} beyond the {} slots)   timing 1 call in {} per thread and operation",
+        s.uptime_s(),
+        s.threads.len(),
+        s.retired.threads,
+        s.threads_seen,
+        s.threads_overflowed,
+        abi::THREAD_SLOTS,
+        s.sample_period
+    );
+    let _ = writeln!(
+        out,
+        "bytes: {} allocated, {} freed (usable sizes)\n",
+        fmt_bytes(total.allocated_bytes),
+        fmt_bytes(total.deallocated_bytes)
+    );
+
+    let mut t = table(&["operation", "context", "calls", "timed", "p50", "p99", "p99.9", "max"]);
+    for op in 0..OPS {
+        for ctx in 0..CONTEXTS {
+            let h = &total.latency[op][ctx];
+            let calls = total.ops[op][ctx];
+            if calls == 0 && h.samples() == 0 {
+                continue;
+            }
+            t.add_row(vec![
+                Cell::new(names::OPS[op]),
+                Cell::new(names::CONTEXTS[ctx]),
+                right(fmt_count(calls)),
+                right(fmt_count(h.samples())),
+                right(q(h, 0.5)),
+                right(q(h, 0.99)),
+                right(q(h, 0.999)),
+                right(if h.samples() > 0 { fmt_ns(h.max_ns) } else { "-".into() }),
+            ]);
+        }
+    }
+    let _ = writeln!(out, "Latency by operation and scope (all threads)\n{t}\n");
+
+    let mut t = table(&["tid", "thread", "allocs", "frees", "reallocs", "noreclaim", "nofail", "alloc p99", "allocated"]);
+    let mut rows: Vec<(&str, &SlotSnap)> = s.threads.iter().map(|t| ("", t)).collect();
+    if s.retired.threads > 0 {
+        rows.push(("(exited)", &s.retired));
+    }
+    if s.overflow.threads > 0 {
+        rows.push(("(overflow)", &s.overflow));
+    }
+    for (label, th) in rows {
+        let per_op = |op: usize| th.ops[op].iter().fold(0u64, |a, &b| a.saturating_add(b));
+        let per_ctx = |ctx: usize| (0..OPS).fold(0u64, |a, op| a.saturating_add(th.ops[op][ctx]));
+        let mut alloc = Hist::empty();
+        for ctx in 0..CONTEXTS {
+            alloc.add(&th.latency[abi::OP_ALLOC][ctx]);
+        }
+        let (tid, name) = if label.is_empty() {
+            (th.tid.to_string(), thread_name(s.pid, th))
+        } else {
+            (format!("{} thr", th.threads), label.to_string())
+        };
+        t.add_row(vec![
+            right(tid),
+            Cell::new(name),
+            right(fmt_count(per_op(abi::OP_ALLOC))),
+            right(fmt_count(per_op(abi::OP_FREE))),
+            right(fmt_count(per_op(abi::OP_REALLOC))),
+            right(fmt_count(per_ctx(abi::CTX_NORECLAIM))),
+            right(fmt_count(per_ctx(abi::CTX_NOFAIL))),
+            right(q(&alloc, 0.99)),
+            right(fmt_bytes(th.allocated_bytes)),
+        ]);
+    }
+    let _ = writeln!(out, "Threads\n{t}\n");
+
+    let mut t = table(&["event", "count", "meaning"]);
+    for (i, (name, n)) in s.events.iter().enumerate() {
+        if *n != 0 || all_events {
+            t.add_row(vec![Cell::new(*name), right(fmt_count(*n)), Cell::new(names::EVENTS[i].1)]);
+        }
+    }
+    for (i, (name, h)) in s.timers.iter().enumerate() {
+        if h.samples() != 0 || all_events {
+            t.add_row(vec![
+                Cell::new(format!("{name} (timed)")),
+                right(fmt_count(h.samples())),
+                Cell::new(format!(
+                    "p50 {} p99 {} max {}: {}",
+                    q(h, 0.5),
+                    q(h, 0.99),
+                    fmt_ns(h.max_ns),
+                    names::TIMERS[i].1
+                )),
+            ]);
+        }
+    }
+    if t.row_count() == 0 {
+        let _ = writeln!(out, "Events: none yet (--all-events lists every counter)");
+    } else {
+        let _ = writeln!(out, "Events\n{t}");
+    }
+    out
+}
+
+/// The thread's current name from /proc (it may have been renamed after
+/// its first allocation), else the one recorded then.
+fn thread_name(pid: u32, th: &SlotSnap) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{}/comm", th.tid))
+        .map(|s| s.trim_end().to_string())
+        .unwrap_or_else(|_| th.name.clone())
+}
+
+// ------------------------------------------------------------------ JSON
+
+fn hist_json(h: &Hist) -> Value {
+    let buckets: Vec<Value> = h
+        .buckets
+        .iter()
+        .enumerate()
+        .filter(|(_, &n)| n > 0)
+        .map(|(i, &n)| json!([abi::bucket_lower(i), n]))
+        .collect();
+    json!({
+        "samples": h.samples(),
+        "sum_ns": h.sum_ns,
+        "max_ns": h.max_ns,
+        "p50_ns": h.quantile(0.5),
+        "p99_ns": h.quantile(0.99),
+        "p999_ns": h.quantile(0.999),
+        "buckets": buckets,
+    })
+}
+
+fn by_op_ctx<T>(f: impl Fn(usize, usize) -> T) -> Value
+where
+    T: Into<Value>,
+{
+    let mut ops = Map::new();
+    for op in 0..OPS {
+        let mut ctxs = Map::new();
+        for ctx in 0..CONTEXTS {
+            ctxs.insert(names::CONTEXTS[ctx].into(), f(op, ctx).into());
+        }
+        ops.insert(names::OPS[op].into(), Value::Object(ctxs));
+    }
+    Value::Object(ops)
+}
+
+fn slot_json(s: &SlotSnap) -> Value {
+    json!({
+        "threads": s.threads,
+        "calls": by_op_ctx(|op, ctx| s.ops[op][ctx]),
+        "allocated_bytes": s.allocated_bytes,
+        "freed_bytes": s.deallocated_bytes,
+        "latency": by_op_ctx(|op, ctx| hist_json(&s.latency[op][ctx])),
+    })
+}
+
+pub fn json(s: &Snapshot) -> Value {
+    let per_thread: Vec<Value> = s
+        .threads
+        .iter()
+        .map(|t| {
+            let mut v = slot_json(t);
+            v["tid"] = t.tid.into();
+            v["name"] = thread_name(s.pid, t).into();
+            v
+        })
+        .collect();
+    let events: Map<String, Value> = s.events.iter().map(|(n, v)| (n.to_string(), (*v).into())).collect();
+    let timers: Map<String, Value> = s.timers.iter().map(|(n, h)| (n.to_string(), hist_json(h))).collect();
+    json!({
+        "schema": JSON_SCHEMA,
+        "pid": s.pid,
+        "segment": s.path.display().to_string(),
+        "live": s.live,
+        "command": s.cmdline,
+        "start_unix_ns": s.start_unix_ns,
+        "uptime_s": s.uptime_s(),
+        "sample_period": s.sample_period,
+        "threads_live": s.threads.len(),
+        "threads_seen": s.threads_seen,
+        "threads_overflowed": s.threads_overflowed,
+        "total": slot_json(&s.total()),
+        "threads": per_thread,
+        "retired": slot_json(&s.retired),
+        "overflow": slot_json(&s.overflow),
+        "events": events,
+        "slow_events": timers,
+    })
+}
+
+// ------------------------------------------------------------ Prometheus
+
+/// Histogram bounds in the exposition: powers of two from 16 ns to ~1.07 s,
+/// each the lower edge of a segment bucket, so every cumulative count is
+/// exact ("le" here means "shorter than", at nanosecond resolution).
+fn prom_bounds() -> impl Iterator<Item = (usize, u64)> {
+    (4..=30).map(|k| (abi::bucket_of(1u64 << k), 1u64 << k))
+}
+
+fn label_value(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn prom_hist(out: &mut String, name: &str, labels: &str, h: &Hist) {
+    let mut cum = 0u64;
+    let mut next = 0usize;
+    for (first_above, bound) in prom_bounds() {
+        while next < first_above {
+            cum = cum.saturating_add(h.buckets[next]);
+            next += 1;
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{}\"}} {cum}", bound as f64 / 1e9);
+    }
+    let total = h.samples();
+    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {total}");
+    let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum_ns as f64 / 1e9);
+    let _ = writeln!(out, "{name}_count{{{labels}}} {total}");
+}
+
+/// The text exposition format for every snapshot, one family at a time.
+pub fn prometheus(snaps: &[Snapshot]) -> String {
+    let mut out = String::new();
+    let base = |s: &Snapshot| {
+        let comm = s.cmdline.first().map_or("?", |c| c.rsplit('/').next().unwrap_or(c));
+        format!("pid=\"{}\",command=\"{}\"", s.pid, label_value(comm))
+    };
+    let totals: Vec<SlotSnap> = snaps.iter().map(Snapshot::total).collect();
+
+    let family = |out: &mut String, name: &str, kind: &str, help: &str| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    };
+    family(&mut out, "memscope_calls_total", "counter", "Allocator calls by operation and scope context (exact).");
+    for (s, t) in snaps.iter().zip(&totals) {
+        for op in 0..OPS {
+            for ctx in 0..CONTEXTS {
+                let _ = writeln!(
+                    out,
+                    "memscope_calls_total{{{},op=\"{}\",context=\"{}\"}} {}",
+                    base(s),
+                    names::OPS[op],
+                    names::CONTEXTS[ctx],
+                    t.ops[op][ctx]
+                );
+            }
+        }
+    }
+    family(&mut out, "memscope_allocated_bytes_total", "counter", "Usable bytes allocated.");
+    for (s, t) in snaps.iter().zip(&totals) {
+        let _ = writeln!(out, "memscope_allocated_bytes_total{{{}}} {}", base(s), t.allocated_bytes);
+    }
+    family(&mut out, "memscope_freed_bytes_total", "counter", "Usable bytes freed.");
+    for (s, t) in snaps.iter().zip(&totals) {
+        let _ = writeln!(out, "memscope_freed_bytes_total{{{}}} {}", base(s), t.deallocated_bytes);
+    }
+    family(
+        &mut out,
+        "memscope_call_duration_seconds",
+        "histogram",
+        "Sampled allocator call latency by operation and scope context.",
+    );
+    for (s, t) in snaps.iter().zip(&totals) {
+        for op in 0..OPS {
+            for ctx in 0..CONTEXTS {
+                let labels = format!("{},op=\"{}\",context=\"{}\"", base(s), names::OPS[op], names::CONTEXTS[ctx]);
+                prom_hist(&mut out, "memscope_call_duration_seconds", &labels, &t.latency[op][ctx]);
+            }
+        }
+    }
+    family(&mut out, "memscope_events_total", "counter", "memscope events (see memscope-stat show --all-events).");
+    for s in snaps {
+        for (name, n) in &s.events {
+            let _ = writeln!(out, "memscope_events_total{{{},event=\"{name}\"}} {n}", base(s));
+        }
+    }
+    family(
+        &mut out,
+        "memscope_slow_event_duration_seconds",
+        "histogram",
+        "Duration of slow events (always timed).",
+    );
+    for s in snaps {
+        for (name, h) in &s.timers {
+            prom_hist(&mut out, "memscope_slow_event_duration_seconds", &format!("{},event=\"{name}\"", base(s)), h);
+        }
+    }
+    family(&mut out, "memscope_threads", "gauge", "Threads holding a stats slot now.");
+    for s in snaps {
+        let _ = writeln!(out, "memscope_threads{{{}}} {}", base(s), s.threads.len());
+    }
+    family(&mut out, "memscope_threads_started_total", "counter", "Threads that ever called the allocator.");
+    for s in snaps {
+        let _ = writeln!(out, "memscope_threads_started_total{{{}}} {}", base(s), s.threads_seen);
+    }
+    family(&mut out, "memscope_start_time_seconds", "gauge", "When the process's stats segment was created (Unix time).");
+    for s in snaps {
+        let _ = writeln!(out, "memscope_start_time_seconds{{{}}} {}", base(s), s.start_unix_ns as f64 / 1e9);
+    }
+    family(&mut out, "memscope_sample_period", "gauge", "One call in this many is timed, per thread and operation.");
+    for s in snaps {
+        let _ = writeln!(out, "memscope_sample_period{{{}}} {}", base(s), s.sample_period);
+    }
+    out
+}

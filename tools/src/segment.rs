@@ -1,0 +1,578 @@
+//! Reading stats segments: finding them, validating them without trusting
+//! them, and taking consistent snapshots.
+//!
+//! The file is read with `pread`, never mapped: a writer (or anyone) that
+//! truncates it mid-read makes a short read and a clear error, not a
+//! SIGBUS. A value read from a hostile file is only ever a number: every
+//! index used below is bounded by this build's constants, and arithmetic
+//! on read values saturates.
+
+use std::fs::File;
+use std::mem::{offset_of, size_of};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use memscope_abi::{self as abi, Header, Histogram, Slot, BUCKETS, CONTEXTS, OPS};
+
+/// Why a segment could not be read. Each kind has its own exit status.
+#[derive(Debug)]
+pub enum ReadError {
+    /// No segment for that pid (exit 3).
+    NotFound(String),
+    /// Not a memscope segment (exit 4).
+    Foreign(String),
+    /// A memscope segment of another ABI version or byte order (exit 5).
+    Version(String),
+    /// Too short, or sizes and offsets that do not add up (exit 6).
+    Corrupt(String),
+    /// Another user's file, a symlink, or unreadable (exit 7).
+    Access(String),
+    /// Still being initialised, or changing too fast to snapshot (exit 8).
+    Busy(String),
+}
+
+impl ReadError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ReadError::NotFound(_) => 3,
+            ReadError::Foreign(_) => 4,
+            ReadError::Version(_) => 5,
+            ReadError::Corrupt(_) => 6,
+            ReadError::Access(_) => 7,
+            ReadError::Busy(_) => 8,
+        }
+    }
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (kind, msg) = match self {
+            ReadError::NotFound(m) => ("not found", m),
+            ReadError::Foreign(m) => ("not a memscope stats segment", m),
+            ReadError::Version(m) => ("unsupported segment version", m),
+            ReadError::Corrupt(m) => ("corrupt segment", m),
+            ReadError::Access(m) => ("cannot read segment", m),
+            ReadError::Busy(m) => ("segment busy", m),
+        };
+        write!(f, "{kind}: {msg}")
+    }
+}
+
+/// A latency histogram as read.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Hist {
+    pub count: u64,
+    pub sum_ns: u64,
+    pub max_ns: u64,
+    pub buckets: Vec<u64>,
+}
+
+impl Hist {
+    pub fn empty() -> Hist {
+        Hist {
+            buckets: vec![0; BUCKETS],
+            ..Hist::default()
+        }
+    }
+
+    pub fn add(&mut self, o: &Hist) {
+        self.count = self.count.saturating_add(o.count);
+        self.sum_ns = self.sum_ns.saturating_add(o.sum_ns);
+        self.max_ns = self.max_ns.max(o.max_ns);
+        for (a, b) in self.buckets.iter_mut().zip(&o.buckets) {
+            *a = a.saturating_add(*b);
+        }
+    }
+
+    /// `self - earlier`, for rates (max is this one's: a lifetime value).
+    pub fn since(&self, earlier: &Hist) -> Hist {
+        Hist {
+            count: self.count.saturating_sub(earlier.count),
+            sum_ns: self.sum_ns.saturating_sub(earlier.sum_ns),
+            max_ns: self.max_ns,
+            buckets: self.buckets.iter().zip(&earlier.buckets).map(|(a, b)| a.saturating_sub(*b)).collect(),
+        }
+    }
+
+    /// Samples, counted from the buckets.
+    pub fn samples(&self) -> u64 {
+        self.buckets.iter().fold(0u64, |a, &b| a.saturating_add(b))
+    }
+
+    /// The `q` quantile (0..=1) in ns: the upper bound of the bucket that
+    /// holds it, capped by the maximum seen. None without samples.
+    pub fn quantile(&self, q: f64) -> Option<u64> {
+        let n = self.samples();
+        if n == 0 {
+            return None;
+        }
+        let rank = ((n as f64 * q).ceil() as u64).clamp(1, n);
+        let mut seen = 0u64;
+        for (i, &b) in self.buckets.iter().enumerate() {
+            seen = seen.saturating_add(b);
+            if seen >= rank {
+                let upper = abi::bucket_upper(i).saturating_sub(1);
+                return Some(if self.max_ns > 0 { upper.min(self.max_ns) } else { upper });
+            }
+        }
+        Some(self.max_ns)
+    }
+}
+
+/// One slot as read: a live thread, or an aggregate.
+#[derive(Clone, Debug)]
+pub struct SlotSnap {
+    pub tid: u32,
+    pub name: String,
+    pub threads: u64,
+    pub allocated_bytes: u64,
+    pub deallocated_bytes: u64,
+    pub ops: [[u64; CONTEXTS]; OPS],
+    pub latency: Vec<Vec<Hist>>, // [op][ctx]
+}
+
+impl SlotSnap {
+    pub fn empty() -> SlotSnap {
+        SlotSnap {
+            tid: 0,
+            name: String::new(),
+            threads: 0,
+            allocated_bytes: 0,
+            deallocated_bytes: 0,
+            ops: [[0; CONTEXTS]; OPS],
+            latency: vec![vec![Hist::empty(); CONTEXTS]; OPS],
+        }
+    }
+
+    pub fn add(&mut self, o: &SlotSnap) {
+        self.threads = self.threads.saturating_add(o.threads);
+        self.allocated_bytes = self.allocated_bytes.saturating_add(o.allocated_bytes);
+        self.deallocated_bytes = self.deallocated_bytes.saturating_add(o.deallocated_bytes);
+        for op in 0..OPS {
+            for ctx in 0..CONTEXTS {
+                self.ops[op][ctx] = self.ops[op][ctx].saturating_add(o.ops[op][ctx]);
+                self.latency[op][ctx].add(&o.latency[op][ctx]);
+            }
+        }
+    }
+
+    pub fn calls(&self) -> u64 {
+        self.ops.iter().flatten().fold(0u64, |a, &b| a.saturating_add(b))
+    }
+}
+
+/// A consistent copy of a whole segment.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub path: PathBuf,
+    pub pid: u32,
+    /// A process holds the segment (it has not exited).
+    pub live: bool,
+    pub start_unix_ns: u64,
+    pub taken_unix_ns: u64,
+    pub sample_period: u64,
+    pub cmdline: Vec<String>,
+    pub threads_seen: u64,
+    pub threads_overflowed: u64,
+    pub events: Vec<(&'static str, u64)>,
+    pub timers: Vec<(&'static str, Hist)>,
+    pub threads: Vec<SlotSnap>,
+    pub retired: SlotSnap,
+    pub overflow: SlotSnap,
+}
+
+impl Snapshot {
+    /// Live threads, exited threads and overflow threads together.
+    pub fn total(&self) -> SlotSnap {
+        let mut t = SlotSnap::empty();
+        for s in self.threads.iter().chain([&self.retired, &self.overflow]) {
+            t.add(s);
+        }
+        t
+    }
+
+    pub fn command(&self) -> String {
+        if self.cmdline.is_empty() {
+            "?".into()
+        } else {
+            self.cmdline.join(" ").replace(['\n', '\t'], " ")
+        }
+    }
+
+    pub fn uptime_s(&self) -> f64 {
+        self.taken_unix_ns.saturating_sub(self.start_unix_ns) as f64 / 1e9
+    }
+}
+
+/// The stats directory: `--dir`, else `$MEMSCOPE_STATS_DIR`, else /dev/shm.
+pub fn stats_dir(explicit: Option<&Path>) -> PathBuf {
+    explicit
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("MEMSCOPE_STATS_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/dev/shm"))
+}
+
+/// `memscope.<pid>` or `memscope.<pid>.<n>`: the pid, if the name is one.
+pub fn pid_of_name(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix(abi::FILE_PREFIX)?;
+    let (pid, suffix) = match rest.split_once('.') {
+        Some((p, n)) => (p, Some(n)),
+        None => (rest, None),
+    };
+    if let Some(n) = suffix {
+        n.parse::<u32>().ok()?;
+    }
+    pid.parse().ok()
+}
+
+/// Every file in `dir` named like a segment, sorted by pid.
+pub fn candidates(dir: &Path) -> Result<Vec<(u32, PathBuf)>, ReadError> {
+    let rd = std::fs::read_dir(dir).map_err(|e| ReadError::Access(format!("{}: {e}", dir.display())))?;
+    let mut v: Vec<(u32, PathBuf)> = rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            Some((pid_of_name(&name)?, e.path()))
+        })
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// An opened, validated segment.
+pub struct Segment {
+    pub path: PathBuf,
+    file: File,
+    len: u64,
+}
+
+fn corrupt(path: &Path, what: impl std::fmt::Display) -> ReadError {
+    ReadError::Corrupt(format!("{}: {what}", path.display()))
+}
+
+impl Segment {
+    /// Opens `path` (never following a symlink) and checks owner, size
+    /// and header before anything is trusted.
+    pub fn open(path: &Path) -> Result<Segment, ReadError> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ENOENT) => ReadError::NotFound(format!("{}: no such file", path.display())),
+                Some(libc::ELOOP) => ReadError::Access(format!("{}: is a symlink; not followed", path.display())),
+                _ => ReadError::Access(format!("{}: {e}", path.display())),
+            })?;
+        let md = file.metadata().map_err(|e| ReadError::Access(format!("{}: {e}", path.display())))?;
+        if !md.file_type().is_file() {
+            return Err(ReadError::Foreign(format!("{}: not a regular file", path.display())));
+        }
+        // SAFETY: geteuid has no preconditions.
+        let euid = unsafe { libc::geteuid() };
+        if md.uid() != euid && euid != 0 {
+            return Err(ReadError::Access(format!(
+                "{}: owned by uid {}, not by you (uid {euid})",
+                path.display(),
+                md.uid()
+            )));
+        }
+        let seg = Segment {
+            path: path.to_path_buf(),
+            file,
+            len: md.len(),
+        };
+        seg.validate()?;
+        Ok(seg)
+    }
+
+    fn read_at(&self, buf: &mut [u8], off: u64) -> Result<(), ReadError> {
+        self.file.read_exact_at(buf, off).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                corrupt(&self.path, format_args!("truncated: {} bytes at {off} are past the end", buf.len()))
+            } else {
+                ReadError::Access(format!("{}: {e}", self.path.display()))
+            }
+        })
+    }
+
+    fn u64_at(&self, off: usize) -> Result<u64, ReadError> {
+        let mut b = [0u8; 8];
+        self.read_at(&mut b, off as u64)?;
+        Ok(u64::from_ne_bytes(b))
+    }
+
+    fn validate(&self) -> Result<(), ReadError> {
+        let p = &self.path;
+        if self.len < 32 {
+            return Err(if self.len == 0 {
+                ReadError::Busy(format!("{}: empty (a process is creating it?)", p.display()))
+            } else {
+                corrupt(p, format_args!("{} bytes, shorter than the 32-byte prologue", self.len))
+            });
+        }
+        let mut pro = [0u8; 32];
+        self.read_at(&mut pro, 0)?;
+        if pro[..8] != abi::MAGIC {
+            return Err(ReadError::Foreign(format!("{}: bad magic", p.display())));
+        }
+        let word = |o: usize| u32::from_ne_bytes([pro[o], pro[o + 1], pro[o + 2], pro[o + 3]]);
+        let half = |o: usize| u16::from_ne_bytes([pro[o], pro[o + 1]]);
+        let bom = word(offset_of!(Header, byte_order));
+        if bom != abi::BYTE_ORDER_MARK {
+            return Err(ReadError::Version(format!(
+                "{}: byte order mark {bom:#010x} (written on a machine of the other byte order)",
+                p.display()
+            )));
+        }
+        let (major, minor) = (half(offset_of!(Header, abi_major)), half(offset_of!(Header, abi_minor)));
+        if major != abi::ABI_MAJOR {
+            return Err(ReadError::Version(format!(
+                "{}: ABI {major}.{minor}; this memscope-stat reads ABI {}.x",
+                p.display(),
+                abi::ABI_MAJOR
+            )));
+        }
+        if word(offset_of!(Header, ready)) != abi::READY {
+            return Err(ReadError::Busy(format!("{}: not initialised yet", p.display())));
+        }
+        let header_size = word(offset_of!(Header, header_size)) as usize;
+        let seg_size = u64::from_ne_bytes(pro[24..32].try_into().unwrap_or([0; 8]));
+        if header_size < size_of::<Header>() {
+            return Err(corrupt(p, format_args!("header size {header_size} < {}", size_of::<Header>())));
+        }
+        if seg_size > self.len {
+            return Err(corrupt(
+                p,
+                format_args!("truncated: {} bytes, the header says {seg_size}", self.len),
+            ));
+        }
+        let slot_count = self.u64_at(offset_of!(Header, slot_count))? as u32 as usize;
+        let slot_size = self.u64_at(offset_of!(Header, slot_size))? as u32 as usize;
+        let buckets = self.u64_at(offset_of!(Header, bucket_count))? as u32 as usize;
+        let slots_off = self.u64_at(offset_of!(Header, slots_offset))?;
+        if slot_size != size_of::<Slot>() || buckets != BUCKETS {
+            return Err(corrupt(
+                p,
+                format_args!("slot size {slot_size} / {buckets} buckets, expected {} / {BUCKETS}", size_of::<Slot>()),
+            ));
+        }
+        let end = (slot_count as u64)
+            .checked_mul(slot_size as u64)
+            .and_then(|s| s.checked_add(slots_off));
+        if slot_count < abi::SLOT_FIRST_THREAD || slots_off < header_size as u64 || end.is_none_or(|e| e > seg_size) {
+            return Err(corrupt(
+                p,
+                format_args!("{slot_count} slots at offset {slots_off} do not fit in {seg_size} bytes"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// True if a process holds the segment (its writer's shared lock).
+    pub fn is_live(&self) -> bool {
+        // SAFETY: a valid descriptor; a successful probe is undone at once.
+        unsafe {
+            let fd = self.file.as_raw_fd();
+            if libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) == 0 {
+                libc::flock(fd, libc::LOCK_UN);
+                false
+            } else {
+                true
+            }
+        }
+    }
+
+    /// A consistent snapshot: every thread slot between equal even
+    /// sequence numbers, and no thread-exit fold under way meanwhile.
+    pub fn snapshot(&self) -> Result<Snapshot, ReadError> {
+        for _ in 0..ATTEMPTS {
+            let before = self.u64_at(offset_of!(Header, folds_finished))?;
+            let snap = self.read_all()?;
+            let after = self.u64_at(offset_of!(Header, folds_started))?;
+            if let Some(s) = snap {
+                if before == after {
+                    return Ok(s);
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        Err(ReadError::Busy(format!(
+            "{}: no consistent snapshot in {ATTEMPTS} attempts (threads starting and exiting very fast?)",
+            self.path.display()
+        )))
+    }
+
+    fn read_all(&self) -> Result<Option<Snapshot>, ReadError> {
+        let mut hb = vec![0u8; size_of::<Header>()];
+        self.read_at(&mut hb, 0)?;
+        let h = Bytes(&hb);
+        let slot_count = (h.u32(offset_of!(Header, slot_count)) as usize).min(abi::SLOT_TOTAL.max(4096));
+        let slots_off = h.u64(offset_of!(Header, slots_offset));
+        let event_count = (h.u32(offset_of!(Header, event_count)) as usize).min(abi::EVENT_SLOTS);
+        let timer_count = (h.u32(offset_of!(Header, timer_count)) as usize).min(abi::TIMER_SLOTS);
+        let cmd_len = (h.u32(offset_of!(Header, cmdline_len)) as usize).min(abi::CMDLINE_MAX);
+        let cmd_off = offset_of!(Header, cmdline);
+        let cmdline = hb[cmd_off..cmd_off + cmd_len]
+            .split(|&c| c == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let known_events = &abi::names::EVENTS[..event_count.min(abi::names::EVENTS.len())];
+        let events = known_events
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| (*name, h.u64(offset_of!(Header, events) + 8 * i)))
+            .collect();
+        let known_timers = &abi::names::TIMERS[..timer_count.min(abi::names::TIMERS.len())];
+        let timers = known_timers
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| (*name, h.hist(offset_of!(Header, timers) + i * size_of::<Histogram>())))
+            .collect();
+        let mut threads = Vec::new();
+        let mut aggregates = Vec::new();
+        let mut sb = vec![0u8; size_of::<Slot>()];
+        for i in 0..slot_count {
+            let off = slots_off.saturating_add((i * size_of::<Slot>()) as u64);
+            let Some(slot) = self.read_slot(off, &mut sb, i < abi::SLOT_FIRST_THREAD)? else {
+                return Ok(None);
+            };
+            if i < abi::SLOT_FIRST_THREAD {
+                aggregates.push(slot.1);
+            } else if slot.0 == abi::SLOT_LIVE {
+                threads.push(slot.1);
+            }
+        }
+        let mut agg = aggregates.into_iter();
+        Ok(Some(Snapshot {
+            path: self.path.clone(),
+            pid: h.u32(offset_of!(Header, pid)),
+            live: self.is_live(),
+            start_unix_ns: h.u64(offset_of!(Header, start_unix_ns)),
+            taken_unix_ns: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+            sample_period: h.u64(offset_of!(Header, sample_period)),
+            cmdline,
+            threads_seen: h.u64(offset_of!(Header, threads_seen)),
+            threads_overflowed: h.u64(offset_of!(Header, threads_overflowed)),
+            events,
+            timers,
+            threads,
+            retired: agg.next().unwrap_or_else(SlotSnap::empty),
+            overflow: agg.next().unwrap_or_else(SlotSnap::empty),
+        }))
+    }
+
+    /// Reads one slot between two equal even sequence numbers (aggregate
+    /// slots, written with atomic adds, are read as they are). None: the
+    /// writer kept it busy.
+    fn read_slot(&self, off: u64, buf: &mut [u8], aggregate: bool) -> Result<Option<(u32, SlotSnap)>, ReadError> {
+        for _ in 0..SLOT_ATTEMPTS {
+            let s1 = self.u64_at_off(off)?;
+            if s1 & 1 == 1 && !aggregate {
+                std::hint::spin_loop();
+                continue;
+            }
+            self.read_at(buf, off)?;
+            let s2 = self.u64_at_off(off)?;
+            if aggregate || s1 == s2 {
+                let b = Bytes(buf);
+                return Ok(Some((b.u32(offset_of!(Slot, state)), b.slot())));
+            }
+        }
+        Ok(None)
+    }
+
+    fn u64_at_off(&self, off: u64) -> Result<u64, ReadError> {
+        let mut b = [0u8; 8];
+        self.read_at(&mut b, off)?;
+        Ok(u64::from_ne_bytes(b))
+    }
+}
+
+const ATTEMPTS: usize = 200;
+const SLOT_ATTEMPTS: usize = 1000;
+
+/// Field access on a copied byte buffer (never out of bounds: offsets come
+/// from the layout, not from the file).
+struct Bytes<'a>(&'a [u8]);
+
+impl Bytes<'_> {
+    fn u64(&self, o: usize) -> u64 {
+        self.0
+            .get(o..o + 8)
+            .and_then(|s| s.try_into().ok())
+            .map_or(0, u64::from_ne_bytes)
+    }
+
+    fn u32(&self, o: usize) -> u32 {
+        self.0
+            .get(o..o + 4)
+            .and_then(|s| s.try_into().ok())
+            .map_or(0, u32::from_ne_bytes)
+    }
+
+    fn hist(&self, o: usize) -> Hist {
+        Hist {
+            count: self.u64(o + offset_of!(Histogram, count)),
+            sum_ns: self.u64(o + offset_of!(Histogram, sum_ns)),
+            max_ns: self.u64(o + offset_of!(Histogram, max_ns)),
+            buckets: (0..BUCKETS).map(|i| self.u64(o + offset_of!(Histogram, buckets) + 8 * i)).collect(),
+        }
+    }
+
+    fn slot(&self) -> SlotSnap {
+        let name_off = offset_of!(Slot, name);
+        let raw = self.0.get(name_off..name_off + abi::THREAD_NAME_MAX).unwrap_or(&[]);
+        let name = raw.split(|&c| c == 0).next().unwrap_or(&[]);
+        let mut ops = [[0u64; CONTEXTS]; OPS];
+        let mut latency = vec![vec![Hist::empty(); CONTEXTS]; OPS];
+        for op in 0..OPS {
+            for ctx in 0..CONTEXTS {
+                let k = op * CONTEXTS + ctx;
+                ops[op][ctx] = self.u64(offset_of!(Slot, ops) + 8 * k);
+                latency[op][ctx] = self.hist(offset_of!(Slot, latency) + k * size_of::<Histogram>());
+            }
+        }
+        SlotSnap {
+            tid: self.u32(offset_of!(Slot, tid)),
+            name: String::from_utf8_lossy(name).into_owned(),
+            threads: self.u64(offset_of!(Slot, threads)),
+            allocated_bytes: self.u64(offset_of!(Slot, allocated_bytes)),
+            deallocated_bytes: self.u64(offset_of!(Slot, deallocated_bytes)),
+            ops,
+            latency,
+        }
+    }
+}
+
+/// The segment of `pid` in `dir`: the live one, else the newest stale one.
+pub fn find(dir: &Path, pid: u32) -> Result<Segment, ReadError> {
+    let mut best: Option<(bool, u64, Segment)> = None;
+    let mut last_err = None;
+    for (p, path) in candidates(dir)? {
+        if p != pid {
+            continue;
+        }
+        match Segment::open(&path) {
+            Ok(seg) => {
+                let live = seg.is_live();
+                let start = seg.u64_at(offset_of!(Header, start_unix_ns)).unwrap_or(0);
+                if best.as_ref().is_none_or(|(l, s, _)| (live, start) > (*l, *s)) {
+                    best = Some((live, start, seg));
+                }
+            }
+            Err(e) => last_err = Some(e),
+        }
+    }
+    match (best, last_err) {
+        (Some((_, _, seg)), _) => Ok(seg),
+        (None, Some(e)) => Err(e),
+        (None, None) => Err(ReadError::NotFound(format!(
+            "no stats segment for pid {pid} in {} (is it running under memscope, with MEMSCOPE_STATS on and the same MEMSCOPE_STATS_DIR?)",
+            dir.display()
+        ))),
+    }
+}
