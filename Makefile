@@ -2,7 +2,8 @@
 #
 #   make            the release library (target/release/libmemscope.so) and CLI
 #   make test       everything: lint, Rust unit tests, C tests under the
-#                   preload, real programs under the preload
+#                   preload, stats and memscope-stat, real programs under
+#                   the preload
 #   make demo       NORECLAIM shown working: the seccomp proof and a latency run
 #   make bench      every allocator side by side (bench/; results in docs/BENCHMARKS.md)
 #   make install    PREFIX=/usr/local (DESTDIR honoured); make uninstall
@@ -19,7 +20,7 @@ LIB := target/release/libmemscope.so
 CLI := target/release/memscope-stat
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
-.PHONY: all test lint unit-test c-test real-programs rust-guard-test install-test bench-smoke demo bench install uninstall clean
+.PHONY: all test lint unit-test c-test stats-test real-programs rust-guard-test install-test bench-smoke demo bench install uninstall clean
 
 all: $(LIB) $(CLI)
 
@@ -28,7 +29,7 @@ all: $(LIB) $(CLI)
 $(LIB) $(CLI):
 	$(CARGO) build --release --workspace
 
-test: all lint unit-test c-test rust-guard-test install-test real-programs bench-smoke
+test: all lint unit-test c-test stats-test rust-guard-test install-test real-programs bench-smoke
 	@echo "make test: all suites passed"
 
 lint:
@@ -40,6 +41,10 @@ unit-test:
 
 c-test: $(LIB)
 	c-tests/run-tests.sh $(LIB) $(BUILD)/c-tests
+
+# The stats segment and memscope-stat against live processes.
+stats-test: all
+	c-tests/stats-tests.sh $(LIB) $(CLI) $(BUILD)/stats-tests
 
 real-programs: $(LIB)
 	c-tests/real-programs.sh $(LIB) $(BUILD)/real-programs
@@ -78,11 +83,13 @@ install: all memscope.pc
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(PKGCONFIGDIR)
 	install -m 0755 $(LIB) $(DESTDIR)$(LIBDIR)/libmemscope.so
 	install -m 0644 ffi-include/memscope.h $(DESTDIR)$(INCLUDEDIR)/memscope.h
+	install -m 0644 ffi-include/memscope_stats.h $(DESTDIR)$(INCLUDEDIR)/memscope_stats.h
 	install -m 0755 $(CLI) $(DESTDIR)$(BINDIR)/memscope-stat
 	install -m 0644 memscope.pc $(DESTDIR)$(PKGCONFIGDIR)/memscope.pc
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libmemscope.so $(DESTDIR)$(INCLUDEDIR)/memscope.h \
+	      $(DESTDIR)$(INCLUDEDIR)/memscope_stats.h \
 	      $(DESTDIR)$(BINDIR)/memscope-stat $(DESTDIR)$(PKGCONFIGDIR)/memscope.pc
 
 clean:

@@ -57,6 +57,11 @@ expect_signal() {
 }
 
 P="LD_PRELOAD=$lib"
+# Stats segments of these processes (some die on purpose, leaving theirs
+# behind) go to a scratch directory, removed at the end.
+MEMSCOPE_STATS_DIR=$(mktemp -d)
+export MEMSCOPE_STATS_DIR
+trap 'rm -rf "$MEMSCOPE_STATS_DIR"' EXIT
 
 # ---------------------------------------------------------------- builds
 build exports $CC $CFLAGS "$here/exports.c" -o "$out/exports"

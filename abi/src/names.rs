@@ -7,32 +7,77 @@ pub const CONTEXTS: [&str; crate::CONTEXTS] = ["normal", "noreclaim", "nofail"];
 
 /// Event counters, `Header::events` order. Each line: name, meaning.
 pub const EVENTS: [(&str, &str); 19] = [
-    ("pool_refills", "the maintenance thread committed and pre-faulted more NORECLAIM pool"),
-    ("pool_low_watermark_hits", "the pool's uncommitted headroom fell below its low watermark"),
-    ("noreclaim_fast_fails", "NORECLAIM allocations that found the pool empty and returned NULL"),
-    ("deferred_frees", "frees of non-pool blocks inside NORECLAIM, handed to the maintenance thread"),
-    ("deferred_free_overflows", "deferred frees that found the hand-off queue full"),
-    ("noreclaim_os_calls", "OS calls the allocator may have made on a NORECLAIM thread (must stay 0)"),
+    (
+        "pool_refills",
+        "the maintenance thread committed and pre-faulted more NORECLAIM pool",
+    ),
+    (
+        "pool_low_watermark_hits",
+        "the pool's uncommitted headroom fell below its low watermark",
+    ),
+    (
+        "noreclaim_fast_fails",
+        "NORECLAIM allocations that found the pool empty and returned NULL",
+    ),
+    (
+        "deferred_frees",
+        "frees of non-pool blocks inside NORECLAIM, handed to the maintenance thread",
+    ),
+    (
+        "deferred_free_overflows",
+        "deferred frees that found the hand-off queue full",
+    ),
+    (
+        "noreclaim_os_calls",
+        "OS calls the allocator may have made on a NORECLAIM thread (must stay 0)",
+    ),
     ("scope_misuse", "pops that matched no push"),
-    ("trims_deferred", "malloc_trim calls inside NORECLAIM, handed to the maintenance thread"),
+    (
+        "trims_deferred",
+        "malloc_trim calls inside NORECLAIM, handed to the maintenance thread",
+    ),
     ("maintenance_purges", "purges run by the maintenance thread"),
-    ("noreclaim_without_pool", "NORECLAIM scopes entered while the pool could not be created"),
+    (
+        "noreclaim_without_pool",
+        "NORECLAIM scopes entered while the pool could not be created",
+    ),
     ("nofail_retries", "rounds of the NOFAIL retry loop"),
     ("reserve_hits", "NOFAIL allocations served from the reserve"),
-    ("reserve_exhausted", "NOFAIL attempts that found the reserve unable to serve"),
-    ("policy_too_large", "impossible NOFAIL requests (above MEMSCOPE_NOFAIL_MAX)"),
-    ("policy_deadline", "NOFAIL requests that ran past MEMSCOPE_NOFAIL_DEADLINE_MS"),
-    ("policy_noreclaim_empty", "NOFAIL inside NORECLAIM with pool and reserve empty"),
+    (
+        "reserve_exhausted",
+        "NOFAIL attempts that found the reserve unable to serve",
+    ),
+    (
+        "policy_too_large",
+        "impossible NOFAIL requests (above MEMSCOPE_NOFAIL_MAX)",
+    ),
+    (
+        "policy_deadline",
+        "NOFAIL requests that ran past MEMSCOPE_NOFAIL_DEADLINE_MS",
+    ),
+    (
+        "policy_noreclaim_empty",
+        "NOFAIL inside NORECLAIM with pool and reserve empty",
+    ),
     ("reclaimer_calls", "reclaimer callbacks run"),
     ("backoff_waits", "back-off waits of the NOFAIL retry loop"),
-    ("soft_limit_reclaims", "reclaim rounds run for MEMSCOPE_SOFT_LIMIT"),
+    (
+        "soft_limit_reclaims",
+        "reclaim rounds run for MEMSCOPE_SOFT_LIMIT",
+    ),
 ];
 
 /// Slow-event timers, `Header::timers` order: always timed.
 pub const TIMERS: [(&str, &str); 5] = [
     ("pool_refill", "one background refill step of the NORECLAIM pool"),
     ("reclaimer_call", "one reclaimer callback"),
-    ("nofail_slow_path", "a NOFAIL allocation from its first failure to its answer"),
+    (
+        "nofail_slow_path",
+        "a NOFAIL allocation from its first failure to its answer",
+    ),
     ("purge", "a purge of every arena by the maintenance thread"),
-    ("noreclaim_fast_fail", "a NORECLAIM allocation that failed at once"),
+    (
+        "noreclaim_fast_fail",
+        "a NORECLAIM allocation that failed at once",
+    ),
 ];

@@ -88,6 +88,15 @@ pub fn move_into(dst: &'static [AtomicU64; memscope_abi::EVENT_SLOTS]) {
     EVENTS.store(dst.as_ptr().cast_mut(), Release);
 }
 
+/// Points counting back at process memory, from zero: a forked child
+/// before it drops the parent's segment (the child counts its own events).
+pub fn detach() {
+    for c in &LOCAL {
+        c.store(0, Relaxed);
+    }
+    EVENTS.store(LOCAL.as_ptr().cast_mut(), Release);
+}
+
 /// Writes every counter once (adding 0), so that the pages holding them
 /// are faulted in before a NORECLAIM thread first counts something.
 pub fn touch_all() {

@@ -211,29 +211,54 @@ pub unsafe extern "C" fn malloc_stats_print(write_cb: WriteCb, cbopaque: *mut c_
 #[cold]
 #[inline(never)]
 unsafe fn mallocx_slow(g: u32, size: usize, flags: c_int) -> *mut c_void {
-    posix::off_fast(g, OP_ALLOC, || jem::mallocx(size, flags), || route::mallocx(size, flags))
+    posix::off_fast(
+        g,
+        OP_ALLOC,
+        || jem::mallocx(size, flags),
+        || route::mallocx(size, flags),
+    )
 }
 
 #[cold]
 #[inline(never)]
 unsafe fn rallocx_slow(g: u32, p: *mut c_void, size: usize, flags: c_int) -> *mut c_void {
-    posix::off_fast(g, OP_REALLOC, || jem::rallocx(p, size, flags), || route::rallocx(p, size, flags))
+    posix::off_fast(
+        g,
+        OP_REALLOC,
+        || jem::rallocx(p, size, flags),
+        || route::rallocx(p, size, flags),
+    )
 }
 
 #[cold]
 #[inline(never)]
 unsafe fn xallocx_slow(g: u32, p: *mut c_void, size: usize, extra: usize, flags: c_int) -> usize {
-    posix::off_fast(g, OP_REALLOC, || jem::xallocx(p, size, extra, flags), || route::xallocx(p, size, extra, flags))
+    posix::off_fast(
+        g,
+        OP_REALLOC,
+        || jem::xallocx(p, size, extra, flags),
+        || route::xallocx(p, size, extra, flags),
+    )
 }
 
 #[cold]
 #[inline(never)]
-unsafe fn dallocx_slow(g: u32, p: *mut c_void, flags: c_int) -> () {
-    posix::off_fast(g, OP_FREE, || jem::dallocx(p, flags), || route::sdallocx(p, 0, flags))
+unsafe fn dallocx_slow(g: u32, p: *mut c_void, flags: c_int) {
+    posix::off_fast(
+        g,
+        OP_FREE,
+        || jem::dallocx(p, flags),
+        || route::sdallocx(p, 0, flags),
+    )
 }
 
 #[cold]
 #[inline(never)]
-unsafe fn sdallocx_slow(g: u32, p: *mut c_void, size: usize, flags: c_int) -> () {
-    posix::off_fast(g, OP_FREE, || jem::sdallocx(p, size, flags), || route::sdallocx(p, size, flags))
+unsafe fn sdallocx_slow(g: u32, p: *mut c_void, size: usize, flags: c_int) {
+    posix::off_fast(
+        g,
+        OP_FREE,
+        || jem::sdallocx(p, size, flags),
+        || route::sdallocx(p, size, flags),
+    )
 }

@@ -116,7 +116,12 @@ pub unsafe fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
 #[cold]
 #[inline(never)]
 unsafe fn realloc_slow(g: u32, p: *mut c_void, size: usize) -> *mut c_void {
-    off_fast(g, OP_REALLOC, || jem::realloc(p, size), || route::realloc(p, size))
+    off_fast(
+        g,
+        OP_REALLOC,
+        || jem::realloc(p, size),
+        || route::realloc(p, size),
+    )
 }
 
 /// # Safety
@@ -227,7 +232,12 @@ pub unsafe fn free_aligned_sized(p: *mut c_void, align: usize, size: usize) {
         if g == 0 {
             return jem::sdallocx(p, size.max(1), flags);
         }
-        return off_fast(g, OP_FREE, || jem::sdallocx(p, size.max(1), flags), || route::free(p));
+        return off_fast(
+            g,
+            OP_FREE,
+            || jem::sdallocx(p, size.max(1), flags),
+            || route::free(p),
+        );
     }
     route::free(p)
 }

@@ -41,7 +41,11 @@ pub fn list(dir: &Path, all: bool) -> Result<(), ReadError> {
         }
     }
     if t.row_count() == 0 {
-        println!("no {}segments in {}", if all { "" } else { "live " }, dir.display());
+        println!(
+            "no {}segments in {}",
+            if all { "" } else { "live " },
+            dir.display()
+        );
     } else {
         println!("{t}");
     }
@@ -112,7 +116,14 @@ pub fn rates(prev: &Snapshot, cur: &Snapshot) -> String {
     let (a, b) = (prev.total(), cur.total());
     let mut t = Table::new();
     t.load_preset(UTF8_BORDERS_ONLY);
-    t.set_header(vec!["operation", "context", "calls/s", "p50", "p99", "p99.9 (interval)"]);
+    t.set_header(vec![
+        "operation",
+        "context",
+        "calls/s",
+        "p50",
+        "p99",
+        "p99.9 (interval)",
+    ]);
     for op in 0..OPS {
         for ctx in 0..CONTEXTS {
             let calls = b.ops[op][ctx].saturating_sub(a.ops[op][ctx]);
@@ -144,7 +155,11 @@ pub fn rates(prev: &Snapshot, cur: &Snapshot) -> String {
         truncate(&cur.command(), 50),
         cur.threads.len(),
         cur.uptime_s(),
-        if events.is_empty() { " none this interval".into() } else { events }
+        if events.is_empty() {
+            " none this interval".into()
+        } else {
+            events
+        }
     )
 }
 
@@ -226,19 +241,29 @@ const _: () = assert!(abi::OPS == OPS);
 /// violations found (empty: none).
 pub fn violations(s: &Snapshot) -> Vec<String> {
     let mut v = Vec::new();
-    let slots = s.threads.iter().map(|t| (format!("thread {}", t.tid), t)).chain([
-        ("retired".to_string(), &s.retired),
-    ]);
+    let slots = s
+        .threads
+        .iter()
+        .map(|t| (format!("thread {}", t.tid), t))
+        .chain([("retired".to_string(), &s.retired)]);
     for (who, t) in slots {
         for op in 0..OPS {
             for ctx in 0..CONTEXTS {
                 let h = &t.latency[op][ctx];
                 let what = format!("{who} {}/{}", names::OPS[op], names::CONTEXTS[ctx]);
                 if h.count != h.samples() {
-                    v.push(format!("{what}: count {} but buckets hold {}", h.count, h.samples()));
+                    v.push(format!(
+                        "{what}: count {} but buckets hold {}",
+                        h.count,
+                        h.samples()
+                    ));
                 }
                 if h.samples() > t.ops[op][ctx] {
-                    v.push(format!("{what}: {} timed but {} calls", h.samples(), t.ops[op][ctx]));
+                    v.push(format!(
+                        "{what}: {} timed but {} calls",
+                        h.samples(),
+                        t.ops[op][ctx]
+                    ));
                 }
                 if let Some(top) = h.buckets.iter().rposition(|&n| n > 0) {
                     if h.max_ns < abi::bucket_lower(top) || h.max_ns >= abi::bucket_upper(top) {

@@ -5,8 +5,8 @@
 use memscope_stat::{commands, run, segment, serve};
 
 use std::path::PathBuf;
-use std::time::Duration;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -145,7 +145,12 @@ fn main() -> ExitCode {
             interval,
             count,
         } => {
-            let interval = Duration::from_secs_f64(interval.clamp(0.05, 3600.0));
+            let interval = if interval.is_finite() {
+                interval.clamp(0.05, 3600.0)
+            } else {
+                1.0
+            };
+            let interval = Duration::from_secs_f64(interval);
             done(commands::watch(&dir.path(), pid, interval, count))
         }
         Command::Check { pid, dir, seconds } => match commands::check(&dir.path(), pid, seconds) {

@@ -66,7 +66,11 @@ fn table(header: &[&str]) -> Table {
 pub fn text(s: &Snapshot, all_events: bool) -> String {
     let total = s.total();
     let mut out = String::new();
-    let state = if s.live { "running" } else { "exited (stale segment)" };
+    let state = if s.live {
+        "running"
+    } else {
+        "exited (stale segment)"
+    };
     let _ = writeln!(out, "pid {}  {}  {state}", s.pid, s.command());
     let _ = writeln!(
         out,
@@ -86,7 +90,16 @@ pub fn text(s: &Snapshot, all_events: bool) -> String {
         fmt_bytes(total.deallocated_bytes)
     );
 
-    let mut t = table(&["operation", "context", "calls", "timed", "p50", "p99", "p99.9", "max"]);
+    let mut t = table(&[
+        "operation",
+        "context",
+        "calls",
+        "timed",
+        "p50",
+        "p99",
+        "p99.9",
+        "max",
+    ]);
     for op in 0..OPS {
         for ctx in 0..CONTEXTS {
             let h = &total.latency[op][ctx];
@@ -102,13 +115,27 @@ pub fn text(s: &Snapshot, all_events: bool) -> String {
                 right(q(h, 0.5)),
                 right(q(h, 0.99)),
                 right(q(h, 0.999)),
-                right(if h.samples() > 0 { fmt_ns(h.max_ns) } else { "-".into() }),
+                right(if h.samples() > 0 {
+                    fmt_ns(h.max_ns)
+                } else {
+                    "-".into()
+                }),
             ]);
         }
     }
     let _ = writeln!(out, "Latency by operation and scope (all threads)\n{t}\n");
 
-    let mut t = table(&["tid", "thread", "allocs", "frees", "reallocs", "noreclaim", "nofail", "alloc p99", "allocated"]);
+    let mut t = table(&[
+        "tid",
+        "thread",
+        "allocs",
+        "frees",
+        "reallocs",
+        "noreclaim",
+        "nofail",
+        "alloc p99",
+        "allocated",
+    ]);
     let mut rows: Vec<(&str, &SlotSnap)> = s.threads.iter().map(|t| ("", t)).collect();
     if s.retired.threads > 0 {
         rows.push(("(exited)", &s.retired));
@@ -145,7 +172,11 @@ pub fn text(s: &Snapshot, all_events: bool) -> String {
     let mut t = table(&["event", "count", "meaning"]);
     for (i, (name, n)) in s.events.iter().enumerate() {
         if *n != 0 || all_events {
-            t.add_row(vec![Cell::new(*name), right(fmt_count(*n)), Cell::new(names::EVENTS[i].1)]);
+            t.add_row(vec![
+                Cell::new(*name),
+                right(fmt_count(*n)),
+                Cell::new(names::EVENTS[i].1),
+            ]);
         }
     }
     for (i, (name, h)) in s.timers.iter().enumerate() {
@@ -236,8 +267,16 @@ pub fn json(s: &Snapshot) -> Value {
             v
         })
         .collect();
-    let events: Map<String, Value> = s.events.iter().map(|(n, v)| (n.to_string(), (*v).into())).collect();
-    let timers: Map<String, Value> = s.timers.iter().map(|(n, h)| (n.to_string(), hist_json(h))).collect();
+    let events: Map<String, Value> = s
+        .events
+        .iter()
+        .map(|(n, v)| (n.to_string(), (*v).into()))
+        .collect();
+    let timers: Map<String, Value> = s
+        .timers
+        .iter()
+        .map(|(n, h)| (n.to_string(), hist_json(h)))
+        .collect();
     json!({
         "schema": JSON_SCHEMA,
         "pid": s.pid,
@@ -280,7 +319,11 @@ fn prom_hist(out: &mut String, name: &str, labels: &str, h: &Hist) {
             cum = cum.saturating_add(h.buckets[next]);
             next += 1;
         }
-        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{}\"}} {cum}", bound as f64 / 1e9);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels},le=\"{}\"}} {cum}",
+            bound as f64 / 1e9
+        );
     }
     let total = h.samples();
     let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {total}");
@@ -292,7 +335,10 @@ fn prom_hist(out: &mut String, name: &str, labels: &str, h: &Hist) {
 pub fn prometheus(snaps: &[Snapshot]) -> String {
     let mut out = String::new();
     let base = |s: &Snapshot| {
-        let comm = s.cmdline.first().map_or("?", |c| c.rsplit('/').next().unwrap_or(c));
+        let comm = s
+            .cmdline
+            .first()
+            .map_or("?", |c| c.rsplit('/').next().unwrap_or(c));
         format!("pid=\"{}\",command=\"{}\"", s.pid, label_value(comm))
     };
     let totals: Vec<SlotSnap> = snaps.iter().map(Snapshot::total).collect();
@@ -300,7 +346,12 @@ pub fn prometheus(snaps: &[Snapshot]) -> String {
     let family = |out: &mut String, name: &str, kind: &str, help: &str| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     };
-    family(&mut out, "memscope_calls_total", "counter", "Allocator calls by operation and scope context (exact).");
+    family(
+        &mut out,
+        "memscope_calls_total",
+        "counter",
+        "Allocator calls by operation and scope context (exact).",
+    );
     for (s, t) in snaps.iter().zip(&totals) {
         for op in 0..OPS {
             for ctx in 0..CONTEXTS {
@@ -315,13 +366,33 @@ pub fn prometheus(snaps: &[Snapshot]) -> String {
             }
         }
     }
-    family(&mut out, "memscope_allocated_bytes_total", "counter", "Usable bytes allocated.");
+    family(
+        &mut out,
+        "memscope_allocated_bytes_total",
+        "counter",
+        "Usable bytes allocated.",
+    );
     for (s, t) in snaps.iter().zip(&totals) {
-        let _ = writeln!(out, "memscope_allocated_bytes_total{{{}}} {}", base(s), t.allocated_bytes);
+        let _ = writeln!(
+            out,
+            "memscope_allocated_bytes_total{{{}}} {}",
+            base(s),
+            t.allocated_bytes
+        );
     }
-    family(&mut out, "memscope_freed_bytes_total", "counter", "Usable bytes freed.");
+    family(
+        &mut out,
+        "memscope_freed_bytes_total",
+        "counter",
+        "Usable bytes freed.",
+    );
     for (s, t) in snaps.iter().zip(&totals) {
-        let _ = writeln!(out, "memscope_freed_bytes_total{{{}}} {}", base(s), t.deallocated_bytes);
+        let _ = writeln!(
+            out,
+            "memscope_freed_bytes_total{{{}}} {}",
+            base(s),
+            t.deallocated_bytes
+        );
     }
     family(
         &mut out,
@@ -332,12 +403,27 @@ pub fn prometheus(snaps: &[Snapshot]) -> String {
     for (s, t) in snaps.iter().zip(&totals) {
         for op in 0..OPS {
             for ctx in 0..CONTEXTS {
-                let labels = format!("{},op=\"{}\",context=\"{}\"", base(s), names::OPS[op], names::CONTEXTS[ctx]);
-                prom_hist(&mut out, "memscope_call_duration_seconds", &labels, &t.latency[op][ctx]);
+                let labels = format!(
+                    "{},op=\"{}\",context=\"{}\"",
+                    base(s),
+                    names::OPS[op],
+                    names::CONTEXTS[ctx]
+                );
+                prom_hist(
+                    &mut out,
+                    "memscope_call_duration_seconds",
+                    &labels,
+                    &t.latency[op][ctx],
+                );
             }
         }
     }
-    family(&mut out, "memscope_events_total", "counter", "memscope events (see memscope-stat show --all-events).");
+    family(
+        &mut out,
+        "memscope_events_total",
+        "counter",
+        "memscope events (see memscope-stat show --all-events).",
+    );
     for s in snaps {
         for (name, n) in &s.events {
             let _ = writeln!(out, "memscope_events_total{{{},event=\"{name}\"}} {n}", base(s));
@@ -351,22 +437,57 @@ pub fn prometheus(snaps: &[Snapshot]) -> String {
     );
     for s in snaps {
         for (name, h) in &s.timers {
-            prom_hist(&mut out, "memscope_slow_event_duration_seconds", &format!("{},event=\"{name}\"", base(s)), h);
+            prom_hist(
+                &mut out,
+                "memscope_slow_event_duration_seconds",
+                &format!("{},event=\"{name}\"", base(s)),
+                h,
+            );
         }
     }
-    family(&mut out, "memscope_threads", "gauge", "Threads holding a stats slot now.");
+    family(
+        &mut out,
+        "memscope_threads",
+        "gauge",
+        "Threads holding a stats slot now.",
+    );
     for s in snaps {
         let _ = writeln!(out, "memscope_threads{{{}}} {}", base(s), s.threads.len());
     }
-    family(&mut out, "memscope_threads_started_total", "counter", "Threads that ever called the allocator.");
+    family(
+        &mut out,
+        "memscope_threads_started_total",
+        "counter",
+        "Threads that ever called the allocator.",
+    );
     for s in snaps {
-        let _ = writeln!(out, "memscope_threads_started_total{{{}}} {}", base(s), s.threads_seen);
+        let _ = writeln!(
+            out,
+            "memscope_threads_started_total{{{}}} {}",
+            base(s),
+            s.threads_seen
+        );
     }
-    family(&mut out, "memscope_start_time_seconds", "gauge", "When the process's stats segment was created (Unix time).");
+    family(
+        &mut out,
+        "memscope_start_time_seconds",
+        "gauge",
+        "When the process's stats segment was created (Unix time).",
+    );
     for s in snaps {
-        let _ = writeln!(out, "memscope_start_time_seconds{{{}}} {}", base(s), s.start_unix_ns as f64 / 1e9);
+        let _ = writeln!(
+            out,
+            "memscope_start_time_seconds{{{}}} {}",
+            base(s),
+            s.start_unix_ns as f64 / 1e9
+        );
     }
-    family(&mut out, "memscope_sample_period", "gauge", "One call in this many is timed, per thread and operation.");
+    family(
+        &mut out,
+        "memscope_sample_period",
+        "gauge",
+        "One call in this many is timed, per thread and operation.",
+    );
     for s in snaps {
         let _ = writeln!(out, "memscope_sample_period{{{}}} {}", base(s), s.sample_period);
     }

@@ -91,7 +91,12 @@ impl Hist {
             count: self.count.saturating_sub(earlier.count),
             sum_ns: self.sum_ns.saturating_sub(earlier.sum_ns),
             max_ns: self.max_ns,
-            buckets: self.buckets.iter().zip(&earlier.buckets).map(|(a, b)| a.saturating_sub(*b)).collect(),
+            buckets: self
+                .buckets
+                .iter()
+                .zip(&earlier.buckets)
+                .map(|(a, b)| a.saturating_sub(*b))
+                .collect(),
         }
     }
 
@@ -113,7 +118,11 @@ impl Hist {
             seen = seen.saturating_add(b);
             if seen >= rank {
                 let upper = abi::bucket_upper(i).saturating_sub(1);
-                return Some(if self.max_ns > 0 { upper.min(self.max_ns) } else { upper });
+                return Some(if self.max_ns > 0 {
+                    upper.min(self.max_ns)
+                } else {
+                    upper
+                });
             }
         }
         Some(self.max_ns)
@@ -261,12 +270,19 @@ impl Segment {
             .open(path)
             .map_err(|e| match e.raw_os_error() {
                 Some(libc::ENOENT) => ReadError::NotFound(format!("{}: no such file", path.display())),
-                Some(libc::ELOOP) => ReadError::Access(format!("{}: is a symlink; not followed", path.display())),
+                Some(libc::ELOOP) => {
+                    ReadError::Access(format!("{}: is a symlink; not followed", path.display()))
+                }
                 _ => ReadError::Access(format!("{}: {e}", path.display())),
             })?;
-        let md = file.metadata().map_err(|e| ReadError::Access(format!("{}: {e}", path.display())))?;
+        let md = file
+            .metadata()
+            .map_err(|e| ReadError::Access(format!("{}: {e}", path.display())))?;
         if !md.file_type().is_file() {
-            return Err(ReadError::Foreign(format!("{}: not a regular file", path.display())));
+            return Err(ReadError::Foreign(format!(
+                "{}: not a regular file",
+                path.display()
+            )));
         }
         // SAFETY: geteuid has no preconditions.
         let euid = unsafe { libc::geteuid() };
@@ -289,7 +305,10 @@ impl Segment {
     fn read_at(&self, buf: &mut [u8], off: u64) -> Result<(), ReadError> {
         self.file.read_exact_at(buf, off).map_err(|e| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                corrupt(&self.path, format_args!("truncated: {} bytes at {off} are past the end", buf.len()))
+                corrupt(
+                    &self.path,
+                    format_args!("truncated: {} bytes at {off} are past the end", buf.len()),
+                )
             } else {
                 ReadError::Access(format!("{}: {e}", self.path.display()))
             }
@@ -308,7 +327,10 @@ impl Segment {
             return Err(if self.len == 0 {
                 ReadError::Busy(format!("{}: empty (a process is creating it?)", p.display()))
             } else {
-                corrupt(p, format_args!("{} bytes, shorter than the 32-byte prologue", self.len))
+                corrupt(
+                    p,
+                    format_args!("{} bytes, shorter than the 32-byte prologue", self.len),
+                )
             });
         }
         let mut pro = [0u8; 32];
@@ -325,7 +347,10 @@ impl Segment {
                 p.display()
             )));
         }
-        let (major, minor) = (half(offset_of!(Header, abi_major)), half(offset_of!(Header, abi_minor)));
+        let (major, minor) = (
+            half(offset_of!(Header, abi_major)),
+            half(offset_of!(Header, abi_minor)),
+        );
         if major != abi::ABI_MAJOR {
             return Err(ReadError::Version(format!(
                 "{}: ABI {major}.{minor}; this memscope-stat reads ABI {}.x",
@@ -339,7 +364,10 @@ impl Segment {
         let header_size = word(offset_of!(Header, header_size)) as usize;
         let seg_size = u64::from_ne_bytes(pro[24..32].try_into().unwrap_or([0; 8]));
         if header_size < size_of::<Header>() {
-            return Err(corrupt(p, format_args!("header size {header_size} < {}", size_of::<Header>())));
+            return Err(corrupt(
+                p,
+                format_args!("header size {header_size} < {}", size_of::<Header>()),
+            ));
         }
         if seg_size > self.len {
             return Err(corrupt(
@@ -354,13 +382,19 @@ impl Segment {
         if slot_size != size_of::<Slot>() || buckets != BUCKETS {
             return Err(corrupt(
                 p,
-                format_args!("slot size {slot_size} / {buckets} buckets, expected {} / {BUCKETS}", size_of::<Slot>()),
+                format_args!(
+                    "slot size {slot_size} / {buckets} buckets, expected {} / {BUCKETS}",
+                    size_of::<Slot>()
+                ),
             ));
         }
         let end = (slot_count as u64)
             .checked_mul(slot_size as u64)
             .and_then(|s| s.checked_add(slots_off));
-        if slot_count < abi::SLOT_FIRST_THREAD || slots_off < header_size as u64 || end.is_none_or(|e| e > seg_size) {
+        if slot_count < abi::SLOT_FIRST_THREAD
+            || slots_off < header_size as u64
+            || end.map_or(true, |e| e > seg_size)
+        {
             return Err(corrupt(
                 p,
                 format_args!("{slot_count} slots at offset {slots_off} do not fit in {seg_size} bytes"),
@@ -428,7 +462,12 @@ impl Segment {
         let timers = known_timers
             .iter()
             .enumerate()
-            .map(|(i, (name, _))| (*name, h.hist(offset_of!(Header, timers) + i * size_of::<Histogram>())))
+            .map(|(i, (name, _))| {
+                (
+                    *name,
+                    h.hist(offset_of!(Header, timers) + i * size_of::<Histogram>()),
+                )
+            })
             .collect();
         let mut threads = Vec::new();
         let mut aggregates = Vec::new();
@@ -468,7 +507,12 @@ impl Segment {
     /// Reads one slot between two equal even sequence numbers (aggregate
     /// slots, written with atomic adds, are read as they are). None: the
     /// writer kept it busy.
-    fn read_slot(&self, off: u64, buf: &mut [u8], aggregate: bool) -> Result<Option<(u32, SlotSnap)>, ReadError> {
+    fn read_slot(
+        &self,
+        off: u64,
+        buf: &mut [u8],
+        aggregate: bool,
+    ) -> Result<Option<(u32, SlotSnap)>, ReadError> {
         for _ in 0..SLOT_ATTEMPTS {
             let s1 = self.u64_at_off(off)?;
             if s1 & 1 == 1 && !aggregate {
@@ -519,13 +563,18 @@ impl Bytes<'_> {
             count: self.u64(o + offset_of!(Histogram, count)),
             sum_ns: self.u64(o + offset_of!(Histogram, sum_ns)),
             max_ns: self.u64(o + offset_of!(Histogram, max_ns)),
-            buckets: (0..BUCKETS).map(|i| self.u64(o + offset_of!(Histogram, buckets) + 8 * i)).collect(),
+            buckets: (0..BUCKETS)
+                .map(|i| self.u64(o + offset_of!(Histogram, buckets) + 8 * i))
+                .collect(),
         }
     }
 
     fn slot(&self) -> SlotSnap {
         let name_off = offset_of!(Slot, name);
-        let raw = self.0.get(name_off..name_off + abi::THREAD_NAME_MAX).unwrap_or(&[]);
+        let raw = self
+            .0
+            .get(name_off..name_off + abi::THREAD_NAME_MAX)
+            .unwrap_or(&[]);
         let name = raw.split(|&c| c == 0).next().unwrap_or(&[]);
         let mut ops = [[0u64; CONTEXTS]; OPS];
         let mut latency = vec![vec![Hist::empty(); CONTEXTS]; OPS];
@@ -560,7 +609,7 @@ pub fn find(dir: &Path, pid: u32) -> Result<Segment, ReadError> {
             Ok(seg) => {
                 let live = seg.is_live();
                 let start = seg.u64_at(offset_of!(Header, start_unix_ns)).unwrap_or(0);
-                if best.as_ref().is_none_or(|(l, s, _)| (live, start) > (*l, *s)) {
+                if best.as_ref().map_or(true, |(l, s, _)| (live, start) > (*l, *s)) {
                     best = Some((live, start, seg));
                 }
             }

@@ -27,18 +27,22 @@ pub fn serve(dir: &Path, listen: &str, allow_remote: bool) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    eprintln!("memscope-stat: serving http://{listen}/metrics for segments in {}", dir.display());
+    eprintln!(
+        "memscope-stat: serving http://{listen}/metrics for segments in {}",
+        dir.display()
+    );
     for req in server.incoming_requests() {
         let path = req.url().split('?').next().unwrap_or("");
         let resp = match (req.method(), path) {
             (tiny_http::Method::Get, "/metrics") => {
                 let body = report::prometheus(&commands::all_live(dir));
-                tiny_http::Response::from_string(body).with_header(header("text/plain; version=0.0.4; charset=utf-8"))
+                tiny_http::Response::from_string(body)
+                    .with_header(header("text/plain; version=0.0.4; charset=utf-8"))
             }
-            (tiny_http::Method::Get, "/") => tiny_http::Response::from_string(
-                "memscope-stat: metrics at /metrics\n".to_string(),
-            )
-            .with_header(header("text/plain; charset=utf-8")),
+            (tiny_http::Method::Get, "/") => {
+                tiny_http::Response::from_string("memscope-stat: metrics at /metrics\n".to_string())
+                    .with_header(header("text/plain; charset=utf-8"))
+            }
             _ => tiny_http::Response::from_string("not found\n".to_string()).with_status_code(404),
         };
         let _ = req.respond(resp);

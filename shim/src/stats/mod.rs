@@ -12,6 +12,7 @@
 pub mod clock;
 pub mod segment;
 pub mod thread;
+pub mod tid;
 
 use core::sync::atomic::Ordering::Relaxed;
 
@@ -91,7 +92,13 @@ pub extern "C" fn at_exit() {
 mod tests {
     #[test]
     fn timers_match_the_abi_table() {
-        assert_eq!(memscope_abi::names::TIMERS.len(), super::Timer::NoreclaimFastFail as usize + 1);
-        assert_eq!(memscope_abi::names::TIMERS[super::Timer::Purge as usize].0, "purge");
+        assert_eq!(
+            memscope_abi::names::TIMERS.len(),
+            super::Timer::NoreclaimFastFail as usize + 1
+        );
+        assert_eq!(
+            memscope_abi::names::TIMERS[super::Timer::Purge as usize].0,
+            "purge"
+        );
     }
 }

@@ -17,7 +17,7 @@
 //! Rule: nothing here allocates; this runs inside the first `malloc`.
 
 use core::fmt::Write as _;
-use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, Ordering::*};
+use core::sync::atomic::{AtomicI32, AtomicPtr, Ordering::*};
 
 use memscope_abi as abi;
 
@@ -26,8 +26,6 @@ use crate::log;
 
 static BASE: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
 static FD: AtomicI32 = AtomicI32::new(-1);
-/// The pid that created the current segment (a forked child makes its own).
-static OWNER_PID: AtomicU32 = AtomicU32::new(0);
 
 const PATH_CAP: usize = crate::config::PATH_MAX_LEN + 32;
 
@@ -54,7 +52,10 @@ pub fn header() -> Option<&'static abi::Header> {
 pub fn slot(h: &'static abi::Header, i: usize) -> &'static abi::Slot {
     debug_assert!(i < abi::SLOT_TOTAL);
     // SAFETY: the mapping holds SLOT_TOTAL slots after the header.
-    unsafe { &*((h as *const abi::Header as *const u8).add(abi::HEADER_SIZE + i * abi::SLOT_SIZE) as *const abi::Slot) }
+    unsafe {
+        &*((h as *const abi::Header as *const u8).add(abi::HEADER_SIZE + i * abi::SLOT_SIZE)
+            as *const abi::Slot)
+    }
 }
 
 /// A path in a fixed buffer: `<dir>/memscope.<pid>[.<n>]`, NUL-terminated.
@@ -166,7 +167,10 @@ fn lock_shared(fd: i32) -> bool {
         if unsafe { libc::flock(fd, libc::LOCK_SH | libc::LOCK_NB) } == 0 {
             return true;
         }
-        let ts = libc::timespec { tv_sec: 0, tv_nsec: 100_000 };
+        let ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 100_000,
+        };
         // SAFETY: valid timespec.
         unsafe { libc::nanosleep(&ts, core::ptr::null_mut()) };
     }
@@ -178,7 +182,10 @@ fn remove_if_stale(path: &SegPath) -> bool {
     // SAFETY: NUL-terminated path; `st` is a valid out-pointer; the
     // descriptor is ours to close.
     unsafe {
-        let fd = libc::open(path.c(), libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK);
+        let fd = libc::open(
+            path.c(),
+            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK,
+        );
         if fd < 0 {
             return false;
         }
@@ -221,6 +228,7 @@ fn map_and_fill(fd: i32, pid: u32) -> bool {
     // SAFETY: the mapping is at least HEADER_SIZE bytes, page-aligned.
     let h = unsafe { &mut *(base as *mut abi::Header) };
     super::clock::calibrate();
+    super::tid::learn_offset();
     h.magic = abi::MAGIC;
     h.byte_order.store(abi::BYTE_ORDER_MARK, Relaxed);
     h.abi_major.store(abi::ABI_MAJOR, Relaxed);
@@ -238,12 +246,15 @@ fn map_and_fill(fd: i32, pid: u32) -> bool {
     h.timer_count.store(abi::names::TIMERS.len() as u32, Relaxed);
     h.cmdline_len.store(read_cmdline(&mut h.cmdline) as u32, Relaxed);
     let hr: &'static abi::Header = h;
-    slot(hr, abi::SLOT_RETIRED).state.store(abi::SLOT_AGGREGATE, Relaxed);
-    slot(hr, abi::SLOT_OVERFLOW).state.store(abi::SLOT_AGGREGATE, Relaxed);
+    slot(hr, abi::SLOT_RETIRED)
+        .state
+        .store(abi::SLOT_AGGREGATE, Relaxed);
+    slot(hr, abi::SLOT_OVERFLOW)
+        .state
+        .store(abi::SLOT_AGGREGATE, Relaxed);
     crate::counters::move_into(&hr.events);
     hr.ready.store(abi::READY, Release);
     FD.store(fd, Relaxed);
-    OWNER_PID.store(pid, Relaxed);
     BASE.store(base, Release);
     true
 }
@@ -270,10 +281,12 @@ fn read_cmdline(out: &mut [u8; abi::CMDLINE_MAX]) -> usize {
 }
 
 /// Removes the file at normal exit (the mapping stays: destructors that
-/// run later may still allocate and count).
+/// run later may still allocate and count). The segment is always this
+/// process's own: a fork child replaced its parent's at the fork. One
+/// syscall, `unlink`: a process whose seccomp filter forbids it and then
+/// calls `exit` must run with MEMSCOPE_STATS=off (docs/STATS.md).
 pub fn remove_at_exit() {
-    // SAFETY: getpid has no preconditions.
-    if header().is_none() || OWNER_PID.load(Relaxed) != unsafe { libc::getpid() } as u32 {
+    if header().is_none() {
         return;
     }
     // SAFETY: PATH was written before BASE was published.
@@ -287,6 +300,7 @@ pub fn after_fork_in_child() {
     if old.is_null() {
         return;
     }
+    crate::counters::detach();
     // SAFETY: the parent's mapping and descriptor; the child has one
     // thread, and it stops using them here.
     unsafe {

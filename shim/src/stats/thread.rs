@@ -20,7 +20,7 @@ use core::sync::atomic::{fence, AtomicU64, Ordering::*};
 
 use memscope_abi::{self as abi, Histogram, Slot, CONTEXTS, OPS};
 
-use super::{clock, segment};
+use super::{clock, segment, tid};
 use crate::scope::{NOFAIL, NORECLAIM};
 use crate::tls::{self, ThreadState};
 
@@ -40,8 +40,9 @@ pub struct ThreadStats {
     credited: [Cell<u64>; OPS],
     /// Calls counted on the slow path, per operation and context.
     slow: [[Cell<u64>; CONTEXTS]; OPS],
-    /// Slow-path calls left until the next timed one.
-    slow_countdown: Cell<u64>,
+    /// Slow-path calls left until the next timed one, per operation (one
+    /// countdown for all would time only frees in an alloc/free loop).
+    slow_countdown: [Cell<u64>; OPS],
     /// The thread's slot (address), or 0.
     slot: Cell<usize>,
     mode: Cell<u32>,
@@ -58,11 +59,13 @@ pub struct ThreadStats {
 impl ThreadStats {
     pub const COUNTDOWN_OFFSET: usize = core::mem::offset_of!(ThreadStats, countdown);
 
+    /// The initial state (a const: the non-x86 TLS block is built from it).
+    #[allow(clippy::declare_interior_mutable_const)]
     pub const ZERO: ThreadStats = ThreadStats {
         countdown: [const { Cell::new(0) }; OPS],
         credited: [const { Cell::new(0) }; OPS],
         slow: [const { [const { Cell::new(0) }; CONTEXTS] }; OPS],
-        slow_countdown: Cell::new(0),
+        slow_countdown: [const { Cell::new(0) }; OPS],
         slot: Cell::new(0),
         mode: Cell::new(MODE_UNSTARTED),
         added: [const { [const { Cell::new(0) }; CONTEXTS] }; OPS],
@@ -116,10 +119,14 @@ pub fn start(st: &ThreadState) {
     for cd in &s.countdown {
         cd.set(period - 1);
     }
-    s.slow_countdown.set(period);
+    for cd in &s.slow_countdown {
+        cd.set(period);
+    }
     if s.allocatedp.get() == 0 {
-        s.allocatedp.set(crate::ctl::read::<*mut u64>(c"thread.allocatedp").map_or(0, |p| p as usize));
-        s.deallocatedp.set(crate::ctl::read::<*mut u64>(c"thread.deallocatedp").map_or(0, |p| p as usize));
+        s.allocatedp
+            .set(crate::ctl::read::<*mut u64>(c"thread.allocatedp").map_or(0, |p| p as usize));
+        s.deallocatedp
+            .set(crate::ctl::read::<*mut u64>(c"thread.deallocatedp").map_or(0, |p| p as usize));
     }
     let Some(h) = segment::header() else {
         s.mode.set(MODE_OFF);
@@ -172,18 +179,11 @@ fn claim(h: &'static abi::Header) -> Option<&'static Slot> {
             // SAFETY: inside this slot, which this thread now owns.
             unsafe { core::ptr::write_volatile(base.add(off), 0) };
         }
-        // SAFETY: gettid and prctl(PR_GET_NAME) into a 16-byte buffer.
-        let (tid, name) = unsafe {
-            let mut name = [0u8; 16];
-            libc::prctl(libc::PR_GET_NAME, name.as_mut_ptr());
-            (libc::syscall(libc::SYS_gettid) as u32, name)
-        };
-        slot.tid.store(tid, Relaxed);
-        for (w, chunk) in slot.name.iter().zip(name.chunks(8)) {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(chunk);
-            w.store(u64::from_ne_bytes(b), Relaxed);
-        }
+        // The name is left to readers (they read /proc/<pid>/task/<tid>/comm:
+        // threads are often named after their first allocation, and asking
+        // the kernel here would be a syscall on a thread that may live
+        // under a seccomp filter).
+        slot.tid.store(tid::current(), Relaxed);
         slot.threads.store(1, Relaxed);
         return Some(slot);
     }
@@ -300,12 +300,13 @@ pub fn slow_begin(op: usize, ctx: usize) -> Option<u64> {
     let s = &tls::state().stats;
     let c = &s.slow[op][ctx];
     c.set(c.get() + 1);
-    let left = s.slow_countdown.get().wrapping_sub(1);
+    let cd = &s.slow_countdown[op];
+    let left = cd.get().wrapping_sub(1);
     if left != 0 {
-        s.slow_countdown.set(left);
+        cd.set(left);
         return None;
     }
-    s.slow_countdown.set(super::countdown_period());
+    cd.set(super::countdown_period());
     Some(clock::ticks())
 }
 
@@ -338,7 +339,12 @@ pub fn exit(st: &ThreadState) {
     let seq = slot.seq.load(Relaxed);
     slot.seq.store(seq + 1, Relaxed);
     fence(Release);
-    for (mine, theirs) in slot.latency.iter().flatten().zip(retired.latency.iter().flatten()) {
+    for (mine, theirs) in slot
+        .latency
+        .iter()
+        .flatten()
+        .zip(retired.latency.iter().flatten())
+    {
         merge_and_clear(mine, theirs);
     }
     for c in slot.ops.iter().flatten() {

@@ -1,0 +1,104 @@
+//! `ffi-include/memscope_stats.h` must describe exactly this crate's
+//! layout: compile a C program that prints every offset and size with the
+//! system C compiler, and compare.
+
+use std::collections::HashMap;
+use std::mem::{offset_of, size_of};
+use std::path::Path;
+use std::process::Command;
+
+use memscope_abi::*;
+
+fn c_layout() -> HashMap<String, u64> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = std::env::temp_dir().join(format!("memscope-stats-layout-{}", std::process::id()));
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let status = Command::new(&cc)
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-I"])
+        .arg(root.join("ffi-include"))
+        .arg(root.join("c-tests/stats_layout.c"))
+        .arg("-o")
+        .arg(&out)
+        .status()
+        .expect("run the C compiler");
+    assert!(status.success(), "{cc} failed to compile stats_layout.c");
+    let text = Command::new(&out).output().expect("run stats_layout").stdout;
+    let _ = std::fs::remove_file(&out);
+    String::from_utf8(text)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (k, v) = l.split_once(' ').unwrap();
+            (k.to_string(), v.parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn the_c_header_matches_the_rust_layout() {
+    let c = c_layout();
+    let mut rust: Vec<(&str, u64)> = vec![
+        ("header.magic", offset_of!(Header, magic)),
+        ("header.byte_order", offset_of!(Header, byte_order)),
+        ("header.abi_major", offset_of!(Header, abi_major)),
+        ("header.abi_minor", offset_of!(Header, abi_minor)),
+        ("header.header_size", offset_of!(Header, header_size)),
+        ("header.ready", offset_of!(Header, ready)),
+        ("header.segment_size", offset_of!(Header, segment_size)),
+        ("header.pid", offset_of!(Header, pid)),
+        ("header.slot_count", offset_of!(Header, slot_count)),
+        ("header.slot_size", offset_of!(Header, slot_size)),
+        ("header.bucket_count", offset_of!(Header, bucket_count)),
+        ("header.slots_offset", offset_of!(Header, slots_offset)),
+        ("header.start_unix_ns", offset_of!(Header, start_unix_ns)),
+        ("header.sample_period", offset_of!(Header, sample_period)),
+        ("header.folds_started", offset_of!(Header, folds_started)),
+        ("header.folds_finished", offset_of!(Header, folds_finished)),
+        ("header.threads_seen", offset_of!(Header, threads_seen)),
+        (
+            "header.threads_overflowed",
+            offset_of!(Header, threads_overflowed),
+        ),
+        ("header.event_count", offset_of!(Header, event_count)),
+        ("header.timer_count", offset_of!(Header, timer_count)),
+        ("header.cmdline_len", offset_of!(Header, cmdline_len)),
+        ("header.cmdline", offset_of!(Header, cmdline)),
+        ("header.events", offset_of!(Header, events)),
+        ("header.timers", offset_of!(Header, timers)),
+        ("slot.seq", offset_of!(Slot, seq)),
+        ("slot.state", offset_of!(Slot, state)),
+        ("slot.tid", offset_of!(Slot, tid)),
+        ("slot.name", offset_of!(Slot, name)),
+        ("slot.threads", offset_of!(Slot, threads)),
+        ("slot.allocated_bytes", offset_of!(Slot, allocated_bytes)),
+        ("slot.deallocated_bytes", offset_of!(Slot, deallocated_bytes)),
+        ("slot.ops", offset_of!(Slot, ops)),
+        ("slot.latency", offset_of!(Slot, latency)),
+        ("histogram.count", offset_of!(Histogram, count)),
+        ("histogram.sum_ns", offset_of!(Histogram, sum_ns)),
+        ("histogram.max_ns", offset_of!(Histogram, max_ns)),
+        ("histogram.buckets", offset_of!(Histogram, buckets)),
+        ("size.header", size_of::<Header>()),
+        ("size.slot", size_of::<Slot>()),
+        ("size.histogram", size_of::<Histogram>()),
+        ("const.buckets", BUCKETS),
+        ("const.thread_slots", THREAD_SLOTS),
+        ("const.slot_total", SLOT_TOTAL),
+        ("const.event_slots", EVENT_SLOTS),
+        ("const.timer_slots", TIMER_SLOTS),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k, v as u64))
+    .collect();
+    rust.push(("const.ready", READY as u64));
+    rust.push(("const.byte_order", BYTE_ORDER_MARK as u64));
+    rust.push(("const.abi_major", ABI_MAJOR as u64));
+    assert_eq!(
+        c.len(),
+        rust.len(),
+        "the C program and this test list different fields"
+    );
+    for (k, v) in rust {
+        assert_eq!(c.get(k), Some(&v), "{k}: C says {:?}, Rust {v}", c.get(k));
+    }
+}

@@ -1,0 +1,256 @@
+#!/usr/bin/env bash
+# The stats segment and memscope-stat against real processes under the
+# preload: exact counts read live, thread churn and overflow, a reader
+# hammering writers, fork, attacks on the segment path, corrupt files,
+# gc, and Prometheus output checked by promtool (when installed).
+#
+#   c-tests/stats-tests.sh LIB CLI BUILD_DIR
+set -u
+lib=$(realpath "$1")
+cli=$(realpath "$2")
+out=$3
+here=$(cd "$(dirname "$0")" && pwd)
+mkdir -p "$out"
+CC=${CC:-cc}
+CFLAGS="-std=c11 -Wall -Wextra -Werror -pedantic -O1 -g"
+
+passed=0
+failed=0
+failures=()
+pass() { passed=$((passed + 1)); printf 'ok    %s\n' "$1"; }
+fail() { failed=$((failed + 1)); failures+=("$1"); printf 'FAIL  %s: %s\n' "$1" "$2"; }
+check() { # NAME CMD...: CMD succeeds
+    local name=$1
+    shift
+    if "$@" >"$out/check.out" 2>&1; then pass "$name"; else fail "$name" "$(tail -c 1500 "$out/check.out")"; fi
+}
+
+D=$(mktemp -d)
+export MEMSCOPE_STATS_DIR=$D
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+    rm -rf "$D"
+}
+trap cleanup EXIT
+
+if ! $CC $CFLAGS -pthread -I"$here/../ffi-include" -I"$here" "$here/stats_workers.c" -o "$out/stats_workers" 2>"$out/build.log"; then
+    fail "build stats_workers" "$(head -c 2000 "$out/build.log")"
+    exit 1
+fi
+W="$out/stats_workers"
+
+# start NAME [VAR=VALUE ...] -- ARGS: runs stats_workers under the preload
+# with stdin on a fifo (closing it ends the program); waits for "ready".
+start() {
+    local name=$1
+    shift
+    local envs=()
+    while [ "$1" != "--" ]; do envs+=("$1"); shift; done
+    shift
+    rm -f "$out/$name.fifo"
+    mkfifo "$out/$name.fifo"
+    env LD_PRELOAD="$lib" "${envs[@]}" "$W" "$@" <"$out/$name.fifo" >"$out/$name.out" 2>"$out/$name.err" &
+    pid=$!
+    pids+=("$pid")
+    exec {fifo_fd}>"$out/$name.fifo"
+    for _ in $(seq 600); do
+        grep -q ready "$out/$name.out" 2>/dev/null && return 0
+        sleep 0.05
+    done
+    fail "$name: start" "no ready line; stderr: $(head -c 500 "$out/$name.err")"
+    return 1
+}
+finish() { # closes the fifo, waits for the program
+    exec {fifo_fd}>&-
+    wait "$pid"
+}
+
+json() { "$cli" show "$1" --json; }
+
+# -------------------------------------------------------- exact live counts
+if start live -- live 3 1000 500; then
+    json $pid >"$out/live.json"
+    check "live: per-thread counts per scope equal what each worker did" python3 - "$out/live.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+w = {t["name"]: t for t in s["threads"] if t["name"].startswith("worker-")}
+assert sorted(w) == ["worker-0", "worker-1", "worker-2"], sorted(w)
+for name, t in w.items():
+    c = t["calls"]
+    got = (c["alloc"]["nofail"], c["free"]["nofail"], c["alloc"]["noreclaim"], c["free"]["noreclaim"])
+    assert got == (1000, 1000, 500, 500), (name, got)
+assert s["total"]["calls"]["alloc"]["nofail"] == 3000
+assert s["live"] and s["schema"] == "memscope-stat/1"
+PY
+    check "live: show prints the thread table" grep -q worker-2 <("$cli" show $pid)
+    check "live: list shows the process" grep -q "$pid" <("$cli" list)
+    check "live: watch draws a screen" "$cli" watch $pid --interval 0.2 --count 1
+    check "live: check finds no violations" "$cli" check $pid --seconds 0.3
+    if command -v promtool >/dev/null; then
+        "$cli" show $pid --prometheus >"$out/live.prom"
+        check "live: --prometheus passes promtool check metrics" promtool check metrics <"$out/live.prom"
+    else
+        fail "promtool" "not installed (apt-get install prometheus)"
+    fi
+    seg=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["segment"])' "$out/live.json")
+    check "live: segment mode 0600" test "$(stat -c %a "$seg")" = 600
+    finish
+    check "live: segment removed at exit" test ! -e "$seg"
+fi
+
+# Every call timed: the sampled histograms hold every call.
+if start sample1 MEMSCOPE_STATS_SAMPLE=1 -- live 2 300 200; then
+    json $pid >"$out/sample1.json"
+    check "MEMSCOPE_STATS_SAMPLE=1 times every call" python3 - "$out/sample1.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+for t in s["threads"]:
+    if t["name"].startswith("worker-"):
+        for op in ("alloc", "free"):
+            assert t["latency"][op]["nofail"]["samples"] == 300, t["latency"][op]["nofail"]
+            assert t["latency"][op]["noreclaim"]["samples"] == 200
+            assert t["latency"][op]["noreclaim"]["p99_ns"] is not None
+assert s["sample_period"] == 1
+PY
+    finish
+fi
+
+# ---------------------------------------- thread churn and slot overflow
+if start churn -- churn 2000 10 300; then
+    json $pid >"$out/churn.json"
+    check "churn: 2300 threads, slots plus retired plus overflow equal the calls exactly" python3 - "$out/churn.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+for op in ("alloc", "free"):
+    assert s["total"]["calls"][op]["nofail"] == 23000, s["total"]["calls"][op]
+assert s["retired"]["threads"] >= 2000, s["retired"]["threads"]
+assert s["threads_overflowed"] > 0 and s["overflow"]["threads"] > 0, (s["threads_overflowed"], s["overflow"]["threads"])
+assert s["threads_seen"] >= 2300
+PY
+    finish
+fi
+
+# -------------------------------------- a reader hammering busy writers
+if start hammer MEMSCOPE_STATS_SAMPLE=1 -- hammer 4; then
+    check "hammer: every snapshot consistent while writers run" "$cli" check $pid --seconds 2.5
+    finish
+fi
+
+# ---------------------------------------------------------------- fork
+if start fork MEMSCOPE_STATS_SAMPLE=1 -- fork; then
+    child=$(sed -n 's/^child //p' "$out/fork.out")
+    json "$child" >"$out/fork-child.json"
+    check "fork: the child has its own segment, counting from the fork" python3 - "$out/fork-child.json" "$child" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert s["pid"] == int(sys.argv[2])
+assert s["total"]["calls"]["alloc"]["nofail"] == 7, s["total"]["calls"]["alloc"]
+PY
+    finish
+fi
+
+# ------------------------------------------------ attacks on the path
+# sh's pid is the one the preloaded program gets after exec.
+attack() { # NAME PREPARE: runs PREPARE with $1 = the path-to-be, then sleeps preloaded
+    sh -c "$2"'; exec env LD_PRELOAD="$2" sleep 1.5' _ "$D" "$lib" &
+    apid=$!
+    pids+=("$apid")
+    sleep 0.7
+}
+touch "$D/target"
+attack symlink 'ln -s "$1/target" "$1/memscope.$$"'
+check "symlink at the path: not followed, left alone, a fresh name used" sh -c \
+    "test -L '$D/memscope.$apid' && test ! -s '$D/target' && test \$(stat -c %a '$D/memscope.$apid.1') = 600 && '$cli' show $apid >/dev/null"
+wait $apid
+rm -f "$D/memscope.$apid"
+
+attack foreign 'touch "$1/memscope.$$" && chown nobody "$1/memscope.$$"'
+check "another user's file at the path: untouched, a fresh name used" sh -c \
+    "test ! -s '$D/memscope.$apid' && test \$(stat -c %U '$D/memscope.$apid') = nobody && '$cli' show $apid >/dev/null"
+wait $apid
+rm -f "$D/memscope.$apid"
+
+attack locked 'echo keep >"$1/memscope.$$" && { (flock -s 9; sleep 3) 9<"$1/memscope.$$" & }'
+check "a file someone holds at the path: untouched, a fresh name used" sh -c \
+    "grep -q keep '$D/memscope.$apid' && test -e '$D/memscope.$apid.1'"
+wait $apid
+sleep 1.6
+rm -f "$D/memscope.$apid"*
+
+attack stale 'echo junk >"$1/memscope.$$"'
+check "our own stale file at the path: replaced by a fresh segment" "$cli" show $apid
+wait $apid
+
+# ------------------------------------------------------- corrupt files
+C=$(mktemp -d)
+if start corrupt-src -- live 1 10 10; then
+    cp "$(python3 -c 'import json,sys; print(json.load(sys.stdin)["segment"])' < <(json $pid))" "$C/good"
+    finish
+fi
+mk() { cp "$C/good" "$C/memscope.$1"; }
+mk 101 && truncate -s 100000 "$C/memscope.101"
+head -c 50000 /dev/urandom >"$C/memscope.102"
+mk 103 && printf '\x07\x00' | dd of="$C/memscope.103" bs=1 seek=12 conv=notrunc status=none
+mk 104 && printf '\x01\x02\x03\x04' | dd of="$C/memscope.104" bs=1 seek=8 conv=notrunc status=none
+: >"$C/memscope.105"
+ln -s "$C/good" "$C/memscope.106"
+mk 107
+chmod 600 "$C/memscope.107"
+chmod 755 "$C"
+expect_code() { # NAME CODE PID [--as-nobody]
+    local who=()
+    [ "${4:-}" = --as-nobody ] && who=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+    "${who[@]}" "$cli" show "$3" --dir "$C" >"$out/code.out" 2>"$out/code.err"
+    local got=$?
+    if [ $got = "$2" ] && [ -s "$out/code.err" ] && ! grep -q panicked "$out/code.err"; then
+        pass "$1 (exit $got: $(head -c 80 "$out/code.err"))"
+    else
+        fail "$1" "exit $got, wanted $2: $(head -c 300 "$out/code.err")"
+    fi
+}
+expect_code "truncated segment" 6 101
+expect_code "random bytes" 4 102
+expect_code "another ABI version" 5 103
+expect_code "the other byte order" 5 104
+expect_code "empty file" 8 105
+expect_code "symlink" 7 106
+expect_code "another user's segment" 7 107 --as-nobody
+expect_code "no segment" 3 108
+check "a stale copy is shown as exited" grep -q "exited" <("$cli" show 107 --dir "$C")
+
+# ---------------------------------------------------------------------- gc
+if start gc -- live 1 10 10; then
+    live_seg=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["segment"])' < <(json $pid))
+    cp "$live_seg" "$D/memscope.999999"
+    "$cli" gc >"$out/gc.out" 2>&1
+    check "gc: removes a stale segment, keeps the live one and foreign files" sh -c \
+        "test ! -e '$D/memscope.999999' && test -e '$live_seg' && test -e '$D/target'"
+    # ------------------------------------------------------------- serve
+    port=$((20000 + RANDOM % 20000))
+    "$cli" serve --listen 127.0.0.1:$port 2>"$out/serve.err" &
+    spid=$!
+    pids+=("$spid")
+    for _ in $(seq 50); do
+        python3 -c "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:$port/metrics').read().decode())" >"$out/serve.prom" 2>/dev/null && break
+        sleep 0.1
+    done
+    check "serve: /metrics lists the live process" grep -q "pid=\"$pid\"" "$out/serve.prom"
+    if command -v promtool >/dev/null; then
+        check "serve: /metrics passes promtool check metrics" promtool check metrics <"$out/serve.prom"
+    fi
+    check "serve: refuses a non-loopback address" sh -c "! '$cli' serve --listen 0.0.0.0:$port 2>/dev/null"
+    kill $spid
+    finish
+fi
+
+# ---------------------------------------------------------- stats off
+mkdir "$D/off"
+MEMSCOPE_STATS_DIR="$D/off" MEMSCOPE_STATS=off LD_PRELOAD="$lib" sh -c 'ls "$MEMSCOPE_STATS_DIR"' >"$out/off.out"
+check "MEMSCOPE_STATS=off: no segment" test ! -s "$out/off.out"
+
+rm -rf "$C"
+echo
+for f in "${failures[@]}"; do echo "failed: $f"; done
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]

@@ -1,0 +1,35 @@
+/* stats_layout: prints "name value" for every offset and size of
+ * memscope_stats.h, for abi/tests/c_header.rs to compare with the Rust
+ * definition. */
+#include <stddef.h>
+#include <stdio.h>
+
+#include "memscope_stats.h"
+
+#define H(f) printf("header.%s %zu\n", #f, offsetof(struct memscope_stats_header, f))
+#define S(f) printf("slot.%s %zu\n", #f, offsetof(struct memscope_stats_slot, f))
+#define G(f) printf("histogram.%s %zu\n", #f, offsetof(struct memscope_histogram, f))
+
+int main(void)
+{
+    H(magic); H(byte_order); H(abi_major); H(abi_minor); H(header_size); H(ready);
+    H(segment_size); H(pid); H(slot_count); H(slot_size); H(bucket_count);
+    H(slots_offset); H(start_unix_ns); H(sample_period); H(folds_started);
+    H(folds_finished); H(threads_seen); H(threads_overflowed); H(event_count);
+    H(timer_count); H(cmdline_len); H(cmdline); H(events); H(timers);
+    S(seq); S(state); S(tid); S(name); S(threads); S(allocated_bytes);
+    S(deallocated_bytes); S(ops); S(latency);
+    G(count); G(sum_ns); G(max_ns); G(buckets);
+    printf("size.header %zu\n", sizeof(struct memscope_stats_header));
+    printf("size.slot %zu\n", sizeof(struct memscope_stats_slot));
+    printf("size.histogram %zu\n", sizeof(struct memscope_histogram));
+    printf("const.buckets %d\n", MEMSCOPE_STATS_BUCKETS);
+    printf("const.thread_slots %d\n", MEMSCOPE_STATS_THREAD_SLOTS);
+    printf("const.slot_total %d\n", MEMSCOPE_SLOT_TOTAL);
+    printf("const.event_slots %d\n", MEMSCOPE_STATS_EVENT_SLOTS);
+    printf("const.timer_slots %d\n", MEMSCOPE_STATS_TIMER_SLOTS);
+    printf("const.ready %u\n", MEMSCOPE_STATS_READY);
+    printf("const.byte_order %u\n", MEMSCOPE_STATS_BYTE_ORDER);
+    printf("const.abi_major %d\n", MEMSCOPE_STATS_ABI_MAJOR);
+    return 0;
+}

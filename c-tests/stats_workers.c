@@ -1,0 +1,214 @@
+/* stats_workers: programs whose allocator calls are known exactly, for
+ * c-tests/stats-tests.sh to compare with what memscope-stat reads from
+ * their live stats segment.
+ *
+ *   live T N M      T threads named worker-<i>, each: N malloc+free pairs
+ *                   inside NOFAIL, M inside NORECLAIM, one flush; then
+ *                   they wait. Prints "ready" and waits for stdin to close.
+ *   churn T K C     T short-lived threads (at most 64 at once), each K
+ *                   malloc+free pairs inside NOFAIL; then C threads alive at
+ *                   once (more than the slots: some overflow), each K pairs;
+ *                   prints "ready" after all exited, waits for stdin.
+ *   hammer SECS     two threads allocating in every context until SECS
+ *                   passed; prints "ready" at the start.
+ *   fork            the child gets its own segment: prints "child <pid>"
+ *                   and "ready"; both wait for stdin.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "memscope.h"
+
+static void *volatile sink; /* keeps allocations from being elided */
+static int n_pairs, m_pairs;
+static pthread_barrier_t started;
+static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
+static int gate_open;
+
+static void pairs(unsigned flags, int n)
+{
+    unsigned saved = memscope_push(flags);
+    for (int i = 0; i < n; i++) {
+        void *p = malloc(16 + (size_t)(i % 200));
+        CHECK(p != NULL);
+        sink = p;
+        free(p);
+    }
+    memscope_pop(saved);
+}
+
+static void wait_gate(void)
+{
+    pthread_mutex_lock(&gate_lock);
+    while (!gate_open)
+        pthread_cond_wait(&gate_cond, &gate_lock);
+    pthread_mutex_unlock(&gate_lock);
+}
+
+static void open_gate(void)
+{
+    pthread_mutex_lock(&gate_lock);
+    gate_open = 1;
+    pthread_cond_broadcast(&gate_cond);
+    pthread_mutex_unlock(&gate_lock);
+}
+
+static void *live_worker(void *arg)
+{
+    char name[16];
+    snprintf(name, sizeof name, "worker-%d", (int)(long)arg);
+    pthread_setname_np(pthread_self(), name);
+    pairs(MEMSCOPE_NOFAIL, n_pairs);
+    pairs(MEMSCOPE_NORECLAIM, m_pairs);
+    memscope_stats_flush();
+    pthread_barrier_wait(&started);
+    wait_gate();
+    return NULL;
+}
+
+static void wait_stdin(void)
+{
+    char buf[64];
+    while (fread(buf, 1, sizeof buf, stdin) > 0) {
+    }
+}
+
+static void ready(void)
+{
+    printf("ready\n");
+    fflush(stdout);
+}
+
+static int live(int t, int n, int m)
+{
+    n_pairs = n;
+    m_pairs = m;
+    pthread_t *th = calloc((size_t)t, sizeof *th);
+    CHECK(th != NULL);
+    pthread_barrier_init(&started, NULL, (unsigned)t + 1);
+    for (long i = 0; i < t; i++)
+        CHECK(pthread_create(&th[i], NULL, live_worker, (void *)i) == 0);
+    pthread_barrier_wait(&started);
+    ready();
+    wait_stdin();
+    open_gate();
+    for (int i = 0; i < t; i++)
+        pthread_join(th[i], NULL);
+    free(th);
+    return 0;
+}
+
+static void *churn_worker(void *arg)
+{
+    (void)arg;
+    pairs(MEMSCOPE_NOFAIL, n_pairs);
+    return NULL;
+}
+
+static void *crowd_worker(void *arg)
+{
+    (void)arg;
+    pairs(MEMSCOPE_NOFAIL, n_pairs);
+    pthread_barrier_wait(&started); /* all alive at once */
+    return NULL;
+}
+
+static int churn(int t, int k, int crowd)
+{
+    n_pairs = k;
+    pthread_t th[64];
+    for (int done = 0; done < t;) {
+        int batch = t - done < 64 ? t - done : 64;
+        for (int i = 0; i < batch; i++)
+            CHECK(pthread_create(&th[i], NULL, churn_worker, NULL) == 0);
+        for (int i = 0; i < batch; i++)
+            pthread_join(th[i], NULL);
+        done += batch;
+    }
+    pthread_t *c = calloc((size_t)crowd, sizeof *c);
+    CHECK(c != NULL);
+    pthread_barrier_init(&started, NULL, (unsigned)crowd);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 64 << 10);
+    for (int i = 0; i < crowd; i++)
+        CHECK(pthread_create(&c[i], &attr, crowd_worker, NULL) == 0);
+    for (int i = 0; i < crowd; i++)
+        pthread_join(c[i], NULL);
+    free(c);
+    ready();
+    wait_stdin();
+    return 0;
+}
+
+static volatile int stop;
+
+static void *hammer_worker(void *arg)
+{
+    unsigned ctx[] = {0, MEMSCOPE_NORECLAIM, MEMSCOPE_NOFAIL};
+    unsigned i = (unsigned)(long)arg;
+    while (!stop) {
+        unsigned saved = memscope_push(ctx[i++ % 3]);
+        void *p = malloc(32 + i % 4000);
+        sink = p;
+        p = realloc(p, 64 + i % 9000);
+        sink = p;
+        free(p);
+        memscope_pop(saved);
+    }
+    return NULL;
+}
+
+static int hammer(int secs)
+{
+    pthread_t th[2];
+    for (long i = 0; i < 2; i++)
+        CHECK(pthread_create(&th[i], NULL, hammer_worker, (void *)i) == 0);
+    ready();
+    sleep((unsigned)secs);
+    stop = 1;
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    return 0;
+}
+
+static int forked(void)
+{
+    pairs(MEMSCOPE_NOFAIL, 100);
+    fflush(stdout);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        pairs(MEMSCOPE_NOFAIL, 7);
+        memscope_stats_flush();
+        printf("child %d\n", (int)getpid());
+        ready();
+        wait_stdin();
+        exit(0);
+    }
+    int st;
+    CHECK(waitpid(pid, &st, 0) == pid);
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 5 && !strcmp(argv[1], "live"))
+        return live(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));
+    if (argc >= 5 && !strcmp(argv[1], "churn"))
+        return churn(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));
+    if (argc >= 3 && !strcmp(argv[1], "hammer"))
+        return hammer(atoi(argv[2]));
+    if (argc >= 2 && !strcmp(argv[1], "fork"))
+        return forked();
+    fprintf(stderr, "usage: see the comment at the top of stats_workers.c\n");
+    return 2;
+}

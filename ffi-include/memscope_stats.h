@@ -1,0 +1,112 @@
+/* memscope_stats.h: the layout of memscope's stats segment, for readers
+ * written in C. The Rust definition (crate memscope-abi, abi/src/lib.rs)
+ * is the source of truth; a test compiles c-tests/stats_layout.c against
+ * this header and holds every offset and size equal to it.
+ *
+ * The segment: $MEMSCOPE_STATS_DIR/memscope.<pid>[.<n>] (default
+ * /dev/shm), mode 0600, one per process, removed at normal exit. A live
+ * writer holds a shared flock(2) on it: a reader that can take an
+ * exclusive one is looking at a segment whose process is gone.
+ *
+ * Reading rules (see docs/STATS.md):
+ *  - Check magic, byte_order, abi_major, ready == MEMSCOPE_STATS_READY and
+ *    that segment_size fits the file before trusting anything else.
+ *  - Thread slots (state == MEMSCOPE_SLOT_LIVE): copy the slot between two
+ *    loads of seq that are equal and even; retry otherwise.
+ *  - Totals over all slots: load folds_finished first and folds_started
+ *    last; if they differ, a thread exit moved numbers meanwhile: retry.
+ *  - Every field is written with atomic stores of its own size. */
+
+#ifndef MEMSCOPE_STATS_H
+#define MEMSCOPE_STATS_H
+
+#include <stdint.h>
+
+#define MEMSCOPE_STATS_MAGIC "MEMSCOPE" /* 8 bytes, no NUL */
+#define MEMSCOPE_STATS_BYTE_ORDER 0x01020304u
+#define MEMSCOPE_STATS_ABI_MAJOR 1
+#define MEMSCOPE_STATS_ABI_MINOR 0
+#define MEMSCOPE_STATS_READY 0x52454459u
+
+#define MEMSCOPE_STATS_OPS 3 /* alloc, free, realloc */
+#define MEMSCOPE_OP_ALLOC 0
+#define MEMSCOPE_OP_FREE 1
+#define MEMSCOPE_OP_REALLOC 2
+
+#define MEMSCOPE_STATS_CONTEXTS 3 /* scope in force at the call */
+#define MEMSCOPE_CTX_NORMAL 0
+#define MEMSCOPE_CTX_NORECLAIM 1
+#define MEMSCOPE_CTX_NOFAIL 2
+
+/* Latency buckets in nanoseconds: bucket i < 4 holds exactly i ns; above,
+ * four buckets per power of two: bucket 4*(e-1)+s holds
+ * [2^e + s*2^(e-2), 2^e + (s+1)*2^(e-2)). The last also holds all above. */
+#define MEMSCOPE_STATS_BUCKETS 160
+
+#define MEMSCOPE_STATS_EVENT_SLOTS 64 /* names: docs/STATS.md, append-only */
+#define MEMSCOPE_STATS_TIMER_SLOTS 8
+#define MEMSCOPE_STATS_CMDLINE_MAX 512
+#define MEMSCOPE_STATS_THREAD_NAME_MAX 16
+#define MEMSCOPE_STATS_THREAD_SLOTS 256
+
+#define MEMSCOPE_SLOT_RETIRED 0 /* exited threads, folded in */
+#define MEMSCOPE_SLOT_OVERFLOW 1 /* threads beyond the slots (atomic adds) */
+#define MEMSCOPE_SLOT_FIRST_THREAD 2
+#define MEMSCOPE_SLOT_TOTAL (MEMSCOPE_STATS_THREAD_SLOTS + MEMSCOPE_SLOT_FIRST_THREAD)
+
+#define MEMSCOPE_SLOT_FREE 0u
+#define MEMSCOPE_SLOT_LIVE 1u
+#define MEMSCOPE_SLOT_AGGREGATE 2u
+
+struct memscope_histogram {
+    uint64_t count; /* samples; equals the sum of buckets in a consistent read */
+    uint64_t sum_ns;
+    uint64_t max_ns;
+    uint64_t buckets[MEMSCOPE_STATS_BUCKETS];
+};
+
+struct __attribute__((aligned(4096))) memscope_stats_header {
+    /* prologue: these 32 bytes never change across ABI versions */
+    char magic[8];
+    uint32_t byte_order;
+    uint16_t abi_major;
+    uint16_t abi_minor;
+    uint32_t header_size;
+    uint32_t ready; /* MEMSCOPE_STATS_READY, stored last */
+    uint64_t segment_size;
+    /* ABI 1 */
+    uint32_t pid;
+    uint32_t slot_count;
+    uint32_t slot_size;
+    uint32_t bucket_count;
+    uint64_t slots_offset;
+    uint64_t start_unix_ns;
+    uint64_t sample_period; /* one call in this many timed, per thread and op */
+    uint64_t folds_started;
+    uint64_t folds_finished;
+    uint64_t threads_seen;
+    uint64_t threads_overflowed;
+    uint32_t event_count;
+    uint32_t timer_count;
+    uint32_t cmdline_len;
+    uint32_t reserved0;
+    char cmdline[MEMSCOPE_STATS_CMDLINE_MAX]; /* NUL-separated */
+    uint64_t events[MEMSCOPE_STATS_EVENT_SLOTS];
+    struct memscope_histogram timers[MEMSCOPE_STATS_TIMER_SLOTS];
+};
+
+struct __attribute__((aligned(4096))) memscope_stats_slot {
+    uint64_t seq; /* odd while the owning thread writes */
+    uint32_t state;
+    uint32_t tid;
+    char name[MEMSCOPE_STATS_THREAD_NAME_MAX];
+    uint64_t threads;
+    uint64_t allocated_bytes;
+    uint64_t deallocated_bytes;
+    uint64_t ops[MEMSCOPE_STATS_OPS][MEMSCOPE_STATS_CONTEXTS];
+    struct memscope_histogram latency[MEMSCOPE_STATS_OPS][MEMSCOPE_STATS_CONTEXTS];
+};
+
+/* Slot i is at byte offset slots_offset + i * slot_size. */
+
+#endif /* MEMSCOPE_STATS_H */
