@@ -13,6 +13,7 @@ import collections
 import glob
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -133,6 +134,23 @@ def main():
     os.unlink(sort_input)
     os.rmdir(os.path.dirname(sort_input))
 
+    # Stats on vs off (contract target >= 0.97x throughput), memscope only,
+    # interleaved; "on" at the default sample period and at 1 (every call
+    # timed, for exact tails).
+    stats_rows = [("malloc+free 64 B (ns)", ["pair", "64", str(n)]),
+                  ("cross-thread pairs (Mops/s)", ["xthread", "1", str(n // 2)])]
+    stats_modes = [("off", {"MEMSCOPE_STATS": "off"}), ("on", {}), ("on, SAMPLE=1", {"MEMSCOPE_STATS_SAMPLE": "1"})]
+    stats_results = {}
+    memscope_path = dict(allocs)["memscope"]
+    for rnd in range(a.rounds):
+        for title, args in stats_rows:
+            for mode, env in (stats_modes if rnd % 2 == 0 else list(reversed(stats_modes))):
+                print(f"\r[stats] round {rnd + 1}/{a.rounds} {mode:14} {title:40}", end="", file=sys.stderr)
+                stats_dir = tempfile.mkdtemp(prefix="memscope-bench-stats-")
+                value = float(run(a.binary, memscope_path, args, dict(env, MEMSCOPE_STATS_DIR=stats_dir)).split()[-1])
+                shutil.rmtree(stats_dir, ignore_errors=True)
+                stats_results.setdefault(title, {}).setdefault(mode, []).append(value)
+
     latency = {}
     hists = collections.defaultdict(collections.Counter)
     histfile = tempfile.NamedTemporaryFile(prefix="memscope-hist-", delete=False).name
@@ -179,6 +197,17 @@ def main():
             p = 3 if med < 10 else 1
             cells.append(f"{med:.{p}f} [{min(vals):.{p}f}-{max(vals):.{p}f}] {ratio}".rjust(cell))
         print(f"{title:{width}}  " + "  ".join(cells))
+    print("\nmemscope stats on vs off (medians, [min-max]; throughput ratio on/off: >= 0.97 is the target)")
+    for title, row in stats_results.items():
+        off = statistics.median(row["off"])
+        cells = []
+        for mode, _ in stats_modes:
+            med = statistics.median(row[mode])
+            higher_better = "Mops" in title
+            ratio = med / off if higher_better else off / med
+            p = 3 if med < 10 else 1
+            cells.append(f"{mode}: {med:.{p}f} [{min(row[mode]):.{p}f}-{max(row[mode]):.{p}f}] {ratio:.3f}x")
+        print(f"{title:30} " + "   ".join(cells))
     print("\ntail latency of free+malloc+first touch on a critical thread while 2 churn threads run "
           "(ns, medians of rounds; noise max = the longest empty timed interval)")
     print(f"{'allocator / scope':40} {'p50':>6} {'p99':>8} {'p99.9':>8} {'p99.99':>9} {'max':>9} {'noise max':>10}")

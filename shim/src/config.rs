@@ -71,7 +71,7 @@ pub const OPTIONS: &[Opt] = &[
           help: "RSS above which the maintenance thread runs reclaimers (0: off)" },
     Opt { name: "MEMSCOPE_STATS", kind: Kind::Bool, default: "on",
           help: "publish counters and latency histograms in shared memory" },
-    Opt { name: "MEMSCOPE_STATS_SAMPLE", kind: Kind::Count, default: "64",
+    Opt { name: "MEMSCOPE_STATS_SAMPLE", kind: Kind::Count, default: "1024",
           help: "time one call in this many (1: every call); counts stay exact" },
     Opt { name: "MEMSCOPE_STATS_DIR", kind: Kind::Path, default: "/dev/shm",
           help: "directory of the stats segment memscope.<pid>" },
@@ -125,7 +125,7 @@ pub static CONFIG: Config = Config {
     nofail_deadline_ms: AtomicU64::new(0),
     soft_limit: AtomicU64::new(0),
     stats: AtomicBool::new(true),
-    stats_sample: AtomicU64::new(64),
+    stats_sample: AtomicU64::new(1024),
     log: AtomicBool::new(true),
     stats_dir: PathBuf {
         len: AtomicU64::new(8),
