@@ -126,6 +126,9 @@ expect_exit "seccomp NORECLAIM (decay 1 ms)" 0 "$P" MALLOC_CONF=dirty_decay_ms:1
     "$out/seccomp_noreclaim" scoped
 expect_exit "seccomp NORECLAIM (decay 0, no background threads asked)" 0 "$P" \
     MALLOC_CONF=dirty_decay_ms:0,muzzy_decay_ms:0,background_thread:false -- "$out/seccomp_noreclaim" scoped
+# Every call timed and published: the stats path makes no syscall and
+# takes no page fault on a NORECLAIM thread either.
+expect_exit "seccomp NORECLAIM (stats: every call timed)" 0 "$P" MEMSCOPE_STATS_SAMPLE=1 -- "$out/seccomp_noreclaim" scoped
 expect_signal "seccomp control: no scope dies of SIGSYS" 31 "$P" -- "$out/seccomp_noreclaim" unscoped
 expect_signal "seccomp control: plain glibc dies of SIGSYS" 31 -- "$out/seccomp_noreclaim" unscoped
 
