@@ -4,7 +4,7 @@
 #   make test       everything: lint, Rust unit tests, C tests under the
 #                   preload, stats and memscope-stat, real programs under
 #                   the preload
-#   make demo       NORECLAIM shown working: the seccomp proof and a latency run
+#   make demo       a storage daemon with scopes off and on: tails, lock holds, stats
 #   make bench      every allocator side by side (bench/; results in docs/BENCHMARKS.md)
 #   make install    PREFIX=/usr/local (DESTDIR honoured); make uninstall
 
@@ -20,7 +20,7 @@ LIB := target/release/libmemscope.so
 CLI := target/release/memscope-stat
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
-.PHONY: all test lint unit-test c-test stats-test real-programs rust-guard-test install-test bench-smoke demo bench install uninstall clean
+.PHONY: all test lint unit-test c-test stats-test demo-smoke real-programs rust-guard-test install-test bench-smoke demo bench install uninstall clean
 
 all: $(LIB) $(CLI)
 
@@ -29,7 +29,7 @@ all: $(LIB) $(CLI)
 $(LIB) $(CLI):
 	$(CARGO) build --release --workspace
 
-test: all lint unit-test c-test stats-test rust-guard-test install-test real-programs bench-smoke
+test: all lint unit-test c-test stats-test rust-guard-test install-test real-programs demo-smoke bench-smoke
 	@echo "make test: all suites passed"
 
 lint:
@@ -66,8 +66,15 @@ install-test: all
 	test -z "$$(find $(BUILD)/prefix -type f)"
 	@echo "install-test: installed, built with pkg-config, ran linked, uninstalled"
 
+# The storage daemon with scopes off and on, and its Rust variant, under
+# the same load (examples/).
 demo: all
-	bench/demo.sh $(LIB)
+	examples/demo.sh $(LIB) $(CLI) target/release/kvd-rs
+
+# The demo, small: both daemons start, answer correctly, report, and shut
+# down cleanly.
+demo-smoke: all
+	DEMO_OPS=3000 examples/demo.sh $(LIB) $(CLI) target/release/kvd-rs
 
 bench: all
 	bench/run.sh $(LIB) --rounds 3 --plot docs/latency-ccdf.svg

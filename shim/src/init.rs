@@ -124,6 +124,12 @@ pub fn thread_first_call() -> u32 {
 #[ctor::ctor(unsafe)]
 fn on_load() {
     global();
+    // Initialise jemalloc's mallctl tree here, where this thread holds no
+    // jemalloc lock; stats may then read per-thread counters from anywhere
+    // (see `stats::thread::CTL_READY`).
+    if crate::ctl::read::<u32>(c"arenas.narenas").is_some() {
+        stats::thread::CTL_READY.store(true, core::sync::atomic::Ordering::Release);
+    }
     // Here, not in `global`: registering may allocate, and `global` may
     // run inside the first malloc.
     // SAFETY: registering a handler with no preconditions.

@@ -16,7 +16,7 @@
 //! pages: no syscall, lock or allocation, so NORECLAIM threads count too.
 
 use core::cell::Cell;
-use core::sync::atomic::{fence, AtomicU64, Ordering::*};
+use core::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering::*};
 
 use memscope_abi::{self as abi, Histogram, Slot, CONTEXTS, OPS};
 
@@ -99,6 +99,24 @@ impl ThreadStats {
     }
 }
 
+/// Set once jemalloc's mallctl tree is initialised (by `init`'s load-time
+/// constructor). Before that, a mallctl may initialise it, which takes
+/// `background_thread_lock`: deadlock when the call comes from the
+/// `calloc` inside jemalloc's own `pthread_create` of a background thread,
+/// made under that lock (`MALLOC_CONF=background_thread:true` at start-up
+/// did exactly that). Afterwards, reading `thread.allocatedp` takes no lock.
+pub static CTL_READY: AtomicBool = AtomicBool::new(false);
+
+/// Finds jemalloc's per-thread byte counters for this thread, if it is
+/// safe to ask yet (see `CTL_READY`).
+fn learn_byte_counters(s: &ThreadStats) {
+    if s.allocatedp.get() != 0 || !CTL_READY.load(Acquire) {
+        return;
+    }
+    s.allocatedp.set(crate::ctl::read::<*mut u64>(c"thread.allocatedp").map_or(0, |p| p as usize));
+    s.deallocatedp.set(crate::ctl::read::<*mut u64>(c"thread.deallocatedp").map_or(0, |p| p as usize));
+}
+
 /// The context a call in a scope with `flags` is counted in.
 #[inline]
 pub fn context_of(flags: u32) -> usize {
@@ -122,12 +140,7 @@ pub fn start(st: &ThreadState) {
     for cd in &s.slow_countdown {
         cd.set(period);
     }
-    if s.allocatedp.get() == 0 {
-        s.allocatedp
-            .set(crate::ctl::read::<*mut u64>(c"thread.allocatedp").map_or(0, |p| p as usize));
-        s.deallocatedp
-            .set(crate::ctl::read::<*mut u64>(c"thread.deallocatedp").map_or(0, |p| p as usize));
-    }
+    learn_byte_counters(s);
     let Some(h) = segment::header() else {
         s.mode.set(MODE_OFF);
         return;
@@ -262,6 +275,7 @@ pub fn flush(st: &ThreadState) {
 }
 
 fn publish_sample(s: &ThreadStats, sample: Option<(usize, usize, u64)>) {
+    learn_byte_counters(s);
     match s.mode.get() {
         MODE_SLOT => {
             // SAFETY: the slot this thread claimed, in the live mapping.
@@ -324,6 +338,7 @@ pub fn slow_end(op: usize, ctx: usize, start: u64) {
 /// to the overflow slot.
 pub fn exit(st: &ThreadState) {
     let s = &st.stats;
+    learn_byte_counters(s);
     match s.mode.get() {
         MODE_SLOT => {}
         MODE_OVERFLOW => return add_to_aggregate(s, abi::SLOT_OVERFLOW, None),
