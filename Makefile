@@ -5,6 +5,7 @@
 #                   preload, stats and memscope-stat, real programs under
 #                   the preload
 #   make demo       a storage daemon with scopes off and on: tails, lock holds, stats
+#   make e2e        memcached, redis and postgres under the preload
 #   make bench      every allocator side by side (bench/; results in docs/BENCHMARKS.md)
 #   make install    PREFIX=/usr/local (DESTDIR honoured); make uninstall
 
@@ -20,7 +21,7 @@ LIB := target/release/libmemscope.so
 CLI := target/release/memscope-stat
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
-.PHONY: all test lint unit-test c-test stats-test demo-smoke real-programs rust-guard-test install-test bench-smoke demo bench install uninstall clean
+.PHONY: all test lint unit-test c-test stats-test demo-smoke e2e e2e-quick real-programs rust-guard-test install-test bench-smoke demo bench install uninstall clean
 
 all: $(LIB) $(CLI)
 
@@ -29,7 +30,7 @@ all: $(LIB) $(CLI)
 $(LIB) $(CLI):
 	$(CARGO) build --release --workspace
 
-test: all lint unit-test c-test stats-test rust-guard-test install-test real-programs demo-smoke bench-smoke
+test: all lint unit-test c-test stats-test rust-guard-test install-test real-programs e2e-quick demo-smoke bench-smoke
 	@echo "make test: all suites passed"
 
 lint:
@@ -70,6 +71,14 @@ install-test: all
 # the same load (examples/).
 demo: all
 	examples/demo.sh $(LIB) $(CLI) target/release/kvd-rs
+
+# memcached, redis and postgres under the preload, driven by their own
+# clients (e2e/real-daemons.sh); e2e-quick is the bounded run in make test.
+e2e: all
+	e2e/real-daemons.sh $(LIB) $(CLI) $(BUILD)/e2e
+
+e2e-quick: all
+	e2e/real-daemons.sh $(LIB) $(CLI) $(BUILD)/e2e --quick
 
 # The demo, small: both daemons start, answer correctly, report, and shut
 # down cleanly.

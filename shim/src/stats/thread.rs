@@ -2,7 +2,7 @@
 //!
 //! Counting costs the fast path one decrement: each operation has a
 //! countdown in the thread's TLS block (`tls::gate`), and the calls the
-//! fast path served are `credited + (period - countdown)`. When a
+//! fast path served are `credited + (armed - 1 - countdown)`. When a
 //! countdown reaches zero that call is timed, the countdown rearmed, and
 //! the thread publishes its exact totals and the sample into its slot
 //! under the slot's sequence counter. Calls that take the slow path (in a
@@ -33,11 +33,18 @@ const MODE_OFF: u32 = 3;
 #[repr(C)]
 pub struct ThreadStats {
     /// Fast-path calls left before the next timed one, per operation: the
-    /// call that finds it at 0 is timed (and it is rearmed to period - 1).
+    /// call that finds it at 0 is timed, and it is rearmed to `armed - 1`.
     /// Read and decremented by `tls::gate`.
     pub countdown: [Cell<u64>; OPS],
     /// Fast-path calls accounted by samples already taken.
     credited: [Cell<u64>; OPS],
+    /// The current sampling interval per operation: 1 at thread start,
+    /// doubling at each sample up to the period, so that a thread that
+    /// allocates rarely still publishes after its 1st, 2nd, 4th... call
+    /// (its published counts are never less than half the truth) while a
+    /// busy one settles at one timed call per period.
+    armed: [Cell<u64>; OPS],
+    slow_armed: [Cell<u64>; OPS],
     /// Calls counted on the slow path, per operation and context.
     slow: [[Cell<u64>; CONTEXTS]; OPS],
     /// Slow-path calls left until the next timed one, per operation (one
@@ -64,6 +71,8 @@ impl ThreadStats {
     pub const ZERO: ThreadStats = ThreadStats {
         countdown: [const { Cell::new(0) }; OPS],
         credited: [const { Cell::new(0) }; OPS],
+        armed: [const { Cell::new(1) }; OPS],
+        slow_armed: [const { Cell::new(1) }; OPS],
         slow: [const { [const { Cell::new(0) }; CONTEXTS] }; OPS],
         slow_countdown: [const { Cell::new(0) }; OPS],
         slot: Cell::new(0),
@@ -80,7 +89,7 @@ impl ThreadStats {
         if ctx != abi::CTX_NORMAL {
             return slow;
         }
-        let armed = super::countdown_period() - 1;
+        let armed = self.armed[op].get() - 1;
         slow.wrapping_add(self.credited[op].get())
             .wrapping_add(armed.wrapping_sub(self.countdown[op].get()))
     }
@@ -133,12 +142,12 @@ pub fn context_of(flags: u32) -> usize {
 /// global init). Claims a slot if the segment exists.
 pub fn start(st: &ThreadState) {
     let s = &st.stats;
-    let period = super::countdown_period();
-    for cd in &s.countdown {
-        cd.set(period - 1);
-    }
-    for cd in &s.slow_countdown {
-        cd.set(period);
+    let first = if super::countdown_period() == u64::MAX { u64::MAX } else { 1 };
+    for op in 0..OPS {
+        s.armed[op].set(first);
+        s.countdown[op].set(first - 1);
+        s.slow_armed[op].set(first);
+        s.slow_countdown[op].set(first);
     }
     learn_byte_counters(s);
     let Some(h) = segment::header() else {
@@ -294,10 +303,17 @@ fn publish_sample(s: &ThreadStats, sample: Option<(usize, usize, u64)>) {
 #[cold]
 pub fn fast_sample(op: usize, ns: u64) {
     let s = &tls::state().stats;
-    let period = super::countdown_period();
-    s.credited[op].set(s.credited[op].get().wrapping_add(period));
-    s.countdown[op].set(period - 1);
+    let armed = s.armed[op].get();
+    s.credited[op].set(s.credited[op].get().wrapping_add(armed));
+    let next = next_interval(armed);
+    s.armed[op].set(next);
+    s.countdown[op].set(next - 1);
     publish_sample(s, Some((op, abi::CTX_NORMAL, ns)));
+}
+
+/// The sampling interval after `armed`: doubled, up to the period.
+fn next_interval(armed: u64) -> u64 {
+    armed.saturating_mul(2).min(super::countdown_period()).max(1)
 }
 
 /// An entry point's gate counted a call that then took the slow path,
@@ -320,7 +336,9 @@ pub fn slow_begin(op: usize, ctx: usize) -> Option<u64> {
         cd.set(left);
         return None;
     }
-    cd.set(super::countdown_period());
+    let next = next_interval(s.slow_armed[op].get());
+    s.slow_armed[op].set(next);
+    cd.set(next);
     Some(clock::ticks())
 }
 
