@@ -43,8 +43,14 @@ stats=$(mktemp -d)
 chmod 1777 "$stats" # postgres runs as its own user
 export MEMSCOPE_STATS_DIR=$stats
 running=()
+running_dirs=()
 cleanup() {
     for p in "${running[@]}"; do kill "$p" 2>/dev/null; done
+    for d in "${running_dirs[@]}"; do
+        [ -f "$d/data/postmaster.pid" ] && setpriv --reuid=postgres --regid=postgres --init-groups \
+            "$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)/pg_ctl" -D "$d/data" -m immediate stop >/dev/null 2>&1
+        rm -rf "$d"
+    done
     rm -rf "$stats"
 }
 trap cleanup EXIT
@@ -184,20 +190,24 @@ run_postgres() {
         fail postgres "not installed (apt-get install postgresql)"
         return
     fi
-    local data=$out/pgdata port as_pg
-    port=$(free_port)
-    rm -rf "$data"
+    # The cluster lives under /tmp: the checkout may sit where the postgres
+    # user cannot reach (/root).
+    local pgdir data port as_pg
+    pgdir=$(mktemp -d /tmp/memscope-pg.XXXXXX)
+    data=$pgdir/data
     mkdir -p "$data"
-    chown postgres "$data" "$out"
+    chown -R postgres "$pgdir"
+    running_dirs+=("$pgdir")
+    port=$(free_port)
     as_pg=(setpriv --reuid=postgres --regid=postgres --init-groups env MEMSCOPE_STATS_DIR="$stats")
     if ! "${as_pg[@]}" "$bin/initdb" -D "$data" -A trust -U postgres >"$out/initdb.log" 2>&1; then
         fail "postgres: initdb" "$(tail -c 400 "$out/initdb.log")"
         return
     fi
-    "${as_pg[@]}" LD_PRELOAD="$lib" "$bin/pg_ctl" -D "$data" -l "$out/postgres.log" -w -t 30 \
+    "${as_pg[@]}" LD_PRELOAD="$lib" "$bin/pg_ctl" -D "$data" -l "$pgdir/postgres.log" -w -t 30 \
         -o "-p $port -k /tmp -c listen_addresses=127.0.0.1" start >"$out/pg_ctl.log" 2>&1
     if [ $? != 0 ]; then
-        fail "postgres: starts under the preload" "$(tail -c 600 "$out/postgres.log")"
+        fail "postgres: starts under the preload" "$(tail -c 600 "$pgdir/postgres.log")"
         return
     fi
     pass "postgres: starts under the preload"
@@ -213,7 +223,8 @@ run_postgres() {
     stats_show postgres "$pm"
     check "postgres: backends have their own segments" sh -c "test \$(ls '$stats' | wc -l) -ge 2"
     "${as_pg[@]}" "$bin/pg_ctl" -D "$data" -m fast -w stop >>"$out/pg_ctl.log" 2>&1
-    check "postgres: clean shutdown" grep -q "database system is shut down" "$out/postgres.log"
+    check "postgres: clean shutdown" grep -q "database system is shut down" "$pgdir/postgres.log"
+    cp "$pgdir/postgres.log" "$out/postgres.log"
 }
 
 for d in "${daemons[@]}"; do

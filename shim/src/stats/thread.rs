@@ -122,8 +122,10 @@ fn learn_byte_counters(s: &ThreadStats) {
     if s.allocatedp.get() != 0 || !CTL_READY.load(Acquire) {
         return;
     }
-    s.allocatedp.set(crate::ctl::read::<*mut u64>(c"thread.allocatedp").map_or(0, |p| p as usize));
-    s.deallocatedp.set(crate::ctl::read::<*mut u64>(c"thread.deallocatedp").map_or(0, |p| p as usize));
+    s.allocatedp
+        .set(crate::ctl::read::<*mut u64>(c"thread.allocatedp").map_or(0, |p| p as usize));
+    s.deallocatedp
+        .set(crate::ctl::read::<*mut u64>(c"thread.deallocatedp").map_or(0, |p| p as usize));
 }
 
 /// The context a call in a scope with `flags` is counted in.
@@ -142,7 +144,11 @@ pub fn context_of(flags: u32) -> usize {
 /// global init). Claims a slot if the segment exists.
 pub fn start(st: &ThreadState) {
     let s = &st.stats;
-    let first = if super::countdown_period() == u64::MAX { u64::MAX } else { 1 };
+    let first = if super::countdown_period() == u64::MAX {
+        u64::MAX
+    } else {
+        1
+    };
     for op in 0..OPS {
         s.armed[op].set(first);
         s.countdown[op].set(first - 1);
