@@ -63,6 +63,10 @@ install-test: all
 	cc -std=c11 -Wall -Wextra -Werror -o $(BUILD)/pkgconfig-user c-tests/no_library.c \
 	   $$(PKG_CONFIG_PATH=$(BUILD)/prefix/lib/pkgconfig pkg-config --cflags --libs memscope)
 	LD_LIBRARY_PATH=$(BUILD)/prefix/lib $(BUILD)/pkgconfig-user present
+	cc -std=c11 -Wall -Wextra -Werror -o $(BUILD)/installed-user c-tests/installed_user.c \
+	   $$(PKG_CONFIG_PATH=$(BUILD)/prefix/lib/pkgconfig pkg-config --cflags --libs memscope)
+	mkdir -p $(BUILD)/installed-stats
+	MEMSCOPE_STATS_DIR=$(CURDIR)/$(BUILD)/installed-stats LD_LIBRARY_PATH=$(BUILD)/prefix/lib $(BUILD)/installed-user
 	$(MAKE) --no-print-directory uninstall PREFIX=$(CURDIR)/$(BUILD)/prefix
 	test -z "$$(find $(BUILD)/prefix -type f)"
 	@echo "install-test: installed, built with pkg-config, ran linked, uninstalled"
