@@ -150,6 +150,22 @@ PY
     finish
 fi
 
+# ------------------------------------------------ slow events, all timed
+if start events -- events; then
+    json $pid >"$out/events.json"
+    check "slow events: reclaimer calls, NOFAIL slow paths, purges and refills are timed and counted" \
+        python3 - "$out/events.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+t, e = s["slow_events"], s["events"]
+for name in ("reclaimer_call", "nofail_slow_path", "purge", "pool_refill"):
+    assert t[name]["samples"] >= 1 and t[name]["max_ns"] > 0, (name, t[name])
+assert e["reclaimer_calls"] >= 1 and e["nofail_retries"] >= 1 and e["pool_refills"] >= 1, e
+assert t["reclaimer_call"]["samples"] == e["reclaimer_calls"], (t["reclaimer_call"], e["reclaimer_calls"])
+PY
+    finish
+fi
+
 # ------------------------------------------------ attacks on the path
 # sh's pid is the one the preloaded program gets after exec.
 attack() { # NAME PREPARE: runs PREPARE with $1 = the path-to-be, then sleeps preloaded

@@ -13,10 +13,15 @@
  *                   passed; prints "ready" at the start.
  *   fork            the child gets its own segment: prints "child <pid>"
  *                   and "ready"; both wait for stdin.
+ *   events          makes each timed slow event happen: NOFAIL failures
+ *                   (injected) that run a reclaimer, malloc_trim, and
+ *                   NORECLAIM use deep enough to make the pool refill;
+ *                   prints "ready", waits for stdin.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdio.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -199,6 +204,42 @@ static int forked(void)
     return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
 }
 
+static size_t give_back(size_t want, void *arg)
+{
+    (void)arg;
+    return want; /* pretend: the test only needs the call */
+}
+
+static int events(void)
+{
+    int id = memscope_reclaimer_register("stats test", give_back, NULL, 0);
+    CHECK(id > 0);
+    memscope_test_fail_next(3);
+    {
+        MEMSCOPE_SCOPE(MEMSCOPE_NOFAIL);
+        void *p = malloc(1000);
+        CHECK(p != NULL);
+        free(p);
+    }
+    memscope_reclaimer_unregister(id);
+    malloc_trim(0);
+    /* 28 MiB held inside NORECLAIM from a 32 MiB pool: below the low
+     * watermark, so the maintenance thread refills. */
+    static void *blocks[28];
+    {
+        MEMSCOPE_SCOPE(MEMSCOPE_NORECLAIM | MEMSCOPE_NOWARN);
+        for (int i = 0; i < 28; i++)
+            blocks[i] = malloc(1 << 20);
+    }
+    usleep(300 * 1000);
+    for (int i = 0; i < 28; i++)
+        free(blocks[i]);
+    memscope_stats_flush();
+    ready();
+    wait_stdin();
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 5 && !strcmp(argv[1], "live"))
@@ -209,6 +250,8 @@ int main(int argc, char **argv)
         return hammer(atoi(argv[2]));
     if (argc >= 2 && !strcmp(argv[1], "fork"))
         return forked();
+    if (argc >= 2 && !strcmp(argv[1], "events"))
+        return events();
     fprintf(stderr, "usage: see the comment at the top of stats_workers.c\n");
     return 2;
 }

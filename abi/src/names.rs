@@ -68,16 +68,15 @@ pub const EVENTS: [(&str, &str); 19] = [
 ];
 
 /// Slow-event timers, `Header::timers` order: always timed.
-pub const TIMERS: [(&str, &str); 5] = [
+pub const TIMERS: [(&str, &str); 4] = [
     ("pool_refill", "one background refill step of the NORECLAIM pool"),
     ("reclaimer_call", "one reclaimer callback"),
     (
         "nofail_slow_path",
         "a NOFAIL allocation from its first failure to its answer",
     ),
-    ("purge", "a purge of every arena by the maintenance thread"),
     (
-        "noreclaim_fast_fail",
-        "a NORECLAIM allocation that failed at once",
+        "purge",
+        "a purge of every arena (malloc_trim, the maintenance thread, the soft limit)",
     ),
 ];

@@ -101,9 +101,11 @@ pub fn malloc_trim(_pad: usize) -> c_int {
 
 /// Purges all arenas now, on the calling thread.
 pub fn purge_all() {
+    let t = crate::stats::event_start();
     if let Some(m) = ctl::Mib::new(c"arena.0.purge") {
         m.at(1, ctl::ARENAS_ALL).call();
     }
+    crate::stats::event_done(crate::stats::Timer::Purge, t);
 }
 
 /// glibc's `M_MXFAST`, the only parameter whose range glibc checks.

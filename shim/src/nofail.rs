@@ -88,6 +88,13 @@ pub unsafe fn alloc(size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
 
 #[cold]
 unsafe fn retry(size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
+    let t = crate::stats::event_start();
+    let p = retry_loop(size, caller_bits, flags);
+    crate::stats::event_done(crate::stats::Timer::NofailSlowPath, t);
+    p
+}
+
+unsafe fn retry_loop(size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
     let deadline_ns = CONFIG.nofail_deadline_ms.load(Relaxed).saturating_mul(1_000_000);
     let start = now_ns();
     let mut backoff = BACKOFF_MIN_NS;

@@ -334,10 +334,12 @@ pub fn refill_step() -> bool {
         REFILLING.store(1, Relaxed);
         count(Event::PoolRefill);
     }
+    let t = crate::stats::event_start();
     if room >= high || !grow((high - room).min(REFILL_STEP)) {
         REFILLING.store(0, Relaxed);
         return false;
     }
+    crate::stats::event_done(crate::stats::Timer::PoolRefill, t);
     true
 }
 

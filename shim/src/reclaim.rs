@@ -163,8 +163,10 @@ pub fn run(want: usize, flags: u32) -> usize {
             st.in_reclaim.set(1);
             let prev_running = RUNNING_HERE.with(|r| r.replace(i + 1));
             let saved = scope::push(NOFAIL);
+            let t = crate::stats::event_start();
             // SAFETY: the registrant promised `f` is callable with `arg`.
             let got = unsafe { f(want - freed, arg) };
+            crate::stats::event_done(crate::stats::Timer::ReclaimerCall, t);
             scope::pop(saved);
             RUNNING_HERE.with(|r| r.set(prev_running));
             st.in_reclaim.set(0);

@@ -63,7 +63,7 @@ fn valid_segment() -> Vec<u8> {
     );
     put(&mut b, offset_of!(Header, sample_period), &64u64.to_ne_bytes());
     put(&mut b, offset_of!(Header, event_count), &19u32.to_ne_bytes());
-    put(&mut b, offset_of!(Header, timer_count), &5u32.to_ne_bytes());
+    put(&mut b, offset_of!(Header, timer_count), &4u32.to_ne_bytes());
     put(&mut b, offset_of!(Header, cmdline_len), &9u32.to_ne_bytes());
     put(&mut b, offset_of!(Header, cmdline), b"daemon\0-x");
     for i in abi::SLOT_FIRST_THREAD..SLOTS {

@@ -26,7 +26,6 @@ pub enum Timer {
     ReclaimerCall,
     NofailSlowPath,
     Purge,
-    NoreclaimFastFail,
 }
 
 /// `MEMSCOPE_STATS_SAMPLE` as configured (at least 1).
@@ -94,7 +93,7 @@ mod tests {
     fn timers_match_the_abi_table() {
         assert_eq!(
             memscope_abi::names::TIMERS.len(),
-            super::Timer::NoreclaimFastFail as usize + 1
+            super::Timer::Purge as usize + 1
         );
         assert_eq!(
             memscope_abi::names::TIMERS[super::Timer::Purge as usize].0,
