@@ -187,7 +187,9 @@ check "another user's file at the path: untouched, a fresh name used" sh -c \
 wait $apid
 rm -f "$D/memscope.$apid"
 
-attack locked 'echo keep >"$1/memscope.$$" && { (flock -s 9; sleep 3) 9<"$1/memscope.$$" & }'
+# The holder must have its lock before the program starts: wait for it.
+attack locked 'echo keep >"$1/memscope.$$" && { (flock -s 9; touch "$1/held"; sleep 3) 9<"$1/memscope.$$" & } &&
+    while [ ! -e "$1/held" ]; do sleep 0.01; done; rm -f "$1/held"'
 check "a file someone holds at the path: untouched, a fresh name used" sh -c \
     "grep -q keep '$D/memscope.$apid' && test -e '$D/memscope.$apid.1'"
 wait $apid

@@ -143,18 +143,25 @@ static char *dup_locked(const char *s, size_t n)
     return d;
 }
 
-/* Returns 0 on success, -1 when memory ran out (nothing changed). */
-static int store_set(const char *key, const char *value, size_t vlen, unsigned *seed)
+/* The first node whose key is not below `key` (or NULL); `update[i]` gets
+ * the last node before it on level i. Call with the store lock held. */
+static struct node *find(const char *key, struct node *update[MAX_LEVEL])
 {
-    struct node *update[MAX_LEVEL];
-    uint64_t t = lock_store();
     struct node *x = head;
     for (int i = MAX_LEVEL - 1; i >= 0; i--) {
         while (x->next[i] && strcmp(x->next[i]->key, key) < 0)
             x = x->next[i];
         update[i] = x;
     }
-    x = x->next[0];
+    return x->next[0];
+}
+
+/* Returns 0 on success, -1 when memory ran out (nothing changed). */
+static int store_set(const char *key, const char *value, size_t vlen, unsigned *seed)
+{
+    struct node *update[MAX_LEVEL];
+    uint64_t t = lock_store();
+    struct node *x = find(key, update);
     int rc = 0;
     if (x && strcmp(x->key, key) == 0) {
         char *v = dup_locked(value, vlen);
@@ -197,12 +204,9 @@ static int store_set(const char *key, const char *value, size_t vlen, unsigned *
 static long store_get(const char *key, char *buf, size_t cap)
 {
     long len = -1;
+    struct node *update[MAX_LEVEL];
     uint64_t t = lock_store();
-    struct node *x = head;
-    for (int i = MAX_LEVEL - 1; i >= 0; i--)
-        while (x->next[i] && strcmp(x->next[i]->key, key) < 0)
-            x = x->next[i];
-    x = x->next[0];
+    struct node *x = find(key, update);
     if (x && strcmp(x->key, key) == 0) {
         len = (long)(x->value_len < cap ? x->value_len : cap);
         memcpy(buf, x->value, (size_t)len);
@@ -216,13 +220,7 @@ static int store_del(const char *key)
 {
     struct node *update[MAX_LEVEL];
     uint64_t t = lock_store();
-    struct node *x = head;
-    for (int i = MAX_LEVEL - 1; i >= 0; i--) {
-        while (x->next[i] && strcmp(x->next[i]->key, key) < 0)
-            x = x->next[i];
-        update[i] = x;
-    }
-    x = x->next[0];
+    struct node *x = find(key, update);
     int found = x && strcmp(x->key, key) == 0;
     if (found) {
         for (int i = 0; i < x->level; i++)
