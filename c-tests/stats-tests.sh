@@ -169,10 +169,14 @@ fi
 # ------------------------------------------------ attacks on the path
 # sh's pid is the one the preloaded program gets after exec.
 attack() { # NAME PREPARE: runs PREPARE with $1 = the path-to-be, then sleeps preloaded
-    sh -c "$2"'; exec env LD_PRELOAD="$2" sleep 1.5' _ "$D" "$lib" &
+    sh -c "$2"'; exec env LD_PRELOAD="$2" sleep 3' _ "$D" "$lib" &
     apid=$!
     pids+=("$apid")
-    sleep 0.7
+    # Until the preloaded program's segment is readable (up to 5 s).
+    for _ in $(seq 100); do
+        "$cli" show "$apid" >/dev/null 2>&1 && break
+        sleep 0.05
+    done
 }
 touch "$D/target"
 attack symlink 'ln -s "$1/target" "$1/memscope.$$"'
@@ -193,7 +197,7 @@ attack locked 'echo keep >"$1/memscope.$$" && { (flock -s 9; touch "$1/held"; sl
 check "a file someone holds at the path: untouched, a fresh name used" sh -c \
     "grep -q keep '$D/memscope.$apid' && test -e '$D/memscope.$apid.1'"
 wait $apid
-sleep 1.6
+sleep 0.5
 rm -f "$D/memscope.$apid"*
 
 attack stale 'echo junk >"$1/memscope.$$"'
