@@ -1,7 +1,8 @@
 /* Scope semantics: nesting restores exactly; a pop that matches no push is
  * caught and never turns a flag on; NORECLAIM blocks come from the pool's
  * own arena; threads that exit inside a scope; fork inside a scope; a
- * signal handler that pushes and pops while the thread is in a scope;
+ * signal handler that pushes, allocates and pops while the thread is in
+ * the middle of a push or pop;
  * many threads entering their first scope at once. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -167,15 +168,25 @@ static void test_fork_in_scope(void)
     CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
 }
 
-static volatile sig_atomic_t handler_runs, handler_bad;
+static volatile sig_atomic_t handler_runs, handler_bad, handler_outside;
+static unsigned handler_pool = 9999;
 
+/* Interrupts the loop below anywhere in push or pop (which are
+ * async-signal-safe), enters its own NORECLAIM scope and allocates: the
+ * block must come from the pool whatever state the interrupted push or
+ * pop left half-written. (The loop itself never allocates, so the
+ * handler's malloc cannot re-enter jemalloc.) */
 static void on_alarm(int sig)
 {
     (void)sig;
     unsigned before = memscope_current();
-    unsigned s = memscope_push(MEMSCOPE_NOFAIL | MEMSCOPE_NOWARN);
-    if (s != before || memscope_current() != (before | MEMSCOPE_NOFAIL | MEMSCOPE_NOWARN))
+    unsigned s = memscope_push(MEMSCOPE_NORECLAIM | MEMSCOPE_NOWARN);
+    if (s != before || memscope_current() != (before | MEMSCOPE_NORECLAIM | MEMSCOPE_NOWARN))
         handler_bad++;
+    void *p = malloc(64);
+    if (!p || arena_of(p) != handler_pool)
+        handler_outside++;
+    free(p);
     memscope_pop(s);
     if (memscope_current() != before)
         handler_bad++;
@@ -184,6 +195,13 @@ static void on_alarm(int sig)
 
 static void test_signal_handler(void)
 {
+    unsigned s = memscope_push(MEMSCOPE_NORECLAIM);
+    void *probe = malloc(64);
+    handler_pool = arena_of(probe);
+    free(probe);
+    memscope_pop(s);
+    CHECK(handler_pool != 9999);
+
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_alarm;
@@ -191,7 +209,7 @@ static void test_signal_handler(void)
     struct itimerval it = {{0, 50}, {0, 50}};
     setitimer(ITIMER_REAL, &it, NULL);
     int bad = 0;
-    for (int i = 0; i < 2000000 && handler_runs < 2000; i++) {
+    for (int i = 0; i < 4000000 && handler_runs < 4000; i++) {
         unsigned a = memscope_push(MEMSCOPE_NORECLAIM);
         unsigned b = memscope_push(MEMSCOPE_NOIO);
         bad += memscope_current() != (MEMSCOPE_NORECLAIM | MEMSCOPE_NOIO);
@@ -202,9 +220,13 @@ static void test_signal_handler(void)
     }
     struct itimerval off = {{0, 0}, {0, 0}};
     setitimer(ITIMER_REAL, &off, NULL);
+    signal(SIGALRM, SIG_DFL);
     CHECK_MSG(handler_runs > 10, "handler ran %d times", (int)handler_runs);
     CHECK(handler_bad == 0);
+    CHECK_MSG(handler_outside == 0, "%d of %d handler allocations missed the pool", (int)handler_outside,
+              (int)handler_runs);
     CHECK(bad == 0);
+    CHECK(memscope_current() == 0);
 }
 
 #define STAMPEDE 32

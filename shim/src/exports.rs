@@ -116,29 +116,26 @@ pub extern "C" fn malloc_stats() {
 
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn mallocx(size: usize, flags: c_int) -> *mut c_void {
-    let g = tls::gate::<OP_ALLOC>();
-    if g == 0 {
+    if tls::gate::<OP_ALLOC>() {
         return jem::mallocx(size, flags);
     }
-    mallocx_slow(g, size, flags)
+    mallocx_slow(size, flags)
 }
 
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn rallocx(p: *mut c_void, size: usize, flags: c_int) -> *mut c_void {
-    let g = tls::gate::<OP_REALLOC>();
-    if g == 0 {
+    if tls::gate::<OP_REALLOC>() {
         return jem::rallocx(p, size, flags);
     }
-    rallocx_slow(g, p, size, flags)
+    rallocx_slow(p, size, flags)
 }
 
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn xallocx(p: *mut c_void, size: usize, extra: usize, flags: c_int) -> usize {
-    let g = tls::gate::<OP_REALLOC>();
-    if g == 0 {
+    if tls::gate::<OP_REALLOC>() {
         return jem::xallocx(p, size, extra, flags);
     }
-    xallocx_slow(g, p, size, extra, flags)
+    xallocx_slow(p, size, extra, flags)
 }
 
 #[cfg_attr(not(test), no_mangle)]
@@ -148,20 +145,18 @@ pub unsafe extern "C" fn sallocx(p: *const c_void, flags: c_int) -> usize {
 
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn dallocx(p: *mut c_void, flags: c_int) {
-    let g = tls::gate::<OP_FREE>();
-    if g == 0 {
+    if tls::gate::<OP_FREE>() {
         return jem::dallocx(p, flags);
     }
-    dallocx_slow(g, p, flags)
+    dallocx_slow(p, flags)
 }
 
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn sdallocx(p: *mut c_void, size: usize, flags: c_int) {
-    let g = tls::gate::<OP_FREE>();
-    if g == 0 {
+    if tls::gate::<OP_FREE>() {
         return jem::sdallocx(p, size, flags);
     }
-    sdallocx_slow(g, p, size, flags)
+    sdallocx_slow(p, size, flags)
 }
 
 #[cfg_attr(not(test), no_mangle)]
@@ -210,9 +205,8 @@ pub unsafe extern "C" fn malloc_stats_print(write_cb: WriteCb, cbopaque: *mut c_
 
 #[cold]
 #[inline(never)]
-unsafe fn mallocx_slow(g: u32, size: usize, flags: c_int) -> *mut c_void {
+unsafe fn mallocx_slow(size: usize, flags: c_int) -> *mut c_void {
     posix::off_fast(
-        g,
         OP_ALLOC,
         || jem::mallocx(size, flags),
         || route::mallocx(size, flags),
@@ -221,9 +215,8 @@ unsafe fn mallocx_slow(g: u32, size: usize, flags: c_int) -> *mut c_void {
 
 #[cold]
 #[inline(never)]
-unsafe fn rallocx_slow(g: u32, p: *mut c_void, size: usize, flags: c_int) -> *mut c_void {
+unsafe fn rallocx_slow(p: *mut c_void, size: usize, flags: c_int) -> *mut c_void {
     posix::off_fast(
-        g,
         OP_REALLOC,
         || jem::rallocx(p, size, flags),
         || route::rallocx(p, size, flags),
@@ -232,9 +225,8 @@ unsafe fn rallocx_slow(g: u32, p: *mut c_void, size: usize, flags: c_int) -> *mu
 
 #[cold]
 #[inline(never)]
-unsafe fn xallocx_slow(g: u32, p: *mut c_void, size: usize, extra: usize, flags: c_int) -> usize {
+unsafe fn xallocx_slow(p: *mut c_void, size: usize, extra: usize, flags: c_int) -> usize {
     posix::off_fast(
-        g,
         OP_REALLOC,
         || jem::xallocx(p, size, extra, flags),
         || route::xallocx(p, size, extra, flags),
@@ -243,9 +235,8 @@ unsafe fn xallocx_slow(g: u32, p: *mut c_void, size: usize, extra: usize, flags:
 
 #[cold]
 #[inline(never)]
-unsafe fn dallocx_slow(g: u32, p: *mut c_void, flags: c_int) {
+unsafe fn dallocx_slow(p: *mut c_void, flags: c_int) {
     posix::off_fast(
-        g,
         OP_FREE,
         || jem::dallocx(p, flags),
         || route::sdallocx(p, 0, flags),
@@ -254,9 +245,8 @@ unsafe fn dallocx_slow(g: u32, p: *mut c_void, flags: c_int) {
 
 #[cold]
 #[inline(never)]
-unsafe fn sdallocx_slow(g: u32, p: *mut c_void, size: usize, flags: c_int) {
+unsafe fn sdallocx_slow(p: *mut c_void, size: usize, flags: c_int) {
     posix::off_fast(
-        g,
         OP_FREE,
         || jem::sdallocx(p, size, flags),
         || route::sdallocx(p, size, flags),

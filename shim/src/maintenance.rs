@@ -381,6 +381,7 @@ pub fn register_thread_exit() {
 extern "C" fn on_thread_exit(_: *mut c_void) {
     // The thread may exit inside a scope: from here on it is plain.
     let st = tls::state();
+    crate::stats::thread::unbias(&st.stats);
     st.flags.set(0);
     st.depth.set(0);
     flush_thread();

@@ -17,73 +17,75 @@ use memscope_abi::{OP_ALLOC, OP_FREE, OP_REALLOC};
 /// glibc's `MALLOC_ALIGNMENT` on 64-bit targets: what plain malloc gives.
 pub const MIN_ALIGN: usize = 16;
 
-/// Where a gated entry point goes when `tls::gate` is not zero: a plain
+/// Where a gated entry point goes when `tls::gate` says no: a plain
 /// thread whose sample countdown ran out times the `plain` call; anything
-/// else takes the `routed` slow path, which counts the call itself.
+/// else (a scope, a new thread) takes the `routed` slow path, which counts
+/// the call itself.
 ///
 /// Callers wrap this in a `#[cold]` function of plain arguments, so that
 /// their fast path keeps nothing on the stack and tail-jumps.
 #[inline(always)]
-pub fn off_fast<R>(gate: u32, op: usize, plain: impl FnOnce() -> R, routed: impl FnOnce() -> R) -> R {
-    let _ = gate; // non-zero: the flag word, plus one if the countdown ran out
-    if tls::flags() == 0 {
-        stats::timed_fast(op, plain)
-    } else {
-        stats::thread::uncount_fast(op);
-        routed()
+pub fn off_fast<R>(op: usize, plain: impl FnOnce() -> R, routed: impl FnOnce() -> R) -> R {
+    let st = tls::state();
+    let flags = st.flags.get();
+    if flags == 0 && stats::thread::ran_out(op) {
+        return stats::timed_fast(op, plain);
     }
+    stats::thread::uncount_fast(op);
+    if flags == 0 {
+        // Biased with no scope in force: a signal handler's push raced the
+        // pop that left the last scope. The words count again from here.
+        stats::thread::unbias(&st.stats);
+    }
+    routed()
 }
 
 /// # Safety
 /// As C `malloc`.
 #[inline(always)]
 pub unsafe fn malloc(size: usize) -> *mut c_void {
-    let g = tls::gate::<OP_ALLOC>();
-    if g == 0 {
+    if tls::gate::<OP_ALLOC>() {
         return jem::malloc(size);
     }
-    malloc_slow(g, size)
+    malloc_slow(size)
 }
 
 #[cold]
 #[inline(never)]
-unsafe fn malloc_slow(g: u32, size: usize) -> *mut c_void {
-    off_fast(g, OP_ALLOC, || jem::malloc(size), || route::alloc(size, 0))
+unsafe fn malloc_slow(size: usize) -> *mut c_void {
+    off_fast(OP_ALLOC, || jem::malloc(size), || route::alloc(size, 0))
 }
 
 /// # Safety
 /// `p` is NULL or a live block from this allocator.
 #[inline(always)]
 pub unsafe fn free(p: *mut c_void) {
-    let g = tls::gate::<OP_FREE>();
-    if g == 0 {
+    if tls::gate::<OP_FREE>() {
         return jem::free(p);
     }
-    free_slow(g, p)
+    free_slow(p)
 }
 
 #[cold]
 #[inline(never)]
-unsafe fn free_slow(g: u32, p: *mut c_void) {
-    off_fast(g, OP_FREE, || jem::free(p), || route::free(p))
+unsafe fn free_slow(p: *mut c_void) {
+    off_fast(OP_FREE, || jem::free(p), || route::free(p))
 }
 
 /// # Safety
 /// As C `calloc`.
 #[inline(always)]
 pub unsafe fn calloc(n: usize, size: usize) -> *mut c_void {
-    let g = tls::gate::<OP_ALLOC>();
-    if g == 0 {
+    if tls::gate::<OP_ALLOC>() {
         return jem::calloc(n, size);
     }
-    calloc_slow(g, n, size)
+    calloc_slow(n, size)
 }
 
 #[cold]
 #[inline(never)]
-unsafe fn calloc_slow(g: u32, n: usize, size: usize) -> *mut c_void {
+unsafe fn calloc_slow(n: usize, size: usize) -> *mut c_void {
     off_fast(
-        g,
         OP_ALLOC,
         || jem::calloc(n, size),
         || match n.checked_mul(size) {
@@ -106,22 +108,16 @@ pub unsafe fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
         free(p);
         return null_mut();
     }
-    let g = tls::gate::<OP_REALLOC>();
-    if g == 0 {
+    if tls::gate::<OP_REALLOC>() {
         return jem::realloc(p, size);
     }
-    realloc_slow(g, p, size)
+    realloc_slow(p, size)
 }
 
 #[cold]
 #[inline(never)]
-unsafe fn realloc_slow(g: u32, p: *mut c_void, size: usize) -> *mut c_void {
-    off_fast(
-        g,
-        OP_REALLOC,
-        || jem::realloc(p, size),
-        || route::realloc(p, size),
-    )
+unsafe fn realloc_slow(p: *mut c_void, size: usize) -> *mut c_void {
+    off_fast(OP_REALLOC, || jem::realloc(p, size), || route::realloc(p, size))
 }
 
 /// # Safety
@@ -211,11 +207,10 @@ pub unsafe fn free_sized(p: *mut c_void, size: usize) {
     if p.is_null() {
         return;
     }
-    let g = tls::gate::<OP_FREE>();
-    if g == 0 {
+    if tls::gate::<OP_FREE>() {
         return jem::sdallocx(p, size.max(1), 0);
     }
-    off_fast(g, OP_FREE, || jem::sdallocx(p, size.max(1), 0), || route::free(p))
+    off_fast(OP_FREE, || jem::sdallocx(p, size.max(1), 0), || route::free(p))
 }
 
 /// C23 `free_aligned_sized`.
@@ -228,12 +223,10 @@ pub unsafe fn free_aligned_sized(p: *mut c_void, align: usize, size: usize) {
     }
     if align.is_power_of_two() {
         let flags = jem::MALLOCX_ALIGN(align);
-        let g = tls::gate::<OP_FREE>();
-        if g == 0 {
+        if tls::gate::<OP_FREE>() {
             return jem::sdallocx(p, size.max(1), flags);
         }
         return off_fast(
-            g,
             OP_FREE,
             || jem::sdallocx(p, size.max(1), flags),
             || route::free(p),

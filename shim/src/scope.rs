@@ -73,7 +73,16 @@ fn record_push(st: &tls::ThreadState, cur: u32, add: u32) -> u32 {
         slot.set(cur);
     }
     compiler_fence(Ordering::SeqCst);
-    st.flags.set(cur | add);
+    let new = cur | add;
+    st.flags.set(new);
+    if new != 0 {
+        // After the flags: a signal handler between the two stores sees
+        // the scope without the bias and allocates as if before the push.
+        // The bias is idempotent, so a handler that pushes here too
+        // leaves the words as this store does.
+        compiler_fence(Ordering::SeqCst);
+        crate::stats::thread::bias(&st.stats);
+    }
     cur
 }
 
@@ -100,6 +109,14 @@ pub fn pop(saved: u32) {
 #[inline(always)]
 fn restore(st: &tls::ThreadState, saved: u32, cur: u32, top: u32) {
     let new = saved & cur & ALL;
+    if new == 0 {
+        // Before the flags, for the same reason as in `record_push`: a
+        // handler between the two sees the scope gone. (One that pushes
+        // there leaves the words biased with no scope; the slow path
+        // mends that on the next call.)
+        crate::stats::thread::unbias(&st.stats);
+        compiler_fence(Ordering::SeqCst);
+    }
     st.flags.set(new);
     compiler_fence(Ordering::SeqCst);
     st.depth.set(top);

@@ -40,7 +40,7 @@ pub fn countdown_period() -> u64 {
     if CONFIG.stats.load(Relaxed) {
         sample_period()
     } else {
-        u64::MAX
+        thread::COUNTDOWN_MAX
     }
 }
 

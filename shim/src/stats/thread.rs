@@ -2,8 +2,11 @@
 //!
 //! Counting costs the fast path one decrement: each operation has a
 //! countdown in the thread's TLS block (`tls::gate`), and the calls the
-//! fast path served are `credited + (armed - 1 - countdown)`. When a
-//! countdown reaches zero that call is timed, the countdown rearmed, and
+//! fast path served are `credited + (armed - 1 - countdown)`. While a
+//! scope is in force every countdown is biased negative (`bias`), so the
+//! gate's sign test sends the call to the slow path without reading the
+//! flag word. When a countdown runs out that call is timed, the countdown
+//! rearmed, and
 //! the thread publishes its exact totals and the sample into its slot
 //! under the slot's sequence counter. Calls that take the slow path (in a
 //! scope, or a new thread) are counted there, per context, and sampled on
@@ -34,7 +37,8 @@ const MODE_OFF: u32 = 3;
 pub struct ThreadStats {
     /// Fast-path calls left before the next timed one, per operation: the
     /// call that finds it at 0 is timed, and it is rearmed to `armed - 1`.
-    /// Read and decremented by `tls::gate`.
+    /// Decremented by `tls::gate`; minus `tls::SCOPE_BIAS` in a scope. All
+    /// zero in a new thread, so that its first call takes the slow path.
     pub countdown: [Cell<u64>; OPS],
     /// Fast-path calls accounted by samples already taken.
     credited: [Cell<u64>; OPS],
@@ -91,7 +95,7 @@ impl ThreadStats {
         }
         let armed = self.armed[op].get() - 1;
         slow.wrapping_add(self.credited[op].get())
-            .wrapping_add(armed.wrapping_sub(self.countdown[op].get()))
+            .wrapping_add(armed.wrapping_sub(calls_left(self.countdown[op].get())))
     }
 
     fn bytes(&self) -> [u64; 2] {
@@ -106,6 +110,48 @@ impl ThreadStats {
         };
         [read(self.allocatedp.get()), read(self.deallocatedp.get())]
     }
+}
+
+/// The largest countdown: the period when stats are off ("never"), far
+/// below `tls::SCOPE_BIAS`.
+pub const COUNTDOWN_MAX: u64 = 1 << 55;
+const COUNT_BITS: u64 = tls::SCOPE_BIAS - 1;
+
+/// The calls left in a countdown word, bias or not. A word just below
+/// zero (a call between the gate and its rearm) has none left.
+fn calls_left(word: u64) -> u64 {
+    let left = word & COUNT_BITS;
+    if left > COUNTDOWN_MAX {
+        0
+    } else {
+        left
+    }
+}
+
+/// A scope is in force on this thread: every countdown goes negative, its
+/// count kept, so that `tls::gate` sends every call to the slow path.
+/// Idempotent, so that a signal handler's push racing ours leaves the
+/// same words (see `scope::push`).
+#[inline(always)]
+pub fn bias(s: &ThreadStats) {
+    for cd in &s.countdown {
+        cd.set((cd.get() & COUNT_BITS).wrapping_sub(tls::SCOPE_BIAS));
+    }
+}
+
+/// No scope is in force any more: the countdowns count again.
+#[inline(always)]
+pub fn unbias(s: &ThreadStats) {
+    for cd in &s.countdown {
+        cd.set(cd.get() & COUNT_BITS);
+    }
+}
+
+/// True if the gate sent a call of `op` here because its countdown ran
+/// out (and not because of a scope's bias).
+#[inline]
+pub fn ran_out(op: usize) -> bool {
+    tls::state().stats.countdown[op].get() == u64::MAX
 }
 
 /// Set once jemalloc's mallctl tree is initialised (by `init`'s load-time
@@ -144,8 +190,8 @@ pub fn context_of(flags: u32) -> usize {
 /// global init). Claims a slot if the segment exists.
 pub fn start(st: &ThreadState) {
     let s = &st.stats;
-    let first = if super::countdown_period() == u64::MAX {
-        u64::MAX
+    let first = if super::countdown_period() == COUNTDOWN_MAX {
+        COUNTDOWN_MAX
     } else {
         1
     };
@@ -154,6 +200,9 @@ pub fn start(st: &ThreadState) {
         s.countdown[op].set(first - 1);
         s.slow_armed[op].set(first);
         s.slow_countdown[op].set(first);
+    }
+    if st.flags.get() & !tls::THREAD_UNSEEN != 0 {
+        bias(s);
     }
     learn_byte_counters(s);
     let Some(h) = segment::header() else {
@@ -444,4 +493,43 @@ pub fn after_fork_in_child(st: &ThreadState) {
     // gets only what the child adds.
     s.added_bytes[0].set(bytes[0]);
     s.added_bytes[1].set(bytes[1]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bias_keeps_the_count_and_makes_every_gate_fail() {
+        std::thread::spawn(|| {
+            let st = tls::state();
+            let s = &st.stats;
+            s.armed[0].set(1024);
+            for left in [0, 1, 7, 1023, COUNTDOWN_MAX - 1] {
+                s.countdown[0].set(left);
+                let before = s.total(0, abi::CTX_NORMAL);
+                bias(s);
+                bias(s); // idempotent: a signal handler's push racing ours
+                assert!((s.countdown[0].get() as i64) < 0);
+                assert_eq!(s.total(0, abi::CTX_NORMAL), before);
+                // A scoped call: the gate's decrement, then the slow path's
+                // give-back; the word stays negative and the count unchanged.
+                let w = s.countdown[0].get().wrapping_sub(1);
+                assert!((w as i64) < 0);
+                unbias(s);
+                assert_eq!(s.countdown[0].get(), left);
+                assert_eq!(s.total(0, abi::CTX_NORMAL), before);
+            }
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_word_just_below_zero_has_no_calls_left() {
+        assert_eq!(calls_left(u64::MAX), 0);
+        assert_eq!(calls_left(u64::MAX.wrapping_sub(tls::SCOPE_BIAS)), 0);
+        assert_eq!(calls_left(5u64.wrapping_sub(tls::SCOPE_BIAS)), 5);
+        assert_eq!(calls_left(COUNTDOWN_MAX), COUNTDOWN_MAX);
+    }
 }
