@@ -5,8 +5,8 @@
 //! pair here, see docs/DESIGN.md). The fast path must be one decrement and
 //! a branch, so on x86_64 Linux the block is defined in assembly in
 //! `.tdata` and reached through its initial-exec GOT offset (`@GOTTPOFF`)
-//! off `%fs`. Elsewhere a
-//! const `thread_local!` stands in: correct, a little slower.
+//! off `%fs`. Elsewhere a const `thread_local!` stands in: correct, a
+//! little slower.
 //!
 //! Consequence: the library must be loaded at start-up (`LD_PRELOAD` or
 //! `DT_NEEDED`), which is what an allocator needs anyway; a `dlopen` of it
