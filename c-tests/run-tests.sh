@@ -76,6 +76,7 @@ build scopes $CC $CFLAGS -pthread "$here/scopes.c" -o "$out/scopes"
 build pool_exhaustion $CC $CFLAGS "$here/pool_exhaustion.c" -o "$out/pool_exhaustion"
 build seccomp_noreclaim $CC $CFLAGS -pthread "$here/seccomp_noreclaim.c" -o "$out/seccomp_noreclaim"
 build nofail $CC $CFLAGS -pthread "$here/nofail.c" -o "$out/nofail"
+build pool_classes $CC $CFLAGS -pthread "$here/pool_classes.c" -o "$out/pool_classes"
 if [ -n "$JEMALLOC_SO" ]; then
     build jemalloc_api $CC $CFLAGS "$here/jemalloc_api.c" -o "$out/jemalloc_api" "$JEMALLOC_SO"
 else
@@ -122,6 +123,9 @@ else
     fail "scopes: a mismatched pop is reported" "stderr: $(cat "$out/scopes.err")"
 fi
 expect_exit pool_exhaustion 0 "$P" MEMSCOPE_NORECLAIM_POOL=4M -- "$out/pool_exhaustion"
+# Frees in scope trust memscope's page-class table for a block's size.
+expect_exit "pool_classes: every block in scope holds its request" 0 "$P" -- "$out/pool_classes"
+expect_exit "pool_classes: with a pool that runs dry" 0 "$P" MEMSCOPE_NORECLAIM_POOL=4M -- "$out/pool_classes"
 
 # The NORECLAIM proof, against default and aggressive decay, and the
 # control that shows the filter bites without the scope.

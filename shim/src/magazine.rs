@@ -7,7 +7,9 @@
 //! these stacks instead: one stack per 16-byte size class up to 256 bytes,
 //! refilled from the pool through the thread's explicit cache, and fed by
 //! frees of pool blocks in scope. A block in class `c` has a usable size of
-//! at least `16 * (c + 1)`, so it serves any request up to that.
+//! at least `16 * (c + 1)`, so it serves any request up to that. A freed
+//! block's usable size comes from the pool's page-class table
+//! (`pool::small_usable`), which every hand-out records.
 //!
 //! The stacks live in their own initial-exec TLS block in `.tbss`: zero at
 //! thread start, copied by nobody, touched only by threads that use
@@ -106,6 +108,20 @@ pub unsafe fn alloc(size: usize, pool_flags: i32) -> *mut c_void {
     refill(m, c, pool_flags)
 }
 
+/// A kept block of at least `size` (<= MAX_SIZE) bytes, or NULL when its
+/// stack is empty (no refill: the caller takes the general path).
+#[inline(always)]
+pub fn take(size: usize) -> *mut c_void {
+    let c = class_of(size);
+    let m = magazines();
+    let n = m.len[c].get() as usize;
+    if n == 0 {
+        return core::ptr::null_mut();
+    }
+    m.len[c].set(n as u32 - 1);
+    m.slots[c][n - 1].get() as *mut c_void
+}
+
 #[cold]
 #[inline(never)]
 unsafe fn refill(m: &Magazines, c: usize, pool_flags: i32) -> *mut c_void {
@@ -114,12 +130,15 @@ unsafe fn refill(m: &Magazines, c: usize, pool_flags: i32) -> *mut c_void {
     if first.is_null() {
         return first;
     }
+    let usable = jem::nallocx(size, pool_flags);
+    crate::pool::note_block(first, usable);
     let mut n = 0;
     while n < REFILL {
         let p = jem::mallocx(size, pool_flags);
         if p.is_null() {
             break;
         }
+        crate::pool::note_block(p, usable);
         m.slots[c][n].set(p as usize);
         n += 1;
     }

@@ -63,6 +63,7 @@ unsafe fn from_reserve(size: usize, caller_bits: i32) -> *mut c_void {
     if flags != 0 {
         let p = jem::mallocx(size.max(1), flags | caller_bits);
         if !p.is_null() {
+            pool::note_request(p, size, flags | caller_bits);
             count(Event::ReserveHit);
             return p;
         }

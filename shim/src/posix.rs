@@ -53,6 +53,10 @@ pub unsafe fn malloc(size: usize) -> *mut c_void {
 #[cold]
 #[inline(never)]
 unsafe fn malloc_slow(size: usize) -> *mut c_void {
+    let p = route::noreclaim_lane_alloc(size);
+    if !p.is_null() {
+        return p;
+    }
     off_fast(OP_ALLOC, || jem::malloc(size), || route::alloc(size, 0))
 }
 
@@ -69,6 +73,9 @@ pub unsafe fn free(p: *mut c_void) {
 #[cold]
 #[inline(never)]
 unsafe fn free_slow(p: *mut c_void) {
+    if route::noreclaim_lane_free(p) {
+        return;
+    }
     off_fast(OP_FREE, || jem::free(p), || route::free(p))
 }
 

@@ -231,7 +231,9 @@ unsafe fn pool_alloc(size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
         let p = if caller_bits == 0 && size <= magazine::MAX_SIZE {
             magazine::alloc(size, pool_flags)
         } else {
-            jem::mallocx(size.max(1), pool_flags | caller_bits)
+            let p = jem::mallocx(size.max(1), pool_flags | caller_bits);
+            pool::note_request(p, size, pool_flags | caller_bits);
+            p
         };
         if !p.is_null() {
             return p;
@@ -239,6 +241,48 @@ unsafe fn pool_alloc(size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
     }
     fast_fail(size, flags);
     null_mut()
+}
+
+/// The NORECLAIM fast lane for small `malloc`s, taken by the entry point
+/// before the general slow path: a block from the thread's magazines,
+/// counted in its context (stats sample the general path only). NULL:
+/// not served here (no NORECLAIM, a new thread, too large, empty stack,
+/// or this call is the one to time).
+#[inline(always)]
+pub fn noreclaim_lane_alloc(size: usize) -> *mut c_void {
+    let st = tls::state();
+    if st.flags.get() & (NORECLAIM | tls::THREAD_UNSEEN) != NORECLAIM
+        || size > magazine::MAX_SIZE
+        || !stats::thread::slow_untimed_next(st, OP_ALLOC)
+    {
+        return null_mut();
+    }
+    let p = magazine::take(size);
+    if !p.is_null() {
+        stats::thread::uncount_fast_on(st, OP_ALLOC);
+        stats::thread::slow_count_untimed(st, OP_ALLOC, memscope_abi::CTX_NORECLAIM);
+    }
+    p
+}
+
+/// The NORECLAIM fast lane for `free`: a small pool block back onto the
+/// thread's magazines. False: not served here.
+///
+/// # Safety
+/// `p` is NULL or a live block from this allocator.
+#[inline(always)]
+pub unsafe fn noreclaim_lane_free(p: *mut c_void) -> bool {
+    let st = tls::state();
+    if st.flags.get() & (NORECLAIM | tls::THREAD_UNSEEN) != NORECLAIM
+        || !pool::contains(p)
+        || !stats::thread::slow_untimed_next(st, OP_FREE)
+        || !magazine::free(p, pool::small_usable(p))
+    {
+        return false;
+    }
+    stats::thread::uncount_fast_on(st, OP_FREE);
+    stats::thread::slow_count_untimed(st, OP_FREE, memscope_abi::CTX_NORECLAIM);
+    true
 }
 
 /// GFP_NOWAIT: count, ask for a refill, report later (never here).
@@ -257,7 +301,7 @@ unsafe fn pool_free(p: *mut c_void) {
         return;
     }
     if pool::contains(p) {
-        if magazine::free(p, jem::sallocx(p, 0)) {
+        if magazine::free(p, pool::small_usable(p)) {
             return;
         }
         let st = tls::state();
@@ -279,6 +323,8 @@ unsafe fn pool_realloc(p: *mut c_void, size: usize, caller_bits: i32, flags: u32
         let q = jem::rallocx(p, size.max(1), pool_flags | caller_bits);
         if q.is_null() {
             fast_fail(size, flags);
+        } else {
+            pool::note_request(q, size, pool_flags | caller_bits);
         }
         return q;
     }

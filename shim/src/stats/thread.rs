@@ -375,7 +375,13 @@ fn next_interval(armed: u64) -> u64 {
 /// which counts it itself: give the fast path's count back.
 #[inline]
 pub fn uncount_fast(op: usize) {
-    let cd = &tls::state().stats.countdown[op];
+    uncount_fast_on(tls::state(), op)
+}
+
+/// `uncount_fast` with the thread's state at hand.
+#[inline(always)]
+pub fn uncount_fast_on(st: &ThreadState, op: usize) {
+    let cd = &st.stats.countdown[op];
     cd.set(cd.get().wrapping_add(1));
 }
 
@@ -395,6 +401,24 @@ pub fn slow_begin(op: usize, ctx: usize) -> Option<u64> {
     s.slow_armed[op].set(next);
     cd.set(next);
     Some(clock::ticks())
+}
+
+/// True if the next slow-path call of `op` is not one to time: the
+/// NORECLAIM lanes (`route::noreclaim_lane_*`) serve only those, and
+/// count them with `slow_count_untimed`.
+#[inline(always)]
+pub fn slow_untimed_next(st: &ThreadState, op: usize) -> bool {
+    st.stats.slow_countdown[op].get() > 1
+}
+
+/// Counts a slow-path call that `slow_untimed_next` said is not timed.
+#[inline(always)]
+pub fn slow_count_untimed(st: &ThreadState, op: usize, ctx: usize) {
+    let s = &st.stats;
+    let c = &s.slow[op][ctx];
+    c.set(c.get() + 1);
+    let cd = &s.slow_countdown[op];
+    cd.set(cd.get() - 1);
 }
 
 /// Ends a timed slow-path call begun with `slow_begin`.
