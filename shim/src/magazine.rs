@@ -98,14 +98,11 @@ fn class_of(size: usize) -> usize {
 /// Call only on a NORECLAIM thread with its pool cache set up.
 #[inline(always)]
 pub unsafe fn alloc(size: usize, pool_flags: i32) -> *mut c_void {
-    let c = class_of(size);
-    let m = magazines();
-    let n = m.len[c].get() as usize;
-    if n > 0 {
-        m.len[c].set(n as u32 - 1);
-        return m.slots[c][n - 1].get() as *mut c_void;
+    let p = take(size);
+    if !p.is_null() {
+        return p;
     }
-    refill(m, c, pool_flags)
+    refill(magazines(), class_of(size), pool_flags)
 }
 
 /// A kept block of at least `size` (<= MAX_SIZE) bytes, or NULL when its

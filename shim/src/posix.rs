@@ -28,10 +28,10 @@ pub const MIN_ALIGN: usize = 16;
 pub fn off_fast<R>(op: usize, plain: impl FnOnce() -> R, routed: impl FnOnce() -> R) -> R {
     let st = tls::state();
     let flags = st.flags.get();
-    if flags == 0 && stats::thread::ran_out(op) {
+    if flags == 0 && stats::thread::ran_out(st, op) {
         return stats::timed_fast(op, plain);
     }
-    stats::thread::uncount_fast(op);
+    stats::thread::uncount_fast(st, op);
     if flags == 0 {
         // Biased with no scope in force: a signal handler's push raced the
         // pop that left the last scope. The words count again from here.

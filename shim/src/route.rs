@@ -251,16 +251,12 @@ unsafe fn pool_alloc(size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
 #[inline(always)]
 pub fn noreclaim_lane_alloc(size: usize) -> *mut c_void {
     let st = tls::state();
-    if st.flags.get() & (NORECLAIM | tls::THREAD_UNSEEN) != NORECLAIM
-        || size > magazine::MAX_SIZE
-        || !stats::thread::slow_untimed_next(st, OP_ALLOC)
-    {
+    if !lane_open(st, OP_ALLOC) || size > magazine::MAX_SIZE {
         return null_mut();
     }
     let p = magazine::take(size);
     if !p.is_null() {
-        stats::thread::uncount_fast_on(st, OP_ALLOC);
-        stats::thread::slow_count_untimed(st, OP_ALLOC, memscope_abi::CTX_NORECLAIM);
+        lane_count(st, OP_ALLOC);
     }
     p
 }
@@ -273,16 +269,26 @@ pub fn noreclaim_lane_alloc(size: usize) -> *mut c_void {
 #[inline(always)]
 pub unsafe fn noreclaim_lane_free(p: *mut c_void) -> bool {
     let st = tls::state();
-    if st.flags.get() & (NORECLAIM | tls::THREAD_UNSEEN) != NORECLAIM
-        || !pool::contains(p)
-        || !stats::thread::slow_untimed_next(st, OP_FREE)
-        || !magazine::free(p, pool::small_usable(p))
-    {
+    if !lane_open(st, OP_FREE) || !pool::contains(p) || !magazine::free(p, pool::small_usable(p)) {
         return false;
     }
-    stats::thread::uncount_fast_on(st, OP_FREE);
-    stats::thread::slow_count_untimed(st, OP_FREE, memscope_abi::CTX_NORECLAIM);
+    lane_count(st, OP_FREE);
     true
+}
+
+/// A lane may serve this call of `op`: the thread is seen, in NORECLAIM,
+/// and the call is not the one its stats sample times.
+#[inline(always)]
+fn lane_open(st: &tls::ThreadState, op: usize) -> bool {
+    st.flags.get() & (NORECLAIM | tls::THREAD_UNSEEN) == NORECLAIM && stats::thread::slow_untimed_next(st, op)
+}
+
+/// Counts a call a lane served: the gate's fast-path count given back,
+/// one NORECLAIM call counted instead.
+#[inline(always)]
+fn lane_count(st: &tls::ThreadState, op: usize) {
+    stats::thread::uncount_fast(st, op);
+    stats::thread::slow_count_untimed(st, op, memscope_abi::CTX_NORECLAIM);
 }
 
 /// GFP_NOWAIT: count, ask for a refill, report later (never here).

@@ -150,8 +150,8 @@ pub fn unbias(s: &ThreadStats) {
 /// True if the gate sent a call of `op` here because its countdown ran
 /// out (and not because of a scope's bias).
 #[inline]
-pub fn ran_out(op: usize) -> bool {
-    tls::state().stats.countdown[op].get() == u64::MAX
+pub fn ran_out(st: &ThreadState, op: usize) -> bool {
+    st.stats.countdown[op].get() == u64::MAX
 }
 
 /// Set once jemalloc's mallctl tree is initialised (by `init`'s load-time
@@ -373,14 +373,8 @@ fn next_interval(armed: u64) -> u64 {
 
 /// An entry point's gate counted a call that then took the slow path,
 /// which counts it itself: give the fast path's count back.
-#[inline]
-pub fn uncount_fast(op: usize) {
-    uncount_fast_on(tls::state(), op)
-}
-
-/// `uncount_fast` with the thread's state at hand.
 #[inline(always)]
-pub fn uncount_fast_on(st: &ThreadState, op: usize) {
+pub fn uncount_fast(st: &ThreadState, op: usize) {
     let cd = &st.stats.countdown[op];
     cd.set(cd.get().wrapping_add(1));
 }
