@@ -70,6 +70,8 @@ build fork $CC $CFLAGS -pthread "$here/fork.c" -o "$out/fork"
 build dlopen_lib $CC $CFLAGS -shared -fPIC "$here/dlopen_lib.c" -o "$out/libdlopen_lib.so"
 build dlopen $CC $CFLAGS "$here/dlopen.c" -o "$out/dlopen" -ldl
 build cxx_new $CXX $CXXFLAGS -pthread "$here/cxx_new.cc" -o "$out/cxx_new"
+build align_sweep $CC $CFLAGS -I"$here/../ffi-include" "$here/align_sweep.c" -o "$out/align_sweep" -ldl
+build cxx_align_sweep $CXX $CXXFLAGS -I"$here/../ffi-include" "$here/cxx_align_sweep.cc" -o "$out/cxx_align_sweep"
 build dlsym_malloc $CC $CFLAGS "$here/dlsym_malloc.c" -o "$out/dlsym_malloc" -ldl
 build no_library $CC $CFLAGS "$here/no_library.c" -o "$out/no_library"
 build scopes $CC $CFLAGS -pthread "$here/scopes.c" -o "$out/scopes"
@@ -93,6 +95,13 @@ expect_exit "threads, background threads from start-up" 0 "$P" MALLOC_CONF=backg
 expect_exit fork 0 "$P" -- "$out/fork"
 expect_exit dlopen 0 "$P" -- "$out/dlopen" "$out/libdlopen_lib.so"
 expect_exit cxx_new 0 "$P" -- "$out/cxx_new"
+# Every aligned entry point, alignment 1 B..64 KiB, sizes 0..2x the
+# alignment, outside and inside every scope; again with jemalloc purging
+# at once on the freeing thread (the adversary the pool must outlast).
+expect_exit "align_sweep: every entry point, alignment and scope" 0 "$P" -- "$out/align_sweep"
+expect_exit "align_sweep, dirty_decay_ms:0" 0 "$P" MALLOC_CONF=dirty_decay_ms:0 -- "$out/align_sweep"
+expect_exit "align_sweep: header only, no library" 0 -- "$out/align_sweep"
+expect_exit "cxx_align_sweep: aligned new/delete in every scope" 0 "$P" -- "$out/cxx_align_sweep"
 expect_exit dlsym_malloc 0 "$P" -- "$out/dlsym_malloc"
 [ -x "$out/jemalloc_api" ] && expect_exit jemalloc_api 0 "$P" EXPECT_NARENAS=3 MALLOC_CONF=narenas:3 -- "$out/jemalloc_api"
 

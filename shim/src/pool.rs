@@ -534,12 +534,19 @@ fn create() -> bool {
 
 /// Creates a manual arena over `hooks`.
 ///
-/// Its decay is what the pool needs: jemalloc merges free extents only when
-/// it decays them, so a pool that never decayed would fragment for good.
-/// With a dirty decay time, jemalloc's background thread "purges" old free
-/// extents through hooks that refuse, which moves them, merged, to the
-/// arena's retained set: still resident, reused without any OS call (the
-/// commit hook just says yes).
+/// Its decay is what the pool needs: jemalloc merges free dirty extents
+/// only when it decays them, so a pool that never decayed would fragment
+/// for good. Decay "purges" free extents through hooks that refuse, which
+/// moves them, merged, to the arena's retained set: still resident, reused
+/// without any OS call (the commit hook just says yes).
+///
+/// The decay time is 0: the freeing thread moves an extent to the retained
+/// set at once, merged with its free neighbours. With a decay time (it was
+/// 1 s) free extents stayed unmerged that long, and a run of large aligned
+/// requests (each needs `size + align - page` contiguous bytes) carved the
+/// whole pool out of fragments: every 64 KiB-aligned request then failed
+/// (tests: `align_sweep`). Purging through these hooks makes no syscall, and
+/// a zero decay time never wakes jemalloc's background thread.
 fn create_arena(hooks: &'static jem::extent_hooks_t) -> Option<u32> {
     let hooks: *const jem::extent_hooks_t = hooks;
     let mut arena: c_uint = 0;
@@ -575,8 +582,8 @@ fn create_arena(hooks: &'static jem::extent_hooks_t) -> Option<u32> {
 }
 
 /// How long a free pool extent stays dirty before it is merged into the
-/// retained set (see `create_arena`).
-const POOL_DECAY_MS: isize = 1000;
+/// retained set: not at all (see `create_arena`).
+const POOL_DECAY_MS: isize = 0;
 
 /// Allocates through the new arena once, outside any scope, so its base
 /// blocks, edata caches and radix-tree leaf exist before a scoped thread

@@ -244,7 +244,10 @@ pub unsafe fn free_aligned_sized(p: *mut c_void, align: usize, size: usize) {
 
 unsafe fn aligned(align: usize, size: usize) -> *mut c_void {
     if align <= MIN_ALIGN {
-        return malloc(size);
+        // Plain malloc aligns every block of at least `align` bytes to it
+        // (jemalloc's classes of 16 bytes and up are multiples of 16), but
+        // its 8-byte class is only 8-aligned: ask for at least `align`.
+        return malloc(size.max(align));
     }
     // mallocx(0) is undefined in jemalloc; C allows a unique pointer.
     route::alloc(size.max(1), jem::MALLOCX_ALIGN(align))
