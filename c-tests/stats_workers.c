@@ -13,6 +13,17 @@
  *                   passed; prints "ready" at the start.
  *   fork            the child gets its own segment: prints "child <pid>"
  *                   and "ready"; both wait for stdin.
+ *   bystanders N    N threads, one after another, that never call the
+ *                   allocator themselves (glibc still frees for them as
+ *                   they exit); prints "ready", waits for stdin.
+ *   exited N        two workers, each N mallocs kept (worker-plain
+ *                   outside any scope, worker-noreclaim inside NORECLAIM),
+ *                   both exit before "ready"; waits for stdin.
+ *   idle N M        worker-idle makes N plain malloc+free pairs and M
+ *                   inside NORECLAIM, then waits without flushing; prints
+ *                   "ready" once it is idle, waits for stdin.
+ *   alternate N     worker-alt alternates a NORECLAIM and a NOFAIL
+ *                   malloc+free, N of each; prints "ready", waits.
  *   events          makes each timed slow event happen: NOFAIL failures
  *                   (injected) that run a reclaimer, malloc_trim, and
  *                   NORECLAIM use deep enough to make the pool refill;
@@ -240,8 +251,122 @@ static int events(void)
     return 0;
 }
 
+static void *bystander(void *arg)
+{
+    (void)arg;
+    return NULL;
+}
+
+static int bystanders(int n)
+{
+    /* pthread_create and join allocate on this thread, never on theirs. */
+    for (int i = 0; i < n; i++) {
+        pthread_t th;
+        CHECK(pthread_create(&th, NULL, bystander, NULL) == 0);
+        CHECK(pthread_join(th, NULL) == 0);
+    }
+    ready();
+    wait_stdin();
+    return 0;
+}
+
+static void *keeper(void *arg)
+{
+    unsigned flags = (unsigned)(long)arg;
+    pthread_setname_np(pthread_self(), flags ? "worker-noreclaim" : "worker-plain");
+    void **kept = calloc((size_t)n_pairs, sizeof *kept);
+    CHECK(kept != NULL);
+    unsigned saved = memscope_push(flags);
+    for (int i = 0; i < n_pairs; i++) {
+        kept[i] = malloc(64 + (size_t)(i % 64));
+        CHECK(kept[i] != NULL);
+    }
+    memscope_pop(saved);
+    sink = kept; /* kept (leaked) on purpose: no frees to count */
+    return NULL;
+}
+
+static int exited(int n)
+{
+    n_pairs = n;
+    pthread_t th[2];
+    CHECK(pthread_create(&th[0], NULL, keeper, (void *)0L) == 0);
+    CHECK(pthread_create(&th[1], NULL, keeper, (void *)(long)MEMSCOPE_NORECLAIM) == 0);
+    for (int i = 0; i < 2; i++)
+        CHECK(pthread_join(th[i], NULL) == 0);
+    ready();
+    wait_stdin();
+    return 0;
+}
+
+static void *idle_worker(void *arg)
+{
+    (void)arg;
+    pthread_setname_np(pthread_self(), "worker-idle");
+    for (int i = 0; i < n_pairs; i++) {
+        void *p = malloc(16 + (size_t)(i % 200));
+        sink = p;
+        free(p);
+    }
+    pairs(MEMSCOPE_NORECLAIM, m_pairs);
+    /* No memscope_stats_flush(): the counts must reach the segment anyway. */
+    pthread_barrier_wait(&started);
+    wait_gate();
+    return NULL;
+}
+
+static int idle(int n, int m)
+{
+    n_pairs = n;
+    m_pairs = m;
+    pthread_t th;
+    pthread_barrier_init(&started, NULL, 2);
+    CHECK(pthread_create(&th, NULL, idle_worker, NULL) == 0);
+    pthread_barrier_wait(&started);
+    ready();
+    wait_stdin();
+    open_gate();
+    pthread_join(th, NULL);
+    return 0;
+}
+
+static void *alternate_worker(void *arg)
+{
+    (void)arg;
+    pthread_setname_np(pthread_self(), "worker-alt");
+    for (int i = 0; i < n_pairs; i++) {
+        pairs(MEMSCOPE_NORECLAIM, 1);
+        pairs(MEMSCOPE_NOFAIL, 1);
+    }
+    pthread_barrier_wait(&started);
+    wait_gate();
+    return NULL;
+}
+
+static int alternate(int n)
+{
+    n_pairs = n;
+    pthread_t th;
+    pthread_barrier_init(&started, NULL, 2);
+    CHECK(pthread_create(&th, NULL, alternate_worker, NULL) == 0);
+    pthread_barrier_wait(&started);
+    ready();
+    wait_stdin();
+    open_gate();
+    pthread_join(th, NULL);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc >= 3 && !strcmp(argv[1], "bystanders"))
+        return bystanders(atoi(argv[2]));
+    if (argc >= 3 && !strcmp(argv[1], "exited"))
+        return exited(atoi(argv[2]));
+    if (argc >= 4 && !strcmp(argv[1], "idle"))
+        return idle(atoi(argv[2]), atoi(argv[3]));
+    if (argc >= 3 && !strcmp(argv[1], "alternate"))
+        return alternate(atoi(argv[2]));
     if (argc >= 5 && !strcmp(argv[1], "live"))
         return live(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));
     if (argc >= 5 && !strcmp(argv[1], "churn"))

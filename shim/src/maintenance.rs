@@ -239,6 +239,7 @@ fn run(rx: Receiver<Work>) {
     let mut poll_us = POLL_MIN_US;
     let mut last_purges = 0;
     let mut last_soft_check = 0u64;
+    let mut last_harvest = 0u64;
     loop {
         let mut busy = WAKE.swap(false, Relaxed);
         while let Ok(work) = rx.try_recv() {
@@ -255,6 +256,10 @@ fn run(rx: Receiver<Work>) {
         busy |= more_refill;
         report_fast_fails();
         let now = crate::log::coarse_nanos();
+        if now.wrapping_sub(last_harvest) >= crate::stats::thread::HARVEST_EVERY_NS {
+            last_harvest = now;
+            crate::stats::thread::harvest_all();
+        }
         if now.wrapping_sub(last_soft_check) >= SOFT_LIMIT_EVERY_NS {
             last_soft_check = now;
             busy |= enforce_soft_limit();

@@ -78,6 +78,13 @@ unsafe fn alloc_in(size: usize, mallocx_flags: i32, flags: u32) -> *mut c_void {
 /// `p` is NULL or a live block from this allocator.
 #[cold]
 pub unsafe fn free(p: *mut c_void) {
+    if p.is_null() && tls::flags() & tls::THREAD_UNSEEN != 0 {
+        // glibc frees NULL for every thread as it exits, after the
+        // destructors that release a thread's stats slot: a thread seen
+        // only for that would hold its slot for good.
+        stats::thread::count_unseen(OP_FREE);
+        return;
+    }
     let flags = scope_flags();
     stats::counted(OP_FREE, flags, || {
         if flags & NORECLAIM != 0 {
@@ -280,7 +287,8 @@ pub unsafe fn noreclaim_lane_free(p: *mut c_void) -> bool {
 /// and the call is not the one its stats sample times.
 #[inline(always)]
 fn lane_open(st: &tls::ThreadState, op: usize) -> bool {
-    st.flags.get() & (NORECLAIM | tls::THREAD_UNSEEN) == NORECLAIM && stats::thread::slow_untimed_next(st, op)
+    st.flags.get() & (NORECLAIM | tls::THREAD_UNSEEN) == NORECLAIM
+        && stats::thread::slow_untimed_next(st, op, memscope_abi::CTX_NORECLAIM)
 }
 
 /// Counts a call a lane served: the gate's fast-path count given back,

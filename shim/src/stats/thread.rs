@@ -6,20 +6,31 @@
 //! scope is in force every countdown is biased negative (`bias`), so the
 //! gate's sign test sends the call to the slow path without reading the
 //! flag word. When a countdown runs out that call is timed, the countdown
-//! rearmed, and
-//! the thread publishes its exact totals and the sample into its slot
-//! under the slot's sequence counter. Calls that take the slow path (in a
-//! scope, or a new thread) are counted there, per context, and sampled on
-//! their own countdown. A thread publishes on every sample, on
-//! `memscope_stats_flush`, and at exit, where its numbers are folded into
-//! the retired slot; threads that find every slot taken add theirs to the
-//! overflow slot with atomic adds.
+//! rearmed with a random interval, and the thread publishes its exact
+//! totals and the sample into its slot under the slot's sequence counter.
+//! Calls that take the slow path (in a scope, or a new thread) are counted
+//! there, per context, and stored into the slot at once; they are sampled
+//! on their own countdown per operation and context.
+//!
+//! Counts are exact whenever a reader looks, idle threads included:
+//! slow-path counts are stored as they happen, and the fast path's, which
+//! live only in the thread's TLS, are read from there by the maintenance
+//! thread every `HARVEST_EVERY_NS` (`harvest_all`), under a handshake that
+//! a thread's exit waits for (`Harvest`). A thread publishes on every
+//! sample, on `memscope_stats_flush`, and at exit, where its numbers are
+//! folded into the retired slot; threads that find every slot taken add
+//! theirs to the overflow slot with atomic adds.
+//!
+//! Sampling intervals are random (geometric with the period as mean, as
+//! jemalloc's heap-profile sampling), after a warm-up of 1, 2, 4... calls
+//! so that a thread that allocates rarely still publishes early: no
+//! workload pattern can line up with them and hide a context from timing.
 //!
 //! Rule: plain TLS loads and stores, and stores into pre-faulted slot
 //! pages: no syscall, lock or allocation, so NORECLAIM threads count too.
 
 use core::cell::Cell;
-use core::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering::*};
+use core::sync::atomic::{compiler_fence, fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
 
 use memscope_abi::{self as abi, Histogram, Slot, CONTEXTS, OPS};
 
@@ -42,20 +53,27 @@ pub struct ThreadStats {
     pub countdown: [Cell<u64>; OPS],
     /// Fast-path calls accounted by samples already taken.
     credited: [Cell<u64>; OPS],
-    /// The current sampling interval per operation: 1 at thread start,
-    /// doubling at each sample up to the period, so that a thread that
-    /// allocates rarely still publishes after its 1st, 2nd, 4th... call
-    /// (its published counts are never less than half the truth) while a
-    /// busy one settles at one timed call per period.
+    /// The current sampling interval per operation.
     armed: [Cell<u64>; OPS],
-    slow_armed: [Cell<u64>; OPS],
+    /// The next warm-up interval per operation (1 at thread start,
+    /// doubling up to the period), or 0 once warmed up: from then on
+    /// intervals are random.
+    warm: [Cell<u64>; OPS],
     /// Calls counted on the slow path, per operation and context.
     slow: [[Cell<u64>; CONTEXTS]; OPS],
-    /// Slow-path calls left until the next timed one, per operation (one
-    /// countdown for all would time only frees in an alloc/free loop).
-    slow_countdown: [Cell<u64>; OPS],
-    /// The thread's slot (address), or 0.
+    /// Slow-path calls left until the next timed one, per operation and
+    /// context (one countdown per operation timed only the context that
+    /// came last in a periodic pattern, and hid the others).
+    slow_countdown: [[Cell<u64>; CONTEXTS]; OPS],
+    slow_warm: [[Cell<u64>; CONTEXTS]; OPS],
+    /// xorshift state for the random intervals (0: not seeded).
+    rng: Cell<u64>,
+    /// Odd while the owner rewrites `credited`/`armed`/`countdown` together
+    /// (a sample): the harvester retries rather than read them torn.
+    gen: Cell<u64>,
+    /// The thread's slot (address), or 0, and its index.
     slot: Cell<usize>,
+    slot_index: Cell<usize>,
     mode: Cell<u32>,
     /// What has been added to an aggregate slot so far (overflow threads,
     /// and a thread after its exit fold).
@@ -76,10 +94,14 @@ impl ThreadStats {
         countdown: [const { Cell::new(0) }; OPS],
         credited: [const { Cell::new(0) }; OPS],
         armed: [const { Cell::new(1) }; OPS],
-        slow_armed: [const { Cell::new(1) }; OPS],
+        warm: [const { Cell::new(1) }; OPS],
         slow: [const { [const { Cell::new(0) }; CONTEXTS] }; OPS],
-        slow_countdown: [const { Cell::new(0) }; OPS],
+        slow_countdown: [const { [const { Cell::new(0) }; CONTEXTS] }; OPS],
+        slow_warm: [const { [const { Cell::new(1) }; CONTEXTS] }; OPS],
+        rng: Cell::new(0),
+        gen: Cell::new(0),
         slot: Cell::new(0),
+        slot_index: Cell::new(0),
         mode: Cell::new(MODE_UNSTARTED),
         added: [const { [const { Cell::new(0) }; CONTEXTS] }; OPS],
         added_bytes: [const { Cell::new(0) }; 2],
@@ -190,16 +212,21 @@ pub fn context_of(flags: u32) -> usize {
 /// global init). Claims a slot if the segment exists.
 pub fn start(st: &ThreadState) {
     let s = &st.stats;
-    let first = if super::countdown_period() == COUNTDOWN_MAX {
-        COUNTDOWN_MAX
+    let period = super::countdown_period();
+    let (first, warm) = if period == COUNTDOWN_MAX {
+        (COUNTDOWN_MAX, 0)
     } else {
-        1
+        (1, if period > 2 { 2 } else { 0 })
     };
+    seed(s);
     for op in 0..OPS {
         s.armed[op].set(first);
+        s.warm[op].set(warm);
         s.countdown[op].set(first - 1);
-        s.slow_armed[op].set(first);
-        s.slow_countdown[op].set(first);
+        for ctx in 0..CONTEXTS {
+            s.slow_warm[op][ctx].set(warm);
+            s.slow_countdown[op][ctx].set(first);
+        }
     }
     if st.flags.get() & !tls::THREAD_UNSEEN != 0 {
         bias(s);
@@ -211,10 +238,12 @@ pub fn start(st: &ThreadState) {
     };
     h.threads_seen.fetch_add(1, Relaxed);
     match claim(h) {
-        Some(slot) => {
+        Some((slot, index)) => {
             s.slot.set(slot as *const Slot as usize);
+            s.slot_index.set(index);
             s.mode.set(MODE_SLOT);
             publish(s, slot, None);
+            harvest_register(index, s);
         }
         None => {
             h.threads_overflowed.fetch_add(1, Relaxed);
@@ -234,7 +263,7 @@ fn aggregate_start(s: &ThreadStats) {
 }
 
 /// Takes a free slot: marks it live, names it, faults its pages in.
-fn claim(h: &'static abi::Header) -> Option<&'static Slot> {
+fn claim(h: &'static abi::Header) -> Option<(&'static Slot, usize)> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let start = NEXT.load(Relaxed) as usize;
     for k in 0..abi::THREAD_SLOTS {
@@ -262,7 +291,7 @@ fn claim(h: &'static abi::Header) -> Option<&'static Slot> {
         // under a seccomp filter).
         slot.tid.store(tid::current(), Relaxed);
         slot.threads.store(1, Relaxed);
-        return Some(slot);
+        return Some((slot, i - abi::SLOT_FIRST_THREAD));
     }
     None
 }
@@ -359,16 +388,89 @@ fn publish_sample(s: &ThreadStats, sample: Option<(usize, usize, u64)>) {
 pub fn fast_sample(op: usize, ns: u64) {
     let s = &tls::state().stats;
     let armed = s.armed[op].get();
+    let next = next_interval(s, &s.warm[op]);
+    // The three words change together: odd `gen` tells the harvester.
+    s.gen.set(s.gen.get().wrapping_add(1));
+    compiler_fence(SeqCst);
     s.credited[op].set(s.credited[op].get().wrapping_add(armed));
-    let next = next_interval(armed);
     s.armed[op].set(next);
     s.countdown[op].set(next - 1);
+    compiler_fence(SeqCst);
+    s.gen.set(s.gen.get().wrapping_add(1));
     publish_sample(s, Some((op, abi::CTX_NORMAL, ns)));
 }
 
-/// The sampling interval after `armed`: doubled, up to the period.
-fn next_interval(armed: u64) -> u64 {
-    armed.saturating_mul(2).min(super::countdown_period()).max(1)
+/// The next sampling interval: the warm-up's next (1, 2, 4... below the
+/// period), then random ones.
+fn next_interval(s: &ThreadStats, warm: &Cell<u64>) -> u64 {
+    let period = super::countdown_period();
+    let w = warm.get();
+    if w != 0 {
+        warm.set(if w.saturating_mul(2) < period { w * 2 } else { 0 });
+        return w;
+    }
+    random_interval(s, period)
+}
+
+/// A random interval with mean `period`: exponentially distributed (the
+/// continuous form of the geometric intervals jemalloc draws for its heap-
+/// profile sampling), so no periodic workload can line up with it.
+///
+/// Integer arithmetic only: a float `ln` would call into libm, whose first
+/// call on a thread binds a PLT slot and faults its pages in, on what may
+/// be a NORECLAIM thread.
+fn random_interval(s: &ThreadStats, period: u64) -> u64 {
+    if period <= 1 || period >= COUNTDOWN_MAX {
+        return period.clamp(1, COUNTDOWN_MAX);
+    }
+    exp_interval(next_random(s), period)
+}
+
+/// `1 + floor((period - 1/2) * -ln(u))` for `u = ((r >> 11) + 1) / 2^53` in (0, 1],
+/// with `-ln(u) = -log2(u) * ln 2` and `log2` to 16 fractional bits.
+fn exp_interval(r: u64, period: u64) -> u64 {
+    let x = (r >> 11) + 1; // 1 ..= 2^53
+    let e = 63 - u64::from(x.leading_zeros());
+    // x's mantissa in [1, 2) as Q63; squaring it yields log2's fraction
+    // one bit at a time.
+    let mut m = u128::from(x << (63 - e));
+    let mut frac = 0u64;
+    for _ in 0..16 {
+        m = (m * m) >> 63;
+        frac <<= 1;
+        if m >= 1 << 64 {
+            m >>= 1;
+            frac |= 1;
+        }
+    }
+    let neg_log2_q16 = (53u64 << 16) - ((e << 16) | frac);
+    const LN2_Q16: u128 = 45_426; // ln 2 * 2^16
+                                  // Scaled by period - 1/2, not period: 1 + floor(scale * -ln u) is
+                                  // geometric with mean 1 / (1 - e^(-1/scale)), which is within 3 % of
+                                  // the period at 2 and ever closer above.
+    let n = (u128::from(neg_log2_q16) * LN2_Q16 * u128::from(2 * period - 1)) >> 33;
+    (n.min(u128::from(COUNTDOWN_MAX - 1)) as u64) + 1
+}
+
+/// xorshift64* on the thread's own state.
+fn next_random(s: &ThreadStats) -> u64 {
+    let mut x = s.rng.get();
+    if x == 0 {
+        seed(s);
+        x = s.rng.get();
+    }
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    s.rng.set(x);
+    x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+}
+
+/// Seeds the thread's generator from the clock and the block's address
+/// (distinct per live thread), never 0.
+fn seed(s: &ThreadStats) {
+    let x = clock::ticks() ^ (s as *const ThreadStats as u64).rotate_left(32) ^ 0x9e37_79b9_7f4a_7c15;
+    s.rng.set(if x == 0 { 1 } else { x });
 }
 
 /// An entry point's gate counted a call that then took the slow path,
@@ -385,24 +487,23 @@ pub fn slow_begin(op: usize, ctx: usize) -> Option<u64> {
     let s = &tls::state().stats;
     let c = &s.slow[op][ctx];
     c.set(c.get() + 1);
-    let cd = &s.slow_countdown[op];
+    store_count(s, op, ctx);
+    let cd = &s.slow_countdown[op][ctx];
     let left = cd.get().wrapping_sub(1);
     if left != 0 {
         cd.set(left);
         return None;
     }
-    let next = next_interval(s.slow_armed[op].get());
-    s.slow_armed[op].set(next);
-    cd.set(next);
+    cd.set(next_interval(s, &s.slow_warm[op][ctx]));
     Some(clock::ticks())
 }
 
-/// True if the next slow-path call of `op` is not one to time: the
-/// NORECLAIM lanes (`route::noreclaim_lane_*`) serve only those, and
+/// True if the next slow-path call of `op` in `ctx` is not one to time:
+/// the NORECLAIM lanes (`route::noreclaim_lane_*`) serve only those, and
 /// count them with `slow_count_untimed`.
 #[inline(always)]
-pub fn slow_untimed_next(st: &ThreadState, op: usize) -> bool {
-    st.stats.slow_countdown[op].get() > 1
+pub fn slow_untimed_next(st: &ThreadState, op: usize, ctx: usize) -> bool {
+    st.stats.slow_countdown[op][ctx].get() > 1
 }
 
 /// Counts a slow-path call that `slow_untimed_next` said is not timed.
@@ -411,8 +512,45 @@ pub fn slow_count_untimed(st: &ThreadState, op: usize, ctx: usize) {
     let s = &st.stats;
     let c = &s.slow[op][ctx];
     c.set(c.get() + 1);
-    let cd = &s.slow_countdown[op];
+    store_count(s, op, ctx);
+    let cd = &s.slow_countdown[op][ctx];
     cd.set(cd.get() - 1);
+}
+
+/// Makes a slow-path count visible at once: a store into the thread's own
+/// slot (no sequence bump: readers take each counter as it is), or, for a
+/// thread in the overflow slot, an atomic add there.
+#[inline(always)]
+fn store_count(s: &ThreadStats, op: usize, ctx: usize) {
+    let slot = s.slot.get();
+    if slot != 0 {
+        // SAFETY: the slot this thread claimed, in the live mapping.
+        unsafe { &*(slot as *const Slot) }.ops[op][ctx].store(s.total(op, ctx), Relaxed);
+    } else if s.mode.get() == MODE_OVERFLOW {
+        add_count_to_overflow(s, op, ctx);
+    }
+}
+
+#[cold]
+fn add_count_to_overflow(s: &ThreadStats, op: usize, ctx: usize) {
+    let Some(h) = segment::header() else { return };
+    let t = s.total(op, ctx);
+    let delta = t.wrapping_sub(s.added[op][ctx].get());
+    if delta != 0 {
+        segment::slot(h, abi::SLOT_OVERFLOW).ops[op][ctx].fetch_add(delta, Relaxed);
+        s.added[op][ctx].set(t);
+    }
+}
+
+/// A call of `op` by a thread not yet seen that is not worth seeing it for
+/// (`free(NULL)`, which glibc makes for every thread as it exits, after
+/// the destructors that would release a slot have run): counted in the
+/// overflow slot, the thread left unseen.
+#[cold]
+pub fn count_unseen(op: usize) {
+    if let Some(h) = segment::header() {
+        segment::slot(h, abi::SLOT_OVERFLOW).ops[op][abi::CTX_NORMAL].fetch_add(1, Relaxed);
+    }
 }
 
 /// Ends a timed slow-path call begun with `slow_begin`.
@@ -420,6 +558,30 @@ pub fn slow_count_untimed(st: &ThreadState, op: usize, ctx: usize) {
 pub fn slow_end(op: usize, ctx: usize, start: u64) {
     let ns = clock::since(start);
     publish_sample(&tls::state().stats, Some((op, ctx, ns)));
+}
+
+/// The calling thread starts waiting in a NOFAIL retry for `bytes`
+/// (`now_ns`: CLOCK_MONOTONIC): readers list it as waiting until
+/// `nofail_wait_end`. Threads without a slot of their own are not listed.
+pub fn nofail_wait_begin(bytes: usize, now_ns: u64) {
+    let s = &tls::state().stats;
+    if s.slot.get() != 0 {
+        // SAFETY: the slot this thread claimed.
+        let slot = unsafe { &*(s.slot.get() as *const Slot) };
+        slot.nofail_wait_bytes.store(bytes as u64, Relaxed);
+        slot.nofail_wait_since_ns.store(now_ns.max(1), Release);
+    }
+}
+
+/// The calling thread's NOFAIL wait is over.
+pub fn nofail_wait_end() {
+    let s = &tls::state().stats;
+    if s.slot.get() != 0 {
+        // SAFETY: the slot this thread claimed.
+        let slot = unsafe { &*(s.slot.get() as *const Slot) };
+        slot.nofail_wait_since_ns.store(0, Release);
+        slot.nofail_wait_bytes.store(0, Relaxed);
+    }
 }
 
 // ------------------------------------------------------ exit, fork, scopes
@@ -436,6 +598,8 @@ pub fn exit(st: &ThreadState) {
         _ => return,
     }
     let Some(h) = segment::header() else { return };
+    // The harvester reads this thread's TLS: not from here on.
+    harvest_unregister(s.slot_index.get());
     // SAFETY: the slot this thread claimed.
     let slot = unsafe { &*(s.slot.get() as *const Slot) };
     let retired = segment::slot(h, abi::SLOT_RETIRED);
@@ -456,7 +620,13 @@ pub fn exit(st: &ThreadState) {
     for c in slot.ops.iter().flatten() {
         c.store(0, Relaxed);
     }
-    for f in [&slot.allocated_bytes, &slot.deallocated_bytes, &slot.threads] {
+    for f in [
+        &slot.allocated_bytes,
+        &slot.deallocated_bytes,
+        &slot.threads,
+        &slot.nofail_wait_since_ns,
+        &slot.nofail_wait_bytes,
+    ] {
         f.store(0, Relaxed);
     }
     slot.tid.store(0, Relaxed);
@@ -506,11 +676,155 @@ pub fn after_fork_in_child(st: &ThreadState) {
     }
     let bytes = s.bytes();
     s.slot.set(0);
+    // The parent's other threads do not exist here.
+    for e in &HARVEST {
+        e.state.store(H_FREE, Relaxed);
+    }
     start(st);
     // jemalloc's byte counters carry on across fork; an overflow slot
     // gets only what the child adds.
     s.added_bytes[0].set(bytes[0]);
     s.added_bytes[1].set(bytes[1]);
+}
+
+// ---------------------------------------------------------------- harvest
+
+/// How often the maintenance thread reads every thread's fast-path counts
+/// into its slot: a reader sees counts at most about this old (plus the
+/// maintenance thread's poll) for a thread that went idle.
+pub const HARVEST_EVERY_NS: u64 = 40_000_000;
+
+const H_FREE: u32 = 0;
+const H_IDLE: u32 = 1;
+const H_BUSY: u32 = 2;
+
+/// Per thread slot: the owning thread's `ThreadStats` while it may be read.
+/// The harvester holds an entry `H_BUSY` while it reads; an exiting thread
+/// waits for that to end before its TLS goes away (`harvest_unregister`).
+struct Harvest {
+    state: AtomicU32,
+    stats: AtomicUsize,
+}
+
+static HARVEST: [Harvest; abi::THREAD_SLOTS] = [const {
+    Harvest {
+        state: AtomicU32::new(H_FREE),
+        stats: AtomicUsize::new(0),
+    }
+}; abi::THREAD_SLOTS];
+
+fn harvest_register(index: usize, s: &ThreadStats) {
+    let e = &HARVEST[index];
+    e.stats.store(s as *const ThreadStats as usize, Relaxed);
+    e.state.store(H_IDLE, Release);
+}
+
+/// Takes the thread's entry back, waiting out a harvest under way (which
+/// reads a few words and never blocks; the wait yields only if the
+/// harvester was preempted mid-read).
+fn harvest_unregister(index: usize) {
+    let e = &HARVEST[index];
+    let mut spins = 0u32;
+    loop {
+        match e.state.compare_exchange(H_IDLE, H_FREE, AcqRel, Acquire) {
+            Ok(_) => return,
+            Err(H_BUSY) => {
+                spins += 1;
+                if spins < 1000 {
+                    core::hint::spin_loop();
+                } else {
+                    // SAFETY: no preconditions. Thread exit already makes
+                    // syscalls; this one only if the harvester was preempted.
+                    unsafe { libc::sched_yield() };
+                }
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// Reads one word of another thread's TLS block.
+///
+/// # Safety
+/// The thread is registered and its entry held `H_BUSY` by the caller.
+unsafe fn peek(c: &Cell<u64>) -> u64 {
+    // Only the owner writes these words, with plain stores; an aligned
+    // 8-byte load is never torn on the targets this runs on.
+    unsafe { core::ptr::read_volatile(c.as_ptr()) }
+}
+
+/// The totals of a registered thread, read from its TLS, or None if it
+/// kept rewriting its sample words.
+///
+/// # Safety
+/// As `peek`.
+unsafe fn harvest_totals(s: &ThreadStats) -> Option<[[u64; CONTEXTS]; OPS]> {
+    for _ in 0..64 {
+        let g0 = unsafe { peek(&s.gen) };
+        compiler_fence(SeqCst);
+        if g0 & 1 == 1 {
+            core::hint::spin_loop();
+            continue;
+        }
+        let mut t = [[0u64; CONTEXTS]; OPS];
+        for (op, row) in t.iter_mut().enumerate() {
+            for (ctx, v) in row.iter_mut().enumerate() {
+                *v = unsafe { peek(&s.slow[op][ctx]) };
+            }
+            let armed = unsafe { peek(&s.armed[op]) }.wrapping_sub(1);
+            let fast = unsafe { peek(&s.credited[op]) }
+                .wrapping_add(armed.wrapping_sub(calls_left(unsafe { peek(&s.countdown[op]) })));
+            row[abi::CTX_NORMAL] = row[abi::CTX_NORMAL].wrapping_add(fast);
+        }
+        compiler_fence(SeqCst);
+        if unsafe { peek(&s.gen) } == g0 {
+            return Some(t);
+        }
+    }
+    None
+}
+
+/// Stores every registered thread's exact counts and bytes into its slot
+/// (the maintenance thread, every `HARVEST_EVERY_NS`).
+pub fn harvest_all() {
+    let Some(h) = segment::header() else { return };
+    for (i, e) in HARVEST.iter().enumerate() {
+        if e.state.load(Relaxed) != H_IDLE
+            || e.state
+                .compare_exchange(H_IDLE, H_BUSY, Acquire, Relaxed)
+                .is_err()
+        {
+            continue;
+        }
+        // SAFETY: registered, and held busy: the thread cannot finish
+        // exiting (its TLS stays) until the entry is idle again.
+        let s = unsafe { &*(e.stats.load(Relaxed) as *const ThreadStats) };
+        let slot = segment::slot(h, abi::SLOT_FIRST_THREAD + i);
+        // SAFETY: as above.
+        if let Some(t) = unsafe { harvest_totals(s) } {
+            for (op, row) in t.iter().enumerate() {
+                for (ctx, &v) in row.iter().enumerate() {
+                    if slot.ops[op][ctx].load(Relaxed) != v {
+                        slot.ops[op][ctx].store(v, Relaxed);
+                    }
+                }
+            }
+        }
+        // SAFETY: jemalloc's counters in the thread's TSD, alive while
+        // the entry is held (the thread is not past its exit).
+        let read = |p: usize| {
+            if p == 0 {
+                0
+            } else {
+                unsafe { core::ptr::read_volatile(p as *const u64) }
+            }
+        };
+        let a = read(unsafe { core::ptr::read_volatile(s.allocatedp.as_ptr()) });
+        let d = read(unsafe { core::ptr::read_volatile(s.deallocatedp.as_ptr()) });
+        slot.allocated_bytes.store(a, Relaxed);
+        slot.deallocated_bytes.store(d, Relaxed);
+        e.state.store(H_IDLE, Release);
+    }
 }
 
 #[cfg(test)]
@@ -538,6 +852,37 @@ mod tests {
                 assert_eq!(s.countdown[0].get(), left);
                 assert_eq!(s.total(0, abi::CTX_NORMAL), before);
             }
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn random_intervals_average_the_period_and_never_repeat_a_pattern() {
+        std::thread::spawn(|| {
+            let s = &tls::state().stats;
+            for period in [2u64, 7, 1024, 1 << 20] {
+                let n = 200_000u64;
+                let mut sum = 0u64;
+                let mut distinct = std::collections::BTreeSet::new();
+                for _ in 0..n {
+                    let v = random_interval(s, period);
+                    assert!(v >= 1);
+                    sum += v;
+                    distinct.insert(v);
+                }
+                let mean = sum as f64 / n as f64;
+                assert!(
+                    (mean / period as f64 - 1.0).abs() < 0.03,
+                    "period {period}: mean {mean}"
+                );
+                assert!(distinct.len() > 2, "period {period}: {distinct:?}");
+            }
+            assert_eq!(random_interval(s, 1), 1);
+            assert_eq!(random_interval(s, COUNTDOWN_MAX), COUNTDOWN_MAX);
+            // The extremes of the generator's range.
+            assert_eq!(exp_interval(u64::MAX, 1000), 1);
+            assert!(exp_interval(0, 1000) > 30_000);
         })
         .join()
         .unwrap();
