@@ -1,6 +1,5 @@
 //! `list`, `show`, `watch` and `gc`.
 
-use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -10,6 +9,7 @@ use memscope_abi::{self as abi, names, CONTEXTS, OPS};
 
 use crate::report::{self, fmt_count, fmt_ns};
 use crate::segment::{self, ReadError, Segment, Snapshot};
+use crate::{out, outln};
 
 pub fn fail(e: &ReadError) -> ExitCode {
     eprintln!("memscope-stat: {e}");
@@ -41,16 +41,16 @@ pub fn list(dir: &Path, all: bool) -> Result<(), ReadError> {
         }
     }
     if t.row_count() == 0 {
-        println!(
+        outln!(
             "no {}segments in {}",
             if all { "" } else { "live " },
             dir.display()
         );
     } else {
-        println!("{t}");
+        outln!("{t}");
     }
     for p in problems {
-        println!("skipped {p}");
+        outln!("skipped {p}");
     }
     Ok(())
 }
@@ -78,7 +78,7 @@ pub fn show(dir: &Path, pid: u32, format: Format) -> Result<(), ReadError> {
         Format::Json => serde_json::to_string_pretty(&report::json(&snap)).unwrap_or_default() + "\n",
         Format::Prometheus => report::prometheus(std::slice::from_ref(&snap)),
     };
-    print!("{text}");
+    out!("{text}");
     Ok(())
 }
 
@@ -93,16 +93,14 @@ pub fn watch(dir: &Path, pid: u32, interval: Duration, count: Option<u64>) -> Re
         std::thread::sleep(interval);
         let cur = seg.snapshot()?;
         let screen = rates(&prev, &cur);
-        let mut out = std::io::stdout().lock();
         if tty {
-            let _ = write!(out, "\x1b[H\x1b[2J");
+            out!("\x1b[H\x1b[2J");
         }
-        let _ = writeln!(out, "{screen}");
-        let _ = out.flush();
+        outln!("{screen}");
         shown += 1;
         if !cur.live || count.is_some_and(|c| shown >= c) {
             if !cur.live {
-                println!("process {pid} has exited");
+                outln!("process {pid} has exited");
             }
             return Ok(());
         }
@@ -179,12 +177,12 @@ pub fn gc(dir: &Path, dry_run: bool) -> Result<u64, ReadError> {
             continue;
         }
         if dry_run {
-            println!("would remove {}", path.display());
+            outln!("would remove {}", path.display());
             removed += 1;
         } else {
             match std::fs::remove_file(&path) {
                 Ok(()) => {
-                    println!("removed {}", path.display());
+                    outln!("removed {}", path.display());
                     removed += 1;
                 }
                 Err(e) => eprintln!("memscope-stat: {}: {e}", path.display()),

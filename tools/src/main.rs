@@ -2,7 +2,7 @@
 //! `libmemscope.so` on disk to preload it, and reads stats segments as
 //! files.
 
-use memscope_stat::{commands, run, segment, serve};
+use memscope_stat::{commands, outln, run, segment, serve};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -155,14 +155,14 @@ fn main() -> ExitCode {
         }
         Command::Check { pid, dir, seconds } => match commands::check(&dir.path(), pid, seconds) {
             Ok((n, v)) if v.is_empty() => {
-                println!("{n} snapshots, no violations");
+                outln!("{n} snapshots, no violations");
                 ExitCode::SUCCESS
             }
             Ok((n, v)) => {
                 for line in v.iter().take(20) {
-                    println!("violation: {line}");
+                    outln!("violation: {line}");
                 }
-                println!("{n} snapshots, {} violations", v.len());
+                outln!("{n} snapshots, {} violations", v.len());
                 ExitCode::FAILURE
             }
             Err(e) => commands::fail(&e),

@@ -169,6 +169,28 @@ pub fn text(s: &Snapshot, all_events: bool) -> String {
     }
     let _ = writeln!(out, "Threads\n{t}\n");
 
+    let waiting: Vec<&SlotSnap> = s
+        .threads
+        .iter()
+        .filter(|th| th.nofail_waited_ns(s.taken_monotonic_ns).is_some())
+        .collect();
+    if !waiting.is_empty() {
+        let mut t = table(&["tid", "thread", "request", "waiting for"]);
+        for th in waiting {
+            let waited = th.nofail_waited_ns(s.taken_monotonic_ns).unwrap_or(0);
+            t.add_row(vec![
+                right(th.tid.to_string()),
+                Cell::new(thread_name(s.pid, th)),
+                right(fmt_bytes(th.nofail_wait_bytes)),
+                right(format!("{:.1}s", waited as f64 / 1e9)),
+            ]);
+        }
+        let _ = writeln!(
+            out,
+            "Waiting in NOFAIL now (retrying: reclaimers, reserve, back-off)\n{t}\n"
+        );
+    }
+
     let mut t = table(&["event", "count", "meaning"]);
     for (i, (name, n)) in s.events.iter().enumerate() {
         if *n != 0 || all_events {
@@ -264,6 +286,10 @@ pub fn json(s: &Snapshot) -> Value {
             let mut v = slot_json(t);
             v["tid"] = t.tid.into();
             v["name"] = thread_name(s.pid, t).into();
+            v["nofail_wait"] = match t.nofail_waited_ns(s.taken_monotonic_ns) {
+                Some(ns) => json!({ "bytes": t.nofail_wait_bytes, "waited_s": ns as f64 / 1e9 }),
+                None => Value::Null,
+            };
             v
         })
         .collect();

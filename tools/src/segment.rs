@@ -139,6 +139,10 @@ pub struct SlotSnap {
     pub deallocated_bytes: u64,
     pub ops: [[u64; CONTEXTS]; OPS],
     pub latency: Vec<Vec<Hist>>, // [op][ctx]
+    /// ABI 1.1 (0 in older segments): a NOFAIL request the thread waits
+    /// on now, since when (CLOCK_MONOTONIC ns) and its size.
+    pub nofail_wait_since_ns: u64,
+    pub nofail_wait_bytes: u64,
 }
 
 impl SlotSnap {
@@ -151,7 +155,15 @@ impl SlotSnap {
             deallocated_bytes: 0,
             ops: [[0; CONTEXTS]; OPS],
             latency: vec![vec![Hist::empty(); CONTEXTS]; OPS],
+            nofail_wait_since_ns: 0,
+            nofail_wait_bytes: 0,
         }
+    }
+
+    /// How long the thread has been waiting in a NOFAIL retry, as of a
+    /// snapshot taken at `taken_monotonic_ns`, if it is.
+    pub fn nofail_waited_ns(&self, taken_monotonic_ns: u64) -> Option<u64> {
+        (self.nofail_wait_since_ns != 0).then(|| taken_monotonic_ns.saturating_sub(self.nofail_wait_since_ns))
     }
 
     pub fn add(&mut self, o: &SlotSnap) {
@@ -180,6 +192,8 @@ pub struct Snapshot {
     pub live: bool,
     pub start_unix_ns: u64,
     pub taken_unix_ns: u64,
+    /// CLOCK_MONOTONIC when the snapshot was taken (NOFAIL wait times).
+    pub taken_monotonic_ns: u64,
     pub sample_period: u64,
     pub cmdline: Vec<String>,
     pub threads_seen: u64,
@@ -489,6 +503,7 @@ impl Segment {
             pid: h.u32(offset_of!(Header, pid)),
             live: self.is_live(),
             start_unix_ns: h.u64(offset_of!(Header, start_unix_ns)),
+            taken_monotonic_ns: monotonic_ns(),
             taken_unix_ns: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64),
@@ -593,8 +608,21 @@ impl Bytes<'_> {
             deallocated_bytes: self.u64(offset_of!(Slot, deallocated_bytes)),
             ops,
             latency,
+            nofail_wait_since_ns: self.u64(offset_of!(Slot, nofail_wait_since_ns)),
+            nofail_wait_bytes: self.u64(offset_of!(Slot, nofail_wait_bytes)),
         }
     }
+}
+
+/// CLOCK_MONOTONIC in ns: the clock the writer stamps NOFAIL waits with.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// The segment of `pid` in `dir`: the live one, else the newest stale one.
