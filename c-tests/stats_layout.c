@@ -18,7 +18,7 @@ int main(void)
     H(folds_finished); H(threads_seen); H(threads_overflowed); H(event_count);
     H(timer_count); H(cmdline_len); H(cmdline); H(events); H(timers);
     S(seq); S(state); S(tid); S(name); S(threads); S(allocated_bytes);
-    S(deallocated_bytes); S(ops); S(latency);
+    S(deallocated_bytes); S(ops); S(latency); S(nofail_wait_since_ns); S(nofail_wait_bytes);
     G(count); G(sum_ns); G(max_ns); G(buckets);
     printf("size.header %zu\n", sizeof(struct memscope_stats_header));
     printf("size.slot %zu\n", sizeof(struct memscope_stats_slot));

@@ -25,7 +25,7 @@
 #define MEMSCOPE_STATS_MAGIC "MEMSCOPE" /* 8 bytes, no NUL */
 #define MEMSCOPE_STATS_BYTE_ORDER 0x01020304u
 #define MEMSCOPE_STATS_ABI_MAJOR 1
-#define MEMSCOPE_STATS_ABI_MINOR 0
+#define MEMSCOPE_STATS_ABI_MINOR 1
 #define MEMSCOPE_STATS_READY 0x52454459u
 
 #define MEMSCOPE_STATS_OPS 3 /* alloc, free, realloc */
@@ -105,6 +105,10 @@ struct __attribute__((aligned(4096))) memscope_stats_slot {
     uint64_t deallocated_bytes;
     uint64_t ops[MEMSCOPE_STATS_OPS][MEMSCOPE_STATS_CONTEXTS];
     struct memscope_histogram latency[MEMSCOPE_STATS_OPS][MEMSCOPE_STATS_CONTEXTS];
+    /* ABI 1.1: while the thread waits in a NOFAIL retry, when the wait began
+     * (CLOCK_MONOTONIC ns) and the size asked for; both 0 otherwise. */
+    uint64_t nofail_wait_since_ns;
+    uint64_t nofail_wait_bytes;
 };
 
 /* Slot i is at byte offset slots_offset + i * slot_size. */

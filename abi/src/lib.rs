@@ -27,7 +27,7 @@ pub const MAGIC: [u8; 8] = *b"MEMSCOPE";
 /// is on the wrong machine.
 pub const BYTE_ORDER_MARK: u32 = 0x0102_0304;
 pub const ABI_MAJOR: u16 = 1;
-pub const ABI_MINOR: u16 = 0;
+pub const ABI_MINOR: u16 = 1;
 /// `Header::ready` holds this once the segment is initialised.
 pub const READY: u32 = 0x5245_4459; // "READ" "Y"
 
@@ -144,6 +144,11 @@ pub struct Slot {
     pub ops: [[AtomicU64; CONTEXTS]; OPS],
     /// Sampled latencies per operation and context.
     pub latency: [[Histogram; CONTEXTS]; OPS],
+    /// ABI 1.1: while the thread waits in a NOFAIL retry, when the wait
+    /// began (CLOCK_MONOTONIC, ns; the same clock in every process), and
+    /// the size asked for; 0 and 0 otherwise. Written by the owner only.
+    pub nofail_wait_since_ns: AtomicU64,
+    pub nofail_wait_bytes: AtomicU64,
 }
 
 pub const HEADER_SIZE: usize = core::mem::size_of::<Header>();

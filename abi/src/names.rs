@@ -6,7 +6,7 @@ pub const OPS: [&str; crate::OPS] = ["alloc", "free", "realloc"];
 pub const CONTEXTS: [&str; crate::CONTEXTS] = ["normal", "noreclaim", "nofail"];
 
 /// Event counters, `Header::events` order. Each line: name, meaning.
-pub const EVENTS: [(&str, &str); 19] = [
+pub const EVENTS: [(&str, &str); 20] = [
     (
         "pool_refills",
         "the maintenance thread committed and pre-faulted more NORECLAIM pool",
@@ -64,6 +64,10 @@ pub const EVENTS: [(&str, &str); 19] = [
     (
         "soft_limit_reclaims",
         "reclaim rounds run for MEMSCOPE_SOFT_LIMIT",
+    ),
+    (
+        "nofail_stalls",
+        "NOFAIL requests still waiting, once per 10 s of waiting (a line each unless NOWARN)",
     ),
 ];
 

@@ -74,6 +74,11 @@ fn the_c_header_matches_the_rust_layout() {
         ("slot.deallocated_bytes", offset_of!(Slot, deallocated_bytes)),
         ("slot.ops", offset_of!(Slot, ops)),
         ("slot.latency", offset_of!(Slot, latency)),
+        (
+            "slot.nofail_wait_since_ns",
+            offset_of!(Slot, nofail_wait_since_ns),
+        ),
+        ("slot.nofail_wait_bytes", offset_of!(Slot, nofail_wait_bytes)),
         ("histogram.count", offset_of!(Histogram, count)),
         ("histogram.sum_ns", offset_of!(Histogram, sum_ns)),
         ("histogram.max_ns", offset_of!(Histogram, max_ns)),

@@ -48,9 +48,11 @@ pub enum Event {
     BackoffWait,
     /// Reclaim rounds the maintenance thread ran for `MEMSCOPE_SOFT_LIMIT`.
     SoftLimitReclaim,
+    /// A NOFAIL request still waiting, once per `nofail::STALL_REPORT_NS`.
+    NofailStall,
 }
 
-pub const EVENT_COUNT: usize = Event::SoftLimitReclaim as usize + 1;
+pub const EVENT_COUNT: usize = Event::NofailStall as usize + 1;
 
 /// Names as the stats segment and the CLI print them (the ABI crate's
 /// table; this crate's order must match it, which a test checks).

@@ -25,6 +25,10 @@ use crate::log::{self, set_errno};
 use crate::scope::{NORECLAIM, NOWARN};
 use crate::{maintenance, pool, reclaim};
 
+/// How often a NOFAIL request that keeps waiting says so (the kernel's
+/// `warn_alloc` "page allocation stalls for N ms", every 10 s).
+pub const STALL_REPORT_NS: u64 = 10_000_000_000;
+
 /// Longest single back-off wait.
 const BACKOFF_MAX_NS: u64 = 64_000_000;
 const BACKOFF_MIN_NS: u64 = 1_000_000;
@@ -96,9 +100,17 @@ unsafe fn retry(size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
 }
 
 unsafe fn retry_loop(size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
-    let deadline_ns = CONFIG.nofail_deadline_ms.load(Relaxed).saturating_mul(1_000_000);
     let start = now_ns();
+    crate::stats::thread::nofail_wait_begin(size, start);
+    let p = retry_loop_from(start, size, caller_bits, flags);
+    crate::stats::thread::nofail_wait_end();
+    p
+}
+
+unsafe fn retry_loop_from(start: u64, size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
+    let deadline_ns = CONFIG.nofail_deadline_ms.load(Relaxed).saturating_mul(1_000_000);
     let mut backoff = BACKOFF_MIN_NS;
+    let mut next_report = STALL_REPORT_NS;
     loop {
         count(Event::NofailRetry);
         let seen = reclaim::PROGRESS.load(Relaxed);
@@ -112,18 +124,44 @@ unsafe fn retry_loop(size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
             return p;
         }
         let mut wait = backoff;
+        let spent = now_ns() - start;
+        if spent >= next_report {
+            report_stall(size, flags, spent);
+            next_report = (spent / STALL_REPORT_NS + 1) * STALL_REPORT_NS;
+        }
         if deadline_ns > 0 {
-            let spent = now_ns() - start;
             if spent >= deadline_ns {
                 return policy(Event::PolicyDeadline, size, flags);
             }
             wait = wait.min(deadline_ns - spent);
         }
+        wait = wait.min(next_report - spent);
         count(Event::BackoffWait);
         maintenance::wake();
         reclaim::wait_for_progress(seen, wait);
         backoff = (backoff * 2).min(BACKOFF_MAX_NS);
     }
+}
+
+/// One line per stalled request every `STALL_REPORT_NS` (not rate-limited
+/// with other diagnostics, so each waiting thread is heard), unless NOWARN
+/// or `MEMSCOPE_LOG=off`; always counted.
+#[cold]
+fn report_stall(size: usize, flags: u32, spent_ns: u64) {
+    count(Event::NofailStall);
+    if flags & NOWARN != 0 || !CONFIG.log.load(Relaxed) {
+        return;
+    }
+    let mut line = log::StackLine::new();
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() };
+    let _ = writeln!(
+        line,
+        "memscope: NOFAIL allocation of {size} bytes stalls for {} ms on thread {tid} (scope flags {flags:#x}); \
+         still retrying (reclaimers, reserve, back-off)",
+        spent_ns / 1_000_000
+    );
+    log::write_stderr(line.as_bytes());
 }
 
 /// NOFAIL inside NORECLAIM once the pool said no: the reserve, then the
