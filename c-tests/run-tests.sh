@@ -101,7 +101,7 @@ expect_exit cxx_new 0 "$P" -- "$out/cxx_new"
 expect_exit "align_sweep: every entry point, alignment and scope" 0 "$P" -- "$out/align_sweep"
 expect_exit "align_sweep, dirty_decay_ms:0" 0 "$P" MALLOC_CONF=dirty_decay_ms:0 -- "$out/align_sweep"
 expect_exit "align_sweep: header only, no library" 0 -- "$out/align_sweep"
-expect_exit "cxx_align_sweep: aligned new/delete in every scope" 0 "$P" -- "$out/cxx_align_sweep"
+expect_exit "cxx_align_sweep: aligned new and delete in every scope" 0 "$P" -- "$out/cxx_align_sweep"
 expect_exit dlsym_malloc 0 "$P" -- "$out/dlsym_malloc"
 [ -x "$out/jemalloc_api" ] && expect_exit jemalloc_api 0 "$P" EXPECT_NARENAS=3 MALLOC_CONF=narenas:3 -- "$out/jemalloc_api"
 
@@ -114,6 +114,23 @@ if [ $rc = 0 ] && [ "$lines" = 2 ] && grep -q 'MEMSCOPE_NORECLAIM_POOL=12Q: .*de
     pass "bad environment values: one line each, program unharmed"
 else
     fail "bad environment values" "rc=$rc, stderr: $(cat "$out/badenv.err")"
+fi
+# Values out of range are clamped, each with one line saying to what and why.
+env "$P" MEMSCOPE_NORECLAIM_POOL=1T MEMSCOPE_RESERVE=1T MEMSCOPE_STATS_SAMPLE=99999999999 /bin/true 2>"$out/clamp.err"
+rc=$?
+if [ $rc = 0 ] && [ "$(wc -l <"$out/clamp.err")" = 3 ] &&
+    grep -q 'MEMSCOPE_NORECLAIM_POOL=1T: above the largest value, .*; using 536870912' "$out/clamp.err" &&
+    grep -q 'MEMSCOPE_RESERVE=1T: above the largest value, .*; using 268435456' "$out/clamp.err" &&
+    grep -q 'MEMSCOPE_STATS_SAMPLE=99999999999: above the largest value, .*; using 4294967295' "$out/clamp.err"; then
+    pass "clamped values: one line each, saying to what and why"
+else
+    fail "clamped values" "rc=$rc, stderr: $(cat "$out/clamp.err")"
+fi
+env "$P" MEMSCOPE_NORECLAIM_POOL=4K /bin/true 2>"$out/clamp-low.err"
+if grep -q 'MEMSCOPE_NORECLAIM_POOL=4K: below the smallest value, .*; using 2097152' "$out/clamp-low.err"; then
+    pass "a pool below one chunk: raised, with one line"
+else
+    fail "pool below one chunk" "stderr: $(cat "$out/clamp-low.err")"
 fi
 env "$P" MEMSCOPE_LOG=off MEMSCOPE_NORECLAIM_POOL=12Q /bin/true 2>"$out/logoff.err"
 if [ $? = 0 ] && [ ! -s "$out/logoff.err" ]; then

@@ -116,6 +116,95 @@ PY
     finish
 fi
 
+# -------------------------------------------- every thread's life, exactly
+# Threads that never call the allocator themselves (glibc frees NULL for
+# each as it exits): no slot is taken, none is left behind, none overflows.
+if start bystanders -- bystanders 600; then
+    json $pid >"$out/bystanders.json"
+    check "bystanders: 600 threads that never allocate hold no slot" python3 - "$out/bystanders.json" $pid <<'PY'
+import json, os, sys
+s, pid = json.load(open(sys.argv[1])), sys.argv[2]
+dead = [t for t in s["threads"] if not os.path.exists(f"/proc/{pid}/task/{t['tid']}")]
+assert not dead, ("slots held by exited threads", [t["tid"] for t in dead])
+assert s["threads_live"] == len(s["threads"]) <= 3, s["threads_live"]
+assert s["threads_overflowed"] == 0, s["threads_overflowed"]
+assert s["threads_seen"] - s["retired"]["threads"] == s["threads_live"], (s["threads_seen"], s["retired"]["threads"])
+# Their exit frees are counted all the same (glibc frees NULL for each).
+assert s["overflow"]["calls"]["free"]["normal"] >= 600, s["overflow"]["calls"]["free"]
+PY
+    finish
+fi
+
+# Workers that keep their blocks and exit before anyone reads: every call
+# is in the retired slot.
+if start exited -- exited 10000; then
+    json $pid >"$out/exited.json"
+    check "exited: two workers' 20,000 calls survive their exit" python3 - "$out/exited.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+r = s["retired"]
+assert r["threads"] == 2, r["threads"]
+assert r["calls"]["alloc"]["noreclaim"] == 10000, r["calls"]["alloc"]
+assert r["calls"]["alloc"]["normal"] >= 10000, r["calls"]["alloc"]
+assert r["allocated_bytes"] >= 2 * 10000 * 64, r["allocated_bytes"]
+assert s["total"]["calls"]["alloc"]["noreclaim"] == 10000
+assert not any(t["name"].startswith("worker-") for t in s["threads"])
+PY
+    finish
+fi
+
+# A live thread that went idle without flushing: its counts are exact
+# within the harvest interval (100 ms at most; the check waits 300 ms).
+if start idle -- idle 777 500; then
+    sleep 0.3
+    json $pid >"$out/idle.json"
+    check "idle: a live idle thread's counts are exact without a flush" python3 - "$out/idle.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+w = [t for t in s["threads"] if t["name"] == "worker-idle"]
+assert len(w) == 1, [t["name"] for t in s["threads"]]
+c = w[0]["calls"]
+assert c["alloc"]["noreclaim"] == 500 and c["free"]["noreclaim"] == 500, c
+# 777 plain pairs; its first NORECLAIM push's set-up adds a few calls.
+# Unharvested, the sampled publishes would show about 511.
+assert 777 <= c["alloc"]["normal"] <= 790 and c["free"]["normal"] == 777, c
+PY
+    finish
+fi
+
+# The same with plain calls only: they live in the thread's TLS until the
+# maintenance thread reads them there.
+if start idle-plain -- idle 777 0; then
+    sleep 0.3
+    json $pid >"$out/idle-plain.json"
+    check "idle: a live idle thread's fast-path counts are exact without a flush" python3 - "$out/idle-plain.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+c = [t for t in s["threads"] if t["name"] == "worker-idle"][0]["calls"]
+assert 777 <= c["alloc"]["normal"] <= 790 and c["free"]["normal"] == 777, c
+PY
+    finish
+fi
+
+# A worker alternating NORECLAIM and NOFAIL calls: both contexts timed
+# (sampling per context, at random intervals, cannot alias with it).
+if start alternate -- alternate 100000; then
+    json $pid >"$out/alternate.json"
+    check "alternate: both contexts of a periodic pattern are timed" python3 - "$out/alternate.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+w = [t for t in s["threads"] if t["name"] == "worker-alt"][0]
+for op in ("alloc", "free"):
+    for ctx in ("noreclaim", "nofail"):
+        assert w["calls"][op][ctx] == 100000, (op, ctx, w["calls"][op][ctx])
+        n = w["latency"][op][ctx]["samples"]
+        # about 100000 / 1024 = 98 expected; a Poisson count that far off
+        # has odds below one in a billion.
+        assert 40 <= n <= 200, (op, ctx, n)
+PY
+    finish
+fi
+
 # ---------------------------------------- thread churn and slot overflow
 if start churn -- churn 2000 10 300; then
     json $pid >"$out/churn.json"
@@ -240,6 +329,28 @@ expect_code "symlink" 7 106
 expect_code "another user's segment" 7 107 --as-nobody
 expect_code "no segment" 3 108
 check "a stale copy is shown as exited" grep -q "exited" <("$cli" show 107 --dir "$C")
+
+# A reader that goes away: every verb ends quietly with status 0.
+P2=$(mktemp -d)
+for i in $(seq 200 260); do cp "$C/good" "$P2/memscope.$i"; done
+epipe() { # NAME CMD...: CMD | head -1 exits 0, says nothing on stderr
+    local name=$1
+    shift
+    "$@" 2>"$out/epipe.err" | head -c 1 >/dev/null
+    local rc=${PIPESTATUS[0]}
+    if [ "$rc" = 0 ] && [ ! -s "$out/epipe.err" ]; then
+        pass "closed pipe: $name exits 0 quietly"
+    else
+        fail "closed pipe: $name" "exit $rc: $(head -c 300 "$out/epipe.err")"
+    fi
+}
+epipe "gc --dry-run" "$cli" gc --dry-run --dir "$P2"
+epipe "list --all" "$cli" list --all --dir "$P2"
+epipe "show" "$cli" show 200 --dir "$P2"
+epipe "show --json" "$cli" show 200 --json --dir "$P2"
+epipe "show --prometheus" "$cli" show 200 --prometheus --dir "$P2"
+epipe "watch" timeout 20 "$cli" watch 200 --interval 0.05 --count 100 --dir "$P2"
+rm -rf "$P2"
 
 # ---------------------------------------------------------------------- gc
 if start gc -- live 1 10 10; then

@@ -252,12 +252,64 @@ pub fn parse_size_or_percent(s: &[u8]) -> Result<(u64, bool), BadValue> {
     }
 }
 
+/// The largest NORECLAIM pool and NOFAIL reserve: together they live in
+/// one region of at most 1 GiB (one jemalloc radix-tree leaf), reserved at
+/// twice what they need at least, so each may take a half of it at most
+/// and the pool a quarter when the reserve takes the rest.
+pub const POOL_MAX: u64 = 512 << 20;
+pub const RESERVE_MAX: u64 = 256 << 20;
+/// The smallest pool: one commit chunk (a 2 MiB huge page).
+pub const POOL_MIN: u64 = 2 << 20;
+/// The largest sampling period (the countdowns' arithmetic needs headroom).
+pub const STATS_SAMPLE_MAX: u64 = u32::MAX as u64;
+
+/// Keeps `v` within `lo..=hi`, saying so in one line (naming the
+/// variable, what was asked, what is used and why) if it had to.
+fn clamped(opt: &Opt, value: &[u8], v: u64, lo: u64, hi: u64, why: &str) -> u64 {
+    let used = v.clamp(lo, hi);
+    if used != v {
+        log::warn(format_args!(
+            "{}={}: {} {}; using {}",
+            opt.name,
+            log::Bytes(value),
+            if v > hi {
+                "above the largest value,"
+            } else {
+                "below the smallest value,"
+            },
+            why,
+            used
+        ));
+    }
+    used
+}
+
 /// Applies one `NAME=value` pair to `CONFIG`, or warns and keeps the default.
 fn apply(opt: &Opt, value: &[u8]) {
     let c = &CONFIG;
     let result: Result<(), BadValue> = match opt.name {
-        "MEMSCOPE_NORECLAIM_POOL" => parse_size(value).map(|v| c.noreclaim_pool.store(v, Relaxed)),
-        "MEMSCOPE_RESERVE" => parse_size(value).map(|v| c.reserve.store(v, Relaxed)),
+        "MEMSCOPE_NORECLAIM_POOL" => parse_size(value).map(|v| {
+            let v = clamped(
+                opt,
+                value,
+                v,
+                POOL_MIN,
+                POOL_MAX,
+                "the pool lives in a region of at most 1 GiB",
+            );
+            c.noreclaim_pool.store(v, Relaxed)
+        }),
+        "MEMSCOPE_RESERVE" => parse_size(value).map(|v| {
+            let v = clamped(
+                opt,
+                value,
+                v,
+                0,
+                RESERVE_MAX,
+                "the reserve shares the pool's region of at most 1 GiB",
+            );
+            c.reserve.store(v, Relaxed)
+        }),
         "MEMSCOPE_POOL_MLOCK" => parse_bool(value).map(|v| c.pool_mlock.store(v, Relaxed)),
         "MEMSCOPE_NOFAIL_MAX" => parse_size_or_percent(value).map(|(v, pct)| {
             c.nofail_max.store(v, Relaxed);
@@ -274,7 +326,17 @@ fn apply(opt: &Opt, value: &[u8]) {
         "MEMSCOPE_STATS" => parse_bool(value).map(|v| c.stats.store(v, Relaxed)),
         "MEMSCOPE_STATS_SAMPLE" => match parse_count(value) {
             Ok(0) => Err(BadValue("must be at least 1")),
-            other => other.map(|v| c.stats_sample.store(v.min(u64::from(u32::MAX)), Relaxed)),
+            other => other.map(|v| {
+                let v = clamped(
+                    opt,
+                    value,
+                    v,
+                    1,
+                    STATS_SAMPLE_MAX,
+                    "the sampling period is a 32-bit count",
+                );
+                c.stats_sample.store(v, Relaxed)
+            }),
         },
         "MEMSCOPE_STATS_DIR" => set_stats_dir(value),
         "MEMSCOPE_LOG" => match value {
@@ -333,10 +395,29 @@ pub fn for_each_env(mut f: impl FnMut(&[u8], &[u8])) {
     }
 }
 
+/// True in secure-execution mode (`AT_SECURE`: set-user-id or
+/// set-group-id programs, file capabilities, some LSM transitions), where
+/// the environment belongs to a less privileged caller. Like glibc, which
+/// ignores its malloc tunables then, and jemalloc, which reads its
+/// `MALLOC_CONF` with `secure_getenv`, memscope then reads no `MEMSCOPE_*`
+/// variable and forwards no `MALLOC_CONF`: the defaults apply (stats in
+/// `/dev/shm`, diagnostics on), and nothing says so on stderr, which in
+/// such a program belongs to that caller too.
+pub fn secure_execution() -> bool {
+    // SAFETY: getauxval has no preconditions; 0 when the entry is absent.
+    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+}
+
 /// Reads every option from the environment. Called once by `init`.
 /// `MEMSCOPE_LOG` is applied first so that `off` silences warnings about
-/// the other variables too.
+/// the other variables too. Nothing is read in secure-execution mode.
 pub fn load() {
+    if secure_execution() {
+        CONFIG
+            .nofail_max_resolved
+            .store(CONFIG.resolve_nofail_max(), Relaxed);
+        return;
+    }
     for_each_env(|name, value| {
         if name == b"MEMSCOPE_LOG" {
             if let Some(opt) = OPTIONS.iter().find(|o| o.name.as_bytes() == name) {

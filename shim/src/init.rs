@@ -71,7 +71,14 @@ fn global_slow() {
 /// `MALLOC_CONF` if it is set.
 fn copy_malloc_conf() {
     let mut found: Option<&[u8]> = None;
+    // In secure-execution mode the caller's MALLOC_CONF is not ours to
+    // pass on (jemalloc itself would not read it: see
+    // `config::secure_execution`).
+    let secure = config::secure_execution();
     config::for_each_env(|name, value| {
+        if secure {
+            return;
+        }
         if name == b"MALLOC_CONF" {
             // SAFETY: `environ`'s strings outlive load; only the slice is kept.
             found = Some(unsafe { core::slice::from_raw_parts(value.as_ptr(), value.len()) });
@@ -113,9 +120,19 @@ pub fn thread_first_call() -> u32 {
     let flags = st.flags.get() & !tls::THREAD_UNSEEN;
     st.flags.set(flags);
     stats::thread::start(st);
-    if stats::segment::header().is_some() {
+    if let Some(h) = stats::segment::header() {
         // Its numbers are folded into the retired slot when it exits.
         maintenance::register_thread_exit();
+        // Once the process has a second thread, the maintenance thread
+        // keeps idle threads' counts current in the segment. (Never in a
+        // single-threaded process, which may rely on staying so, e.g. for
+        // unshare(CLONE_NEWUSER); and never before jemalloc's mallctl tree
+        // is ready: see `stats::thread::CTL_READY`.)
+        if h.threads_seen.load(core::sync::atomic::Ordering::Relaxed) >= 2
+            && stats::thread::CTL_READY.load(core::sync::atomic::Ordering::Acquire)
+        {
+            maintenance::ensure_started();
+        }
     }
     flags
 }
