@@ -5,6 +5,14 @@
  *   nofail rlimit        under a real RLIMIT_AS, after plain malloc has
  *                        exhausted memory: plain allocations see NULLs,
  *                        NOFAIL ones never do (reclaimers, reserve)
+ *   nofail rlimit-first  the address space exhausted before the process's
+ *                        first scope of any kind: its first NOFAIL scope
+ *                        still gets the reserve (reserved at load), at
+ *                        once, with no reclaimer to help
+ *   nofail stall         a NOFAIL request that cannot be served for 10 s
+ *                        says so on stderr (run with no reserve and a
+ *                        deadline of 10.5 s; the runner checks the line)
+ *   nofail stall-nowarn  the same under NOWARN: silent
  *   nofail order         reclaimers run in registration order, filtered
  *                        by NOFS/NOIO, never under NORECLAIM, never
  *                        recursively; one may unregister itself
@@ -122,6 +130,53 @@ static void case_rlimit(void)
     for (int i = 0; i < 400; i++)
         free(kept[i]);
     memscope_reclaimer_unregister(id);
+}
+
+static void case_rlimit_first(void)
+{
+    struct rlimit rl = {(rlim_t)(vm_bytes() + (64 << 20)), RLIM_INFINITY};
+    CHECK(setrlimit(RLIMIT_AS, &rl) == 0);
+    for (size_t size = 1 << 20; size >= (64 << 10); size /= 2) {
+        while (cached < CACHE_MAX) {
+            void *p = malloc(size);
+            if (!p)
+                break;
+            cache[cached] = p;
+            cache_size[cached++] = size;
+        }
+    }
+    CHECK_MSG(cached > 0 && cached < CACHE_MAX, "%d blocks before the limit", cached);
+    void *probe = malloc(256 << 10);
+    CHECK_MSG(probe == NULL, "plain malloc still succeeds: the test would prove nothing");
+    free(probe);
+
+    /* The first scope of the process, with nothing left to reclaim. */
+    static void *kept[1000];
+    int nulls = 0;
+    unsigned s = memscope_push(MEMSCOPE_NOFAIL);
+    for (int i = 0; i < 1000; i++) {
+        kept[i] = malloc(4096);
+        nulls += kept[i] == NULL;
+        if (kept[i])
+            memset(kept[i], 3, 4096);
+    }
+    memscope_pop(s);
+    CHECK_MSG(nulls == 0, "%d of 1000 NOFAIL allocations returned NULL", nulls);
+    say("rlimit-first: %d blocks to the limit; first NOFAIL scope: %d/1000 NULL\n", cached, nulls);
+    for (int i = 0; i < 1000; i++)
+        free(kept[i]);
+}
+
+static void case_stall(unsigned extra)
+{
+    /* Every ordinary attempt fails and there is no reserve: the request
+     * waits until the deadline, and must say so at 10 s. */
+    memscope_test_fail_next(1ul << 40);
+    unsigned s = memscope_push(MEMSCOPE_NOFAIL | extra);
+    void *p = malloc(12345);
+    memscope_pop(s);
+    memscope_test_fail_next(0);
+    CHECK(p == NULL && errno == ENOMEM);
 }
 
 /* ---- order and filtering ---------------------------------------------- */
@@ -349,6 +404,12 @@ int main(int argc, char **argv)
     const char *c = argv[1];
     if (!strcmp(c, "rlimit"))
         case_rlimit();
+    else if (!strcmp(c, "rlimit-first"))
+        case_rlimit_first();
+    else if (!strcmp(c, "stall"))
+        case_stall(0);
+    else if (!strcmp(c, "stall-nowarn"))
+        case_stall(MEMSCOPE_NOWARN);
     else if (!strcmp(c, "order"))
         case_order();
     else if (!strcmp(c, "unblock"))

@@ -174,6 +174,18 @@ expect_stderr() {
 # Under RLIMIT_AS jemalloc cannot start more background threads and says
 # so on every retry; one background thread keeps its stderr readable.
 expect_exit "nofail rlimit" 0 "$P" MALLOC_CONF=max_background_threads:1 -- "$out/nofail" rlimit
+# The address space used up before the first scope: the first NOFAIL
+# scope still gets the reserve, at once (timeout 60 s: a hang fails).
+expect_exit "nofail rlimit, first scope after exhaustion" 0 "$P" -- timeout 60 "$out/nofail" rlimit-first
+# A request that waits 10 s says so once, with its size, scope and time.
+expect_exit "nofail stall" 0 "$P" MEMSCOPE_RESERVE=0 MEMSCOPE_NOFAIL_DEADLINE_MS=10500 -- "$out/nofail" stall
+expect_stderr "nofail stall" 'NOFAIL allocation of 12345 bytes stalls for 10[0-9]{3} ms on thread [0-9]+ \(scope flags 0x4\)'
+expect_exit "nofail stall NOWARN" 0 "$P" MEMSCOPE_RESERVE=0 MEMSCOPE_NOFAIL_DEADLINE_MS=10500 -- "$out/nofail" stall-nowarn
+if grep -q stalls "$out/nofail stall NOWARN.err"; then
+    fail "nofail stall NOWARN: silent" "$(head -c 300 "$out/nofail stall NOWARN.err")"
+else
+    pass "nofail stall NOWARN: silent"
+fi
 expect_exit "nofail order" 0 "$P" -- "$out/nofail" order
 expect_exit "nofail unblock" 0 "$P" -- "$out/nofail" unblock
 expect_exit "nofail deadline null" 0 "$P" MEMSCOPE_NOFAIL_DEADLINE_MS=200 -- "$out/nofail" deadline

@@ -293,6 +293,64 @@ attack stale 'echo junk >"$1/memscope.$$"'
 check "our own stale file at the path: replaced by a fresh segment" "$cli" show $apid
 wait $apid
 
+# --------------------------------------------------- privileges and AT_SECURE
+if [ "$(id -u)" = 0 ]; then
+    # A daemon that drops root (setuid/setresuid) still removes its
+    # segment at a clean exit, in a sticky directory as /dev/shm is.
+    S=$(mktemp -d)
+    chmod 1777 "$S"
+    for call in 'os.setgid(65534); os.setuid(65534)' 'os.setresgid(65534, 65534, 65534); os.setresuid(65534, 65534, 65534)' \
+        'os.seteuid(65534)' 'os.setreuid(65534, 65534)'; do
+        env LD_PRELOAD="$lib" MEMSCOPE_STATS_DIR="$S" python3 -c "import os; $call; assert os.geteuid() == 65534" 2>"$out/drop.err"
+        rc=$?
+        if [ $rc = 0 ] && [ -z "$(ls -A "$S")" ]; then
+            pass "privilege drop ($call): segment removed at exit"
+        else
+            fail "privilege drop ($call)" "rc=$rc, left: $(ls -la "$S"); $(head -c 300 "$out/drop.err")"
+        fi
+        rm -f "$S"/memscope.*
+    done
+    # A drop that fails leaves the segment with its owner.
+    env LD_PRELOAD="$lib" MEMSCOPE_STATS_DIR="$S" python3 -c '
+import os, glob
+os.setresuid(0, 0, 0)  # allowed: nothing changes
+seg = glob.glob(os.environ["MEMSCOPE_STATS_DIR"] + "/memscope.*")[0]
+assert os.stat(seg).st_uid == 0, os.stat(seg).st_uid
+' 2>"$out/drop.err"
+    check "privilege calls that change nothing leave the segment as it was" test $? = 0
+    rm -rf "$S"
+
+    # Secure-execution mode: a set-user-id program owned by another user,
+    # run as root with hostile MEMSCOPE_* and MALLOC_CONF values.
+    X=$(mktemp -d)
+    chmod 755 "$X"
+    if $CC $CFLAGS -I"$here/../ffi-include" -I"$here" "$here/secure_exec.c" -o "$X/secure_exec" \
+        -L"$(dirname "$lib")" -Wl,--no-as-needed -lmemscope -Wl,-rpath,"$(dirname "$lib")" 2>"$out/secure.build"; then
+        chown 65534:65534 "$X/secure_exec"
+        chmod 4755 "$X/secure_exec"
+        T=$(mktemp -d)
+        chmod 1777 "$T"
+        env MEMSCOPE_STATS_DIR="$T" MEMSCOPE_NORECLAIM_POOL=12Q MEMSCOPE_STATS=maybe MALLOC_CONF=no_such_option:1 \
+            "$X/secure_exec" "$T" >"$out/secure.out" 2>"$out/secure.err"
+        rc=$?
+        if [ $rc = 0 ] && [ ! -s "$out/secure.err" ] && [ -z "$(ls -A "$T")" ]; then
+            pass "AT_SECURE: MEMSCOPE_* and MALLOC_CONF ignored, stats in the default directory"
+        else
+            fail "AT_SECURE" "rc=$rc; stderr: $(head -c 500 "$out/secure.err"); in $T: $(ls -A "$T")"
+        fi
+        # The control: the same program, not set-user-id, obeys them.
+        chmod 0755 "$X/secure_exec"
+        env MEMSCOPE_STATS_DIR="$T" MALLOC_CONF=no_such_option:1 "$X/secure_exec" "$T" >/dev/null 2>"$out/secure-control.err"
+        check "AT_SECURE control: without set-user-id the environment is obeyed" grep -q no_such_option "$out/secure-control.err"
+        rm -rf "$T"
+    else
+        fail "build secure_exec" "$(head -c 1000 "$out/secure.build")"
+    fi
+    rm -rf "$X"
+else
+    echo "skip  privilege drop and AT_SECURE checks: they need root"
+fi
+
 # ------------------------------------------------------- corrupt files
 C=$(mktemp -d)
 if start corrupt-src -- live 1 10 10; then
@@ -333,11 +391,17 @@ check "a stale copy is shown as exited" grep -q "exited" <("$cli" show 107 --dir
 # A reader that goes away: every verb ends quietly with status 0.
 P2=$(mktemp -d)
 for i in $(seq 200 260); do cp "$C/good" "$P2/memscope.$i"; done
-epipe() { # NAME CMD...: CMD | head -1 exits 0, says nothing on stderr
+epipe() { # NAME CMD...: CMD writing into a pipe whose reader is gone exits 0, silent
     local name=$1
     shift
-    "$@" 2>"$out/epipe.err" | head -c 1 >/dev/null
-    local rc=${PIPESTATUS[0]}
+    # The read end is closed before CMD starts: its first write fails with
+    # EPIPE every time (a `| head` would race CMD's small output).
+    python3 -c '
+import os, subprocess, sys
+r, w = os.pipe()
+os.close(r)
+sys.exit(subprocess.run(sys.argv[1:], stdout=w).returncode)' "$@" 2>"$out/epipe.err"
+    local rc=$?
     if [ "$rc" = 0 ] && [ ! -s "$out/epipe.err" ]; then
         pass "closed pipe: $name exits 0 quietly"
     else

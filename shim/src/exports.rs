@@ -252,3 +252,27 @@ unsafe fn sdallocx_slow(p: *mut c_void, size: usize, flags: c_int) {
         || route::sdallocx(p, size, flags),
     )
 }
+
+// ------------------------------------------------ changes of user id
+// Not allocator symbols: exported so that the stats segment can follow a
+// daemon that drops privileges (`ids`), each a call into libc's own.
+
+#[cfg_attr(not(test), no_mangle)]
+pub extern "C" fn setuid(uid: libc::uid_t) -> c_int {
+    crate::ids::setuid(uid)
+}
+
+#[cfg_attr(not(test), no_mangle)]
+pub extern "C" fn seteuid(euid: libc::uid_t) -> c_int {
+    crate::ids::seteuid(euid)
+}
+
+#[cfg_attr(not(test), no_mangle)]
+pub extern "C" fn setreuid(ruid: libc::uid_t, euid: libc::uid_t) -> c_int {
+    crate::ids::setreuid(ruid, euid)
+}
+
+#[cfg_attr(not(test), no_mangle)]
+pub extern "C" fn setresuid(ruid: libc::uid_t, euid: libc::uid_t, suid: libc::uid_t) -> c_int {
+    crate::ids::setresuid(ruid, euid, suid)
+}

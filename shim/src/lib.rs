@@ -11,11 +11,13 @@ pub mod counters;
 pub mod ctl;
 pub mod exports;
 pub mod glibc;
+pub mod ids;
 pub mod init;
 pub mod log;
 pub mod magazine;
 pub mod maintenance;
 pub mod nofail;
+pub mod own_alloc;
 pub mod pool;
 pub mod posix;
 pub mod reclaim;
@@ -25,6 +27,7 @@ pub mod stats;
 pub mod tls;
 
 /// The shim's own Rust allocations go to jemalloc directly (the `_rjem_`
-/// names), never through the exported `malloc`.
+/// names), never through the exported `malloc`, with the NOFAIL reserve
+/// behind it (`own_alloc`).
 #[global_allocator]
-static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+static ALLOC: own_alloc::OwnAlloc = own_alloc::OwnAlloc;

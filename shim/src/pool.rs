@@ -414,13 +414,54 @@ pub fn refill_step() -> bool {
     true
 }
 
+/// Address space reserved for the region when the library loaded
+/// (`reserve_at_load`), not yet taken by `create`: base and size, or 0.
+static LOADED_BASE: AtomicUsize = AtomicUsize::new(0);
+static LOADED_SIZE: AtomicUsize = AtomicUsize::new(0);
+
+/// Reserves the region's address space when the library loads, so that a
+/// process that runs out of address space (`RLIMIT_AS`) before its first
+/// NOFAIL or NORECLAIM scope still gets its pool and reserve then:
+/// committing pages inside a reservation of our own does not grow the
+/// address space the limit counts. Nothing is committed here (pre-faulting
+/// at load cost ~29 ms per exec; this costs a few microseconds), so a
+/// process that never enters a scope pays address space, never memory.
+/// Under a finite `RLIMIT_AS` only the smallest region that serves is
+/// taken, to leave the program as much of its budget as possible.
+pub fn reserve_at_load() {
+    if POOL.state.load(Acquire) != NONE || LOADED_BASE.load(Relaxed) != 0 {
+        return;
+    }
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `rl` is a valid out-pointer.
+    let limited =
+        unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut rl) } == 0 && rl.rlim_cur != libc::RLIM_INFINITY;
+    if let Some((base, size)) = reserve_region(limited) {
+        LOADED_SIZE.store(size, Relaxed);
+        LOADED_BASE.store(base, Release);
+    }
+}
+
+/// The region: the one reserved at load if there is one, else a new one.
+fn take_region() -> Option<(usize, usize)> {
+    let base = LOADED_BASE.swap(0, Acquire);
+    if base != 0 {
+        return Some((base, LOADED_SIZE.load(Relaxed)));
+    }
+    reserve_region(false)
+}
+
 /// Reserves the region: the largest power of two from `REGION_MAX` down
-/// that the address space (or `RLIMIT_AS`) grants, aligned to itself.
-fn reserve_region() -> Option<(usize, usize)> {
+/// that the address space (or `RLIMIT_AS`) grants, aligned to itself;
+/// with `smallest`, the smallest size that serves.
+fn reserve_region(smallest: bool) -> Option<(usize, usize)> {
     let need = high_watermark() + CONFIG.reserve.load(Relaxed) as usize;
     let want = (need * 8).next_power_of_two().clamp(REGION_MIN, REGION_MAX);
     let floor = (need * 2).next_power_of_two().min(want);
-    let mut size = want;
+    let mut size = if smallest { floor } else { want };
     while size >= floor {
         // Over-reserve twice the size so an aligned window exists inside.
         // SAFETY: a fresh anonymous PROT_NONE mapping at a kernel-chosen address.
@@ -490,7 +531,7 @@ pub fn ensure_process_pool() -> bool {
 }
 
 fn create() -> bool {
-    let Some((base, size)) = reserve_region() else {
+    let Some((base, size)) = take_region() else {
         log::warn(format_args!(
             "NORECLAIM pool: could not reserve address space; NORECLAIM allocations will fail"
         ));

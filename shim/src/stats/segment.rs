@@ -293,6 +293,38 @@ pub fn remove_at_exit() {
     unsafe { libc::unlink((*PATH.0.get()).as_ptr().cast()) };
 }
 
+/// The process is about to take `euid` as its effective user id: hand the
+/// segment file to that user first, while the process may still (as root)
+/// change a file's owner, so that the unlink at exit, made as that user,
+/// is allowed in a sticky directory such as `/dev/shm`, and readers of
+/// that user can open it. Returns the previous owner, for `restore_owner`
+/// if the change of ids then fails; None if nothing was changed.
+pub fn follow_owner(euid: libc::uid_t) -> Option<libc::uid_t> {
+    let fd = FD.load(Relaxed);
+    if fd < 0 || header().is_none() {
+        return None;
+    }
+    // SAFETY: `st` is a valid out-pointer; `fd` is our segment's descriptor.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    if unsafe { libc::fstat(fd, &mut st) } != 0 || st.st_uid == euid {
+        return None;
+    }
+    // SAFETY: as above. Fails harmlessly (EPERM) when the process may not.
+    if unsafe { libc::fchown(fd, euid, libc::gid_t::MAX) } != 0 {
+        return None;
+    }
+    Some(st.st_uid)
+}
+
+/// Gives the segment back to `uid` (the change of ids failed).
+pub fn restore_owner(uid: libc::uid_t) {
+    let fd = FD.load(Relaxed);
+    if fd >= 0 {
+        // SAFETY: our segment's descriptor.
+        unsafe { libc::fchown(fd, uid, libc::gid_t::MAX) };
+    }
+}
+
 /// In a forked child: forget the parent's segment (never write it again)
 /// and make the child's own.
 pub fn after_fork_in_child() {
