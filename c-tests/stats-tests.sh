@@ -205,6 +205,25 @@ PY
     finish
 fi
 
+# A thread waiting in NOFAIL right now is listed, with its request and
+# how long it has waited.
+if start stall MEMSCOPE_RESERVE=0 MEMSCOPE_NOFAIL_DEADLINE_MS=4000 -- stall; then
+    json $pid >"$out/stall.json"
+    "$cli" show $pid >"$out/stall.txt"
+    check "stall: show --json lists the thread waiting in NOFAIL" python3 - "$out/stall.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+w = [t for t in s["threads"] if t["name"] == "worker-stall"][0]
+assert w["nofail_wait"] is not None, w
+assert w["nofail_wait"]["bytes"] == 12345, w["nofail_wait"]
+assert 0.2 <= w["nofail_wait"]["waited_s"] < 4, w["nofail_wait"]
+assert all(t["nofail_wait"] is None for t in s["threads"] if t["name"] != "worker-stall")
+PY
+    check "stall: show lists it in a table" grep -A4 "Waiting in NOFAIL now" "$out/stall.txt"
+    finish
+    check "stall: the request gave up at its deadline, once" grep -c "MEMSCOPE_NOFAIL_DEADLINE_MS passed" "$out/stall.err"
+fi
+
 # ---------------------------------------- thread churn and slot overflow
 if start churn -- churn 2000 10 300; then
     json $pid >"$out/churn.json"

@@ -24,6 +24,10 @@
  *                   "ready" once it is idle, waits for stdin.
  *   alternate N     worker-alt alternates a NORECLAIM and a NOFAIL
  *                   malloc+free, N of each; prints "ready", waits.
+ *   stall           worker-stall waits in a NOFAIL request of 12345 bytes
+ *                   that cannot be served (run with MEMSCOPE_RESERVE=0 and
+ *                   a deadline); prints "ready" while it waits; after
+ *                   stdin closes, waits for it to give up
  *   events          makes each timed slow event happen: NOFAIL failures
  *                   (injected) that run a reclaimer, malloc_trim, and
  *                   NORECLAIM use deep enough to make the pool refill;
@@ -357,8 +361,39 @@ static int alternate(int n)
     return 0;
 }
 
+static volatile int stalling;
+
+static void *stall_worker(void *arg)
+{
+    (void)arg;
+    pthread_setname_np(pthread_self(), "worker-stall");
+    free(malloc(1)); /* its slot first */
+    memscope_test_fail_next(1ul << 40);
+    stalling = 1;
+    unsigned saved = memscope_push(MEMSCOPE_NOFAIL);
+    sink = malloc(12345);
+    memscope_pop(saved);
+    memscope_test_fail_next(0);
+    return NULL;
+}
+
+static int stall(void)
+{
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, stall_worker, NULL) == 0);
+    while (!stalling)
+        usleep(1000);
+    usleep(300 * 1000);
+    ready();
+    wait_stdin();
+    pthread_join(th, NULL);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc >= 2 && !strcmp(argv[1], "stall"))
+        return stall();
     if (argc >= 3 && !strcmp(argv[1], "bystanders"))
         return bystanders(atoi(argv[2]));
     if (argc >= 3 && !strcmp(argv[1], "exited"))
