@@ -34,6 +34,7 @@ test: all lint unit-test c-test stats-test rust-guard-test install-test real-pro
 	@echo "make test: all suites passed"
 
 lint:
+	scripts/layers.py shim/src
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 

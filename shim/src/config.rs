@@ -99,7 +99,6 @@ pub struct Config {
     pub soft_limit: AtomicU64,
     pub stats: AtomicBool,
     pub stats_sample: AtomicU64,
-    pub log: AtomicBool,
     stats_dir: PathBuf,
 }
 
@@ -126,7 +125,6 @@ pub static CONFIG: Config = Config {
     soft_limit: AtomicU64::new(0),
     stats: AtomicBool::new(true),
     stats_sample: AtomicU64::new(1024),
-    log: AtomicBool::new(true),
     stats_dir: PathBuf {
         len: AtomicU64::new(8),
         bytes: UnsafeCell::new(path_buf(b"/dev/shm")),
@@ -344,7 +342,7 @@ fn apply(opt: &Opt, value: &[u8]) {
             b"off" => Ok(false),
             _ => Err(BadValue("expected `warn` or `off`")),
         }
-        .map(|on| c.log.store(on, Relaxed)),
+        .map(log::set_enabled),
         _ => Ok(()),
     };
     if let Err(BadValue(why)) = result {

@@ -9,7 +9,7 @@
 //! the rest 0.
 
 use crate::counters::{count, Event};
-use crate::{ctl, maintenance, route, scope};
+use crate::{ctl, mailbox, purge, route, scope};
 use core::ffi::c_int;
 
 #[repr(C)]
@@ -88,24 +88,15 @@ pub fn mallinfo() -> Mallinfo {
 pub fn malloc_trim(_pad: usize) -> c_int {
     if route::scope_flags() & scope::NORECLAIM != 0 {
         count(Event::TrimDeferred);
-        maintenance::request_purge();
+        mailbox::request_purge();
         return 0;
     }
     ctl::refresh_stats();
     let before = stat(c"stats.resident");
-    purge_all();
+    purge::purge_all();
     ctl::refresh_stats();
     let after = stat(c"stats.resident");
     c_int::from(after < before)
-}
-
-/// Purges all arenas now, on the calling thread.
-pub fn purge_all() {
-    let t = crate::stats::event_start();
-    if let Some(m) = ctl::Mib::new(c"arena.0.purge") {
-        m.at(1, ctl::ARENAS_ALL).call();
-    }
-    crate::stats::event_done(crate::stats::Timer::Purge, t);
 }
 
 /// glibc's `M_MXFAST`, the only parameter whose range glibc checks.

@@ -1,5 +1,7 @@
-//! Process and thread initialisation: the option table is read, and
-//! jemalloc's configuration is settled, before jemalloc first runs.
+//! Process and thread life: the option table is read, and jemalloc's
+//! configuration is settled, before jemalloc first runs; a thread's first
+//! allocator call sets it up, and its exit (a `pthread_key` destructor)
+//! takes it down.
 //!
 //! Every new thread starts with `THREAD_UNSEEN` in its flag word, so its
 //! first allocator call lands here once; the first such call in the
@@ -8,9 +10,11 @@
 
 use core::cell::UnsafeCell;
 use core::ffi::c_char;
-use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
+use core::ffi::c_void;
+use core::sync::atomic::Ordering::{AcqRel, Acquire};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8, Ordering};
 
-use crate::{config, log, maintenance, stats, tls};
+use crate::{config, log, mailbox, stats, tls};
 
 const UNINIT: u8 = 0;
 const RUNNING: u8 = 1;
@@ -122,7 +126,7 @@ pub fn thread_first_call() -> u32 {
     stats::thread::start(st);
     if let Some(h) = stats::segment::header() {
         // Its numbers are folded into the retired slot when it exits.
-        maintenance::register_thread_exit();
+        register_thread_exit();
         // Once the process has a second thread, the maintenance thread
         // keeps idle threads' counts current in the segment. (Never in a
         // single-threaded process, which may rely on staying so, e.g. for
@@ -131,7 +135,7 @@ pub fn thread_first_call() -> u32 {
         if h.threads_seen.load(core::sync::atomic::Ordering::Relaxed) >= 2
             && stats::thread::CTL_READY.load(core::sync::atomic::Ordering::Acquire)
         {
-            maintenance::ensure_started();
+            mailbox::start_maintenance();
         }
     }
     flags
@@ -163,4 +167,42 @@ fn on_load() {
 extern "C" fn stats_after_fork_in_child() {
     stats::segment::after_fork_in_child();
     stats::thread::after_fork_in_child(tls::state());
+}
+
+// ------------------------------------------------------------ thread exit
+
+static EXIT_KEY: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// Arranges for `on_thread_exit` to run when the calling thread exits.
+pub fn register_thread_exit() {
+    let mut key = EXIT_KEY.load(Acquire);
+    if key == u32::MAX {
+        let mut k: libc::pthread_key_t = 0;
+        // SAFETY: `k` is a valid out-pointer; the destructor is extern "C".
+        if unsafe { libc::pthread_key_create(&mut k, Some(on_thread_exit)) } != 0 {
+            return;
+        }
+        key = match EXIT_KEY.compare_exchange(u32::MAX, k, AcqRel, Acquire) {
+            Ok(_) => k,
+            Err(existing) => {
+                // SAFETY: `k` was just created and never used.
+                unsafe { libc::pthread_key_delete(k) };
+                existing
+            }
+        };
+    }
+    // SAFETY: `key` is a live key; any non-NULL value makes the destructor run.
+    unsafe { libc::pthread_setspecific(key, 1 as *const c_void) };
+}
+
+extern "C" fn on_thread_exit(_: *mut c_void) {
+    // The thread may exit inside a scope: from here on it is plain.
+    let st = tls::state();
+    crate::stats::thread::unbias(&st.stats);
+    st.flags.set(0);
+    st.depth.set(0);
+    crate::mailbox::flush_thread();
+    crate::magazine::drain(crate::pool::thread_free_flags(st));
+    crate::pool::release_thread_cache();
+    crate::stats::thread::exit(st);
 }

@@ -15,11 +15,14 @@ pub mod ids;
 pub mod init;
 pub mod log;
 pub mod magazine;
+pub mod mailbox;
 pub mod maintenance;
 pub mod nofail;
+pub mod os;
 pub mod own_alloc;
 pub mod pool;
 pub mod posix;
+pub mod purge;
 pub mod reclaim;
 pub mod route;
 pub mod scope;
@@ -31,3 +34,8 @@ pub mod tls;
 /// behind it (`own_alloc`).
 #[global_allocator]
 static ALLOC: own_alloc::OwnAlloc = own_alloc::OwnAlloc;
+
+/// How the layers below the maintenance thread start it (through
+/// `mailbox::start_maintenance`) without depending on it: wired here, at
+/// the crate root, the one place that sees every layer.
+pub(crate) static START_MAINTENANCE: fn() = maintenance::ensure_started;

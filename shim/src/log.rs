@@ -8,8 +8,6 @@
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::config::CONFIG;
-
 /// At most this many lines per second; the rest are counted and the count
 /// is printed with the next line that gets through.
 const LINES_PER_SECOND: u64 = 10;
@@ -151,10 +149,22 @@ fn admit() -> bool {
     }
 }
 
+/// `MEMSCOPE_LOG`: diagnostics on (`warn`, the default) or off. Set once
+/// by `config::load`; kept here so that this module needs nothing above it.
+static ENABLED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(true);
+
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, Relaxed);
+}
+
+pub fn enabled() -> bool {
+    ENABLED.load(Relaxed)
+}
+
 /// Prints `memscope: <args>` on stderr unless logging is off or the rate
 /// limit is reached. Must not be called on a NORECLAIM thread.
 pub fn warn(args: fmt::Arguments<'_>) {
-    if !CONFIG.log.load(Relaxed) || !admit() {
+    if !enabled() || !admit() {
         return;
     }
     let mut line = StackLine::new();

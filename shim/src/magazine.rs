@@ -20,10 +20,10 @@ use core::ffi::c_void;
 
 use tikv_jemalloc_sys as jem;
 
-pub const GRAIN: usize = 16;
-pub const CLASSES: usize = 16;
+pub const GRAIN: usize = crate::pool::SMALL_GRAIN;
+pub const CLASSES: usize = crate::pool::SMALL_CLASSES;
 /// The largest request served here.
-pub const MAX_SIZE: usize = GRAIN * CLASSES;
+pub const MAX_SIZE: usize = crate::pool::SMALL_MAX;
 const DEPTH: usize = 32;
 /// Blocks fetched from jemalloc when a stack runs empty.
 const REFILL: usize = DEPTH / 2;

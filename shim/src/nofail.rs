@@ -22,8 +22,8 @@ use tikv_jemalloc_sys as jem;
 use crate::config::{NofailPolicy, CONFIG};
 use crate::counters::{count, Event};
 use crate::log::{self, set_errno};
-use crate::scope::{NORECLAIM, NOWARN};
-use crate::{maintenance, pool, reclaim};
+use crate::tls::{NORECLAIM, NOWARN};
+use crate::{mailbox, pool, reclaim};
 
 /// How often a NOFAIL request that keeps waiting says so (the kernel's
 /// `warn_alloc` "page allocation stalls for N ms", every 10 s).
@@ -137,7 +137,7 @@ unsafe fn retry_loop_from(start: u64, size: usize, caller_bits: i32, flags: u32)
         }
         wait = wait.min(next_report - spent);
         count(Event::BackoffWait);
-        maintenance::wake();
+        mailbox::wake();
         reclaim::wait_for_progress(seen, wait);
         backoff = (backoff * 2).min(BACKOFF_MAX_NS);
     }
@@ -149,7 +149,7 @@ unsafe fn retry_loop_from(start: u64, size: usize, caller_bits: i32, flags: u32)
 #[cold]
 fn report_stall(size: usize, flags: u32, spent_ns: u64) {
     count(Event::NofailStall);
-    if flags & NOWARN != 0 || !CONFIG.log.load(Relaxed) {
+    if flags & NOWARN != 0 || !log::enabled() {
         return;
     }
     let mut line = log::StackLine::new();
@@ -209,7 +209,7 @@ fn policy(kind: Event, size: usize, flags: u32) -> *mut c_void {
         NofailPolicy::Null => {
             if flags & NOWARN == 0 {
                 if flags & NORECLAIM != 0 {
-                    maintenance::POLICY_NULLS_TO_REPORT.fetch_add(1, Relaxed);
+                    mailbox::POLICY_NULLS_TO_REPORT.fetch_add(1, Relaxed);
                 } else {
                     log::warn(format_args!(
                         "impossible NOFAIL allocation of {size} bytes ({why}): NULL (MEMSCOPE_NOFAIL_POLICY=null)"

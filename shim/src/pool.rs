@@ -19,12 +19,19 @@ use tikv_jemalloc_sys as jem;
 
 use crate::config::CONFIG;
 use crate::counters::{count, Event};
-use crate::{ctl, log, maintenance, tls};
+use crate::{ctl, log, mailbox, tls};
 
 const NONE: u8 = 0;
 const CREATING: u8 = 1;
 const READY: u8 = 2;
 const FAILED: u8 = 3;
+
+/// The page-class table records usable sizes in steps of `SMALL_GRAIN`
+/// up to `SMALL_MAX`: the classes of the magazines (`magazine`), which
+/// serve small NORECLAIM requests from blocks this table sizes.
+pub const SMALL_GRAIN: usize = 16;
+pub const SMALL_CLASSES: usize = 16;
+pub const SMALL_MAX: usize = SMALL_GRAIN * SMALL_CLASSES;
 
 /// Commit granularity (a huge page, so THP can back the pool).
 pub const CHUNK: usize = 2 << 20;
@@ -108,8 +115,8 @@ pub unsafe fn note_block(p: *mut c_void, usable: usize) {
     if off >= POOL.reserved.load(Relaxed) {
         return;
     }
-    let class = if usable <= crate::magazine::MAX_SIZE && usable % crate::magazine::GRAIN == 0 {
-        (usable / crate::magazine::GRAIN) as u8
+    let class = if usable <= SMALL_MAX && usable % SMALL_GRAIN == 0 {
+        (usable / SMALL_GRAIN) as u8
     } else {
         0
     };
@@ -129,7 +136,7 @@ pub unsafe fn note_request(p: *mut c_void, size: usize, flags: i32) {
     if p.is_null() {
         return;
     }
-    let usable = if size <= crate::magazine::MAX_SIZE {
+    let usable = if size <= SMALL_MAX {
         unsafe { jem::nallocx(size.max(1), flags) }
     } else {
         0
@@ -148,7 +155,7 @@ pub unsafe fn small_usable(p: *const c_void) -> usize {
     let page = ((p as usize) - base) >> TABLE_PAGE_SHIFT;
     // SAFETY: as in `note_block`; `p` is inside the region.
     let class = unsafe { (*((base + page) as *const AtomicU8)).load(Relaxed) };
-    class as usize * crate::magazine::GRAIN
+    class as usize * SMALL_GRAIN
 }
 
 /// True if `p` points into the pool region (a block a pool arena served).
@@ -249,7 +256,7 @@ unsafe extern "C" fn hook_alloc(
         };
         if (for_reserve && used > left) || end > base + limit {
             if !for_reserve {
-                maintenance::wake();
+                mailbox::wake();
             }
             return null_mut();
         }
@@ -262,7 +269,7 @@ unsafe extern "C" fn hook_alloc(
                     POOL.reserve_left.fetch_sub(used, Relaxed);
                 } else if headroom() < low_watermark() {
                     count(Event::PoolLowWatermark);
-                    maintenance::wake();
+                    mailbox::wake();
                 }
                 // Committed, but not known to be zero: the radix-tree
                 // warm-up (`warm_radix_tree`) may have written here.
@@ -514,7 +521,7 @@ pub fn ensure_process_pool() -> bool {
         let ok = create();
         POOL.state.store(if ok { READY } else { FAILED }, Release);
         if ok {
-            maintenance::ensure_started();
+            mailbox::start_maintenance();
         }
         return ok;
     }
@@ -691,7 +698,7 @@ fn prefault_own_image() {
         if !is_me {
             return 0;
         }
-        let page = crate::posix::page_size();
+        let page = crate::os::page_size();
         for ph in phdrs.iter().filter(|ph| ph.p_type == libc::PT_LOAD) {
             let start = (info.dlpi_addr as usize + ph.p_vaddr as usize) & !(page - 1);
             let end = info.dlpi_addr as usize + ph.p_vaddr as usize + ph.p_memsz as usize;
@@ -806,7 +813,6 @@ pub fn ensure_thread_cache() {
                 .set(jem::MALLOCX_ARENA(arena) | jem::MALLOCX_TCACHE_NONE);
         }
     }
-    maintenance::register_thread_exit();
     warm_up_thread_cache(st.pool_mallocx_flags.get());
 }
 

@@ -1,9 +1,10 @@
 //! C semantics over jemalloc, exactly as glibc documents them: errno on
 //! every NULL, overflow checks, alignment rules and EINVAL, `realloc(p, 0)`.
 //!
-//! Hot path: `malloc`, `free`, `calloc`, `realloc` test the thread's flag
-//! word and, when it is zero (no scope, thread already seen), go straight
-//! to jemalloc. Anything else goes to `route`, which knows the scopes.
+//! Hot path: `malloc`, `free`, `calloc`, `realloc` pass `tls::gate` (one
+//! decrement of a TLS countdown and a sign test; scopes and new threads
+//! make it fail) and go straight to jemalloc. Anything else goes to
+//! `route`, which knows the scopes.
 
 use core::ffi::{c_int, c_void};
 use core::ptr::null_mut;
@@ -11,6 +12,7 @@ use core::ptr::null_mut;
 use tikv_jemalloc_sys as jem;
 
 use crate::log::set_errno;
+use crate::os::page_size;
 use crate::{route, stats, tls};
 use memscope_abi::{OP_ALLOC, OP_FREE, OP_REALLOC};
 
@@ -264,14 +266,4 @@ unsafe fn aligned_or_enomem(align: usize, size: usize) -> *mut c_void {
 fn enomem() -> *mut c_void {
     set_errno(libc::ENOMEM);
     null_mut()
-}
-
-pub fn page_size() -> usize {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if p > 0 {
-        p as usize
-    } else {
-        4096
-    }
 }

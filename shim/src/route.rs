@@ -23,8 +23,8 @@ use tikv_jemalloc_sys as jem;
 
 use crate::counters::{count, Event};
 use crate::log::set_errno;
-use crate::scope::{NOFAIL, NORECLAIM, NOWARN};
-use crate::{init, magazine, maintenance, nofail, pool, stats, tls};
+use crate::tls::{NOFAIL, NORECLAIM, NOWARN};
+use crate::{init, magazine, mailbox, nofail, pool, stats, tls};
 use memscope_abi::{OP_ALLOC, OP_FREE, OP_REALLOC};
 
 /// `mallocx` flag bits a caller may choose in a scope: alignment and zero.
@@ -304,10 +304,10 @@ fn lane_count(st: &tls::ThreadState, op: usize) {
 fn fast_fail(size: usize, flags: u32) {
     count(Event::NoreclaimFastFail);
     if flags & NOWARN == 0 {
-        maintenance::FAST_FAILS_TO_REPORT.fetch_add(1, Relaxed);
-        maintenance::FAST_FAIL_LARGEST.fetch_max(size as u64, Relaxed);
+        mailbox::FAST_FAILS_TO_REPORT.fetch_add(1, Relaxed);
+        mailbox::FAST_FAIL_LARGEST.fetch_max(size as u64, Relaxed);
     }
-    maintenance::wake();
+    mailbox::wake();
 }
 
 unsafe fn pool_free(p: *mut c_void) {
@@ -321,7 +321,7 @@ unsafe fn pool_free(p: *mut c_void) {
         let st = tls::state();
         jem::dallocx(p, pool::thread_free_flags(st));
     } else {
-        maintenance::defer_free(p);
+        mailbox::defer_free(p);
     }
 }
 
@@ -346,7 +346,7 @@ unsafe fn pool_realloc(p: *mut c_void, size: usize, caller_bits: i32, flags: u32
     if !q.is_null() {
         let old = jem::sallocx(p, 0);
         core::ptr::copy_nonoverlapping(p.cast::<u8>(), q.cast::<u8>(), old.min(size));
-        maintenance::defer_free(p);
+        mailbox::defer_free(p);
     }
     q
 }

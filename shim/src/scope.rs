@@ -10,15 +10,9 @@
 use core::sync::atomic::{compiler_fence, Ordering};
 
 use crate::counters::{count, Event};
-use crate::{init, log, maintenance, pool, tls};
+use crate::{init, log, mailbox, pool, tls};
 
-pub const NORECLAIM: u32 = 0x01;
-pub const NOWARN: u32 = 0x02;
-pub const NOFAIL: u32 = 0x04;
-pub const NOFS: u32 = 0x08;
-pub const NOIO: u32 = 0x10;
-/// Every flag the API knows.
-pub const ALL: u32 = NORECLAIM | NOWARN | NOFAIL | NOFS | NOIO;
+pub use crate::tls::{ALL, NOFAIL, NOFS, NOIO, NORECLAIM, NOWARN};
 
 /// Enters a scope on the calling thread. See `memscope_push` in the header.
 ///
@@ -121,7 +115,7 @@ fn restore(st: &tls::ThreadState, saved: u32, cur: u32, top: u32) {
     compiler_fence(Ordering::SeqCst);
     st.depth.set(top);
     if cur & NORECLAIM != 0 && new & NORECLAIM == 0 {
-        maintenance::flush_thread();
+        mailbox::flush_thread();
     }
 }
 
@@ -164,7 +158,7 @@ pub fn current() -> u32 {
 /// runs: the usual case, checked inline.
 #[inline(always)]
 fn noreclaim_ready(st: &tls::ThreadState) -> bool {
-    st.pool_tcache.get() != 0 && maintenance::is_running()
+    st.pool_tcache.get() != 0 && mailbox::is_running()
 }
 
 /// Sets up what NORECLAIM needs, before its flag takes effect: the
@@ -176,17 +170,19 @@ fn enter_noreclaim(st: &tls::ThreadState) {
         count(Event::NoreclaimWithoutPool);
         return;
     }
-    maintenance::ensure_started();
+    mailbox::start_maintenance();
     if st.pool_tcache.get() == 0 {
         pool::ensure_thread_cache();
-        maintenance::touch_thread_buffer();
+        // Its cache is destroyed when it exits.
+        init::register_thread_exit();
+        mailbox::touch_thread_buffer();
         crate::magazine::touch();
         // Walk the deferred-free path once (jemalloc's per-thread lookup
         // caches included), outside the scope, so its first use inside
         // takes no page fault.
         // SAFETY: a fresh block, handed over and flushed at once.
-        unsafe { maintenance::defer_free(tikv_jemalloc_sys::malloc(64)) };
-        maintenance::flush_thread();
+        unsafe { mailbox::defer_free(tikv_jemalloc_sys::malloc(64)) };
+        mailbox::flush_thread();
     }
 }
 

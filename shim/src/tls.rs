@@ -16,6 +16,20 @@
 
 use core::cell::Cell;
 
+use memscope_abi::{CONTEXTS, OPS};
+
+/// The scope flags (`MEMSCOPE_*` in `memscope.h`), kept in
+/// `ThreadState::flags`. Defined here, with the word that holds them, so
+/// that every layer can read a thread's context without importing the
+/// scope logic (`scope`).
+pub const NORECLAIM: u32 = 0x01;
+pub const NOWARN: u32 = 0x02;
+pub const NOFAIL: u32 = 0x04;
+pub const NOFS: u32 = 0x08;
+pub const NOIO: u32 = 0x10;
+/// Every flag the API knows.
+pub const ALL: u32 = NORECLAIM | NOWARN | NOFAIL | NOFS | NOIO;
+
 /// Set in every new thread's initial image: the thread has not been seen.
 /// Its countdowns start at 0, so its first call fails `gate` and the slow
 /// path, seeing this bit, runs `init::thread_first_call` once.
@@ -47,10 +61,88 @@ pub struct ThreadState {
     pub deferred_pending: Cell<u32>,
     /// The thread's counts and its stats slot (`stats::thread`). Its
     /// countdowns come first, on the flag word's cache line.
-    pub stats: crate::stats::thread::ThreadStats,
+    pub stats: ThreadStats,
     /// The `saved` values of the innermost pushes, to check pops.
     pub ring: [Cell<u32>; SCOPE_RING],
 }
+
+/// `ThreadStats::mode` before the thread's first call.
+pub const MODE_UNSTARTED: u32 = 0;
+
+/// A thread's counting state (`stats::thread` works on it), part of
+/// `ThreadState`. `ZERO` is the initial state.
+#[repr(C)]
+pub struct ThreadStats {
+    /// Fast-path calls left before the next timed one, per operation: the
+    /// call that finds it at 0 is timed, and it is rearmed to `armed - 1`.
+    /// Decremented by `tls::gate`; minus `tls::SCOPE_BIAS` in a scope. All
+    /// zero in a new thread, so that its first call takes the slow path.
+    pub countdown: [Cell<u64>; OPS],
+    /// Fast-path calls accounted by samples already taken.
+    pub(crate) credited: [Cell<u64>; OPS],
+    /// The current sampling interval per operation.
+    pub(crate) armed: [Cell<u64>; OPS],
+    /// The next warm-up interval per operation (1 at thread start,
+    /// doubling up to the period), or 0 once warmed up: from then on
+    /// intervals are random.
+    pub(crate) warm: [Cell<u64>; OPS],
+    /// Calls counted on the slow path, per operation and context.
+    pub(crate) slow: [[Cell<u64>; CONTEXTS]; OPS],
+    /// Slow-path calls left until the next timed one, per operation and
+    /// context (one countdown per operation timed only the context that
+    /// came last in a periodic pattern, and hid the others).
+    pub(crate) slow_countdown: [[Cell<u64>; CONTEXTS]; OPS],
+    pub(crate) slow_warm: [[Cell<u64>; CONTEXTS]; OPS],
+    /// xorshift state for the random intervals (0: not seeded).
+    pub(crate) rng: Cell<u64>,
+    /// Odd while the owner rewrites `credited`/`armed`/`countdown` together
+    /// (a sample): the harvester retries rather than read them torn.
+    pub(crate) gen: Cell<u64>,
+    /// The thread's slot (address), or 0, and its index.
+    pub(crate) slot: Cell<usize>,
+    pub(crate) slot_index: Cell<usize>,
+    pub(crate) mode: Cell<u32>,
+    /// What has been added to an aggregate slot so far (overflow threads,
+    /// and a thread after its exit fold).
+    pub(crate) added: [[Cell<u64>; CONTEXTS]; OPS],
+    pub(crate) added_bytes: [Cell<u64>; 2],
+    /// jemalloc's per-thread byte counters (`thread.allocatedp`,
+    /// `thread.deallocatedp`), or 0.
+    pub(crate) allocatedp: Cell<usize>,
+    pub(crate) deallocatedp: Cell<usize>,
+}
+
+impl ThreadStats {
+    pub const COUNTDOWN_OFFSET: usize = core::mem::offset_of!(ThreadStats, countdown);
+
+    /// The initial state (a const: the non-x86 TLS block is built from it).
+    #[allow(clippy::declare_interior_mutable_const)]
+    pub const ZERO: ThreadStats = ThreadStats {
+        countdown: [const { Cell::new(0) }; OPS],
+        credited: [const { Cell::new(0) }; OPS],
+        armed: [const { Cell::new(1) }; OPS],
+        warm: [const { Cell::new(1) }; OPS],
+        slow: [const { [const { Cell::new(0) }; CONTEXTS] }; OPS],
+        slow_countdown: [const { [const { Cell::new(0) }; CONTEXTS] }; OPS],
+        slow_warm: [const { [const { Cell::new(1) }; CONTEXTS] }; OPS],
+        rng: Cell::new(0),
+        gen: Cell::new(0),
+        slot: Cell::new(0),
+        slot_index: Cell::new(0),
+        mode: Cell::new(MODE_UNSTARTED),
+        added: [const { [const { Cell::new(0) }; CONTEXTS] }; OPS],
+        added_bytes: [const { Cell::new(0) }; 2],
+        allocatedp: Cell::new(0),
+        deallocatedp: Cell::new(0),
+    };
+}
+
+// What the assembly below reads: the flag word at the block's start (the
+// initial image stores `THREAD_UNSEEN` there) and the countdowns at the
+// offsets `gate` computes.
+const _: () = assert!(core::mem::offset_of!(ThreadState, flags) == 0);
+const _: () = assert!(core::mem::size_of::<Cell<u32>>() == 4);
+const _: () = assert!(countdown_offset(1) == countdown_offset(0) + 8);
 
 /// What a scope subtracts from every countdown (see `gate`): far above any
 /// countdown (at most `stats::COUNTDOWN_MAX`), so a biased countdown stays
@@ -59,7 +151,7 @@ pub const SCOPE_BIAS: u64 = 1 << 56;
 
 /// Byte offset of `stats.countdown[op]` in the block, for `gate`.
 pub const fn countdown_offset(op: usize) -> usize {
-    core::mem::offset_of!(ThreadState, stats) + crate::stats::thread::ThreadStats::COUNTDOWN_OFFSET + op * 8
+    core::mem::offset_of!(ThreadState, stats) + ThreadStats::COUNTDOWN_OFFSET + op * 8
 }
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
@@ -164,7 +256,7 @@ mod imp {
         in_reclaim: Cell::new(0),
         deferred_pending: Cell::new(0),
         ring: [const { Cell::new(0) }; super::SCOPE_RING],
-        stats: crate::stats::thread::ThreadStats::ZERO,
+        stats: super::ThreadStats::ZERO,
     };
 
     thread_local! {

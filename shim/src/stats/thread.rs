@@ -35,80 +35,15 @@ use core::sync::atomic::{compiler_fence, fence, AtomicBool, AtomicU32, AtomicU64
 use memscope_abi::{self as abi, Histogram, Slot, CONTEXTS, OPS};
 
 use super::{clock, segment, tid};
-use crate::scope::{NOFAIL, NORECLAIM};
-use crate::tls::{self, ThreadState};
+use crate::tls::{self, ThreadState, ThreadStats};
+use crate::tls::{NOFAIL, NORECLAIM};
 
-const MODE_UNSTARTED: u32 = 0;
+use crate::tls::MODE_UNSTARTED;
 const MODE_SLOT: u32 = 1;
 const MODE_OVERFLOW: u32 = 2;
 const MODE_OFF: u32 = 3;
 
-/// Part of `tls::ThreadState`. All zero is the valid initial state.
-#[repr(C)]
-pub struct ThreadStats {
-    /// Fast-path calls left before the next timed one, per operation: the
-    /// call that finds it at 0 is timed, and it is rearmed to `armed - 1`.
-    /// Decremented by `tls::gate`; minus `tls::SCOPE_BIAS` in a scope. All
-    /// zero in a new thread, so that its first call takes the slow path.
-    pub countdown: [Cell<u64>; OPS],
-    /// Fast-path calls accounted by samples already taken.
-    credited: [Cell<u64>; OPS],
-    /// The current sampling interval per operation.
-    armed: [Cell<u64>; OPS],
-    /// The next warm-up interval per operation (1 at thread start,
-    /// doubling up to the period), or 0 once warmed up: from then on
-    /// intervals are random.
-    warm: [Cell<u64>; OPS],
-    /// Calls counted on the slow path, per operation and context.
-    slow: [[Cell<u64>; CONTEXTS]; OPS],
-    /// Slow-path calls left until the next timed one, per operation and
-    /// context (one countdown per operation timed only the context that
-    /// came last in a periodic pattern, and hid the others).
-    slow_countdown: [[Cell<u64>; CONTEXTS]; OPS],
-    slow_warm: [[Cell<u64>; CONTEXTS]; OPS],
-    /// xorshift state for the random intervals (0: not seeded).
-    rng: Cell<u64>,
-    /// Odd while the owner rewrites `credited`/`armed`/`countdown` together
-    /// (a sample): the harvester retries rather than read them torn.
-    gen: Cell<u64>,
-    /// The thread's slot (address), or 0, and its index.
-    slot: Cell<usize>,
-    slot_index: Cell<usize>,
-    mode: Cell<u32>,
-    /// What has been added to an aggregate slot so far (overflow threads,
-    /// and a thread after its exit fold).
-    added: [[Cell<u64>; CONTEXTS]; OPS],
-    added_bytes: [Cell<u64>; 2],
-    /// jemalloc's per-thread byte counters (`thread.allocatedp`,
-    /// `thread.deallocatedp`), or 0.
-    allocatedp: Cell<usize>,
-    deallocatedp: Cell<usize>,
-}
-
 impl ThreadStats {
-    pub const COUNTDOWN_OFFSET: usize = core::mem::offset_of!(ThreadStats, countdown);
-
-    /// The initial state (a const: the non-x86 TLS block is built from it).
-    #[allow(clippy::declare_interior_mutable_const)]
-    pub const ZERO: ThreadStats = ThreadStats {
-        countdown: [const { Cell::new(0) }; OPS],
-        credited: [const { Cell::new(0) }; OPS],
-        armed: [const { Cell::new(1) }; OPS],
-        warm: [const { Cell::new(1) }; OPS],
-        slow: [const { [const { Cell::new(0) }; CONTEXTS] }; OPS],
-        slow_countdown: [const { [const { Cell::new(0) }; CONTEXTS] }; OPS],
-        slow_warm: [const { [const { Cell::new(1) }; CONTEXTS] }; OPS],
-        rng: Cell::new(0),
-        gen: Cell::new(0),
-        slot: Cell::new(0),
-        slot_index: Cell::new(0),
-        mode: Cell::new(MODE_UNSTARTED),
-        added: [const { [const { Cell::new(0) }; CONTEXTS] }; OPS],
-        added_bytes: [const { Cell::new(0) }; 2],
-        allocatedp: Cell::new(0),
-        deallocatedp: Cell::new(0),
-    };
-
     /// Exact calls so far for `op` in `ctx`.
     fn total(&self, op: usize, ctx: usize) -> u64 {
         let slow = self.slow[op][ctx].get();

@@ -1,0 +1,235 @@
+//! The maintenance thread's mailbox: how every other layer signals it
+//! without calling into it. A relaxed store to `WAKE`, counters of what it
+//! should report, and a bounded channel of deferred frees and purge
+//! requests whose receiver never blocks (it polls, so a sender never has
+//! to wake it with a futex). Scoped threads only ever do a non-blocking
+//! `try_send` here.
+//!
+//! The thread itself (`maintenance`) sits above everything it serves and
+//! takes its work from here; starting it goes through
+//! `crate::START_MAINTENANCE`, wired at the crate root, so that the layers
+//! that need it started do not depend on it.
+
+use core::cell::UnsafeCell;
+use core::ffi::c_void;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering::*};
+
+use crossbeam_channel::{Sender, TrySendError};
+use tikv_jemalloc_sys as jem;
+
+use crate::counters::{count, Event};
+use crate::tls;
+
+/// Pointers per deferred-free hand-off.
+pub const BATCH: usize = 62;
+/// Hand-offs the queue holds (BATCH * QUEUE pointers in flight at most).
+const QUEUE: usize = 512;
+/// A thread hands its deferred frees off once they hold this many bytes,
+/// so that large pool blocks come back to the pool soon.
+const BATCH_BYTES: usize = 1 << 20;
+
+// A batch travels inline in the channel's preallocated slots: boxing it
+// would allocate on the scoped thread.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Work {
+    Free(Batch),
+    Purge,
+}
+
+#[derive(Clone, Copy)]
+pub struct Batch {
+    len: usize,
+    bytes: usize,
+    ptrs: [usize; BATCH],
+}
+
+impl Batch {
+    const EMPTY: Batch = Batch {
+        len: 0,
+        bytes: 0,
+        ptrs: [0; BATCH],
+    };
+
+    /// Frees every pointer on the calling thread.
+    pub(crate) fn free_all(&mut self) {
+        for &p in &self.ptrs[..self.len] {
+            // SAFETY: each pointer was a live block handed over by `free`.
+            unsafe { jem::free(p as *mut c_void) };
+        }
+        self.len = 0;
+        self.bytes = 0;
+    }
+}
+
+static SENDER: AtomicPtr<Sender<Work>> = AtomicPtr::new(core::ptr::null_mut());
+static WAKE: AtomicBool = AtomicBool::new(false);
+
+/// NORECLAIM fast-fails on threads without NOWARN, not yet reported.
+pub static FAST_FAILS_TO_REPORT: AtomicU64 = AtomicU64::new(0);
+/// The largest request among them (bytes).
+pub static FAST_FAIL_LARGEST: AtomicU64 = AtomicU64::new(0);
+/// Impossible NOFAIL requests inside NORECLAIM answered NULL, not yet
+/// reported (threads without NOWARN).
+pub static POLICY_NULLS_TO_REPORT: AtomicU64 = AtomicU64::new(0);
+thread_local! {
+    /// Frees deferred by this thread while in NORECLAIM, not yet handed off.
+    static DEFERRED: UnsafeCell<Batch> = const { UnsafeCell::new(Batch::EMPTY) };
+}
+
+/// Asks the thread to look at its work soon. No syscall: it polls.
+#[inline]
+pub fn wake() {
+    WAKE.store(true, Relaxed);
+}
+
+pub fn is_running() -> bool {
+    !SENDER.load(Acquire).is_null()
+}
+
+#[allow(clippy::result_large_err)] // gives the work back, unboxed (see `Work`)
+fn try_send(w: Work) -> Result<(), Work> {
+    let tx = SENDER.load(Acquire);
+    if tx.is_null() {
+        return Err(w);
+    }
+    // SAFETY: a published sender is never freed (a forked child forgets it).
+    match unsafe { &*tx }.try_send(w) {
+        Ok(()) => {
+            wake();
+            Ok(())
+        }
+        Err(TrySendError::Full(w)) | Err(TrySendError::Disconnected(w)) => Err(w),
+    }
+}
+
+/// Asks for a purge of every arena (`malloc_trim` inside NORECLAIM).
+pub fn request_purge() {
+    let _ = try_send(Work::Purge);
+}
+
+/// Defers freeing `p` off this NORECLAIM thread. Never blocks and makes no
+/// syscall unless the queue is full.
+///
+/// # Safety
+/// `p` is a live block from this allocator, given up by the caller.
+pub unsafe fn defer_free(p: *mut c_void) {
+    count(Event::DeferredFree);
+    let size = jem::sallocx(p, 0);
+    DEFERRED.with(|cell| {
+        // SAFETY: only this thread touches its buffer, and nothing in here
+        // can re-enter `defer_free` (no allocation happens in between).
+        let b = unsafe { &mut *cell.get() };
+        b.ptrs[b.len] = p as usize;
+        b.len += 1;
+        b.bytes += size;
+        if b.len == BATCH || b.bytes >= BATCH_BYTES {
+            hand_off(b, true);
+        }
+        tls::state().deferred_pending.set(b.len as u32);
+    });
+}
+
+/// Sends the buffer to the maintenance thread, or frees it here when the
+/// queue is full or the thread is not running.
+fn hand_off(b: &mut Batch, in_scope: bool) {
+    if b.len == 0 {
+        return;
+    }
+    match try_send(Work::Free(*b)) {
+        Ok(()) => {
+            b.len = 0;
+            b.bytes = 0;
+        }
+        Err(_) => {
+            if in_scope {
+                count(Event::DeferredFreeOverflow);
+                let oversize = oversize_threshold();
+                for &p in &b.ptrs[..b.len] {
+                    // SAFETY: a live block handed over by `free`.
+                    if unsafe { jem::sallocx(p as *const c_void, 0) } >= oversize {
+                        count(Event::NoreclaimOsCall);
+                    }
+                }
+            }
+            b.free_all();
+        }
+    }
+}
+
+/// Hands off whatever this thread deferred (leaving NORECLAIM, or exit).
+#[inline]
+pub fn flush_thread() {
+    if tls::state().deferred_pending.get() != 0 {
+        flush_thread_now();
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn flush_thread_now() {
+    let st = tls::state();
+    DEFERRED.with(|cell| {
+        // SAFETY: as in `defer_free`.
+        let b = unsafe { &mut *cell.get() };
+        hand_off(b, false);
+        st.deferred_pending.set(b.len as u32);
+    });
+}
+
+/// Touches this thread's deferred buffer so the first deferred free in a
+/// scope takes no page fault.
+pub fn touch_thread_buffer() {
+    DEFERRED.with(|cell| {
+        // SAFETY: as in `defer_free`; a volatile write of the current value.
+        unsafe {
+            let b = &mut *cell.get();
+            for i in (0..BATCH).step_by(512 / core::mem::size_of::<usize>()) {
+                core::ptr::write_volatile(&mut b.ptrs[i], b.ptrs[i]);
+            }
+            core::ptr::write_volatile(&mut b.ptrs[BATCH - 1], b.ptrs[BATCH - 1]);
+        }
+    });
+}
+
+/// jemalloc frees blocks at least this large by purging them at once.
+pub(crate) fn oversize_threshold() -> usize {
+    static CACHED: AtomicU64 = AtomicU64::new(0);
+    let v = CACHED.load(Relaxed);
+    if v != 0 {
+        return v as usize;
+    }
+    let t = crate::ctl::read::<usize>(c"opt.oversize_threshold").unwrap_or(8 << 20);
+    CACHED.store(t as u64, Relaxed);
+    t
+}
+
+// ------------------------------------------------------------ the thread's side
+
+/// Starts the maintenance thread if it is not running. Call only outside
+/// NORECLAIM.
+pub fn start_maintenance() {
+    if !is_running() {
+        (crate::START_MAINTENANCE)();
+    }
+}
+
+/// Publishes the running thread's sender (by `maintenance`, once started).
+pub(crate) fn install(tx: Sender<Work>) {
+    SENDER.store(Box::into_raw(Box::new(tx)), Release);
+}
+
+/// A forked child has no maintenance thread: forget the parent's channel
+/// (its memory is leaked; it may be mid-operation) so that the next start
+/// makes a new one.
+pub(crate) fn forget() {
+    SENDER.store(core::ptr::null_mut(), Relaxed);
+    WAKE.store(false, Relaxed);
+}
+
+/// Takes the wake-up flag (the thread, once per round).
+pub(crate) fn take_wake() -> bool {
+    WAKE.swap(false, Relaxed)
+}
+
+/// Queue capacity, for the thread's end of the channel.
+pub(crate) const QUEUE_LEN: usize = QUEUE;

@@ -1,0 +1,14 @@
+//! Purging every arena (`malloc_trim`, the maintenance thread, the soft
+//! limit): one jemalloc call, timed as a slow event. Never on a NORECLAIM
+//! thread (it returns memory to the OS).
+
+use crate::ctl;
+
+/// Purges all arenas now, on the calling thread.
+pub fn purge_all() {
+    let t = crate::stats::event_start();
+    if let Some(m) = ctl::Mib::new(c"arena.0.purge") {
+        m.at(1, ctl::ARENAS_ALL).call();
+    }
+    crate::stats::event_done(crate::stats::Timer::Purge, t);
+}
