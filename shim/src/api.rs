@@ -44,19 +44,22 @@ pub unsafe extern "C" fn memscope_reclaimer_register(
     arg: *mut c_void,
     needs: c_uint,
 ) -> c_int {
-    let id = reclaim::register(name, reclaim, arg, needs);
-    // The soft limit is watched by the maintenance thread: make sure it
-    // runs (never from inside NORECLAIM, where starting a thread is out).
-    if id > 0
-        && crate::config::CONFIG
-            .soft_limit
-            .load(core::sync::atomic::Ordering::Relaxed)
-            > 0
-        && scope::current() & scope::NORECLAIM == 0
-    {
-        crate::maintenance::ensure_started();
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        let id = reclaim::register(name, reclaim, arg, needs);
+        // The soft limit is watched by the maintenance thread: make sure it
+        // runs (never from inside NORECLAIM, where starting a thread is out).
+        if id > 0
+            && crate::config::CONFIG
+                .soft_limit
+                .load(core::sync::atomic::Ordering::Relaxed)
+                > 0
+            && scope::current() & scope::NORECLAIM == 0
+        {
+            crate::maintenance::ensure_started();
+        }
+        id
     }
-    id
 }
 
 #[cfg_attr(not(test), no_mangle)]

@@ -19,35 +19,19 @@ pub enum NofailPolicy {
     Abort = 1,
 }
 
-/// How an option's text is parsed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// Bytes: a whole number with an optional K/M/G/T suffix (powers of
-    /// 1024; `KB`, `KiB` accepted).
-    Size,
-    /// Bytes, or a percentage of physical memory (`50%`).
-    SizeOrPercent,
-    /// `1/0/on/off/yes/no/true/false`.
-    Bool,
-    /// A whole number of milliseconds (0 = no limit).
-    Millis,
-    /// A whole number of at least 1.
-    Count,
-    /// `null` or `abort`.
-    Policy,
-    /// `warn` or `off`.
-    Log,
-    /// An absolute directory path shorter than `PATH_MAX_LEN` bytes.
-    Path,
-}
-
-/// One row of the option table.
+/// One row of the option table: everything about an option in one place.
 pub struct Opt {
     pub name: &'static str,
-    pub kind: Kind,
-    /// The default, as the text a user would write.
+    /// The default, as the text a user would write: `load` applies it
+    /// through `set` before the environment, so it is the only default.
     pub default: &'static str,
+    /// What the option does: the README's table repeats it, which a test
+    /// checks (the only reader: the table is the documentation).
+    #[allow(dead_code)]
     pub help: &'static str,
+    /// Parses a value and stores it in `CONFIG` (clamping, with one line,
+    /// where a value is out of range), or says why it is bad.
+    pub set: fn(&Opt, &[u8]) -> Result<(), BadValue>,
 }
 
 pub const PATH_MAX_LEN: usize = 256;
@@ -55,27 +39,27 @@ pub const PATH_MAX_LEN: usize = 256;
 /// Every option memscope reads. `docs/DESIGN.md` and the README repeat this
 /// table; a unit test keeps the README in step.
 pub const OPTIONS: &[Opt] = &[
-    Opt { name: "MEMSCOPE_NORECLAIM_POOL", kind: Kind::Size, default: "32M",
-          help: "free pre-faulted memory the NORECLAIM pool keeps ready (high watermark; refills start below a quarter of it)" },
-    Opt { name: "MEMSCOPE_RESERVE", kind: Kind::Size, default: "16M",
-          help: "pre-faulted reserve that NOFAIL requests fall back on" },
-    Opt { name: "MEMSCOPE_POOL_MLOCK", kind: Kind::Bool, default: "0",
-          help: "mlock the pool and the reserve so they cannot be swapped out" },
-    Opt { name: "MEMSCOPE_NOFAIL_MAX", kind: Kind::SizeOrPercent, default: "100%",
-          help: "largest request NOFAIL will retry for; larger ones follow the policy" },
-    Opt { name: "MEMSCOPE_NOFAIL_POLICY", kind: Kind::Policy, default: "null",
-          help: "impossible NOFAIL request: `null` (NULL + ENOMEM) or `abort`" },
-    Opt { name: "MEMSCOPE_NOFAIL_DEADLINE_MS", kind: Kind::Millis, default: "0",
+    Opt { name: "MEMSCOPE_NORECLAIM_POOL", default: "32M", set: set_noreclaim_pool,
+          help: "free pre-faulted memory the NORECLAIM pool keeps ready (high watermark; refills start below a quarter of it); 2M to 512M. Sizes take K/M/G/T." },
+    Opt { name: "MEMSCOPE_RESERVE", default: "16M", set: set_reserve,
+          help: "pre-faulted reserve that NOFAIL requests fall back on; at most 256M" },
+    Opt { name: "MEMSCOPE_POOL_MLOCK", default: "0", set: set_pool_mlock,
+          help: "`mlock` the pool and the reserve so they cannot be swapped out" },
+    Opt { name: "MEMSCOPE_NOFAIL_MAX", default: "100%", set: set_nofail_max,
+          help: "largest request NOFAIL retries for (bytes, or a percentage of physical memory); larger ones follow the policy" },
+    Opt { name: "MEMSCOPE_NOFAIL_POLICY", default: "null", set: set_nofail_policy,
+          help: "an impossible NOFAIL request: `null` (NULL + `ENOMEM`) or `abort`" },
+    Opt { name: "MEMSCOPE_NOFAIL_DEADLINE_MS", default: "0", set: set_nofail_deadline_ms,
           help: "give up retrying a NOFAIL request after this long (0: never)" },
-    Opt { name: "MEMSCOPE_SOFT_LIMIT", kind: Kind::Size, default: "0",
+    Opt { name: "MEMSCOPE_SOFT_LIMIT", default: "0", set: set_soft_limit,
           help: "RSS above which the maintenance thread runs reclaimers (0: off)" },
-    Opt { name: "MEMSCOPE_STATS", kind: Kind::Bool, default: "on",
-          help: "publish counters and latency histograms in shared memory" },
-    Opt { name: "MEMSCOPE_STATS_SAMPLE", kind: Kind::Count, default: "1024",
-          help: "time one call in this many (1: every call); counts stay exact" },
-    Opt { name: "MEMSCOPE_STATS_DIR", kind: Kind::Path, default: "/dev/shm",
-          help: "directory of the stats segment memscope.<pid>" },
-    Opt { name: "MEMSCOPE_LOG", kind: Kind::Log, default: "warn",
+    Opt { name: "MEMSCOPE_STATS", default: "on", set: set_stats,
+          help: "publish counters and latency histograms in shared memory (docs/STATS.md)" },
+    Opt { name: "MEMSCOPE_STATS_SAMPLE", default: "1024", set: set_stats_sample,
+          help: "time one call in this many on average (random intervals), per thread, operation and scope (1: every call, exact tails); counts are exact regardless" },
+    Opt { name: "MEMSCOPE_STATS_DIR", default: "/dev/shm", set: set_stats_dir,
+          help: "directory of the stats segment `memscope.<pid>`" },
+    Opt { name: "MEMSCOPE_LOG", default: "warn", set: set_log,
           help: "`warn`: one rate-limited stderr line per problem; `off`: silent" },
 ];
 
@@ -113,34 +97,25 @@ struct PathBuf {
 // after the matching acquire.
 unsafe impl Sync for PathBuf {}
 
+/// Empty until `load` applies every row's default (from `OPTIONS`, the
+/// one place defaults are written), then the environment.
 pub static CONFIG: Config = Config {
-    noreclaim_pool: AtomicU64::new(32 << 20),
-    reserve: AtomicU64::new(16 << 20),
+    noreclaim_pool: AtomicU64::new(0),
+    reserve: AtomicU64::new(0),
     pool_mlock: AtomicBool::new(false),
-    nofail_max: AtomicU64::new(100),
-    nofail_max_percent: AtomicBool::new(true),
+    nofail_max: AtomicU64::new(0),
+    nofail_max_percent: AtomicBool::new(false),
     nofail_max_resolved: AtomicU64::new(u64::MAX),
     nofail_policy: AtomicU8::new(NofailPolicy::Null as u8),
     nofail_deadline_ms: AtomicU64::new(0),
     soft_limit: AtomicU64::new(0),
-    stats: AtomicBool::new(true),
-    stats_sample: AtomicU64::new(1024),
+    stats: AtomicBool::new(false),
+    stats_sample: AtomicU64::new(0),
     stats_dir: PathBuf {
-        len: AtomicU64::new(8),
-        bytes: UnsafeCell::new(path_buf(b"/dev/shm")),
+        len: AtomicU64::new(0),
+        bytes: UnsafeCell::new([0; PATH_MAX_LEN]),
     },
 };
-
-/// A NUL-padded copy of `path` (used for the compiled-in default).
-const fn path_buf(path: &[u8]) -> [u8; PATH_MAX_LEN] {
-    let mut out = [0u8; PATH_MAX_LEN];
-    let mut i = 0;
-    while i < path.len() {
-        out[i] = path[i];
-        i += 1;
-    }
-    out
-}
 
 impl Config {
     pub fn nofail_policy(&self) -> NofailPolicy {
@@ -169,15 +144,7 @@ impl Config {
         if !self.nofail_max_percent.load(Relaxed) {
             return v;
         }
-        // SAFETY: sysconf has no memory-safety preconditions.
-        let (pages, page) = unsafe {
-            (
-                libc::sysconf(libc::_SC_PHYS_PAGES),
-                libc::sysconf(libc::_SC_PAGESIZE),
-            )
-        };
-        let phys = (pages.max(0) as u64).saturating_mul(page.max(0) as u64);
-        (phys / 100).saturating_mul(v)
+        (crate::os::physical_memory() / 100).saturating_mul(v)
     }
 }
 
@@ -284,68 +251,7 @@ fn clamped(opt: &Opt, value: &[u8], v: u64, lo: u64, hi: u64, why: &str) -> u64 
 
 /// Applies one `NAME=value` pair to `CONFIG`, or warns and keeps the default.
 fn apply(opt: &Opt, value: &[u8]) {
-    let c = &CONFIG;
-    let result: Result<(), BadValue> = match opt.name {
-        "MEMSCOPE_NORECLAIM_POOL" => parse_size(value).map(|v| {
-            let v = clamped(
-                opt,
-                value,
-                v,
-                POOL_MIN,
-                POOL_MAX,
-                "the pool lives in a region of at most 1 GiB",
-            );
-            c.noreclaim_pool.store(v, Relaxed)
-        }),
-        "MEMSCOPE_RESERVE" => parse_size(value).map(|v| {
-            let v = clamped(
-                opt,
-                value,
-                v,
-                0,
-                RESERVE_MAX,
-                "the reserve shares the pool's region of at most 1 GiB",
-            );
-            c.reserve.store(v, Relaxed)
-        }),
-        "MEMSCOPE_POOL_MLOCK" => parse_bool(value).map(|v| c.pool_mlock.store(v, Relaxed)),
-        "MEMSCOPE_NOFAIL_MAX" => parse_size_or_percent(value).map(|(v, pct)| {
-            c.nofail_max.store(v, Relaxed);
-            c.nofail_max_percent.store(pct, Relaxed);
-        }),
-        "MEMSCOPE_NOFAIL_POLICY" => match value {
-            b"null" => Ok(NofailPolicy::Null),
-            b"abort" => Ok(NofailPolicy::Abort),
-            _ => Err(BadValue("expected `null` or `abort`")),
-        }
-        .map(|p| c.nofail_policy.store(p as u8, Relaxed)),
-        "MEMSCOPE_NOFAIL_DEADLINE_MS" => parse_count(value).map(|v| c.nofail_deadline_ms.store(v, Relaxed)),
-        "MEMSCOPE_SOFT_LIMIT" => parse_size(value).map(|v| c.soft_limit.store(v, Relaxed)),
-        "MEMSCOPE_STATS" => parse_bool(value).map(|v| c.stats.store(v, Relaxed)),
-        "MEMSCOPE_STATS_SAMPLE" => match parse_count(value) {
-            Ok(0) => Err(BadValue("must be at least 1")),
-            other => other.map(|v| {
-                let v = clamped(
-                    opt,
-                    value,
-                    v,
-                    1,
-                    STATS_SAMPLE_MAX,
-                    "the sampling period is a 32-bit count",
-                );
-                c.stats_sample.store(v, Relaxed)
-            }),
-        },
-        "MEMSCOPE_STATS_DIR" => set_stats_dir(value),
-        "MEMSCOPE_LOG" => match value {
-            b"warn" => Ok(true),
-            b"off" => Ok(false),
-            _ => Err(BadValue("expected `warn` or `off`")),
-        }
-        .map(log::set_enabled),
-        _ => Ok(()),
-    };
-    if let Err(BadValue(why)) = result {
+    if let Err(BadValue(why)) = (opt.set)(opt, value) {
         log::warn(format_args!(
             "{}={}: {}; using the default {}",
             opt.name,
@@ -356,7 +262,97 @@ fn apply(opt: &Opt, value: &[u8]) {
     }
 }
 
-fn set_stats_dir(value: &[u8]) -> Result<(), BadValue> {
+fn set_noreclaim_pool(opt: &Opt, value: &[u8]) -> Result<(), BadValue> {
+    let v = parse_size(value)?;
+    let v = clamped(
+        opt,
+        value,
+        v,
+        POOL_MIN,
+        POOL_MAX,
+        "the pool lives in a region of at most 1 GiB",
+    );
+    CONFIG.noreclaim_pool.store(v, Relaxed);
+    Ok(())
+}
+
+fn set_reserve(opt: &Opt, value: &[u8]) -> Result<(), BadValue> {
+    let v = parse_size(value)?;
+    let v = clamped(
+        opt,
+        value,
+        v,
+        0,
+        RESERVE_MAX,
+        "the reserve shares the pool's region of at most 1 GiB",
+    );
+    CONFIG.reserve.store(v, Relaxed);
+    Ok(())
+}
+
+fn set_pool_mlock(_: &Opt, value: &[u8]) -> Result<(), BadValue> {
+    CONFIG.pool_mlock.store(parse_bool(value)?, Relaxed);
+    Ok(())
+}
+
+fn set_nofail_max(_: &Opt, value: &[u8]) -> Result<(), BadValue> {
+    let (v, pct) = parse_size_or_percent(value)?;
+    CONFIG.nofail_max.store(v, Relaxed);
+    CONFIG.nofail_max_percent.store(pct, Relaxed);
+    Ok(())
+}
+
+fn set_nofail_policy(_: &Opt, value: &[u8]) -> Result<(), BadValue> {
+    let p = match value {
+        b"null" => NofailPolicy::Null,
+        b"abort" => NofailPolicy::Abort,
+        _ => return Err(BadValue("expected `null` or `abort`")),
+    };
+    CONFIG.nofail_policy.store(p as u8, Relaxed);
+    Ok(())
+}
+
+fn set_nofail_deadline_ms(_: &Opt, value: &[u8]) -> Result<(), BadValue> {
+    CONFIG.nofail_deadline_ms.store(parse_count(value)?, Relaxed);
+    Ok(())
+}
+
+fn set_soft_limit(_: &Opt, value: &[u8]) -> Result<(), BadValue> {
+    CONFIG.soft_limit.store(parse_size(value)?, Relaxed);
+    Ok(())
+}
+
+fn set_stats(_: &Opt, value: &[u8]) -> Result<(), BadValue> {
+    CONFIG.stats.store(parse_bool(value)?, Relaxed);
+    Ok(())
+}
+
+fn set_stats_sample(opt: &Opt, value: &[u8]) -> Result<(), BadValue> {
+    let v = match parse_count(value)? {
+        0 => return Err(BadValue("must be at least 1")),
+        v => clamped(
+            opt,
+            value,
+            v,
+            1,
+            STATS_SAMPLE_MAX,
+            "the sampling period is a 32-bit count",
+        ),
+    };
+    CONFIG.stats_sample.store(v, Relaxed);
+    Ok(())
+}
+
+fn set_log(_: &Opt, value: &[u8]) -> Result<(), BadValue> {
+    match value {
+        b"warn" => log::set_enabled(true),
+        b"off" => log::set_enabled(false),
+        _ => return Err(BadValue("expected `warn` or `off`")),
+    }
+    Ok(())
+}
+
+fn set_stats_dir(_: &Opt, value: &[u8]) -> Result<(), BadValue> {
     if value.first() != Some(&b'/') {
         return Err(BadValue("expected an absolute directory path"));
     }
@@ -402,14 +398,17 @@ pub fn for_each_env(mut f: impl FnMut(&[u8], &[u8])) {
 /// `/dev/shm`, diagnostics on), and nothing says so on stderr, which in
 /// such a program belongs to that caller too.
 pub fn secure_execution() -> bool {
-    // SAFETY: getauxval has no preconditions; 0 when the entry is absent.
-    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+    crate::os::secure_execution()
 }
 
 /// Reads every option from the environment. Called once by `init`.
 /// `MEMSCOPE_LOG` is applied first so that `off` silences warnings about
 /// the other variables too. Nothing is read in secure-execution mode.
 pub fn load() {
+    for opt in OPTIONS {
+        // Cannot fail (a unit test applies every default).
+        let _ = (opt.set)(opt, opt.default.as_bytes());
+    }
     if secure_execution() {
         CONFIG
             .nofail_max_resolved
@@ -499,30 +498,23 @@ mod tests {
     }
 
     #[test]
-    fn every_option_default_parses() {
+    fn every_option_default_applies() {
         for opt in OPTIONS {
-            let d = opt.default.as_bytes();
-            let ok = match opt.kind {
-                Kind::Size => parse_size(d).is_ok(),
-                Kind::SizeOrPercent => parse_size_or_percent(d).is_ok(),
-                Kind::Bool => parse_bool(d).is_ok(),
-                Kind::Millis | Kind::Count => parse_count(d).is_ok(),
-                Kind::Policy => d == b"null" || d == b"abort",
-                Kind::Log => d == b"warn" || d == b"off",
-                Kind::Path => d.first() == Some(&b'/'),
-            };
-            assert!(ok, "default of {} does not parse", opt.name);
+            assert_eq!((opt.set)(opt, opt.default.as_bytes()), Ok(()), "{}", opt.name);
         }
+        assert_eq!(CONFIG.noreclaim_pool.load(Relaxed), 32 << 20);
+        assert_eq!(CONFIG.stats_dir_cstr(), b"/dev/shm\0");
+        assert!(CONFIG.stats.load(Relaxed));
     }
 
     #[test]
-    fn readme_lists_every_option() {
+    fn readme_table_is_the_option_table() {
         let readme = include_str!("../../README.md");
         for opt in OPTIONS {
+            let row = format!("| `{}` | `{}` | {} |", opt.name, opt.default, opt.help);
             assert!(
-                readme.contains(opt.name),
-                "README.md does not document {}",
-                opt.name
+                readme.lines().any(|l| l == row),
+                "README.md's options table lacks this row (copy it from shim/src/config.rs):\n{row}"
             );
         }
     }

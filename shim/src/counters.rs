@@ -54,12 +54,6 @@ pub enum Event {
 
 pub const EVENT_COUNT: usize = Event::NofailStall as usize + 1;
 
-/// Names as the stats segment and the CLI print them (the ABI crate's
-/// table; this crate's order must match it, which a test checks).
-pub fn name(e: usize) -> &'static str {
-    memscope_abi::names::EVENTS[e].0
-}
-
 /// Where counts go before the stats segment exists, or when stats are off.
 static LOCAL: [AtomicU64; EVENT_COUNT] = [const { AtomicU64::new(0) }; EVENT_COUNT];
 /// The live array: `LOCAL`, or the segment's `Header::events`.
@@ -107,14 +101,15 @@ pub fn touch_all() {
     }
 }
 
-/// A snapshot of every counter, in `Event` order.
-pub fn snapshot() -> [u64; EVENT_COUNT] {
-    core::array::from_fn(|i| at(i).load(Relaxed))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Names as the stats segment and the CLI print them: this crate's
+    /// order must match the ABI crate's table.
+    fn name(e: usize) -> &'static str {
+        memscope_abi::names::EVENTS[e].0
+    }
 
     #[test]
     fn names_match_the_abi_table() {

@@ -20,67 +20,80 @@ type WriteCb = Option<unsafe extern "C" fn(*mut c_void, *const c_char)>;
 
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
-    posix::malloc(size)
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe { posix::malloc(size) }
 }
 
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn free(p: *mut c_void) {
-    posix::free(p)
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe { posix::free(p) }
 }
 
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
-    posix::calloc(n, size)
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe { posix::calloc(n, size) }
 }
 
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
-    posix::realloc(p, size)
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe { posix::realloc(p, size) }
 }
 
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn reallocarray(p: *mut c_void, n: usize, size: usize) -> *mut c_void {
-    posix::reallocarray(p, n, size)
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe { posix::reallocarray(p, n, size) }
 }
 
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn posix_memalign(memptr: *mut *mut c_void, align: usize, size: usize) -> c_int {
-    posix::posix_memalign(memptr, align, size)
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe { posix::posix_memalign(memptr, align, size) }
 }
 
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
-    posix::aligned_alloc(align, size)
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe { posix::aligned_alloc(align, size) }
 }
 
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
-    posix::memalign(align, size)
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe { posix::memalign(align, size) }
 }
 
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
-    posix::valloc(size)
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe { posix::valloc(size) }
 }
 
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
-    posix::pvalloc(size)
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe { posix::pvalloc(size) }
 }
 
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
-    posix::malloc_usable_size(p)
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe { posix::malloc_usable_size(p) }
 }
 
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn free_sized(p: *mut c_void, size: usize) {
-    posix::free_sized(p, size)
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe { posix::free_sized(p, size) }
 }
 
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn free_aligned_sized(p: *mut c_void, align: usize, size: usize) {
-    posix::free_aligned_sized(p, align, size)
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe { posix::free_aligned_sized(p, align, size) }
 }
 
 // ------------------------------------------------------------ glibc extras
@@ -116,52 +129,69 @@ pub extern "C" fn malloc_stats() {
 
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn mallocx(size: usize, flags: c_int) -> *mut c_void {
-    if tls::gate::<OP_ALLOC>() {
-        return jem::mallocx(size, flags);
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        if tls::gate::<OP_ALLOC>() {
+            return jem::mallocx(size, flags);
+        }
+        mallocx_slow(size, flags)
     }
-    mallocx_slow(size, flags)
 }
 
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn rallocx(p: *mut c_void, size: usize, flags: c_int) -> *mut c_void {
-    if tls::gate::<OP_REALLOC>() {
-        return jem::rallocx(p, size, flags);
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        if tls::gate::<OP_REALLOC>() {
+            return jem::rallocx(p, size, flags);
+        }
+        rallocx_slow(p, size, flags)
     }
-    rallocx_slow(p, size, flags)
 }
 
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn xallocx(p: *mut c_void, size: usize, extra: usize, flags: c_int) -> usize {
-    if tls::gate::<OP_REALLOC>() {
-        return jem::xallocx(p, size, extra, flags);
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        if tls::gate::<OP_REALLOC>() {
+            return jem::xallocx(p, size, extra, flags);
+        }
+        xallocx_slow(p, size, extra, flags)
     }
-    xallocx_slow(p, size, extra, flags)
 }
 
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn sallocx(p: *const c_void, flags: c_int) -> usize {
-    jem::sallocx(p, flags)
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe { jem::sallocx(p, flags) }
 }
 
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn dallocx(p: *mut c_void, flags: c_int) {
-    if tls::gate::<OP_FREE>() {
-        return jem::dallocx(p, flags);
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        if tls::gate::<OP_FREE>() {
+            return jem::dallocx(p, flags);
+        }
+        dallocx_slow(p, flags)
     }
-    dallocx_slow(p, flags)
 }
 
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn sdallocx(p: *mut c_void, size: usize, flags: c_int) {
-    if tls::gate::<OP_FREE>() {
-        return jem::sdallocx(p, size, flags);
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        if tls::gate::<OP_FREE>() {
+            return jem::sdallocx(p, size, flags);
+        }
+        sdallocx_slow(p, size, flags)
     }
-    sdallocx_slow(p, size, flags)
 }
 
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn nallocx(size: usize, flags: c_int) -> usize {
-    jem::nallocx(size, flags)
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe { jem::nallocx(size, flags) }
 }
 
 #[cfg_attr(not(test), no_mangle)]
@@ -172,7 +202,8 @@ pub unsafe extern "C" fn mallctl(
     newp: *mut c_void,
     newlen: usize,
 ) -> c_int {
-    jem::mallctl(name, oldp, oldlenp, newp, newlen)
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe { jem::mallctl(name, oldp, oldlenp, newp, newlen) }
 }
 
 #[cfg_attr(not(test), no_mangle)]
@@ -181,7 +212,8 @@ pub unsafe extern "C" fn mallctlnametomib(
     mibp: *mut usize,
     miblenp: *mut usize,
 ) -> c_int {
-    jem::mallctlnametomib(name, mibp, miblenp)
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe { jem::mallctlnametomib(name, mibp, miblenp) }
 }
 
 #[cfg_attr(not(test), no_mangle)]
@@ -193,12 +225,14 @@ pub unsafe extern "C" fn mallctlbymib(
     newp: *mut c_void,
     newlen: usize,
 ) -> c_int {
-    jem::mallctlbymib(mib, miblen, oldp, oldlenp, newp, newlen)
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe { jem::mallctlbymib(mib, miblen, oldp, oldlenp, newp, newlen) }
 }
 
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn malloc_stats_print(write_cb: WriteCb, cbopaque: *mut c_void, opts: *const c_char) {
-    jem::malloc_stats_print(write_cb, cbopaque, opts)
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe { jem::malloc_stats_print(write_cb, cbopaque, opts) }
 }
 
 // ------------------------------------------- slow sides of the gated calls
@@ -206,51 +240,66 @@ pub unsafe extern "C" fn malloc_stats_print(write_cb: WriteCb, cbopaque: *mut c_
 #[cold]
 #[inline(never)]
 unsafe fn mallocx_slow(size: usize, flags: c_int) -> *mut c_void {
-    posix::off_fast(
-        OP_ALLOC,
-        || jem::mallocx(size, flags),
-        || route::mallocx(size, flags),
-    )
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        posix::off_fast(
+            OP_ALLOC,
+            || jem::mallocx(size, flags),
+            || route::mallocx(size, flags),
+        )
+    }
 }
 
 #[cold]
 #[inline(never)]
 unsafe fn rallocx_slow(p: *mut c_void, size: usize, flags: c_int) -> *mut c_void {
-    posix::off_fast(
-        OP_REALLOC,
-        || jem::rallocx(p, size, flags),
-        || route::rallocx(p, size, flags),
-    )
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        posix::off_fast(
+            OP_REALLOC,
+            || jem::rallocx(p, size, flags),
+            || route::rallocx(p, size, flags),
+        )
+    }
 }
 
 #[cold]
 #[inline(never)]
 unsafe fn xallocx_slow(p: *mut c_void, size: usize, extra: usize, flags: c_int) -> usize {
-    posix::off_fast(
-        OP_REALLOC,
-        || jem::xallocx(p, size, extra, flags),
-        || route::xallocx(p, size, extra, flags),
-    )
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        posix::off_fast(
+            OP_REALLOC,
+            || jem::xallocx(p, size, extra, flags),
+            || route::xallocx(p, size, extra, flags),
+        )
+    }
 }
 
 #[cold]
 #[inline(never)]
 unsafe fn dallocx_slow(p: *mut c_void, flags: c_int) {
-    posix::off_fast(
-        OP_FREE,
-        || jem::dallocx(p, flags),
-        || route::sdallocx(p, 0, flags),
-    )
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        posix::off_fast(
+            OP_FREE,
+            || jem::dallocx(p, flags),
+            || route::sdallocx(p, 0, flags),
+        )
+    }
 }
 
 #[cold]
 #[inline(never)]
 unsafe fn sdallocx_slow(p: *mut c_void, size: usize, flags: c_int) {
-    posix::off_fast(
-        OP_FREE,
-        || jem::sdallocx(p, size, flags),
-        || route::sdallocx(p, size, flags),
-    )
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        posix::off_fast(
+            OP_FREE,
+            || jem::sdallocx(p, size, flags),
+            || route::sdallocx(p, size, flags),
+        )
+    }
 }
 
 // ------------------------------------------------ changes of user id

@@ -47,7 +47,8 @@ fn stat(name: &core::ffi::CStr) -> usize {
 }
 
 pub fn mallinfo2() -> Mallinfo2 {
-    ctl::refresh_stats();
+    // A failed refresh leaves the previous snapshot: numbers a little old.
+    let _ = ctl::refresh_stats();
     let allocated = stat(c"stats.allocated");
     let active = stat(c"stats.active");
     let resident = stat(c"stats.resident");
@@ -91,10 +92,17 @@ pub fn malloc_trim(_pad: usize) -> c_int {
         mailbox::request_purge();
         return 0;
     }
-    ctl::refresh_stats();
+    // Without fresh statistics the comparison says "no": 0, as glibc when
+    // nothing went back.
+    if ctl::refresh_stats().is_err() {
+        purge::purge_all();
+        return 0;
+    }
     let before = stat(c"stats.resident");
     purge::purge_all();
-    ctl::refresh_stats();
+    if ctl::refresh_stats().is_err() {
+        return 0;
+    }
     let after = stat(c"stats.resident");
     c_int::from(after < before)
 }

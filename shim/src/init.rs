@@ -158,13 +158,16 @@ fn on_load() {
     // run inside the first malloc.
     // SAFETY: registering a handler with no preconditions.
     unsafe {
-        libc::pthread_atfork(None, None, Some(stats_after_fork_in_child));
+        libc::pthread_atfork(None, None, Some(after_fork_in_child));
         libc::atexit(stats::at_exit);
     }
 }
 
-/// A forked child gets its own stats segment; its one thread counts there.
-extern "C" fn stats_after_fork_in_child() {
+/// Everything a forked child must redo, in one place: it gets its own
+/// stats segment, where its one thread counts; and it has no maintenance
+/// thread, so the mailbox forgets the parent's (the next start makes one).
+extern "C" fn after_fork_in_child() {
+    mailbox::forget();
     stats::segment::after_fork_in_child();
     stats::thread::after_fork_in_child(tls::state());
 }
@@ -192,7 +195,7 @@ pub fn register_thread_exit() {
         };
     }
     // SAFETY: `key` is a live key; any non-NULL value makes the destructor run.
-    unsafe { libc::pthread_setspecific(key, 1 as *const c_void) };
+    unsafe { libc::pthread_setspecific(key, core::ptr::dangling::<c_void>()) };
 }
 
 extern "C" fn on_thread_exit(_: *mut c_void) {

@@ -5,29 +5,36 @@
 //! Rule for the whole crate: nothing reachable from an exported function
 //! panics, unwinds, or allocates through the exported `malloc`.
 
-pub mod api;
-pub mod config;
-pub mod counters;
-pub mod ctl;
-pub mod exports;
-pub mod glibc;
-pub mod ids;
-pub mod init;
-pub mod log;
-pub mod magazine;
-pub mod mailbox;
-pub mod maintenance;
-pub mod nofail;
-pub mod os;
-pub mod own_alloc;
-pub mod pool;
-pub mod posix;
-pub mod purge;
-pub mod reclaim;
-pub mod route;
-pub mod scope;
-pub mod stats;
-pub mod tls;
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+// The unit-test build keeps the system malloc (`exports` is not exported
+// there: `cfg_attr(not(test), no_mangle)`), so most of the crate is
+// unreachable in it; dead code is found in the real build.
+#![cfg_attr(test, allow(dead_code))]
+
+pub(crate) mod api;
+pub(crate) mod config;
+pub(crate) mod counters;
+pub(crate) mod ctl;
+pub(crate) mod exports;
+pub(crate) mod glibc;
+pub(crate) mod ids;
+pub(crate) mod init;
+pub(crate) mod log;
+pub(crate) mod magazine;
+pub(crate) mod mailbox;
+pub(crate) mod maintenance;
+pub(crate) mod nofail;
+pub(crate) mod os;
+pub(crate) mod own_alloc;
+pub(crate) mod pool;
+pub(crate) mod posix;
+pub(crate) mod purge;
+pub(crate) mod reclaim;
+pub(crate) mod route;
+pub(crate) mod scope;
+pub(crate) mod stats;
+pub(crate) mod tls;
 
 /// The shim's own Rust allocations go to jemalloc directly (the `_rjem_`
 /// names), never through the exported `malloc`, with the NOFAIL reserve

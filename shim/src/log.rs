@@ -84,50 +84,19 @@ impl fmt::Display for Bytes<'_> {
 
 /// Writes all of `bytes` to stderr, retrying on EINTR and short writes.
 pub fn write_stderr(bytes: &[u8]) {
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        // SAFETY: `rest` is a valid buffer of `rest.len()` bytes.
-        let n = unsafe { libc::write(2, rest.as_ptr().cast(), rest.len()) };
-        if n > 0 {
-            rest = &rest[n as usize..];
-        } else if n < 0 && errno() == libc::EINTR {
-            continue;
-        } else {
-            return;
-        }
-    }
+    crate::os::write_stderr(bytes)
 }
 
-pub fn errno() -> i32 {
-    // SAFETY: glibc's errno location is valid for the calling thread.
-    unsafe { *libc::__errno_location() }
-}
-
-pub fn set_errno(e: i32) {
-    // SAFETY: as above.
-    unsafe { *libc::__errno_location() = e }
-}
+pub use crate::os::{errno, set_errno};
 
 /// Seconds on the coarse monotonic clock (a vDSO read, no syscall).
 pub fn coarse_seconds() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    ts.tv_sec as u64
+    crate::os::coarse_ns() / 1_000_000_000
 }
 
 /// Nanoseconds on the coarse monotonic clock (a vDSO read, no syscall).
 pub fn coarse_nanos() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    crate::os::coarse_ns()
 }
 
 /// True if a line may be printed now; otherwise counts it as suppressed.

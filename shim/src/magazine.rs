@@ -11,11 +11,10 @@
 //! block's usable size comes from the pool's page-class table
 //! (`pool::small_usable`), which every hand-out records.
 //!
-//! The stacks live in their own initial-exec TLS block in `.tbss`: zero at
-//! thread start, copied by nobody, touched only by threads that use
+//! The stacks live in the thread's `.tbss` block (`tls::ThreadBss`): zero
+//! at thread start, copied by nobody, touched only by threads that use
 //! NORECLAIM. Rule: plain loads and stores; no syscall, no lock.
 
-use core::cell::Cell;
 use core::ffi::c_void;
 
 use tikv_jemalloc_sys as jem;
@@ -24,66 +23,17 @@ pub const GRAIN: usize = crate::pool::SMALL_GRAIN;
 pub const CLASSES: usize = crate::pool::SMALL_CLASSES;
 /// The largest request served here.
 pub const MAX_SIZE: usize = crate::pool::SMALL_MAX;
-const DEPTH: usize = 32;
+const DEPTH: usize = crate::tls::MAGAZINE_DEPTH;
 /// Blocks fetched from jemalloc when a stack runs empty.
 const REFILL: usize = DEPTH / 2;
 
-#[repr(C)]
-pub struct Magazines {
-    len: [Cell<u32>; CLASSES],
-    slots: [[Cell<usize>; DEPTH]; CLASSES],
+use crate::tls::Magazines;
+
+/// The calling thread's magazines (in its `.tbss` block, `tls::bss`).
+#[inline(always)]
+fn magazines() -> &'static Magazines {
+    &crate::tls::bss().magazines
 }
-
-#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-mod imp {
-    use super::Magazines;
-
-    core::arch::global_asm!(
-        ".pushsection .tbss,\"awT\",@nobits",
-        ".p2align 6",
-        ".hidden memscope_thread_magazines",
-        ".type memscope_thread_magazines,@object",
-        ".size memscope_thread_magazines, {size}",
-        "memscope_thread_magazines:",
-        ".zero {size}",
-        ".popsection",
-        size = const core::mem::size_of::<Magazines>(),
-    );
-
-    #[inline(always)]
-    pub fn magazines() -> &'static Magazines {
-        let p: *const Magazines;
-        // SAFETY: as `tls::state`: this thread's block, at its TP offset.
-        unsafe {
-            core::arch::asm!(
-                "mov {p}, qword ptr fs:[0]",
-                "add {p}, qword ptr [rip + memscope_thread_magazines@GOTTPOFF]",
-                p = out(reg) p,
-                options(nostack, pure, readonly),
-            );
-            &*p
-        }
-    }
-}
-
-#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
-mod imp {
-    use super::Magazines;
-
-    thread_local! {
-        // SAFETY (of the zeroed value): `Magazines` is plain cells of
-        // integers, for which all-zero is valid.
-        static MAGS: Magazines = const { unsafe { core::mem::zeroed() } };
-    }
-
-    #[inline(always)]
-    pub fn magazines() -> &'static Magazines {
-        // SAFETY: lives as long as the thread, used only on it, no Drop.
-        MAGS.with(|m| unsafe { &*(m as *const Magazines) })
-    }
-}
-
-use imp::magazines;
 
 #[inline(always)]
 fn class_of(size: usize) -> usize {
@@ -98,11 +48,14 @@ fn class_of(size: usize) -> usize {
 /// Call only on a NORECLAIM thread with its pool cache set up.
 #[inline(always)]
 pub unsafe fn alloc(size: usize, pool_flags: i32) -> *mut c_void {
-    let p = take(size);
-    if !p.is_null() {
-        return p;
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        let p = take(size);
+        if !p.is_null() {
+            return p;
+        }
+        refill(magazines(), class_of(size), pool_flags)
     }
-    refill(magazines(), class_of(size), pool_flags)
 }
 
 /// A kept block of at least `size` (<= MAX_SIZE) bytes, or NULL when its
@@ -122,25 +75,28 @@ pub fn take(size: usize) -> *mut c_void {
 #[cold]
 #[inline(never)]
 unsafe fn refill(m: &Magazines, c: usize, pool_flags: i32) -> *mut c_void {
-    let size = (c + 1) * GRAIN;
-    let first = jem::mallocx(size, pool_flags);
-    if first.is_null() {
-        return first;
-    }
-    let usable = jem::nallocx(size, pool_flags);
-    crate::pool::note_block(first, usable);
-    let mut n = 0;
-    while n < REFILL {
-        let p = jem::mallocx(size, pool_flags);
-        if p.is_null() {
-            break;
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        let size = (c + 1) * GRAIN;
+        let first = jem::mallocx(size, pool_flags);
+        if first.is_null() {
+            return first;
         }
-        crate::pool::note_block(p, usable);
-        m.slots[c][n].set(p as usize);
-        n += 1;
+        let usable = jem::nallocx(size, pool_flags);
+        crate::pool::note_block(first, usable);
+        let mut n = 0;
+        while n < REFILL {
+            let p = jem::mallocx(size, pool_flags);
+            if p.is_null() {
+                break;
+            }
+            crate::pool::note_block(p, usable);
+            m.slots[c][n].set(p as usize);
+            n += 1;
+        }
+        m.len[c].set(n as u32);
+        first
     }
-    m.len[c].set(n as u32);
-    first
 }
 
 /// Keeps a pool block whose usable size is `usable`; false if it does not

@@ -10,7 +10,6 @@
 //! `crate::START_MAINTENANCE`, wired at the crate root, so that the layers
 //! that need it started do not depend on it.
 
-use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering::*};
 
@@ -20,8 +19,7 @@ use tikv_jemalloc_sys as jem;
 use crate::counters::{count, Event};
 use crate::tls;
 
-/// Pointers per deferred-free hand-off.
-pub const BATCH: usize = 62;
+pub use crate::tls::{Batch, BATCH};
 /// Hand-offs the queue holds (BATCH * QUEUE pointers in flight at most).
 const QUEUE: usize = 512;
 /// A thread hands its deferred frees off once they hold this many bytes,
@@ -36,20 +34,7 @@ pub(crate) enum Work {
     Purge,
 }
 
-#[derive(Clone, Copy)]
-pub struct Batch {
-    len: usize,
-    bytes: usize,
-    ptrs: [usize; BATCH],
-}
-
 impl Batch {
-    const EMPTY: Batch = Batch {
-        len: 0,
-        bytes: 0,
-        ptrs: [0; BATCH],
-    };
-
     /// Frees every pointer on the calling thread.
     pub(crate) fn free_all(&mut self) {
         for &p in &self.ptrs[..self.len] {
@@ -71,9 +56,15 @@ pub static FAST_FAIL_LARGEST: AtomicU64 = AtomicU64::new(0);
 /// Impossible NOFAIL requests inside NORECLAIM answered NULL, not yet
 /// reported (threads without NOWARN).
 pub static POLICY_NULLS_TO_REPORT: AtomicU64 = AtomicU64::new(0);
-thread_local! {
-    /// Frees deferred by this thread while in NORECLAIM, not yet handed off.
-    static DEFERRED: UnsafeCell<Batch> = const { UnsafeCell::new(Batch::EMPTY) };
+/// The calling thread's deferred-free buffer.
+///
+/// # Safety
+/// No other reference to it may be live: it is used only here, by its own
+/// thread, never re-entrantly (nothing in between allocates or frees).
+#[allow(clippy::mut_from_ref)]
+unsafe fn deferred() -> &'static mut Batch {
+    // SAFETY: the caller's contract.
+    unsafe { &mut *tls::bss().deferred.get() }
 }
 
 /// Asks the thread to look at its work soon. No syscall: it polls.
@@ -114,19 +105,16 @@ pub fn request_purge() {
 /// `p` is a live block from this allocator, given up by the caller.
 pub unsafe fn defer_free(p: *mut c_void) {
     count(Event::DeferredFree);
-    let size = jem::sallocx(p, 0);
-    DEFERRED.with(|cell| {
-        // SAFETY: only this thread touches its buffer, and nothing in here
-        // can re-enter `defer_free` (no allocation happens in between).
-        let b = unsafe { &mut *cell.get() };
-        b.ptrs[b.len] = p as usize;
-        b.len += 1;
-        b.bytes += size;
-        if b.len == BATCH || b.bytes >= BATCH_BYTES {
-            hand_off(b, true);
-        }
-        tls::state().deferred_pending.set(b.len as u32);
-    });
+    // SAFETY: `p` is a live block (this function's contract).
+    let size = unsafe { jem::sallocx(p, 0) };
+    // SAFETY: the only reference, for the rest of this call.
+    let b = unsafe { deferred() };
+    b.ptrs[b.len] = p as usize;
+    b.len += 1;
+    b.bytes += size;
+    if b.len == BATCH || b.bytes >= BATCH_BYTES {
+        hand_off(b, true);
+    }
 }
 
 /// Sends the buffer to the maintenance thread, or frees it here when the
@@ -159,7 +147,8 @@ fn hand_off(b: &mut Batch, in_scope: bool) {
 /// Hands off whatever this thread deferred (leaving NORECLAIM, or exit).
 #[inline]
 pub fn flush_thread() {
-    if tls::state().deferred_pending.get() != 0 {
+    // SAFETY: a read of this thread's own buffer's length.
+    if unsafe { (*tls::bss().deferred.get()).len } != 0 {
         flush_thread_now();
     }
 }
@@ -167,28 +156,23 @@ pub fn flush_thread() {
 #[cold]
 #[inline(never)]
 fn flush_thread_now() {
-    let st = tls::state();
-    DEFERRED.with(|cell| {
-        // SAFETY: as in `defer_free`.
-        let b = unsafe { &mut *cell.get() };
-        hand_off(b, false);
-        st.deferred_pending.set(b.len as u32);
-    });
+    // SAFETY: the only reference, for the rest of this call.
+    hand_off(unsafe { deferred() }, false);
 }
 
 /// Touches this thread's deferred buffer so the first deferred free in a
 /// scope takes no page fault.
 pub fn touch_thread_buffer() {
-    DEFERRED.with(|cell| {
-        // SAFETY: as in `defer_free`; a volatile write of the current value.
-        unsafe {
-            let b = &mut *cell.get();
-            for i in (0..BATCH).step_by(512 / core::mem::size_of::<usize>()) {
-                core::ptr::write_volatile(&mut b.ptrs[i], b.ptrs[i]);
-            }
-            core::ptr::write_volatile(&mut b.ptrs[BATCH - 1], b.ptrs[BATCH - 1]);
-        }
-    });
+    // SAFETY: the only reference, for the rest of this call.
+    let b = unsafe { deferred() };
+    for i in (0..BATCH)
+        .step_by(512 / core::mem::size_of::<usize>())
+        .chain([BATCH - 1])
+    {
+        // SAFETY: a volatile write of the current value, to fault the
+        // page in.
+        unsafe { core::ptr::write_volatile(&mut b.ptrs[i], b.ptrs[i]) };
+    }
 }
 
 /// jemalloc frees blocks at least this large by purging them at once.
@@ -218,12 +202,25 @@ pub(crate) fn install(tx: Sender<Work>) {
     SENDER.store(Box::into_raw(Box::new(tx)), Release);
 }
 
+/// Set while one thread starts the maintenance thread.
+static STARTING: AtomicBool = AtomicBool::new(false);
+
+/// True if the caller is the one to start the thread (then `end_start`).
+pub(crate) fn begin_start() -> bool {
+    STARTING.compare_exchange(false, true, Acquire, Relaxed).is_ok()
+}
+
+pub(crate) fn end_start() {
+    STARTING.store(false, Release);
+}
+
 /// A forked child has no maintenance thread: forget the parent's channel
 /// (its memory is leaked; it may be mid-operation) so that the next start
 /// makes a new one.
-pub(crate) fn forget() {
+pub fn forget() {
     SENDER.store(core::ptr::null_mut(), Relaxed);
     WAKE.store(false, Relaxed);
+    STARTING.store(false, Relaxed);
 }
 
 /// Takes the wake-up flag (the thread, once per round).

@@ -5,9 +5,10 @@
 //!
 //! It sits above every layer it serves and takes its work from the
 //! `mailbox`; nothing below calls into it. Started lazily (never from a
-//! constructor: `mailbox::start_maintenance`), again in a forked child.
+//! constructor: `mailbox::start_maintenance`), again in a forked child
+//! (whose fork handler, in `init`, makes the mailbox forget this one).
 
-use core::sync::atomic::{AtomicBool, AtomicU8, Ordering::*};
+use core::sync::atomic::Ordering::*;
 
 use crossbeam_channel::Receiver;
 
@@ -18,8 +19,6 @@ use crate::{log, pool, purge};
 /// Poll interval bounds: 250 us while busy, doubling to 50 ms when idle.
 const POLL_MIN_US: u64 = 250;
 const POLL_MAX_US: u64 = 50_000;
-static STARTING: AtomicU8 = AtomicU8::new(0);
-static ATFORK: AtomicBool = AtomicBool::new(false);
 /// How often the maintenance thread compares RSS with the soft limit.
 const SOFT_LIMIT_EVERY_NS: u64 = 100_000_000;
 
@@ -27,10 +26,9 @@ const SOFT_LIMIT_EVERY_NS: u64 = 100_000_000;
 
 /// Starts the thread if it is not running. Call only outside NORECLAIM.
 pub fn ensure_started() {
-    if mailbox::is_running() || STARTING.compare_exchange(0, 1, Acquire, Relaxed).is_err() {
+    if mailbox::is_running() || !mailbox::begin_start() {
         return;
     }
-    register_atfork();
     mailbox::oversize_threshold();
     let (tx, rx) = crossbeam_channel::bounded::<Work>(mailbox::QUEUE_LEN);
     let spawned = std::thread::Builder::new()
@@ -46,7 +44,7 @@ pub fn ensure_started() {
             ));
         }
     }
-    STARTING.store(0, Release);
+    mailbox::end_start();
 }
 
 fn run(rx: Receiver<Work>) {
@@ -94,12 +92,7 @@ fn run(rx: Receiver<Work>) {
 }
 
 fn sleep_us(us: u64) {
-    let ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: (us * 1_000) as libc::c_long,
-    };
-    // SAFETY: `ts` is valid; an early wake-up (EINTR) is harmless.
-    unsafe { libc::nanosleep(&ts, core::ptr::null_mut()) };
+    crate::os::sleep_ns(us * 1_000);
 }
 
 /// Runs the reclaimers (all of them: this thread holds no locks) when RSS
@@ -128,17 +121,8 @@ fn enforce_soft_limit() -> bool {
 /// Resident set size from `/proc/self/statm`, read without allocating.
 fn resident_bytes() -> u64 {
     let mut buf = [0u8; 128];
-    // SAFETY: a NUL-terminated path; `buf` is valid for its length.
-    let n = unsafe {
-        let fd = libc::open(c"/proc/self/statm".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
-        if fd < 0 {
-            return 0;
-        }
-        let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
-        libc::close(fd);
-        n
-    };
-    let text = &buf[..n.max(0) as usize];
+    let n = crate::os::read_small_file(c"/proc/self/statm", &mut buf);
+    let text = &buf[..n];
     let pages = text
         .split(|&c| c == b' ')
         .nth(1)
@@ -169,18 +153,4 @@ fn report_fast_fails() {
          pool committed {} of {} reserved bytes); refilling. Raise MEMSCOPE_NORECLAIM_POOL, or add NOWARN to silence",
         u.committed, u.reserved
     ));
-}
-
-fn register_atfork() {
-    if ATFORK.swap(true, Relaxed) {
-        return;
-    }
-    // SAFETY: registering a handler with no preconditions.
-    unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
-}
-
-/// The child has no maintenance thread: the next start makes a new one.
-extern "C" fn after_fork_in_child() {
-    mailbox::forget();
-    STARTING.store(0, Relaxed);
 }

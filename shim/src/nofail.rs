@@ -53,27 +53,33 @@ fn injected_fault() -> bool {
 
 /// The ordinary path, under fault injection.
 unsafe fn ordinary(size: usize, caller_bits: i32) -> *mut c_void {
-    if injected_fault() {
-        null_mut()
-    } else if caller_bits == 0 {
-        jem::malloc(size)
-    } else {
-        jem::mallocx(size.max(1), caller_bits)
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        if injected_fault() {
+            null_mut()
+        } else if caller_bits == 0 {
+            jem::malloc(size)
+        } else {
+            jem::mallocx(size.max(1), caller_bits)
+        }
     }
 }
 
 unsafe fn from_reserve(size: usize, caller_bits: i32) -> *mut c_void {
-    let flags = pool::reserve_flags();
-    if flags != 0 {
-        let p = jem::mallocx(size.max(1), flags | caller_bits);
-        if !p.is_null() {
-            pool::note_request(p, size, flags | caller_bits);
-            count(Event::ReserveHit);
-            return p;
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        let flags = pool::reserve_flags();
+        if flags != 0 {
+            let p = jem::mallocx(size.max(1), flags | caller_bits);
+            if !p.is_null() {
+                pool::note_request(p, size, flags | caller_bits);
+                count(Event::ReserveHit);
+                return p;
+            }
         }
+        count(Event::ReserveExhausted);
+        null_mut()
     }
-    count(Event::ReserveExhausted);
-    null_mut()
 }
 
 /// A NOFAIL allocation outside NORECLAIM.
@@ -81,65 +87,77 @@ unsafe fn from_reserve(size: usize, caller_bits: i32) -> *mut c_void {
 /// # Safety
 /// `caller_bits` holds only `MALLOCX_ALIGN`/`MALLOCX_ZERO` bits.
 pub unsafe fn alloc(size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
-    if size as u64 > CONFIG.nofail_max_bytes() {
-        return policy(Event::PolicyTooLarge, size, flags);
-    }
-    let p = ordinary(size, caller_bits);
-    if !p.is_null() {
-        return p;
-    }
-    retry(size, caller_bits, flags)
-}
-
-#[cold]
-unsafe fn retry(size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
-    let t = crate::stats::event_start();
-    let p = retry_loop(size, caller_bits, flags);
-    crate::stats::event_done(crate::stats::Timer::NofailSlowPath, t);
-    p
-}
-
-unsafe fn retry_loop(size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
-    let start = now_ns();
-    crate::stats::thread::nofail_wait_begin(size, start);
-    let p = retry_loop_from(start, size, caller_bits, flags);
-    crate::stats::thread::nofail_wait_end();
-    p
-}
-
-unsafe fn retry_loop_from(start: u64, size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
-    let deadline_ns = CONFIG.nofail_deadline_ms.load(Relaxed).saturating_mul(1_000_000);
-    let mut backoff = BACKOFF_MIN_NS;
-    let mut next_report = STALL_REPORT_NS;
-    loop {
-        count(Event::NofailRetry);
-        let seen = reclaim::PROGRESS.load(Relaxed);
-        reclaim::run(size, flags);
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        if size as u64 > CONFIG.nofail_max_bytes() {
+            return policy(Event::PolicyTooLarge, size, flags);
+        }
         let p = ordinary(size, caller_bits);
         if !p.is_null() {
             return p;
         }
-        let p = from_reserve(size, caller_bits);
-        if !p.is_null() {
-            return p;
-        }
-        let mut wait = backoff;
-        let spent = now_ns() - start;
-        if spent >= next_report {
-            report_stall(size, flags, spent);
-            next_report = (spent / STALL_REPORT_NS + 1) * STALL_REPORT_NS;
-        }
-        if deadline_ns > 0 {
-            if spent >= deadline_ns {
-                return policy(Event::PolicyDeadline, size, flags);
+        retry(size, caller_bits, flags)
+    }
+}
+
+#[cold]
+unsafe fn retry(size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        let t = crate::stats::event_start();
+        let p = retry_loop(size, caller_bits, flags);
+        crate::stats::event_done(crate::stats::Timer::NofailSlowPath, t);
+        p
+    }
+}
+
+unsafe fn retry_loop(size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        let start = now_ns();
+        crate::stats::thread::nofail_wait_begin(size, start);
+        let p = retry_loop_from(start, size, caller_bits, flags);
+        crate::stats::thread::nofail_wait_end();
+        p
+    }
+}
+
+unsafe fn retry_loop_from(start: u64, size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        let deadline_ns = CONFIG.nofail_deadline_ms.load(Relaxed).saturating_mul(1_000_000);
+        let mut backoff = BACKOFF_MIN_NS;
+        let mut next_report = STALL_REPORT_NS;
+        loop {
+            count(Event::NofailRetry);
+            let seen = reclaim::PROGRESS.load(Relaxed);
+            reclaim::run(size, flags);
+            let p = ordinary(size, caller_bits);
+            if !p.is_null() {
+                return p;
             }
-            wait = wait.min(deadline_ns - spent);
+            let p = from_reserve(size, caller_bits);
+            if !p.is_null() {
+                return p;
+            }
+            let mut wait = backoff;
+            let spent = now_ns() - start;
+            if spent >= next_report {
+                report_stall(size, flags, spent);
+                next_report = (spent / STALL_REPORT_NS + 1) * STALL_REPORT_NS;
+            }
+            if deadline_ns > 0 {
+                if spent >= deadline_ns {
+                    return policy(Event::PolicyDeadline, size, flags);
+                }
+                wait = wait.min(deadline_ns - spent);
+            }
+            wait = wait.min(next_report - spent);
+            count(Event::BackoffWait);
+            mailbox::wake();
+            reclaim::wait_for_progress(seen, wait);
+            backoff = (backoff * 2).min(BACKOFF_MAX_NS);
         }
-        wait = wait.min(next_report - spent);
-        count(Event::BackoffWait);
-        mailbox::wake();
-        reclaim::wait_for_progress(seen, wait);
-        backoff = (backoff * 2).min(BACKOFF_MAX_NS);
     }
 }
 
@@ -153,8 +171,7 @@ fn report_stall(size: usize, flags: u32, spent_ns: u64) {
         return;
     }
     let mut line = log::StackLine::new();
-    // SAFETY: gettid has no preconditions.
-    let tid = unsafe { libc::gettid() };
+    let tid = crate::os::gettid();
     let _ = writeln!(
         line,
         "memscope: NOFAIL allocation of {size} bytes stalls for {} ms on thread {tid} (scope flags {flags:#x}); \
@@ -171,14 +188,17 @@ fn report_stall(size: usize, flags: u32, spent_ns: u64) {
 /// As `alloc`.
 #[cold]
 pub unsafe fn noreclaim_fallback(size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
-    if size as u64 > CONFIG.nofail_max_bytes() {
-        return policy(Event::PolicyTooLarge, size, flags);
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        if size as u64 > CONFIG.nofail_max_bytes() {
+            return policy(Event::PolicyTooLarge, size, flags);
+        }
+        let p = from_reserve(size, caller_bits);
+        if !p.is_null() {
+            return p;
+        }
+        policy(Event::PolicyNoreclaimEmpty, size, flags)
     }
-    let p = from_reserve(size, caller_bits);
-    if !p.is_null() {
-        return p;
-    }
-    policy(Event::PolicyNoreclaimEmpty, size, flags)
 }
 
 /// NULL with ENOMEM, or a diagnostic and `abort()`.
@@ -195,16 +215,14 @@ fn policy(kind: Event, size: usize, flags: u32) -> *mut c_void {
             // About to abort: the diagnostic is written even under
             // NORECLAIM or NOWARN (it is the only trace of the cause).
             let mut line = log::StackLine::new();
-            // SAFETY: gettid has no preconditions.
-            let tid = unsafe { libc::gettid() };
+            let tid = crate::os::gettid();
             let _ = writeln!(
                 line,
                 "memscope: impossible NOFAIL allocation of {size} bytes ({why}) on thread {tid}, scope flags {flags:#x}; \
                  MEMSCOPE_NOFAIL_POLICY=abort"
             );
             log::write_stderr(line.as_bytes());
-            // SAFETY: abort has no preconditions.
-            unsafe { libc::abort() }
+            crate::os::abort()
         }
         NofailPolicy::Null => {
             if flags & NOWARN == 0 {
@@ -223,11 +241,5 @@ fn policy(kind: Event, size: usize, flags: u32) -> *mut c_void {
 }
 
 fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    crate::os::monotonic_ns()
 }

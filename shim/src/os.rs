@@ -1,6 +1,39 @@
-//! Facts about the machine the allocator asks the OS for, in one place.
-//! (The OS calls themselves are still made where they are needed; see
-//! docs/DESIGN.md, "Layers", for the plan to gather them here.)
+//! Floor 0 of the shim: every OS call the allocator makes, in one place
+//! (mimalloc's `prim/`):
+//! "this path makes no syscall" is audited by reading this file's callers.
+//! Thin, allocation-free wrappers; errors come back as `errno` values.
+//!
+//! Which callers may run on a NORECLAIM thread: none of these, except
+//! `errno`/`set_errno` (thread-local, no syscall). Clock reads go through
+//! the vDSO where the kernel allows (no syscall), but are still used only
+//! off scoped threads; scoped threads time themselves with the TSC
+//! (`stats::clock`).
+
+use core::ffi::{c_void, CStr};
+use core::ptr::null_mut;
+
+pub type Fd = i32;
+
+/// The calling thread's `errno`.
+pub fn errno() -> i32 {
+    // SAFETY: glibc's thread-local errno location is always valid.
+    unsafe { *libc::__errno_location() }
+}
+
+pub fn set_errno(e: i32) {
+    // SAFETY: as `errno`.
+    unsafe { *libc::__errno_location() = e };
+}
+
+fn check(rc: libc::c_int) -> Result<(), i32> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(errno())
+    }
+}
+
+// ------------------------------------------------------------ facts
 
 /// The page size (`sysconf`; 4096 if it cannot say).
 pub fn page_size() -> usize {
@@ -11,4 +44,301 @@ pub fn page_size() -> usize {
     } else {
         4096
     }
+}
+
+/// Physical memory in bytes (0 if unknown).
+pub fn physical_memory() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let (pages, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    (pages.max(0) as u64).saturating_mul(page.max(0) as u64)
+}
+
+/// True if `RLIMIT_AS` is finite.
+pub fn address_space_limited() -> bool {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `rl` is a valid out-pointer.
+    unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut rl) == 0 && rl.rlim_cur != libc::RLIM_INFINITY }
+}
+
+/// True in secure-execution mode (`AT_SECURE` in the auxiliary vector).
+pub fn secure_execution() -> bool {
+    // SAFETY: getauxval has no preconditions; 0 when the entry is absent.
+    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+}
+
+pub fn getpid() -> u32 {
+    // SAFETY: no preconditions.
+    unsafe { libc::getpid() as u32 }
+}
+
+pub fn geteuid() -> libc::uid_t {
+    // SAFETY: no preconditions.
+    unsafe { libc::geteuid() }
+}
+
+/// The calling thread's id, by syscall.
+pub fn gettid() -> u32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::syscall(libc::SYS_gettid) as u32 }
+}
+
+// ------------------------------------------------------------ memory
+
+/// Reserves `len` bytes of address space (`PROT_NONE`, `MAP_NORESERVE`).
+pub fn reserve(len: usize) -> Option<*mut c_void> {
+    // SAFETY: a fresh anonymous mapping at a kernel-chosen address.
+    let p = unsafe {
+        libc::mmap(
+            null_mut(),
+            len,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    (p != libc::MAP_FAILED).then_some(p)
+}
+
+/// Replaces `[at, at + len)`, inside a reservation of the caller's, with
+/// readable, writable, pre-faulted memory (`MAP_FIXED|MAP_POPULATE`).
+///
+/// # Safety
+/// The range lies inside a mapping the caller owns and nothing else uses.
+pub unsafe fn commit_populated(at: *mut c_void, len: usize) -> Result<(), i32> {
+    // SAFETY: the caller's contract: MAP_FIXED replaces only its own range.
+    let p = unsafe {
+        libc::mmap(
+            at,
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_POPULATE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        Err(errno())
+    } else {
+        Ok(())
+    }
+}
+
+/// Unmaps `[p, p + len)`.
+///
+/// # Safety
+/// The range is the caller's own mapping (or part of it), unused from now.
+pub unsafe fn unmap(p: *mut c_void, len: usize) {
+    // SAFETY: the caller's contract.
+    unsafe { libc::munmap(p, len) };
+}
+
+/// Locks `[p, p + len)` in memory.
+pub fn mlock(p: *const c_void, len: usize) -> Result<(), i32> {
+    // SAFETY: mlock only pins pages; a bad range fails with ENOMEM.
+    check(unsafe { libc::mlock(p, len) })
+}
+
+/// Maps `len` bytes of file `fd` shared, read-write.
+pub fn map_shared(fd: Fd, len: usize) -> Option<*mut u8> {
+    // SAFETY: a fresh shared mapping at a kernel-chosen address.
+    let p = unsafe {
+        libc::mmap(
+            null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        )
+    };
+    (p != libc::MAP_FAILED).then_some(p.cast())
+}
+
+// ------------------------------------------------------------ files
+
+/// Creates `path` exclusively (never following a symlink), mode 0600.
+pub fn create_exclusive(path: &CStr) -> Result<Fd, i32> {
+    let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: a NUL-terminated path.
+    let fd = unsafe { libc::open(path.as_ptr(), flags, 0o600 as libc::c_uint) };
+    if fd >= 0 {
+        Ok(fd)
+    } else {
+        Err(errno())
+    }
+}
+
+/// Opens `path` read-only (never following a symlink, never blocking on a
+/// FIFO).
+pub fn open_read(path: &CStr) -> Result<Fd, i32> {
+    let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK;
+    // SAFETY: a NUL-terminated path.
+    let fd = unsafe { libc::open(path.as_ptr(), flags) };
+    if fd >= 0 {
+        Ok(fd)
+    } else {
+        Err(errno())
+    }
+}
+
+/// Reads up to `buf.len()` bytes of the small file at `path` (a `/proc`
+/// file) into `buf`; returns how many (0 if it cannot be read).
+pub fn read_small_file(path: &CStr, buf: &mut [u8]) -> usize {
+    // SAFETY: a NUL-terminated path.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return 0;
+    }
+    let mut len = 0;
+    while len < buf.len() {
+        // SAFETY: `buf[len..]` is valid for writes of its length.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().add(len).cast(), buf.len() - len) };
+        if n <= 0 {
+            break;
+        }
+        len += n as usize;
+    }
+    close(fd);
+    len
+}
+
+pub fn close(fd: Fd) {
+    // SAFETY: closing a descriptor the caller owns.
+    unsafe { libc::close(fd) };
+}
+
+pub fn unlink(path: &CStr) -> Result<(), i32> {
+    // SAFETY: a NUL-terminated path.
+    check(unsafe { libc::unlink(path.as_ptr()) })
+}
+
+pub fn set_len(fd: Fd, len: usize) -> Result<(), i32> {
+    // SAFETY: a descriptor the caller owns.
+    check(unsafe { libc::ftruncate(fd, len as libc::off_t) })
+}
+
+/// Owner and whether it is a regular file.
+pub fn owner_of(fd: Fd) -> Option<(libc::uid_t, bool)> {
+    // SAFETY: an all-zero `stat` is a valid value of the plain C struct.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: `st` is a valid out-pointer.
+    (unsafe { libc::fstat(fd, &mut st) } == 0)
+        .then_some((st.st_uid, st.st_mode & libc::S_IFMT == libc::S_IFREG))
+}
+
+/// Gives the file to `uid` (its group unchanged).
+pub fn chown(fd: Fd, uid: libc::uid_t) -> Result<(), i32> {
+    // SAFETY: a descriptor the caller owns.
+    check(unsafe { libc::fchown(fd, uid, libc::gid_t::MAX) })
+}
+
+/// `flock` without waiting: `exclusive` or shared. True if taken.
+pub fn try_lock(fd: Fd, exclusive: bool) -> bool {
+    let op = if exclusive { libc::LOCK_EX } else { libc::LOCK_SH };
+    // SAFETY: a descriptor the caller owns.
+    unsafe { libc::flock(fd, op | libc::LOCK_NB) == 0 }
+}
+
+/// Writes all of `bytes` to stderr, retrying on EINTR and short writes
+/// (other errors: given up).
+pub fn write_stderr(mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        // SAFETY: `bytes` is valid for reads of its length.
+        let n = unsafe { libc::write(2, bytes.as_ptr().cast(), bytes.len()) };
+        if n > 0 {
+            bytes = &bytes[n as usize..];
+        } else if !(n < 0 && errno() == libc::EINTR) {
+            return;
+        }
+    }
+}
+
+// ------------------------------------------------------------ time
+
+fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// CLOCK_MONOTONIC in nanoseconds.
+pub fn monotonic_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+/// CLOCK_MONOTONIC_COARSE in nanoseconds (a tick's resolution, cheaper).
+pub fn coarse_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC_COARSE)
+}
+
+/// CLOCK_REALTIME in nanoseconds.
+pub fn realtime_ns() -> u64 {
+    clock_ns(libc::CLOCK_REALTIME)
+}
+
+/// Sleeps about `ns` nanoseconds (an early wake-up, EINTR, is harmless).
+pub fn sleep_ns(ns: u64) {
+    let ts = libc::timespec {
+        tv_sec: (ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: `ts` is valid.
+    unsafe { libc::nanosleep(&ts, null_mut()) };
+}
+
+/// Ends the process with SIGABRT (no unwinding, no destructors).
+pub fn abort() -> ! {
+    // SAFETY: no preconditions.
+    unsafe { libc::abort() }
+}
+
+pub fn yield_now() {
+    // SAFETY: no preconditions.
+    unsafe { libc::sched_yield() };
+}
+
+// ------------------------------------------------------------ futex
+
+/// Waits while `*word == expected`, at most `timeout_ns` (private futex).
+pub fn futex_wait(word: &core::sync::atomic::AtomicU32, expected: u32, timeout_ns: u64) {
+    let ts = libc::timespec {
+        tv_sec: (timeout_ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (timeout_ns % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: a valid futex word and timespec; the kernel only reads them.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            &ts as *const libc::timespec,
+        )
+    };
+}
+
+/// Wakes every waiter on `word` (private futex).
+pub fn futex_wake_all(word: &core::sync::atomic::AtomicU32) {
+    // SAFETY: a valid futex word.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            i32::MAX,
+        )
+    };
 }

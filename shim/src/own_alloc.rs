@@ -51,6 +51,7 @@ unsafe impl GlobalAlloc for OwnAlloc {
         // SAFETY: Rust's allocator contract: size > 0.
         let p: *mut u8 = unsafe { jem::mallocx(layout.size(), flags).cast() };
         if p.is_null() {
+            // SAFETY: as above.
             return unsafe { from_reserve(layout.size(), flags) };
         }
         p
@@ -61,6 +62,7 @@ unsafe impl GlobalAlloc for OwnAlloc {
         // SAFETY: as `alloc`.
         let p: *mut u8 = unsafe { jem::mallocx(layout.size(), flags).cast() };
         if p.is_null() {
+            // SAFETY: as above.
             return unsafe { from_reserve(layout.size(), flags) };
         }
         p

@@ -19,7 +19,7 @@ use tikv_jemalloc_sys as jem;
 
 use crate::config::CONFIG;
 use crate::counters::{count, Event};
-use crate::{ctl, log, mailbox, tls};
+use crate::{ctl, log, mailbox, os, tls};
 
 const NONE: u8 = 0;
 const CREATING: u8 = 1;
@@ -30,7 +30,7 @@ const FAILED: u8 = 3;
 /// up to `SMALL_MAX`: the classes of the magazines (`magazine`), which
 /// serve small NORECLAIM requests from blocks this table sizes.
 pub const SMALL_GRAIN: usize = 16;
-pub const SMALL_CLASSES: usize = 16;
+pub const SMALL_CLASSES: usize = crate::tls::MAGAZINE_CLASSES;
 pub const SMALL_MAX: usize = SMALL_GRAIN * SMALL_CLASSES;
 
 /// Commit granularity (a huge page, so THP can back the pool).
@@ -72,14 +72,12 @@ static POOL: Pool = Pool {
 pub struct Usage {
     pub reserved: usize,
     pub committed: usize,
-    pub carved: usize,
 }
 
 pub fn usage() -> Usage {
     Usage {
         reserved: POOL.reserved.load(Relaxed),
         committed: POOL.committed.load(Relaxed),
-        carved: POOL.carved.load(Relaxed),
     }
 }
 
@@ -115,7 +113,7 @@ pub unsafe fn note_block(p: *mut c_void, usable: usize) {
     if off >= POOL.reserved.load(Relaxed) {
         return;
     }
-    let class = if usable <= SMALL_MAX && usable % SMALL_GRAIN == 0 {
+    let class = if usable <= SMALL_MAX && usable.is_multiple_of(SMALL_GRAIN) {
         (usable / SMALL_GRAIN) as u8
     } else {
         0
@@ -137,10 +135,12 @@ pub unsafe fn note_request(p: *mut c_void, size: usize, flags: i32) {
         return;
     }
     let usable = if size <= SMALL_MAX {
+        // SAFETY: nallocx only computes a size class.
         unsafe { jem::nallocx(size.max(1), flags) }
     } else {
         0
     };
+    // SAFETY: `p` is a block a pool arena just served (our contract).
     unsafe { note_block(p, usable) };
 }
 
@@ -235,49 +235,52 @@ unsafe extern "C" fn hook_alloc(
     commit: *mut bool,
     arena: c_uint,
 ) -> *mut c_void {
-    if !new_addr.is_null() {
-        // Growing an extent in place: only the next carve could, and
-        // jemalloc copes with a refusal.
-        return null_mut();
-    }
-    let for_reserve = arena == POOL.reserve_arena.load(Relaxed);
-    let base = POOL.base.load(Relaxed);
-    let mut carved = POOL.carved.load(Relaxed);
-    loop {
-        let start = (base + carved + align - 1) & !(align - 1);
-        let end = start + size;
-        let used = end - base - carved;
-        let left = POOL.reserve_left.load(Relaxed);
-        let committed = POOL.committed.load(Acquire);
-        let limit = if for_reserve {
-            committed
-        } else {
-            committed.saturating_sub(left)
-        };
-        if (for_reserve && used > left) || end > base + limit {
-            if !for_reserve {
-                mailbox::wake();
-            }
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        if !new_addr.is_null() {
+            // Growing an extent in place: only the next carve could, and
+            // jemalloc copes with a refusal.
             return null_mut();
         }
-        match POOL
-            .carved
-            .compare_exchange_weak(carved, end - base, Relaxed, Relaxed)
-        {
-            Ok(_) => {
-                if for_reserve {
-                    POOL.reserve_left.fetch_sub(used, Relaxed);
-                } else if headroom() < low_watermark() {
-                    count(Event::PoolLowWatermark);
+        let for_reserve = arena == POOL.reserve_arena.load(Relaxed);
+        let base = POOL.base.load(Relaxed);
+        let mut carved = POOL.carved.load(Relaxed);
+        loop {
+            let start = (base + carved + align - 1) & !(align - 1);
+            let end = start + size;
+            let used = end - base - carved;
+            let left = POOL.reserve_left.load(Relaxed);
+            let committed = POOL.committed.load(Acquire);
+            let limit = if for_reserve {
+                committed
+            } else {
+                committed.saturating_sub(left)
+            };
+            if (for_reserve && used > left) || end > base + limit {
+                if !for_reserve {
                     mailbox::wake();
                 }
-                // Committed, but not known to be zero: the radix-tree
-                // warm-up (`warm_radix_tree`) may have written here.
-                *zero = false;
-                *commit = true;
-                return start as *mut c_void;
+                return null_mut();
             }
-            Err(now) => carved = now,
+            match POOL
+                .carved
+                .compare_exchange_weak(carved, end - base, Relaxed, Relaxed)
+            {
+                Ok(_) => {
+                    if for_reserve {
+                        POOL.reserve_left.fetch_sub(used, Relaxed);
+                    } else if headroom() < low_watermark() {
+                        count(Event::PoolLowWatermark);
+                        mailbox::wake();
+                    }
+                    // Committed, but not known to be zero: the radix-tree
+                    // warm-up (`warm_radix_tree`) may have written here.
+                    *zero = false;
+                    *commit = true;
+                    return start as *mut c_void;
+                }
+                Err(now) => carved = now,
+            }
         }
     }
 }
@@ -359,32 +362,19 @@ pub fn grow(bytes: usize) -> bool {
     }
     let at = (base + committed) as *mut c_void;
     // SAFETY: [at, at+bytes) lies inside our own PROT_NONE reservation,
-    // which nothing else maps; MAP_FIXED replaces only that.
-    let p = unsafe {
-        libc::mmap(
-            at,
-            bytes,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_POPULATE,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
+    // which nothing else maps.
+    if let Err(e) = unsafe { os::commit_populated(at, bytes) } {
         log::warn(format_args!(
-            "NORECLAIM pool: could not commit {} more bytes (errno {})",
-            bytes,
-            log::errno()
+            "NORECLAIM pool: could not commit {bytes} more bytes (errno {e})"
         ));
         return false;
     }
-    // SAFETY: `at` is the mapping just made.
-    if CONFIG.pool_mlock.load(Relaxed) && unsafe { libc::mlock(at, bytes) } != 0 {
-        log::warn(format_args!(
-            "MEMSCOPE_POOL_MLOCK: mlock of {} bytes failed (errno {}); the pool may be swapped out",
-            bytes,
-            log::errno()
-        ));
+    if CONFIG.pool_mlock.load(Relaxed) {
+        if let Err(e) = os::mlock(at, bytes) {
+            log::warn(format_args!(
+                "MEMSCOPE_POOL_MLOCK: mlock of {bytes} bytes failed (errno {e}); the pool may be swapped out"
+            ));
+        }
     }
     warm_radix_tree(base + committed, base + committed + bytes);
     POOL.committed.store(committed + bytes, Release);
@@ -439,14 +429,7 @@ pub fn reserve_at_load() {
     if POOL.state.load(Acquire) != NONE || LOADED_BASE.load(Relaxed) != 0 {
         return;
     }
-    let mut rl = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `rl` is a valid out-pointer.
-    let limited =
-        unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut rl) } == 0 && rl.rlim_cur != libc::RLIM_INFINITY;
-    if let Some((base, size)) = reserve_region(limited) {
+    if let Some((base, size)) = reserve_region(os::address_space_limited()) {
         LOADED_SIZE.store(size, Relaxed);
         LOADED_BASE.store(base, Release);
     }
@@ -471,28 +454,17 @@ fn reserve_region(smallest: bool) -> Option<(usize, usize)> {
     let mut size = if smallest { floor } else { want };
     while size >= floor {
         // Over-reserve twice the size so an aligned window exists inside.
-        // SAFETY: a fresh anonymous PROT_NONE mapping at a kernel-chosen address.
-        let p = unsafe {
-            libc::mmap(
-                null_mut(),
-                size * 2,
-                libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if p != libc::MAP_FAILED {
+        if let Some(p) = os::reserve(size * 2) {
             let start = p as usize;
             let aligned = (start + size - 1) & !(size - 1);
-            // SAFETY: both trims lie inside the mapping just made.
+            // SAFETY: both trims lie inside the reservation just made.
             unsafe {
                 if aligned > start {
-                    libc::munmap(p, aligned - start);
+                    os::unmap(p, aligned - start);
                 }
                 let end = start + size * 2;
                 if end > aligned + size {
-                    libc::munmap((aligned + size) as *mut c_void, end - aligned - size);
+                    os::unmap((aligned + size) as *mut c_void, end - aligned - size);
                 }
             }
             return Some((aligned, size));
@@ -529,10 +501,7 @@ pub fn ensure_process_pool() -> bool {
         match POOL.state.load(Acquire) {
             READY => return true,
             FAILED => return false,
-            // SAFETY: sched_yield has no preconditions.
-            _ => unsafe {
-                libc::sched_yield();
-            },
+            _ => os::yield_now(),
         }
     }
 }
@@ -618,13 +587,26 @@ fn create_arena(hooks: &'static jem::extent_hooks_t) -> Option<u32> {
         (c"arena.0.dirty_decay_ms", POOL_DECAY_MS),
         (c"arena.0.muzzy_decay_ms", 0),
     ] {
-        if let Some(m) = ctl::Mib::new(name) {
-            m.at(1, i).write::<isize>(ms);
+        let set = ctl::Mib::new(name).map(|m| m.at(1, i).write::<isize>(ms));
+        if !matches!(set, Some(Ok(()))) {
+            // The pool would keep free extents unmerged (or purge them):
+            // large NORECLAIM requests may then fail early.
+            log::warn(format_args!(
+                "NORECLAIM pool: could not set {} to {ms} on its arena ({:?})",
+                log::Bytes(name.to_bytes()),
+                set.map(|r| r.err().map(ctl::CtlError::code))
+            ));
         }
     }
-    // Ask the hook for modest steps rather than jemalloc's doubling growth.
+    // Ask the hook for modest steps rather than jemalloc's doubling growth
+    // (a failure only makes its requests larger).
     if let Some(m) = ctl::Mib::new(c"arena.0.retain_grow_limit") {
-        m.at(1, i).write::<usize>(CHUNK);
+        if let Err(e) = m.at(1, i).write::<usize>(CHUNK) {
+            log::warn(format_args!(
+                "NORECLAIM pool: could not limit its arena's growth step (mallctl error {})",
+                e.code()
+            ));
+        }
     }
     Some(arena)
 }
@@ -656,16 +638,22 @@ fn warm_up_arena(arena: u32) {
 /// to 1 ms for every ordinary arena. (A muzzy decay of 0, jemalloc's
 /// default, only means dirty pages skip the muzzy state.)
 fn make_purging_deferrable() {
-    if ctl::write(c"background_thread", true) != 0 {
+    if ctl::write(c"background_thread", true).is_err() {
         log::warn(format_args!(
             "could not enable jemalloc background threads; a NORECLAIM thread's cache upkeep may purge"
         ));
     }
     if ctl::read::<isize>(c"arenas.dirty_decay_ms") == Some(0) {
-        log::warn(format_args!(
-            "dirty_decay_ms:0 purges on the freeing thread, which NORECLAIM forbids: raised to 1 ms"
-        ));
-        ctl::write::<isize>(c"arenas.dirty_decay_ms", 1);
+        match ctl::write::<isize>(c"arenas.dirty_decay_ms", 1) {
+            Ok(()) => log::warn(format_args!(
+                "dirty_decay_ms:0 purges on the freeing thread, which NORECLAIM forbids: raised to 1 ms"
+            )),
+            Err(e) => log::warn(format_args!(
+                "dirty_decay_ms:0 purges on the freeing thread, which NORECLAIM forbids, and raising it failed \
+                 (mallctl error {}): new arenas may purge on scoped threads",
+                e.code()
+            )),
+        }
     }
     let narenas = ctl::read::<c_uint>(c"arenas.narenas").unwrap_or(0) as usize;
     let pool = POOL.arena.load(Relaxed) as usize;
@@ -675,7 +663,13 @@ fn make_purging_deferrable() {
     for i in (0..narenas).filter(|&i| i != pool) {
         let arena = mib.at(1, i);
         if arena.read::<isize>() == Some(0) {
-            arena.write::<isize>(1);
+            if let Err(e) = arena.write::<isize>(1) {
+                log::warn(format_args!(
+                    "arena {i}: could not raise dirty_decay_ms from 0 to 1 (mallctl error {}); it may purge on \
+                     scoped threads",
+                    e.code()
+                ));
+            }
         }
     }
 }
@@ -686,34 +680,37 @@ fn make_purging_deferrable() {
 /// fault on a code page, or on a data page it is first to write.
 fn prefault_own_image() {
     unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: usize, _data: *mut c_void) -> i32 {
-        // SAFETY: glibc passes a valid `dl_phdr_info` for the callback's
-        // duration; its program headers describe mapped segments.
-        let info = &*info;
-        let me = prefault_own_image as *const () as usize;
-        let phdrs = core::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize);
-        let is_me = phdrs.iter().any(|ph| {
-            let start = info.dlpi_addr as usize + ph.p_vaddr as usize;
-            ph.p_type == libc::PT_LOAD && (start..start + ph.p_memsz as usize).contains(&me)
-        });
-        if !is_me {
-            return 0;
-        }
-        let page = crate::os::page_size();
-        for ph in phdrs.iter().filter(|ph| ph.p_type == libc::PT_LOAD) {
-            let start = (info.dlpi_addr as usize + ph.p_vaddr as usize) & !(page - 1);
-            let end = info.dlpi_addr as usize + ph.p_vaddr as usize + ph.p_memsz as usize;
-            let writable = ph.p_flags & libc::PF_W != 0;
-            for at in (start..end).step_by(page) {
-                if writable {
-                    // An atomic add of 0: a write that changes nothing,
-                    // safe against other threads using the same bytes.
-                    (*(at as *const core::sync::atomic::AtomicU8)).fetch_add(0, Relaxed);
-                } else {
-                    core::ptr::read_volatile(at as *const u8);
+        // SAFETY: within this function's own contract (its `# Safety`).
+        unsafe {
+            // SAFETY: glibc passes a valid `dl_phdr_info` for the callback's
+            // duration; its program headers describe mapped segments.
+            let info = &*info;
+            let me = prefault_own_image as *const () as usize;
+            let phdrs = core::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize);
+            let is_me = phdrs.iter().any(|ph| {
+                let start = info.dlpi_addr as usize + ph.p_vaddr as usize;
+                ph.p_type == libc::PT_LOAD && (start..start + ph.p_memsz as usize).contains(&me)
+            });
+            if !is_me {
+                return 0;
+            }
+            let page = os::page_size();
+            for ph in phdrs.iter().filter(|ph| ph.p_type == libc::PT_LOAD) {
+                let start = (info.dlpi_addr as usize + ph.p_vaddr as usize) & !(page - 1);
+                let end = info.dlpi_addr as usize + ph.p_vaddr as usize + ph.p_memsz as usize;
+                let writable = ph.p_flags & libc::PF_W != 0;
+                for at in (start..end).step_by(page) {
+                    if writable {
+                        // An atomic add of 0: a write that changes nothing,
+                        // safe against other threads using the same bytes.
+                        (*(at as *const core::sync::atomic::AtomicU8)).fetch_add(0, Relaxed);
+                    } else {
+                        core::ptr::read_volatile(at as *const u8);
+                    }
                 }
             }
+            1
         }
-        1
     }
     // SAFETY: the callback only reads headers and touches mapped pages.
     unsafe { libc::dl_iterate_phdr(Some(visit), null_mut()) };
@@ -747,15 +744,18 @@ unsafe extern "C" fn warm_hook_alloc(
     commit: *mut bool,
     _arena: c_uint,
 ) -> *mut c_void {
-    let cursor = WARM_CURSOR.load(Relaxed);
-    let start = (cursor + align - 1) & !(align - 1);
-    if !new_addr.is_null() || start + size > WARM_END.load(Relaxed) {
-        return null_mut();
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        let cursor = WARM_CURSOR.load(Relaxed);
+        let start = (cursor + align - 1) & !(align - 1);
+        if !new_addr.is_null() || start + size > WARM_END.load(Relaxed) {
+            return null_mut();
+        }
+        WARM_CURSOR.store(start + size, Relaxed);
+        *zero = false;
+        *commit = true;
+        start as *mut c_void
     }
-    WARM_CURSOR.store(start + size, Relaxed);
-    *zero = false;
-    *commit = true;
-    start as *mut c_void
 }
 
 /// Registers `[start, end)` with jemalloc's radix tree and forgets it
@@ -784,8 +784,10 @@ fn warm_radix_tree(start: usize, end: usize) {
         // SAFETY: each block came from the loop above.
         unsafe { jem::dallocx(p as *mut c_void, jem::MALLOCX_TCACHE_NONE) };
     }
+    // The warm-up arena is no longer needed: destroying it only returns
+    // its metadata; if that fails the arena stays, idle, which is harmless.
     if let Some(m) = ctl::Mib::new(c"arena.0.destroy") {
-        m.at(1, arena as usize).call();
+        let _ = m.at(1, arena as usize).call();
     }
 }
 
@@ -851,6 +853,8 @@ pub fn release_thread_cache() {
     st.pool_tcache.set(0);
     st.pool_mallocx_flags.set(0);
     if id >= 2 {
-        ctl::write::<c_uint>(c"tcache.destroy", id - 2);
+        // At thread exit there is no one to tell: a cache that could not be
+        // destroyed (an id jemalloc no longer knows) holds nothing usable.
+        let _ = ctl::write::<u32>(c"tcache.destroy", id - 2);
     }
 }

@@ -46,110 +46,138 @@ pub fn off_fast<R>(op: usize, plain: impl FnOnce() -> R, routed: impl FnOnce() -
 /// As C `malloc`.
 #[inline(always)]
 pub unsafe fn malloc(size: usize) -> *mut c_void {
-    if tls::gate::<OP_ALLOC>() {
-        return jem::malloc(size);
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        if tls::gate::<OP_ALLOC>() {
+            return jem::malloc(size);
+        }
+        malloc_slow(size)
     }
-    malloc_slow(size)
 }
 
 #[cold]
 #[inline(never)]
 unsafe fn malloc_slow(size: usize) -> *mut c_void {
-    let p = route::noreclaim_lane_alloc(size);
-    if !p.is_null() {
-        return p;
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        let p = route::noreclaim_lane_alloc(size);
+        if !p.is_null() {
+            return p;
+        }
+        off_fast(OP_ALLOC, || jem::malloc(size), || route::alloc(size, 0))
     }
-    off_fast(OP_ALLOC, || jem::malloc(size), || route::alloc(size, 0))
 }
 
 /// # Safety
 /// `p` is NULL or a live block from this allocator.
 #[inline(always)]
 pub unsafe fn free(p: *mut c_void) {
-    if tls::gate::<OP_FREE>() {
-        return jem::free(p);
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        if tls::gate::<OP_FREE>() {
+            return jem::free(p);
+        }
+        free_slow(p)
     }
-    free_slow(p)
 }
 
 #[cold]
 #[inline(never)]
 unsafe fn free_slow(p: *mut c_void) {
-    if route::noreclaim_lane_free(p) {
-        return;
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        if route::noreclaim_lane_free(p) {
+            return;
+        }
+        off_fast(OP_FREE, || jem::free(p), || route::free(p))
     }
-    off_fast(OP_FREE, || jem::free(p), || route::free(p))
 }
 
 /// # Safety
 /// As C `calloc`.
 #[inline(always)]
 pub unsafe fn calloc(n: usize, size: usize) -> *mut c_void {
-    if tls::gate::<OP_ALLOC>() {
-        return jem::calloc(n, size);
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        if tls::gate::<OP_ALLOC>() {
+            return jem::calloc(n, size);
+        }
+        calloc_slow(n, size)
     }
-    calloc_slow(n, size)
 }
 
 #[cold]
 #[inline(never)]
 unsafe fn calloc_slow(n: usize, size: usize) -> *mut c_void {
-    off_fast(
-        OP_ALLOC,
-        || jem::calloc(n, size),
-        || match n.checked_mul(size) {
-            Some(total) => route::alloc(total, jem::MALLOCX_ZERO),
-            None => enomem(),
-        },
-    )
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        off_fast(
+            OP_ALLOC,
+            || jem::calloc(n, size),
+            || match n.checked_mul(size) {
+                Some(total) => route::alloc(total, jem::MALLOCX_ZERO),
+                None => enomem(),
+            },
+        )
+    }
 }
 
 /// # Safety
 /// `p` is NULL or a live block from this allocator.
 #[inline]
 pub unsafe fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
-    if p.is_null() {
-        return malloc(size);
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        if p.is_null() {
+            return malloc(size);
+        }
+        if size == 0 {
+            // glibc (REALLOC_ZERO_BYTES_FREES): free and return NULL, errno
+            // untouched.
+            free(p);
+            return null_mut();
+        }
+        if tls::gate::<OP_REALLOC>() {
+            return jem::realloc(p, size);
+        }
+        realloc_slow(p, size)
     }
-    if size == 0 {
-        // glibc (REALLOC_ZERO_BYTES_FREES): free and return NULL, errno
-        // untouched.
-        free(p);
-        return null_mut();
-    }
-    if tls::gate::<OP_REALLOC>() {
-        return jem::realloc(p, size);
-    }
-    realloc_slow(p, size)
 }
 
 #[cold]
 #[inline(never)]
 unsafe fn realloc_slow(p: *mut c_void, size: usize) -> *mut c_void {
-    off_fast(OP_REALLOC, || jem::realloc(p, size), || route::realloc(p, size))
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe { off_fast(OP_REALLOC, || jem::realloc(p, size), || route::realloc(p, size)) }
 }
 
 /// # Safety
 /// As `realloc`.
 pub unsafe fn reallocarray(p: *mut c_void, n: usize, size: usize) -> *mut c_void {
-    match n.checked_mul(size) {
-        Some(total) => realloc(p, total),
-        None => enomem(),
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        match n.checked_mul(size) {
+            Some(total) => realloc(p, total),
+            None => enomem(),
+        }
     }
 }
 
 /// # Safety
 /// `memptr` is valid for a pointer write.
 pub unsafe fn posix_memalign(memptr: *mut *mut c_void, align: usize, size: usize) -> c_int {
-    if !align.is_power_of_two() || align % core::mem::size_of::<*mut c_void>() != 0 {
-        return libc::EINVAL;
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        if !align.is_power_of_two() || !align.is_multiple_of(core::mem::size_of::<*mut c_void>()) {
+            return libc::EINVAL;
+        }
+        let p = aligned(align, size);
+        if p.is_null() {
+            return libc::ENOMEM;
+        }
+        *memptr = p;
+        0
     }
-    let p = aligned(align, size);
-    if p.is_null() {
-        return libc::ENOMEM;
-    }
-    *memptr = p;
-    0
 }
 
 /// C11 `aligned_alloc` as glibc 2.38 and later document it: the alignment
@@ -159,11 +187,14 @@ pub unsafe fn posix_memalign(memptr: *mut *mut c_void, align: usize, size: usize
 /// # Safety
 /// As C `aligned_alloc` (always safe to call; unsafe for uniformity).
 pub unsafe fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
-    if !align.is_power_of_two() {
-        set_errno(libc::EINVAL);
-        return null_mut();
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        if !align.is_power_of_two() {
+            set_errno(libc::EINVAL);
+            return null_mut();
+        }
+        aligned_or_enomem(align, size)
     }
-    aligned_or_enomem(align, size)
 }
 
 /// glibc `memalign`: an alignment that is not a power of two is rounded up
@@ -172,17 +203,21 @@ pub unsafe fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
 /// # Safety
 /// As C `memalign`.
 pub unsafe fn memalign(align: usize, size: usize) -> *mut c_void {
-    if align > usize::MAX / 2 + 1 {
-        set_errno(libc::EINVAL);
-        return null_mut();
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        if align > usize::MAX / 2 + 1 {
+            set_errno(libc::EINVAL);
+            return null_mut();
+        }
+        aligned_or_enomem(align.max(1).next_power_of_two(), size)
     }
-    aligned_or_enomem(align.max(1).next_power_of_two(), size)
 }
 
 /// # Safety
 /// As C `valloc`.
 pub unsafe fn valloc(size: usize) -> *mut c_void {
-    aligned_or_enomem(page_size(), size)
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe { aligned_or_enomem(page_size(), size) }
 }
 
 /// glibc `pvalloc`: page-aligned, size rounded up to whole pages (one page
@@ -191,20 +226,26 @@ pub unsafe fn valloc(size: usize) -> *mut c_void {
 /// # Safety
 /// As C `pvalloc`.
 pub unsafe fn pvalloc(size: usize) -> *mut c_void {
-    let page = page_size();
-    match size.max(1).checked_add(page - 1) {
-        Some(s) => aligned_or_enomem(page, s & !(page - 1)),
-        None => enomem(),
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        let page = page_size();
+        match size.max(1).checked_add(page - 1) {
+            Some(s) => aligned_or_enomem(page, s & !(page - 1)),
+            None => enomem(),
+        }
     }
 }
 
 /// # Safety
 /// `p` is NULL or a live block from this allocator.
 pub unsafe fn malloc_usable_size(p: *mut c_void) -> usize {
-    if p.is_null() {
-        0
-    } else {
-        jem::malloc_usable_size(p)
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        if p.is_null() {
+            0
+        } else {
+            jem::malloc_usable_size(p)
+        }
     }
 }
 
@@ -213,13 +254,16 @@ pub unsafe fn malloc_usable_size(p: *mut c_void) -> usize {
 /// # Safety
 /// `p` is NULL or a live block; `size` is what was requested for it.
 pub unsafe fn free_sized(p: *mut c_void, size: usize) {
-    if p.is_null() {
-        return;
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        if p.is_null() {
+            return;
+        }
+        if tls::gate::<OP_FREE>() {
+            return jem::sdallocx(p, size.max(1), 0);
+        }
+        off_fast(OP_FREE, || jem::sdallocx(p, size.max(1), 0), || route::free(p))
     }
-    if tls::gate::<OP_FREE>() {
-        return jem::sdallocx(p, size.max(1), 0);
-    }
-    off_fast(OP_FREE, || jem::sdallocx(p, size.max(1), 0), || route::free(p))
 }
 
 /// C23 `free_aligned_sized`.
@@ -227,40 +271,49 @@ pub unsafe fn free_sized(p: *mut c_void, size: usize) {
 /// # Safety
 /// `p` is NULL or a live block from `aligned_alloc(align, size)`.
 pub unsafe fn free_aligned_sized(p: *mut c_void, align: usize, size: usize) {
-    if p.is_null() {
-        return;
-    }
-    if align.is_power_of_two() {
-        let flags = jem::MALLOCX_ALIGN(align);
-        if tls::gate::<OP_FREE>() {
-            return jem::sdallocx(p, size.max(1), flags);
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        if p.is_null() {
+            return;
         }
-        return off_fast(
-            OP_FREE,
-            || jem::sdallocx(p, size.max(1), flags),
-            || route::free(p),
-        );
+        if align.is_power_of_two() {
+            let flags = jem::MALLOCX_ALIGN(align);
+            if tls::gate::<OP_FREE>() {
+                return jem::sdallocx(p, size.max(1), flags);
+            }
+            return off_fast(
+                OP_FREE,
+                || jem::sdallocx(p, size.max(1), flags),
+                || route::free(p),
+            );
+        }
+        route::free(p)
     }
-    route::free(p)
 }
 
 unsafe fn aligned(align: usize, size: usize) -> *mut c_void {
-    if align <= MIN_ALIGN {
-        // Plain malloc aligns every block of at least `align` bytes to it
-        // (jemalloc's classes of 16 bytes and up are multiples of 16), but
-        // its 8-byte class is only 8-aligned: ask for at least `align`.
-        return malloc(size.max(align));
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        if align <= MIN_ALIGN {
+            // Plain malloc aligns every block of at least `align` bytes to it
+            // (jemalloc's classes of 16 bytes and up are multiples of 16), but
+            // its 8-byte class is only 8-aligned: ask for at least `align`.
+            return malloc(size.max(align));
+        }
+        // mallocx(0) is undefined in jemalloc; C allows a unique pointer.
+        route::alloc(size.max(1), jem::MALLOCX_ALIGN(align))
     }
-    // mallocx(0) is undefined in jemalloc; C allows a unique pointer.
-    route::alloc(size.max(1), jem::MALLOCX_ALIGN(align))
 }
 
 unsafe fn aligned_or_enomem(align: usize, size: usize) -> *mut c_void {
-    let p = aligned(align, size);
-    if p.is_null() {
-        set_errno(libc::ENOMEM);
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        let p = aligned(align, size);
+        if p.is_null() {
+            set_errno(libc::ENOMEM);
+        }
+        p
     }
-    p
 }
 
 fn enomem() -> *mut c_void {

@@ -65,42 +65,39 @@ pub static PROGRESS: AtomicU32 = AtomicU32::new(0);
 /// `name` is NULL or a NUL-terminated string; `f` is callable with `arg`
 /// from any thread until unregistered.
 pub unsafe fn register(name: *const c_char, f: Option<ReclaimFn>, arg: *mut c_void, needs: c_uint) -> i32 {
-    let Some(f) = f else { return -1 };
-    for (i, slot) in SLOTS.iter().enumerate() {
-        if slot
-            .state
-            .compare_exchange(FREE, CLAIMED, Acquire, Relaxed)
-            .is_ok()
-        {
-            slot.func.store(f as usize, Relaxed);
-            slot.arg.store(arg as usize, Relaxed);
-            slot.needs.store(needs & (NEEDS_FS | NEEDS_IO), Relaxed);
-            let bytes = if name.is_null() {
-                &b""[..]
-            } else {
-                core::ffi::CStr::from_ptr(name).to_bytes()
-            };
-            for (j, cell) in slot.name.iter().enumerate() {
-                cell.store(
-                    if j + 1 < NAME_LEN {
-                        bytes.get(j).copied().unwrap_or(0)
-                    } else {
-                        0
-                    },
-                    Relaxed,
-                );
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        let Some(f) = f else { return -1 };
+        for (i, slot) in SLOTS.iter().enumerate() {
+            if slot
+                .state
+                .compare_exchange(FREE, CLAIMED, Acquire, Relaxed)
+                .is_ok()
+            {
+                slot.func.store(f as usize, Relaxed);
+                slot.arg.store(arg as usize, Relaxed);
+                slot.needs.store(needs & (NEEDS_FS | NEEDS_IO), Relaxed);
+                let bytes = if name.is_null() {
+                    &b""[..]
+                } else {
+                    core::ffi::CStr::from_ptr(name).to_bytes()
+                };
+                for (j, cell) in slot.name.iter().enumerate() {
+                    cell.store(
+                        if j + 1 < NAME_LEN {
+                            bytes.get(j).copied().unwrap_or(0)
+                        } else {
+                            0
+                        },
+                        Relaxed,
+                    );
+                }
+                slot.state.store(ACTIVE, Release);
+                return i as i32 + 1;
             }
-            slot.state.store(ACTIVE, Release);
-            return i as i32 + 1;
         }
+        -1
     }
-    -1
-}
-
-thread_local! {
-    /// The reclaimer this thread is running (id), so that unregistering
-    /// from inside the callback does not wait for itself.
-    static RUNNING_HERE: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
 }
 
 /// Unregisters `id`; waits until no thread runs its callback. Unknown ids
@@ -120,11 +117,10 @@ pub fn unregister(id: i32) {
     {
         return;
     }
-    let own = RUNNING_HERE.with(|r| r.get()) == id as usize;
+    let own = tls::state().running_reclaimer.get() == id as usize;
     let allowed = u32::from(own);
     while slot.running.load(Acquire) > allowed {
-        // SAFETY: sched_yield has no preconditions.
-        unsafe { libc::sched_yield() };
+        crate::os::yield_now();
     }
     slot.state.store(FREE, Release);
 }
@@ -161,14 +157,14 @@ pub fn run(want: usize, flags: u32) -> usize {
             let f: ReclaimFn = unsafe { core::mem::transmute::<usize, ReclaimFn>(slot.func.load(Relaxed)) };
             let arg = slot.arg.load(Relaxed) as *mut c_void;
             st.in_reclaim.set(1);
-            let prev_running = RUNNING_HERE.with(|r| r.replace(i + 1));
+            let prev_running = tls::state().running_reclaimer.replace(i + 1);
             let saved = scope::push(NOFAIL);
             let t = crate::stats::event_start();
             // SAFETY: the registrant promised `f` is callable with `arg`.
             let got = unsafe { f(want - freed, arg) };
             crate::stats::event_done(crate::stats::Timer::ReclaimerCall, t);
             scope::pop(saved);
-            RUNNING_HERE.with(|r| r.set(prev_running));
+            tls::state().running_reclaimer.set(prev_running);
             st.in_reclaim.set(0);
             count(Event::ReclaimerCall);
             if got > 0 {
@@ -185,33 +181,12 @@ pub fn run(want: usize, flags: u32) -> usize {
 /// Wakes NOFAIL callers waiting for memory.
 pub fn progress() {
     PROGRESS.fetch_add(1, Release);
-    // SAFETY: FUTEX_WAKE on a live static word.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            PROGRESS.as_ptr(),
-            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
-            i32::MAX,
-        );
-    }
+    crate::os::futex_wake_all(&PROGRESS);
 }
 
 /// Waits until `PROGRESS` moves from `seen` or `timeout_ns` passes.
 pub fn wait_for_progress(seen: u32, timeout_ns: u64) {
-    let ts = libc::timespec {
-        tv_sec: (timeout_ns / 1_000_000_000) as libc::time_t,
-        tv_nsec: (timeout_ns % 1_000_000_000) as libc::c_long,
-    };
-    // SAFETY: FUTEX_WAIT on a live static word with a valid timeout.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            PROGRESS.as_ptr(),
-            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-            seen,
-            &ts as *const libc::timespec,
-        );
-    }
+    crate::os::futex_wait(&PROGRESS, seen, timeout_ns);
 }
 
 #[cfg(test)]

@@ -49,95 +49,113 @@ pub fn scope_flags() -> u32 {
 /// `mallocx_flags` holds only `MALLOCX_ALIGN`/`MALLOCX_ZERO` bits.
 #[cold]
 pub unsafe fn alloc(size: usize, mallocx_flags: i32) -> *mut c_void {
-    let flags = scope_flags();
-    stats::counted(OP_ALLOC, flags, || alloc_in(size, mallocx_flags, flags))
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        let flags = scope_flags();
+        stats::counted(OP_ALLOC, flags, || alloc_in(size, mallocx_flags, flags))
+    }
 }
 
 unsafe fn alloc_in(size: usize, mallocx_flags: i32, flags: u32) -> *mut c_void {
-    let p = if flags & NORECLAIM != 0 {
-        let p = pool_alloc(size, mallocx_flags, flags);
-        if p.is_null() && flags & NOFAIL != 0 {
-            nofail::noreclaim_fallback(size, mallocx_flags, flags)
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        let p = if flags & NORECLAIM != 0 {
+            let p = pool_alloc(size, mallocx_flags, flags);
+            if p.is_null() && flags & NOFAIL != 0 {
+                nofail::noreclaim_fallback(size, mallocx_flags, flags)
+            } else {
+                p
+            }
+        } else if flags & NOFAIL != 0 {
+            nofail::alloc(size, mallocx_flags, flags)
+        } else if mallocx_flags == 0 {
+            jem::malloc(size)
         } else {
-            p
+            jem::mallocx(size.max(1), mallocx_flags)
+        };
+        if p.is_null() {
+            set_errno(libc::ENOMEM);
         }
-    } else if flags & NOFAIL != 0 {
-        nofail::alloc(size, mallocx_flags, flags)
-    } else if mallocx_flags == 0 {
-        jem::malloc(size)
-    } else {
-        jem::mallocx(size.max(1), mallocx_flags)
-    };
-    if p.is_null() {
-        set_errno(libc::ENOMEM);
+        p
     }
-    p
 }
 
 /// # Safety
 /// `p` is NULL or a live block from this allocator.
 #[cold]
 pub unsafe fn free(p: *mut c_void) {
-    if p.is_null() && tls::flags() & tls::THREAD_UNSEEN != 0 {
-        // glibc frees NULL for every thread as it exits, after the
-        // destructors that release a thread's stats slot: a thread seen
-        // only for that would hold its slot for good.
-        stats::thread::count_unseen(OP_FREE);
-        return;
-    }
-    let flags = scope_flags();
-    stats::counted(OP_FREE, flags, || {
-        if flags & NORECLAIM != 0 {
-            pool_free(p)
-        } else {
-            jem::free(p)
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        if p.is_null() && tls::flags() & tls::THREAD_UNSEEN != 0 {
+            // glibc frees NULL for every thread as it exits, after the
+            // destructors that release a thread's stats slot: a thread seen
+            // only for that would hold its slot for good.
+            stats::thread::count_unseen(OP_FREE);
+            return;
         }
-    })
+        let flags = scope_flags();
+        stats::counted(OP_FREE, flags, || {
+            if flags & NORECLAIM != 0 {
+                pool_free(p)
+            } else {
+                jem::free(p)
+            }
+        })
+    }
 }
 
 /// # Safety
 /// `p` is a live block from this allocator, `size > 0`.
 #[cold]
 pub unsafe fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
-    let flags = scope_flags();
-    stats::counted(OP_REALLOC, flags, || realloc_in(p, size, flags))
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        let flags = scope_flags();
+        stats::counted(OP_REALLOC, flags, || realloc_in(p, size, flags))
+    }
 }
 
 unsafe fn realloc_in(p: *mut c_void, size: usize, flags: u32) -> *mut c_void {
-    let q = if flags & NORECLAIM != 0 {
-        pool_realloc(p, size, 0, flags)
-    } else {
-        jem::realloc(p, size)
-    };
-    let q = if q.is_null() && flags & NOFAIL != 0 {
-        nofail_move(p, size, 0, flags)
-    } else {
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        let q = if flags & NORECLAIM != 0 {
+            pool_realloc(p, size, 0, flags)
+        } else {
+            jem::realloc(p, size)
+        };
+        let q = if q.is_null() && flags & NOFAIL != 0 {
+            nofail_move(p, size, 0, flags)
+        } else {
+            q
+        };
+        if q.is_null() {
+            set_errno(libc::ENOMEM);
+        }
         q
-    };
-    if q.is_null() {
-        set_errno(libc::ENOMEM);
     }
-    q
 }
 
 /// NOFAIL realloc after the ordinary path failed: a NOFAIL allocation, the
 /// contents copied, the old block freed. NULL (old block untouched) only
 /// where the policy says so.
 unsafe fn nofail_move(p: *mut c_void, size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
-    let q = if flags & NORECLAIM != 0 {
-        nofail::noreclaim_fallback(size, caller_bits, flags)
-    } else {
-        nofail::alloc(size, caller_bits, flags)
-    };
-    if !q.is_null() {
-        core::ptr::copy_nonoverlapping(p.cast::<u8>(), q.cast::<u8>(), jem::sallocx(p, 0).min(size));
-        if flags & NORECLAIM != 0 {
-            pool_free(p)
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        let q = if flags & NORECLAIM != 0 {
+            nofail::noreclaim_fallback(size, caller_bits, flags)
         } else {
-            jem::free(p)
+            nofail::alloc(size, caller_bits, flags)
+        };
+        if !q.is_null() {
+            core::ptr::copy_nonoverlapping(p.cast::<u8>(), q.cast::<u8>(), jem::sallocx(p, 0).min(size));
+            if flags & NORECLAIM != 0 {
+                pool_free(p)
+            } else {
+                jem::free(p)
+            }
         }
+        q
     }
-    q
 }
 
 /// jemalloc's `mallocx` in the calling thread's context (no errno, as
@@ -147,36 +165,42 @@ unsafe fn nofail_move(p: *mut c_void, size: usize, caller_bits: i32, flags: u32)
 /// As jemalloc's `mallocx`.
 #[cold]
 pub unsafe fn mallocx(size: usize, mflags: i32) -> *mut c_void {
-    let flags = scope_flags();
-    stats::counted(OP_ALLOC, flags, || {
-        if flags & (NORECLAIM | NOFAIL) != 0 {
-            // Scopes choose arena and cache; the caller keeps alignment
-            // and zeroing. (`alloc_in` may set errno; mallocx promises
-            // nothing there.)
-            alloc_in(size, mflags & CALLER_BITS, flags)
-        } else {
-            jem::mallocx(size, mflags)
-        }
-    })
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        let flags = scope_flags();
+        stats::counted(OP_ALLOC, flags, || {
+            if flags & (NORECLAIM | NOFAIL) != 0 {
+                // Scopes choose arena and cache; the caller keeps alignment
+                // and zeroing. (`alloc_in` may set errno; mallocx promises
+                // nothing there.)
+                alloc_in(size, mflags & CALLER_BITS, flags)
+            } else {
+                jem::mallocx(size, mflags)
+            }
+        })
+    }
 }
 
 /// # Safety
 /// As jemalloc's `rallocx`.
 #[cold]
 pub unsafe fn rallocx(p: *mut c_void, size: usize, mflags: i32) -> *mut c_void {
-    let flags = scope_flags();
-    stats::counted(OP_REALLOC, flags, || {
-        let q = if flags & NORECLAIM != 0 {
-            pool_realloc(p, size, mflags & CALLER_BITS, flags)
-        } else {
-            jem::rallocx(p, size, mflags)
-        };
-        if q.is_null() && flags & NOFAIL != 0 {
-            nofail_move(p, size, mflags & CALLER_BITS, flags)
-        } else {
-            q
-        }
-    })
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        let flags = scope_flags();
+        stats::counted(OP_REALLOC, flags, || {
+            let q = if flags & NORECLAIM != 0 {
+                pool_realloc(p, size, mflags & CALLER_BITS, flags)
+            } else {
+                jem::rallocx(p, size, mflags)
+            };
+            if q.is_null() && flags & NOFAIL != 0 {
+                nofail_move(p, size, mflags & CALLER_BITS, flags)
+            } else {
+                q
+            }
+        })
+    }
 }
 
 /// In place only. Inside NORECLAIM a block from outside the pool is left
@@ -187,24 +211,30 @@ pub unsafe fn rallocx(p: *mut c_void, size: usize, mflags: i32) -> *mut c_void {
 /// As jemalloc's `xallocx`.
 #[cold]
 pub unsafe fn xallocx(p: *mut c_void, size: usize, extra: usize, mflags: i32) -> usize {
-    let flags = scope_flags();
-    stats::counted(OP_REALLOC, flags, || xallocx_in(p, size, extra, mflags, flags))
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        let flags = scope_flags();
+        stats::counted(OP_REALLOC, flags, || xallocx_in(p, size, extra, mflags, flags))
+    }
 }
 
 unsafe fn xallocx_in(p: *mut c_void, size: usize, extra: usize, mflags: i32, flags: u32) -> usize {
-    if flags & NORECLAIM == 0 {
-        return jem::xallocx(p, size, extra, mflags);
-    }
-    if pool::contains(p) {
-        let st = tls::state();
-        jem::xallocx(
-            p,
-            size,
-            extra,
-            (mflags & CALLER_BITS) | pool::thread_free_flags(st),
-        )
-    } else {
-        jem::sallocx(p, 0)
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        if flags & NORECLAIM == 0 {
+            return jem::xallocx(p, size, extra, mflags);
+        }
+        if pool::contains(p) {
+            let st = tls::state();
+            jem::xallocx(
+                p,
+                size,
+                extra,
+                (mflags & CALLER_BITS) | pool::thread_free_flags(st),
+            )
+        } else {
+            jem::sallocx(p, 0)
+        }
     }
 }
 
@@ -214,16 +244,19 @@ unsafe fn xallocx_in(p: *mut c_void, size: usize, extra: usize, mflags: i32, fla
 /// As jemalloc's `sdallocx`.
 #[cold]
 pub unsafe fn sdallocx(p: *mut c_void, size: usize, mflags: i32) {
-    let flags = scope_flags();
-    stats::counted(OP_FREE, flags, || {
-        if flags & NORECLAIM != 0 {
-            pool_free(p)
-        } else if size == 0 {
-            jem::dallocx(p, mflags)
-        } else {
-            jem::sdallocx(p, size, mflags)
-        }
-    })
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        let flags = scope_flags();
+        stats::counted(OP_FREE, flags, || {
+            if flags & NORECLAIM != 0 {
+                pool_free(p)
+            } else if size == 0 {
+                jem::dallocx(p, mflags)
+            } else {
+                jem::sdallocx(p, size, mflags)
+            }
+        })
+    }
 }
 
 // ------------------------------------------------------------ NORECLAIM
@@ -232,22 +265,25 @@ pub unsafe fn sdallocx(p: *mut c_void, size: usize, mflags: i32) {
 /// others through its explicit cache), or fails at once.
 #[inline(always)]
 unsafe fn pool_alloc(size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
-    let st = tls::state();
-    let pool_flags = st.pool_mallocx_flags.get();
-    if pool_flags != 0 {
-        let p = if caller_bits == 0 && size <= magazine::MAX_SIZE {
-            magazine::alloc(size, pool_flags)
-        } else {
-            let p = jem::mallocx(size.max(1), pool_flags | caller_bits);
-            pool::note_request(p, size, pool_flags | caller_bits);
-            p
-        };
-        if !p.is_null() {
-            return p;
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        let st = tls::state();
+        let pool_flags = st.pool_mallocx_flags.get();
+        if pool_flags != 0 {
+            let p = if caller_bits == 0 && size <= magazine::MAX_SIZE {
+                magazine::alloc(size, pool_flags)
+            } else {
+                let p = jem::mallocx(size.max(1), pool_flags | caller_bits);
+                pool::note_request(p, size, pool_flags | caller_bits);
+                p
+            };
+            if !p.is_null() {
+                return p;
+            }
         }
+        fast_fail(size, flags);
+        null_mut()
     }
-    fast_fail(size, flags);
-    null_mut()
 }
 
 /// The NORECLAIM fast lane for small `malloc`s, taken by the entry point
@@ -275,12 +311,15 @@ pub fn noreclaim_lane_alloc(size: usize) -> *mut c_void {
 /// `p` is NULL or a live block from this allocator.
 #[inline(always)]
 pub unsafe fn noreclaim_lane_free(p: *mut c_void) -> bool {
-    let st = tls::state();
-    if !lane_open(st, OP_FREE) || !pool::contains(p) || !magazine::free(p, pool::small_usable(p)) {
-        return false;
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        let st = tls::state();
+        if !lane_open(st, OP_FREE) || !pool::contains(p) || !magazine::free(p, pool::small_usable(p)) {
+            return false;
+        }
+        lane_count(st, OP_FREE);
+        true
     }
-    lane_count(st, OP_FREE);
-    true
 }
 
 /// A lane may serve this call of `op`: the thread is seen, in NORECLAIM,
@@ -311,42 +350,48 @@ fn fast_fail(size: usize, flags: u32) {
 }
 
 unsafe fn pool_free(p: *mut c_void) {
-    if p.is_null() {
-        return;
-    }
-    if pool::contains(p) {
-        if magazine::free(p, pool::small_usable(p)) {
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        if p.is_null() {
             return;
         }
-        let st = tls::state();
-        jem::dallocx(p, pool::thread_free_flags(st));
-    } else {
-        mailbox::defer_free(p);
+        if pool::contains(p) {
+            if magazine::free(p, pool::small_usable(p)) {
+                return;
+            }
+            let st = tls::state();
+            jem::dallocx(p, pool::thread_free_flags(st));
+        } else {
+            mailbox::defer_free(p);
+        }
     }
 }
 
 /// Pool blocks are resized in the pool; others move into it and their old
 /// block's free is deferred. On failure the old block is untouched.
 unsafe fn pool_realloc(p: *mut c_void, size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
-    if p.is_null() {
-        return pool_alloc(size, caller_bits, flags);
-    }
-    let st = tls::state();
-    let pool_flags = st.pool_mallocx_flags.get();
-    if pool_flags != 0 && pool::contains(p) {
-        let q = jem::rallocx(p, size.max(1), pool_flags | caller_bits);
-        if q.is_null() {
-            fast_fail(size, flags);
-        } else {
-            pool::note_request(q, size, pool_flags | caller_bits);
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        if p.is_null() {
+            return pool_alloc(size, caller_bits, flags);
         }
-        return q;
+        let st = tls::state();
+        let pool_flags = st.pool_mallocx_flags.get();
+        if pool_flags != 0 && pool::contains(p) {
+            let q = jem::rallocx(p, size.max(1), pool_flags | caller_bits);
+            if q.is_null() {
+                fast_fail(size, flags);
+            } else {
+                pool::note_request(q, size, pool_flags | caller_bits);
+            }
+            return q;
+        }
+        let q = pool_alloc(size, caller_bits, flags);
+        if !q.is_null() {
+            let old = jem::sallocx(p, 0);
+            core::ptr::copy_nonoverlapping(p.cast::<u8>(), q.cast::<u8>(), old.min(size));
+            mailbox::defer_free(p);
+        }
+        q
     }
-    let q = pool_alloc(size, caller_bits, flags);
-    if !q.is_null() {
-        let old = jem::sallocx(p, 0);
-        core::ptr::copy_nonoverlapping(p.cast::<u8>(), q.cast::<u8>(), old.min(size));
-        mailbox::defer_free(p);
-    }
-    q
 }

@@ -1,4 +1,9 @@
-//! Per-thread state read on every allocator call: one initial-exec TLS block.
+//! Every piece of per-thread state, in one place: the block read on every
+//! allocator call (`ThreadState`, initial-exec TLS, `.tdata`) and the one
+//! only NORECLAIM threads touch (`ThreadBss`, `.tbss`), with the layouts
+//! of what they hold (scope flags, counting state, magazines, the deferred
+//! frees). The logic that uses each part lives in its own module; the
+//! thread's life (first call, exit, fork) is in `init`.
 //!
 //! Rust's `thread_local!` in a cdylib compiles to the general-dynamic model,
 //! a call to `__tls_get_addr` on every access (about 2 ns per malloc+free
@@ -14,7 +19,7 @@
 //!
 //! Rule: everything here is plain loads and stores; nothing allocates.
 
-use core::cell::Cell;
+use core::cell::{Cell, UnsafeCell};
 
 use memscope_abi::{CONTEXTS, OPS};
 
@@ -56,9 +61,9 @@ pub struct ThreadState {
     /// Set while this thread runs reclaimers or maintenance work, so that
     /// nothing re-enters reclaim from inside.
     pub in_reclaim: Cell<u32>,
-    /// Frees deferred by this thread and not yet handed off (so that
-    /// leaving a scope checks one word, not the buffer's TLS).
-    pub deferred_pending: Cell<u32>,
+    /// The reclaimer (id) this thread is running, or 0, so that
+    /// unregistering from inside the callback does not wait for itself.
+    pub running_reclaimer: Cell<usize>,
     /// The thread's counts and its stats slot (`stats::thread`). Its
     /// countdowns come first, on the flag word's cache line.
     pub stats: ThreadStats,
@@ -115,8 +120,11 @@ pub struct ThreadStats {
 impl ThreadStats {
     pub const COUNTDOWN_OFFSET: usize = core::mem::offset_of!(ThreadStats, countdown);
 
-    /// The initial state (a const: the non-x86 TLS block is built from it).
+    /// The initial state (a const: the non-x86 TLS block is built from it;
+    /// on x86_64 Linux the block's initial image is all zero, and the
+    /// thread's first call sets these words in `stats::thread::start`).
     #[allow(clippy::declare_interior_mutable_const)]
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
     pub const ZERO: ThreadStats = ThreadStats {
         countdown: [const { Cell::new(0) }; OPS],
         credited: [const { Cell::new(0) }; OPS],
@@ -143,6 +151,42 @@ impl ThreadStats {
 const _: () = assert!(core::mem::offset_of!(ThreadState, flags) == 0);
 const _: () = assert!(core::mem::size_of::<Cell<u32>>() == 4);
 const _: () = assert!(countdown_offset(1) == countdown_offset(0) + 8);
+
+/// Small-block stacks per thread (`magazine`): one per 16-byte class.
+pub const MAGAZINE_CLASSES: usize = 16;
+pub const MAGAZINE_DEPTH: usize = 32;
+
+/// A thread's magazines (`magazine` works on them). All zero is empty.
+#[repr(C)]
+pub struct Magazines {
+    pub(crate) len: [Cell<u32>; MAGAZINE_CLASSES],
+    pub(crate) slots: [[Cell<usize>; MAGAZINE_DEPTH]; MAGAZINE_CLASSES],
+}
+
+/// Pointers per deferred-free hand-off (`mailbox`).
+pub const BATCH: usize = 62;
+
+/// Frees deferred by a NORECLAIM thread, handed to the maintenance thread
+/// by value (it travels inline in the channel: boxing it would allocate on
+/// the scoped thread). All zero is empty.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct Batch {
+    pub(crate) len: usize,
+    pub(crate) bytes: usize,
+    pub(crate) ptrs: [usize; BATCH],
+}
+
+/// The per-thread state only NORECLAIM threads touch, in `.tbss`: zero at
+/// thread start, copied by nobody, faulted in by a thread's first
+/// NORECLAIM push (`magazine::touch`, `mailbox::touch_thread_buffer`).
+#[repr(C)]
+pub struct ThreadBss {
+    pub magazines: Magazines,
+    /// The thread's deferred frees not yet handed off (only this thread
+    /// touches it, never re-entrantly: no allocation happens in between).
+    pub deferred: UnsafeCell<Batch>,
+}
 
 /// What a scope subtracts from every countdown (see `gate`): far above any
 /// countdown (at most `stats::COUNTDOWN_MAX`), so a biased countdown stays
@@ -172,6 +216,34 @@ mod imp {
         unseen = const super::THREAD_UNSEEN,
         rest = const core::mem::size_of::<ThreadState>() - 4,
     );
+
+    core::arch::global_asm!(
+        ".pushsection .tbss,\"awT\",@nobits",
+        ".p2align 6",
+        ".hidden memscope_thread_bss",
+        ".type memscope_thread_bss,@object",
+        ".size memscope_thread_bss, {size}",
+        "memscope_thread_bss:",
+        ".zero {size}",
+        ".popsection",
+        size = const core::mem::size_of::<super::ThreadBss>(),
+    );
+
+    /// The calling thread's `.tbss` block.
+    #[inline(always)]
+    pub fn bss() -> &'static super::ThreadBss {
+        let p: *const super::ThreadBss;
+        // SAFETY: as `state`: this thread's block, at its TP offset.
+        unsafe {
+            core::arch::asm!(
+                "mov {p}, qword ptr fs:[0]",
+                "add {p}, qword ptr [rip + memscope_thread_bss@GOTTPOFF]",
+                p = out(reg) p,
+                options(nostack, pure, readonly),
+            );
+            &*p
+        }
+    }
 
     /// The calling thread's flag word: two loads, no call.
     #[inline(always)]
@@ -254,13 +326,22 @@ mod imp {
         pool_mallocx_flags: Cell::new(0),
         pool_tcache: Cell::new(0),
         in_reclaim: Cell::new(0),
-        deferred_pending: Cell::new(0),
+        running_reclaimer: Cell::new(0),
         ring: [const { Cell::new(0) }; super::SCOPE_RING],
         stats: super::ThreadStats::ZERO,
     };
 
     thread_local! {
         static STATE: ThreadState = const { INIT };
+        // SAFETY (of the zeroed value): plain cells and integers, for
+        // which all-zero is valid (empty magazines, an empty batch).
+        static BSS: super::ThreadBss = const { unsafe { core::mem::zeroed() } };
+    }
+
+    #[inline(always)]
+    pub fn bss() -> &'static super::ThreadBss {
+        // SAFETY: lives as long as the thread, used only on it, no Drop.
+        BSS.with(|b| unsafe { &*(b as *const super::ThreadBss) })
     }
 
     #[inline(always)]
@@ -286,7 +367,7 @@ mod imp {
     }
 }
 
-pub use imp::{flags, gate, state};
+pub use imp::{bss, flags, gate, state};
 
 #[cfg(test)]
 mod tests {

@@ -407,7 +407,7 @@ impl Segment {
             .and_then(|s| s.checked_add(slots_off));
         if slot_count < abi::SLOT_FIRST_THREAD
             || slots_off < header_size as u64
-            || end.map_or(true, |e| e > seg_size)
+            || end.is_none_or(|e| e > seg_size)
         {
             return Err(corrupt(
                 p,
@@ -637,7 +637,7 @@ pub fn find(dir: &Path, pid: u32) -> Result<Segment, ReadError> {
             Ok(seg) => {
                 let live = seg.is_live();
                 let start = seg.u64_at(offset_of!(Header, start_unix_ns)).unwrap_or(0);
-                if best.as_ref().map_or(true, |(l, s, _)| (live, start) > (*l, *s)) {
+                if best.as_ref().is_none_or(|(l, s, _)| (live, start) > (*l, *s)) {
                     best = Some((live, start, seg));
                 }
             }

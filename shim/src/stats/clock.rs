@@ -28,21 +28,11 @@ pub fn ticks() -> u64 {
 /// CLOCK_MONOTONIC in nanoseconds (through the vDSO: no syscall when the
 /// kernel's clock source allows; used only outside scopes here).
 pub fn monotonic_ns() -> u64 {
-    clock_ns(libc::CLOCK_MONOTONIC)
+    crate::os::monotonic_ns()
 }
 
 pub fn realtime_ns() -> u64 {
-    clock_ns(libc::CLOCK_REALTIME)
-}
-
-fn clock_ns(id: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out-pointer.
-    unsafe { libc::clock_gettime(id, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    crate::os::realtime_ns()
 }
 
 /// Measures the tick rate over ~0.2 ms (about 0.05% error with a

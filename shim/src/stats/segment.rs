@@ -22,7 +22,7 @@ use core::sync::atomic::{AtomicI32, AtomicPtr, Ordering::*};
 use memscope_abi as abi;
 
 use crate::config::CONFIG;
-use crate::log;
+use crate::{log, os};
 
 static BASE: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
 static FD: AtomicI32 = AtomicI32::new(-1);
@@ -93,8 +93,10 @@ impl SegPath {
         Some(p)
     }
 
-    fn c(&self) -> *const libc::c_char {
-        self.buf.as_ptr().cast()
+    fn cstr(&self) -> &core::ffi::CStr {
+        // The buffer holds a NUL at `len` (written by `new`); a path with an
+        // interior NUL (impossible: the directory was checked) ends early.
+        core::ffi::CStr::from_bytes_until_nul(&self.buf).unwrap_or(c"")
     }
 }
 
@@ -104,8 +106,7 @@ pub fn create() {
     if !CONFIG.stats.load(Relaxed) {
         return;
     }
-    // SAFETY: getpid has no preconditions.
-    let pid = unsafe { libc::getpid() } as u32;
+    let pid = os::getpid();
     let dir = CONFIG.stats_dir_cstr();
     let mut last_errno = 0;
     for attempt in 0..abi::NAME_ATTEMPTS {
@@ -119,12 +120,9 @@ pub fn create() {
                     unsafe { (&mut *PATH.0.get())[..=path.len].copy_from_slice(&path.buf[..=path.len]) };
                     return;
                 }
-                // SAFETY: our own fresh file and descriptor.
-                unsafe {
-                    libc::unlink(path.c());
-                    libc::close(fd);
-                }
                 last_errno = log::errno();
+                let _ = os::unlink(path.cstr());
+                os::close(fd);
                 break;
             }
             Err(e) => last_errno = e,
@@ -140,21 +138,17 @@ pub fn create() {
 /// segment. Returns the descriptor or an errno.
 fn open_new(path: &SegPath) -> Result<i32, i32> {
     for _ in 0..2 {
-        let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-        // SAFETY: a NUL-terminated path.
-        let fd = unsafe { libc::open(path.c(), flags, 0o600 as libc::c_uint) };
-        if fd >= 0 {
-            if !lock_shared(fd) {
-                // Someone opened our brand-new file and holds it: leave it.
-                // SAFETY: our descriptor.
-                unsafe { libc::close(fd) };
-                return Err(libc::EBUSY);
+        match os::create_exclusive(path.cstr()) {
+            Ok(fd) => {
+                if !lock_shared(fd) {
+                    // Someone opened our brand-new file and holds it: leave it.
+                    os::close(fd);
+                    return Err(libc::EBUSY);
+                }
+                return Ok(fd);
             }
-            return Ok(fd);
-        }
-        let e = log::errno();
-        if e != libc::EEXIST || !remove_if_stale(path) {
-            return Err(e);
+            Err(e) if e != libc::EEXIST || !remove_if_stale(path) => return Err(e),
+            Err(_) => {}
         }
     }
     Err(libc::EEXIST)
@@ -163,61 +157,31 @@ fn open_new(path: &SegPath) -> Result<i32, i32> {
 /// Takes the writer's shared lock, retrying briefly if a reader is probing.
 fn lock_shared(fd: i32) -> bool {
     for _ in 0..100 {
-        // SAFETY: a valid descriptor.
-        if unsafe { libc::flock(fd, libc::LOCK_SH | libc::LOCK_NB) } == 0 {
+        if os::try_lock(fd, false) {
             return true;
         }
-        let ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 100_000,
-        };
-        // SAFETY: valid timespec.
-        unsafe { libc::nanosleep(&ts, core::ptr::null_mut()) };
+        os::sleep_ns(100_000);
     }
     false
 }
 
 /// Removes `path` if it is a regular file of ours that no process holds.
 fn remove_if_stale(path: &SegPath) -> bool {
-    // SAFETY: NUL-terminated path; `st` is a valid out-pointer; the
-    // descriptor is ours to close.
-    unsafe {
-        let fd = libc::open(
-            path.c(),
-            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK,
-        );
-        if fd < 0 {
-            return false;
-        }
-        let mut st: libc::stat = core::mem::zeroed();
-        let ours = libc::fstat(fd, &mut st) == 0
-            && st.st_mode & libc::S_IFMT == libc::S_IFREG
-            && st.st_uid == libc::geteuid();
-        let stale = ours && libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) == 0;
-        let removed = stale && libc::unlink(path.c()) == 0;
-        libc::close(fd);
-        removed
-    }
+    let Ok(fd) = os::open_read(path.cstr()) else {
+        return false;
+    };
+    let ours = os::owner_of(fd).is_some_and(|(uid, regular)| regular && uid == os::geteuid());
+    let removed = ours && os::try_lock(fd, true) && os::unlink(path.cstr()).is_ok();
+    os::close(fd);
+    removed
 }
 
 fn map_and_fill(fd: i32, pid: u32) -> bool {
-    // SAFETY: our descriptor; a fresh shared mapping of the file's length.
-    let base = unsafe {
-        if libc::ftruncate(fd, abi::SEGMENT_SIZE as libc::off_t) != 0 {
-            return false;
-        }
-        let p = libc::mmap(
-            core::ptr::null_mut(),
-            abi::SEGMENT_SIZE,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd,
-            0,
-        );
-        if p == libc::MAP_FAILED {
-            return false;
-        }
-        p as *mut u8
+    if os::set_len(fd, abi::SEGMENT_SIZE).is_err() {
+        return false;
+    }
+    let Some(base) = os::map_shared(fd, abi::SEGMENT_SIZE) else {
+        return false;
     };
     // Fault in the header and the two aggregate slots now: any thread,
     // NORECLAIM ones included, may write them later.
@@ -261,23 +225,7 @@ fn map_and_fill(fd: i32, pid: u32) -> bool {
 
 /// `/proc/self/cmdline` into `out`, without allocating. Returns its length.
 fn read_cmdline(out: &mut [u8; abi::CMDLINE_MAX]) -> usize {
-    // SAFETY: NUL-terminated path; `out` is valid for its length.
-    unsafe {
-        let fd = libc::open(c"/proc/self/cmdline".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
-        if fd < 0 {
-            return 0;
-        }
-        let mut len = 0;
-        while len < out.len() {
-            let n = libc::read(fd, out.as_mut_ptr().add(len).cast(), out.len() - len);
-            if n <= 0 {
-                break;
-            }
-            len += n as usize;
-        }
-        libc::close(fd);
-        len
-    }
+    os::read_small_file(c"/proc/self/cmdline", out)
 }
 
 /// Removes the file at normal exit (the mapping stays: destructors that
@@ -289,8 +237,9 @@ pub fn remove_at_exit() {
     if header().is_none() {
         return;
     }
-    // SAFETY: PATH was written before BASE was published.
-    unsafe { libc::unlink((*PATH.0.get()).as_ptr().cast()) };
+    // SAFETY: PATH was written before BASE was published, never after.
+    let path = unsafe { &*PATH.0.get() };
+    let _ = os::unlink(core::ffi::CStr::from_bytes_until_nul(path).unwrap_or(c""));
 }
 
 /// The process is about to take `euid` as its effective user id: hand the
@@ -304,24 +253,16 @@ pub fn follow_owner(euid: libc::uid_t) -> Option<libc::uid_t> {
     if fd < 0 || header().is_none() {
         return None;
     }
-    // SAFETY: `st` is a valid out-pointer; `fd` is our segment's descriptor.
-    let mut st: libc::stat = unsafe { core::mem::zeroed() };
-    if unsafe { libc::fstat(fd, &mut st) } != 0 || st.st_uid == euid {
-        return None;
-    }
-    // SAFETY: as above. Fails harmlessly (EPERM) when the process may not.
-    if unsafe { libc::fchown(fd, euid, libc::gid_t::MAX) } != 0 {
-        return None;
-    }
-    Some(st.st_uid)
+    let (owner, _) = os::owner_of(fd)?;
+    // Fails harmlessly (EPERM) when the process may not.
+    (owner != euid && os::chown(fd, euid).is_ok()).then_some(owner)
 }
 
 /// Gives the segment back to `uid` (the change of ids failed).
 pub fn restore_owner(uid: libc::uid_t) {
     let fd = FD.load(Relaxed);
     if fd >= 0 {
-        // SAFETY: our segment's descriptor.
-        unsafe { libc::fchown(fd, uid, libc::gid_t::MAX) };
+        let _ = os::chown(fd, uid);
     }
 }
 
@@ -333,11 +274,9 @@ pub fn after_fork_in_child() {
         return;
     }
     crate::counters::detach();
-    // SAFETY: the parent's mapping and descriptor; the child has one
-    // thread, and it stops using them here.
-    unsafe {
-        libc::munmap(old.cast(), abi::SEGMENT_SIZE);
-        libc::close(FD.swap(-1, Relaxed));
-    }
+    // SAFETY: the parent's mapping; the child has one thread, and it
+    // stops using it here.
+    unsafe { os::unmap(old.cast(), abi::SEGMENT_SIZE) };
+    os::close(FD.swap(-1, Relaxed));
     create();
 }

@@ -668,9 +668,9 @@ fn harvest_unregister(index: usize) {
                 if spins < 1000 {
                     core::hint::spin_loop();
                 } else {
-                    // SAFETY: no preconditions. Thread exit already makes
-                    // syscalls; this one only if the harvester was preempted.
-                    unsafe { libc::sched_yield() };
+                    // Thread exit already makes syscalls; this one only
+                    // if the harvester was preempted.
+                    crate::os::yield_now();
                 }
             }
             Err(_) => return,
@@ -678,13 +678,16 @@ fn harvest_unregister(index: usize) {
     }
 }
 
-/// Reads one word of another thread's TLS block.
+/// Reads one word of another thread's TLS block (only its owner writes
+/// it, with plain stores; an aligned 8-byte load is never torn on the
+/// targets this runs on).
 ///
 /// # Safety
-/// The thread is registered and its entry held `H_BUSY` by the caller.
-unsafe fn peek(c: &Cell<u64>) -> u64 {
-    // Only the owner writes these words, with plain stores; an aligned
-    // 8-byte load is never torn on the targets this runs on.
+/// The thread is registered and its entry held `H_BUSY` by the caller, so
+/// the word's memory stays valid.
+unsafe fn peek<T: Copy>(c: &Cell<T>) -> T {
+    // SAFETY: valid memory (the contract above); a volatile read, so the
+    // compiler neither caches nor tears it.
     unsafe { core::ptr::read_volatile(c.as_ptr()) }
 }
 
@@ -694,29 +697,51 @@ unsafe fn peek(c: &Cell<u64>) -> u64 {
 /// # Safety
 /// As `peek`.
 unsafe fn harvest_totals(s: &ThreadStats) -> Option<[[u64; CONTEXTS]; OPS]> {
-    for _ in 0..64 {
-        let g0 = unsafe { peek(&s.gen) };
-        compiler_fence(SeqCst);
-        if g0 & 1 == 1 {
-            core::hint::spin_loop();
-            continue;
-        }
-        let mut t = [[0u64; CONTEXTS]; OPS];
-        for (op, row) in t.iter_mut().enumerate() {
-            for (ctx, v) in row.iter_mut().enumerate() {
-                *v = unsafe { peek(&s.slow[op][ctx]) };
+    // SAFETY: every `peek` below is on `s`, which the caller holds (our
+    // contract).
+    unsafe {
+        for _ in 0..64 {
+            let g0 = peek(&s.gen);
+            compiler_fence(SeqCst);
+            if g0 & 1 == 1 {
+                core::hint::spin_loop();
+                continue;
             }
-            let armed = unsafe { peek(&s.armed[op]) }.wrapping_sub(1);
-            let fast = unsafe { peek(&s.credited[op]) }
-                .wrapping_add(armed.wrapping_sub(calls_left(unsafe { peek(&s.countdown[op]) })));
-            row[abi::CTX_NORMAL] = row[abi::CTX_NORMAL].wrapping_add(fast);
-        }
-        compiler_fence(SeqCst);
-        if unsafe { peek(&s.gen) } == g0 {
-            return Some(t);
+            let mut t = [[0u64; CONTEXTS]; OPS];
+            for (op, row) in t.iter_mut().enumerate() {
+                for (ctx, v) in row.iter_mut().enumerate() {
+                    *v = peek(&s.slow[op][ctx]);
+                }
+                let armed = peek(&s.armed[op]).wrapping_sub(1);
+                let fast = peek(&s.credited[op])
+                    .wrapping_add(armed.wrapping_sub(calls_left(peek(&s.countdown[op]))));
+                row[abi::CTX_NORMAL] = row[abi::CTX_NORMAL].wrapping_add(fast);
+            }
+            compiler_fence(SeqCst);
+            if peek(&s.gen) == g0 {
+                return Some(t);
+            }
         }
     }
     None
+}
+
+/// A thread's byte counters, read from jemalloc's TSD through the pointers
+/// it registered (0 where it has none).
+///
+/// # Safety
+/// As `peek`: the thread is held, so its TSD is alive.
+unsafe fn harvest_bytes(s: &ThreadStats) -> [u64; 2] {
+    let read = |p: usize| {
+        if p == 0 {
+            0
+        } else {
+            // SAFETY: jemalloc's counter in the held thread's TSD.
+            unsafe { core::ptr::read_volatile(p as *const u64) }
+        }
+    };
+    // SAFETY: as `peek` (our contract).
+    unsafe { [read(peek(&s.allocatedp)), read(peek(&s.deallocatedp))] }
 }
 
 /// Stores every registered thread's exact counts and bytes into its slot
@@ -745,17 +770,8 @@ pub fn harvest_all() {
                 }
             }
         }
-        // SAFETY: jemalloc's counters in the thread's TSD, alive while
-        // the entry is held (the thread is not past its exit).
-        let read = |p: usize| {
-            if p == 0 {
-                0
-            } else {
-                unsafe { core::ptr::read_volatile(p as *const u64) }
-            }
-        };
-        let a = read(unsafe { core::ptr::read_volatile(s.allocatedp.as_ptr()) });
-        let d = read(unsafe { core::ptr::read_volatile(s.deallocatedp.as_ptr()) });
+        // SAFETY: as above.
+        let [a, d] = unsafe { harvest_bytes(s) };
         slot.allocated_bytes.store(a, Relaxed);
         slot.deallocated_bytes.store(d, Relaxed);
         e.state.store(H_IDLE, Release);

@@ -17,7 +17,7 @@ pub fn learn_offset() {
     // SAFETY: gettid has no preconditions; pthread_self points at the
     // calling thread's descriptor, of which the first SCAN bytes are read.
     unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as u32;
+        let tid = crate::os::gettid();
         let base = libc::pthread_self() as *const u32;
         let mut found = 0;
         let mut matches = 0;
@@ -44,7 +44,7 @@ pub fn current() -> u32 {
                 .cast::<u32>()
                 .read_volatile()
         } else {
-            libc::syscall(libc::SYS_gettid) as u32
+            crate::os::gettid()
         }
     }
 }
@@ -57,7 +57,7 @@ mod tests {
         for _ in 0..4 {
             std::thread::spawn(|| {
                 // SAFETY: gettid has no preconditions.
-                let real = unsafe { libc::syscall(libc::SYS_gettid) } as u32;
+                let real = crate::os::gettid();
                 assert_eq!(super::current(), real);
             })
             .join()
