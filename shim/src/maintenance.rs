@@ -8,7 +8,7 @@
 //! constructor: `mailbox::start_maintenance`), again in a forked child
 //! (whose fork handler, in `init`, makes the mailbox forget this one).
 
-use core::sync::atomic::Ordering::*;
+use core::sync::atomic::{AtomicBool, Ordering::*};
 
 use crossbeam_channel::Receiver;
 
@@ -31,12 +31,21 @@ pub fn ensure_started() {
     }
     mailbox::oversize_threshold();
     let (tx, rx) = crossbeam_channel::bounded::<Work>(mailbox::QUEUE_LEN);
+    STARTED_UP.store(false, Relaxed);
     let spawned = std::thread::Builder::new()
         .name("memscope-maint".into())
         .stack_size(256 << 10)
-        .spawn(move || run(rx));
+        .spawn(move || {
+            // Its own first allocations (jemalloc's per-thread set-up picks
+            // and may create an arena) are done: say so.
+            STARTED_UP.store(true, Release);
+            run(rx)
+        });
     match spawned {
-        Ok(_) => mailbox::install(tx),
+        Ok(_) => {
+            wait_started_up();
+            mailbox::install(tx);
+        }
         Err(e) => {
             let code = e.raw_os_error().unwrap_or(0);
             log::warn(format_args!(
@@ -45,6 +54,25 @@ pub fn ensure_started() {
         }
     }
     mailbox::end_start();
+}
+
+/// Set by the new thread once its start-up allocations are done.
+static STARTED_UP: AtomicBool = AtomicBool::new(false);
+
+/// Waits (at most about a second) until the new thread has made its first
+/// allocations. A thread's first allocation sets up jemalloc's per-thread
+/// state, which may create an arena; if the starting thread ran ahead and
+/// used up the address space first (the `nofail rlimit` test does exactly
+/// that after its first NOFAIL scope), jemalloc 5.3 dereferenced the arena
+/// it failed to create, and the process died of SIGSEGV one run in forty.
+/// Starting happens outside every scope, so waiting here is allowed.
+fn wait_started_up() {
+    for _ in 0..10_000 {
+        if STARTED_UP.load(Acquire) {
+            return;
+        }
+        crate::os::sleep_ns(100_000);
+    }
 }
 
 fn run(rx: Receiver<Work>) {
