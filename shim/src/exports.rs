@@ -1,5 +1,6 @@
-//! Every exported allocator symbol, one line each into `posix`, `route`,
-//! `glibc` or jemalloc itself.
+//! Every exported symbol, each a call down into `posix`, `route`, `glibc`,
+//! `api`, `ids` or jemalloc itself (the jemalloc-API entry points keep their
+//! fast path here: the gate, then a tail call).
 //!
 //! `#[cfg_attr(not(test), no_mangle)]`: the crate's own unit-test binary
 //! keeps the system malloc. Nothing here may panic or unwind.

@@ -46,7 +46,9 @@ unsafe impl Sync for ConfBuf {}
 static CONF_BUF: ConfBuf = ConfBuf(UnsafeCell::new([0; CONF_MAX]));
 
 /// Runs the global part of initialisation once; other threads that get
-/// here meanwhile wait for it (it takes microseconds and never blocks).
+/// here meanwhile spin until it is done (microseconds; up to 10 ms when a
+/// reader happens to probe the new stats segment's lock, see
+/// `stats::segment`).
 #[inline]
 pub fn global() {
     if GLOBAL.load(Ordering::Acquire) != DONE {
