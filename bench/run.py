@@ -58,6 +58,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="seconds-long smoke run")
     ap.add_argument("--plot", help="write the latency CCDF here (.svg or .png; needs matplotlib)")
+    ap.add_argument("--also", action="append", default=[], metavar="NAME=LIB",
+                    help="another memscope build to compare in the same run (e.g. before=/tmp/old.so); "
+                         "it runs every row memscope runs except the stats and latency sections")
     a = ap.parse_args()
 
     peers = [
@@ -66,7 +69,7 @@ def main():
         ("tcmalloc", find("/usr/lib/*/libtcmalloc_minimal.so.4"), "libtcmalloc-minimal4"),
         ("mimalloc", find("/usr/lib/*/libmimalloc.so.2"), "libmimalloc2.0"),
         ("memscope", os.path.realpath(a.lib), None),
-    ]
+    ] + [(spec.split("=", 1)[0], os.path.realpath(spec.split("=", 1)[1]), None) for spec in a.also]
     allocs = []
     for name, path, pkg in peers:
         if path is None:
@@ -93,13 +96,14 @@ def main():
         # Two spinning pairs on fewer than 4 cores measure the scheduler.
         benches.insert(8, ("cross-thread pairs, 2 producers+2 consumers (Mops/s)", ["xthread", "2", str(n // 4)], "all"))
     results = {}
-    total = a.rounds * sum(len(allocs) if w == "all" else 1 for _, _, w in benches)
+    extra_names = {spec.split("=", 1)[0] for spec in a.also}
+    total = a.rounds * sum(len(allocs) if w == "all" else 1 + len(extra_names) for _, _, w in benches)
     done = 0
     for rnd in range(a.rounds):
         order = allocs if rnd % 2 == 0 else list(reversed(allocs))
         for title, args, who in benches:
             for name, path in order:
-                if who != "all" and name != who:
+                if who != "all" and name != who and name not in extra_names:
                     continue
                 done += 1
                 print(f"\r[{done}/{total}] round {rnd + 1}/{a.rounds} {name:9} {title:50}", end="", file=sys.stderr)
@@ -157,7 +161,7 @@ def main():
     for rnd in range(a.rounds):
         for conf in ["", "dirty_decay_ms:0"]:
             for name, path in allocs:
-                if conf and name not in ("jemalloc", "memscope"):
+                if (conf and name not in ("jemalloc", "memscope")) or name in extra_names:
                     continue
                 modes = ["none", "noreclaim", "nofail"] if name == "memscope" else ["none"]
                 for mode in modes:

@@ -139,6 +139,27 @@ else
     fail "MEMSCOPE_LOG=off" "stderr: $(cat "$out/logoff.err")"
 fi
 
+# ------------------------------------------------------ README snippets
+# Every C snippet in the README, as written: built with the header alone,
+# run without the library (scopes are no-ops) and under the preload.
+mkdir -p "$out/readme"
+python3 - "$here/../README.md" "$out/readme" <<'PY'
+import re, sys
+blocks = re.findall(r"```c\n(.*?)```", open(sys.argv[1]).read(), re.S)
+for i, b in enumerate(blocks):
+    open(f"{sys.argv[2]}/snippet{i + 1}.c", "w").write(b)
+print(len(blocks), file=open(f"{sys.argv[2]}/count", "w"))
+PY
+nsnip=$(cat "$out/readme/count")
+[ "$nsnip" -ge 3 ] || fail "README snippets" "only $nsnip C snippets found"
+for i in $(seq "$nsnip"); do
+    src="$out/readme/snippet$i.c"
+    if build "readme-snippet$i" $CC $CFLAGS -pthread -I"$here/../ffi-include" "$src" -o "$out/readme/snippet$i"; then
+        expect_exit "README C snippet $i, no library" 0 -- "$out/readme/snippet$i"
+        expect_exit "README C snippet $i, preloaded" 0 "$P" -- "$out/readme/snippet$i"
+    fi
+done
+
 # ----------------------------------------------------------------- scopes
 expect_exit "no_library: header without the library" 0 -- "$out/no_library" absent
 expect_exit "no_library: same binary preloaded" 0 "$P" -- "$out/no_library" present

@@ -21,9 +21,10 @@
  *   MEMSCOPE_NOIO       reclaimers that do I/O (or take FS locks) do not run.
  *
  * Programs compiled with this header but run WITHOUT libmemscope.so still
- * work: every function here is declared weak, and the inline wrappers below
- * turn into no-ops when the library is absent. The same binary run with
- * LD_PRELOAD=libmemscope.so gets real scopes.
+ * work: every function here is a static inline wrapper over a weak symbol
+ * of the library (memscope_lib_*), checked for NULL, so each call becomes a
+ * no-op (with the documented default result) when the library is absent.
+ * The same binary run with LD_PRELOAD=libmemscope.so gets real scopes.
  *
  * Thread safety: scopes are per thread; every function acts on the calling
  * thread only and may be called from any thread.
@@ -39,7 +40,7 @@ extern "C" {
 
 #define MEMSCOPE_VERSION_MAJOR 0
 #define MEMSCOPE_VERSION_MINOR 1
-#define MEMSCOPE_VERSION_PATCH 0
+#define MEMSCOPE_VERSION_PATCH 1
 /* MAJOR << 16 | MINOR << 8 | PATCH, as memscope_version() returns. */
 #define MEMSCOPE_VERSION \
     ((MEMSCOPE_VERSION_MAJOR << 16) | (MEMSCOPE_VERSION_MINOR << 8) | MEMSCOPE_VERSION_PATCH)
@@ -50,30 +51,60 @@ extern "C" {
 #define MEMSCOPE_NOFS      0x08u
 #define MEMSCOPE_NOIO      0x10u
 
+/* The library's entry points: weak, so that a program built with this
+ * header links and runs without the library. Call the inline functions
+ * below, never these. */
+unsigned memscope_lib_push(unsigned flags) __attribute__((weak));
+void memscope_lib_pop(unsigned saved) __attribute__((weak));
+unsigned memscope_lib_current(void) __attribute__((weak));
+unsigned memscope_lib_version(void) __attribute__((weak));
+int memscope_lib_reclaimer_register(const char *name, size_t (*reclaim)(size_t want, void *arg), void *arg,
+                                    unsigned needs) __attribute__((weak));
+void memscope_lib_reclaimer_unregister(int id) __attribute__((weak));
+void memscope_lib_test_fail_next(unsigned long n) __attribute__((weak));
+void memscope_lib_stats_flush(void) __attribute__((weak));
+
+/* 1 if libmemscope.so is loaded in this process. */
+static inline int memscope_loaded(void) { return memscope_lib_push != 0; }
+
 /* Enter a scope on the calling thread: ORs `flags` into the thread's
  * allocation context. Returns the flags in force before; pass that value to
  * memscope_pop() to leave. Unknown bits are ignored. The first push of
  * MEMSCOPE_NORECLAIM or MEMSCOPE_NOFAIL in the process creates the pool and
- * the NOFAIL reserve (reserves and pre-faults memory, starts the
- * maintenance thread); the first NORECLAIM push on a thread sets up that
- * thread's pool cache. After that, push never allocates, never
- * blocks, makes no syscall, and is async-signal-safe. */
-unsigned memscope_push(unsigned flags) __attribute__((weak));
+ * the NOFAIL reserve (commits pre-faulted memory, starts the maintenance
+ * thread); the first NORECLAIM push on a thread sets up that thread's pool
+ * cache. After that, push never allocates, never blocks, makes no
+ * syscall, and is async-signal-safe. Without the library: returns 0. */
+static inline unsigned memscope_push(unsigned flags)
+{
+    return memscope_lib_push ? memscope_lib_push(flags) : 0u;
+}
 
 /* Leave a scope: restores `saved`, which must be what the matching
  * memscope_push() returned (scopes nest, innermost first). A pop that does
  * not match a push is counted and reported (unless NOWARN or NORECLAIM is
  * in force) and never turns a flag on. Never allocates or blocks; leaving
  * NORECLAIM hands the frees it deferred to the maintenance thread.
- * Async-signal-safe. */
-void memscope_pop(unsigned saved) __attribute__((weak));
+ * Async-signal-safe. Without the library: does nothing. */
+static inline void memscope_pop(unsigned saved)
+{
+    if (memscope_lib_pop)
+        memscope_lib_pop(saved);
+}
 
-/* The calling thread's flags. Never allocates or blocks. */
-unsigned memscope_current(void) __attribute__((weak));
+/* The calling thread's flags. Never allocates or blocks. Without the
+ * library: 0. */
+static inline unsigned memscope_current(void)
+{
+    return memscope_lib_current ? memscope_lib_current() : 0u;
+}
 
 /* The library's version as MEMSCOPE_VERSION encodes it; compare with the
- * header's macro to detect a mismatch. */
-unsigned memscope_version(void) __attribute__((weak));
+ * header's macro to detect a mismatch. Without the library: 0. */
+static inline unsigned memscope_version(void)
+{
+    return memscope_lib_version ? memscope_lib_version() : 0u;
+}
 
 /* ---- Reclaimers (userspace shrinkers) ------------------------------------ */
 
@@ -90,47 +121,49 @@ unsigned memscope_version(void) __attribute__((weak));
  * Callbacks run in registration order, on any thread, possibly on several
  * at once; inside one, allocations may use the NOFAIL reserve and never
  * re-enter reclaim. `name` (copied, up to 31 bytes) may be NULL.
- * Returns an id >= 1, or -1 if `reclaim` is NULL or 64 are registered.
- * Thread-safe. Allocates nothing. */
-int memscope_reclaimer_register(const char *name, size_t (*reclaim)(size_t want, void *arg), void *arg,
-                                unsigned needs) __attribute__((weak));
+ * Returns an id >= 1, or -1 if `reclaim` is NULL, 64 are registered, or
+ * the library is not loaded. Thread-safe. Allocates nothing. */
+static inline int memscope_reclaimer_register(const char *name, size_t (*reclaim)(size_t want, void *arg),
+                                              void *arg, unsigned needs)
+{
+    return memscope_lib_reclaimer_register ? memscope_lib_reclaimer_register(name, reclaim, arg, needs) : -1;
+}
 
 /* Unregisters `id`; returns once no thread runs its callback any more
  * (called from inside that callback, it does not wait for itself).
- * Unknown ids are ignored. Thread-safe. */
-void memscope_reclaimer_unregister(int id) __attribute__((weak));
+ * Unknown ids (-1 included) are ignored. Thread-safe. */
+static inline void memscope_reclaimer_unregister(int id)
+{
+    if (memscope_lib_reclaimer_unregister)
+        memscope_lib_reclaimer_unregister(id);
+}
 
 /* Testing only: the next `n` ordinary allocation attempts made under
  * MEMSCOPE_NOFAIL (on any thread) fail as if memory were exhausted, so
  * that the retry path (reclaimers, reserve, back-off, policy) can be
  * exercised on demand. 0 turns it off. */
-void memscope_test_fail_next(unsigned long n) __attribute__((weak));
+static inline void memscope_test_fail_next(unsigned long n)
+{
+    if (memscope_lib_test_fail_next)
+        memscope_lib_test_fail_next(n);
+}
 
 /* ---- Stats -------------------------------------------------------------- */
 
-/* Publishes the calling thread's exact counts to the stats segment now.
- * Threads publish by themselves on every timed call (one in
- * MEMSCOPE_STATS_SAMPLE per operation) and when they exit; call this
- * before handing control to something that reads the segment and expects
- * every call counted. Cheap, no syscall, safe inside any scope and in
- * signal handlers. */
-void memscope_stats_flush(void) __attribute__((weak));
+/* Publishes the calling thread's counts to the stats segment now (they
+ * reach it by themselves within about 100 ms: docs/STATS.md). Cheap, no
+ * syscall, safe inside any scope and in signal handlers. */
+static inline void memscope_stats_flush(void)
+{
+    if (memscope_lib_stats_flush)
+        memscope_lib_stats_flush();
+}
 
 /* ---- Conveniences (no-ops when libmemscope.so is not loaded) ---------- */
 
-/* 1 if libmemscope.so is loaded in this process. */
-static inline int memscope_loaded(void) { return memscope_push != 0; }
+static inline unsigned memscope_save(unsigned flags) { return memscope_push(flags); }
 
-static inline unsigned memscope_save(unsigned flags)
-{
-    return memscope_push ? memscope_push(flags) : 0u;
-}
-
-static inline void memscope_restore(unsigned saved)
-{
-    if (memscope_pop)
-        memscope_pop(saved);
-}
+static inline void memscope_restore(unsigned saved) { memscope_pop(saved); }
 
 /* Kernel-style pairs: unsigned s = memscope_noreclaim_save(); ...
  * memscope_noreclaim_restore(s); */
@@ -145,10 +178,7 @@ static inline void memscope_nofs_restore(unsigned s) { memscope_restore(s); }
 static inline unsigned memscope_noio_save(void) { return memscope_save(MEMSCOPE_NOIO); }
 static inline void memscope_noio_restore(unsigned s) { memscope_restore(s); }
 
-static inline unsigned memscope_current_flags(void)
-{
-    return memscope_current ? memscope_current() : 0u;
-}
+static inline unsigned memscope_current_flags(void) { return memscope_current(); }
 
 /* Block scope, left automatically on every exit from the block (return,
  * break, goto out of it):

@@ -80,6 +80,62 @@ pub extern "C" fn memscope_version() -> c_uint {
     VERSION
 }
 
+// ---------------------------------------------- the header's entry names
+// `memscope.h` (since 0.1.1) declares these weak and wraps each in a
+// `static inline` function of the public name that checks it for NULL, so
+// that a program built with the header runs without the library (its
+// calls become no-ops) instead of calling through a NULL weak symbol. The
+// public names above stay exported for binaries built against the older
+// header, which called them directly.
+
+#[cfg_attr(not(test), no_mangle)]
+pub extern "C" fn memscope_lib_push(flags: c_uint) -> c_uint {
+    scope::push(flags)
+}
+
+#[cfg_attr(not(test), no_mangle)]
+pub extern "C" fn memscope_lib_pop(saved: c_uint) {
+    scope::pop(saved)
+}
+
+#[cfg_attr(not(test), no_mangle)]
+pub extern "C" fn memscope_lib_current() -> c_uint {
+    memscope_current()
+}
+
+#[cfg_attr(not(test), no_mangle)]
+pub extern "C" fn memscope_lib_version() -> c_uint {
+    VERSION
+}
+
+#[cfg_attr(not(test), no_mangle)]
+pub extern "C" fn memscope_lib_stats_flush() {
+    memscope_stats_flush()
+}
+
+/// # Safety
+/// As `memscope_reclaimer_register`.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn memscope_lib_reclaimer_register(
+    name: *const c_char,
+    reclaim: Option<ReclaimFn>,
+    arg: *mut c_void,
+    needs: c_uint,
+) -> c_int {
+    // SAFETY: the caller's contract is `memscope_reclaimer_register`'s.
+    unsafe { memscope_reclaimer_register(name, reclaim, arg, needs) }
+}
+
+#[cfg_attr(not(test), no_mangle)]
+pub extern "C" fn memscope_lib_reclaimer_unregister(id: c_int) {
+    reclaim::unregister(id)
+}
+
+#[cfg_attr(not(test), no_mangle)]
+pub extern "C" fn memscope_lib_test_fail_next(n: c_ulong) {
+    nofail::inject_faults(n)
+}
+
 pub const VERSION: c_uint = (parse(env!("CARGO_PKG_VERSION_MAJOR")) << 16)
     | (parse(env!("CARGO_PKG_VERSION_MINOR")) << 8)
     | parse(env!("CARGO_PKG_VERSION_PATCH"));

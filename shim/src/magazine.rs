@@ -124,16 +124,8 @@ pub unsafe fn free(p: *mut c_void, usable: usize) -> bool {
 /// faulted TLS), so the first use in a scope takes no page fault.
 pub fn touch() {
     let m = magazines();
-    for c in 0..CLASSES {
-        m.len[c].set(m.len[c].get());
-        for slot in m.slots[c].iter().step_by(512 / core::mem::size_of::<usize>()) {
-            // SAFETY: a volatile rewrite of this thread's own cell.
-            unsafe { core::ptr::write_volatile(slot.as_ptr(), slot.get()) };
-        }
-        let last = &m.slots[c][DEPTH - 1];
-        // SAFETY: as above.
-        unsafe { core::ptr::write_volatile(last.as_ptr(), last.get()) };
-    }
+    // SAFETY: this thread's own block, mapped writable.
+    unsafe { crate::os::prefault_write((m as *const Magazines).cast(), core::mem::size_of::<Magazines>()) };
 }
 
 /// Gives every kept block back to jemalloc through `free_flags` (thread

@@ -163,16 +163,9 @@ fn flush_thread_now() {
 /// Touches this thread's deferred buffer so the first deferred free in a
 /// scope takes no page fault.
 pub fn touch_thread_buffer() {
-    // SAFETY: the only reference, for the rest of this call.
-    let b = unsafe { deferred() };
-    for i in (0..BATCH)
-        .step_by(512 / core::mem::size_of::<usize>())
-        .chain([BATCH - 1])
-    {
-        // SAFETY: a volatile write of the current value, to fault the
-        // page in.
-        unsafe { core::ptr::write_volatile(&mut b.ptrs[i], b.ptrs[i]) };
-    }
+    let b = tls::bss().deferred.get();
+    // SAFETY: this thread's own buffer, mapped writable.
+    unsafe { crate::os::prefault_write(b.cast(), core::mem::size_of::<Batch>()) };
 }
 
 /// jemalloc frees blocks at least this large by purging them at once.

@@ -163,6 +163,57 @@ pub fn map_shared(fd: Fd, len: usize) -> Option<*mut u8> {
     (p != libc::MAP_FAILED).then_some(p.cast())
 }
 
+/// Faults in, writable, every page of `[start, start + len)`: a
+/// compare-exchange of one byte per page (and of the last byte) with its
+/// own value, a write that changes nothing and is safe against other
+/// threads using the same bytes (x86's `lock cmpxchg` writes even when it
+/// fails). Not an atomic add of 0: LLVM turns that idempotent operation
+/// into a plain load, which maps a page read-only and leaves the write
+/// fault for later (two faults on a NORECLAIM thread, in its stats slot,
+/// until the seccomp test's fault counter caught it). Used outside every
+/// scope so that a NORECLAIM thread's first use of memory it needs takes
+/// no page fault. The one way memscope pre-faults.
+///
+/// # Safety
+/// The range is mapped writable.
+pub unsafe fn prefault_write(start: *const u8, len: usize) {
+    if len == 0 {
+        return;
+    }
+    let page = page_size();
+    let first = start as usize & !(page - 1);
+    let last = start as usize + len - 1;
+    let touch = |at: usize| {
+        let at = at.max(start as usize);
+        use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
+        // SAFETY: inside the caller's writable range.
+        let byte = unsafe { &*(at as *const AtomicU8) };
+        let v = byte.load(Relaxed);
+        let _ = byte.compare_exchange(v, v, Relaxed, Relaxed);
+    };
+    for at in (first..=last).step_by(page) {
+        touch(at);
+    }
+    touch(last);
+}
+
+/// Faults in, for reading, every page of `[start, start + len)`.
+///
+/// # Safety
+/// The range is mapped readable.
+pub unsafe fn prefault_read(start: *const u8, len: usize) {
+    if len == 0 {
+        return;
+    }
+    let page = page_size();
+    let first = start as usize & !(page - 1);
+    for at in (first..start as usize + len).step_by(page) {
+        // SAFETY: inside the caller's readable range (`at` may precede
+        // `start` on its page, which is mapped as a whole).
+        unsafe { core::ptr::read_volatile(at.max(start as usize) as *const u8) };
+    }
+}
+
 // ------------------------------------------------------------ files
 
 /// Creates `path` exclusively (never following a symlink), mode 0600.

@@ -694,20 +694,24 @@ fn prefault_own_image() {
             if !is_me {
                 return 0;
             }
-            let page = os::page_size();
+            // The start of the writable segment that relocation made
+            // read-only again (PT_GNU_RELRO): read, never written.
+            let relro_end = phdrs
+                .iter()
+                .find(|ph| ph.p_type == libc::PT_GNU_RELRO)
+                .map_or(0, |ph| {
+                    info.dlpi_addr as usize + ph.p_vaddr as usize + ph.p_memsz as usize
+                });
             for ph in phdrs.iter().filter(|ph| ph.p_type == libc::PT_LOAD) {
-                let start = (info.dlpi_addr as usize + ph.p_vaddr as usize) & !(page - 1);
-                let end = info.dlpi_addr as usize + ph.p_vaddr as usize + ph.p_memsz as usize;
-                let writable = ph.p_flags & libc::PF_W != 0;
-                for at in (start..end).step_by(page) {
-                    if writable {
-                        // An atomic add of 0: a write that changes nothing,
-                        // safe against other threads using the same bytes.
-                        (*(at as *const core::sync::atomic::AtomicU8)).fetch_add(0, Relaxed);
-                    } else {
-                        core::ptr::read_volatile(at as *const u8);
-                    }
+                let start = info.dlpi_addr as usize + ph.p_vaddr as usize;
+                let end = start + ph.p_memsz as usize;
+                if ph.p_flags & libc::PF_W == 0 {
+                    os::prefault_read(start as *const u8, end - start);
+                    continue;
                 }
+                let split = relro_end.clamp(start, end);
+                os::prefault_read(start as *const u8, split - start);
+                os::prefault_write(split as *const u8, end - split);
             }
             1
         }

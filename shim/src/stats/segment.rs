@@ -185,10 +185,8 @@ fn map_and_fill(fd: i32, pid: u32) -> bool {
     };
     // Fault in the header and the two aggregate slots now: any thread,
     // NORECLAIM ones included, may write them later.
-    for off in (0..abi::HEADER_SIZE + abi::SLOT_FIRST_THREAD * abi::SLOT_SIZE).step_by(4096) {
-        // SAFETY: inside the mapping; the page is zero and ours.
-        unsafe { core::ptr::write_volatile(base.add(off), 0) };
-    }
+    // SAFETY: inside the fresh writable mapping.
+    unsafe { os::prefault_write(base, abi::HEADER_SIZE + abi::SLOT_FIRST_THREAD * abi::SLOT_SIZE) };
     // SAFETY: the mapping is at least HEADER_SIZE bytes, page-aligned.
     let h = unsafe { &mut *(base as *mut abi::Header) };
     super::clock::calibrate();

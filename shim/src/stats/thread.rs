@@ -213,13 +213,9 @@ fn claim(h: &'static abi::Header) -> Option<(&'static Slot, usize)> {
         }
         NEXT.store(((start + k + 1) % abi::THREAD_SLOTS) as u64, Relaxed);
         let base = slot as *const Slot as *mut u8;
-        // The first page is written just below; the others are all zero
-        // in a free slot, so writing 0 changes nothing but faults them in
-        // for later use on a NORECLAIM thread.
-        for off in (4096..abi::SLOT_SIZE).step_by(4096) {
-            // SAFETY: inside this slot, which this thread now owns.
-            unsafe { core::ptr::write_volatile(base.add(off), 0) };
-        }
+        // Fault every page in now, for later use on a NORECLAIM thread.
+        // SAFETY: this slot, which this thread now owns, mapped writable.
+        unsafe { crate::os::prefault_write(base, abi::SLOT_SIZE) };
         // The name is left to readers (they read /proc/<pid>/task/<tid>/comm:
         // threads are often named after their first allocation, and asking
         // the kernel here would be a syscall on a thread that may live
