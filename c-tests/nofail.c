@@ -85,13 +85,12 @@ static long vm_bytes(void)
     return pages * sysconf(_SC_PAGESIZE);
 }
 
-static void case_rlimit(void)
+/* Limits the address space to what is mapped now plus `headroom`, then
+ * uses it all up into the cache, large blocks first, down to 64 KiB. */
+static void exhaust_address_space(long headroom)
 {
-    /* Make the pool and reserve now, within the limit to come. */
-    memscope_pop(memscope_push(MEMSCOPE_NOFAIL));
-    struct rlimit rl = {(rlim_t)(vm_bytes() + (192 << 20)), RLIM_INFINITY};
+    struct rlimit rl = {(rlim_t)(vm_bytes() + headroom), RLIM_INFINITY};
     CHECK(setrlimit(RLIMIT_AS, &rl) == 0);
-    /* Exhaust the address space, large blocks first, down to 64 KiB. */
     for (size_t size = 1 << 20; size >= (64 << 10); size /= 2) {
         while (cached < CACHE_MAX) {
             void *p = malloc(size);
@@ -102,6 +101,13 @@ static void case_rlimit(void)
             cache_size[cached++] = size;
         }
     }
+}
+
+static void case_rlimit(void)
+{
+    /* Make the pool and reserve now, within the limit to come. */
+    memscope_pop(memscope_push(MEMSCOPE_NOFAIL));
+    exhaust_address_space(192 << 20);
     CHECK_MSG(cached > 0 && cached < CACHE_MAX, "%d blocks before the limit", cached);
     int id = memscope_reclaimer_register("cache", drop_cache, NULL, 0);
     CHECK(id >= 1);
@@ -134,17 +140,7 @@ static void case_rlimit(void)
 
 static void case_rlimit_first(void)
 {
-    struct rlimit rl = {(rlim_t)(vm_bytes() + (64 << 20)), RLIM_INFINITY};
-    CHECK(setrlimit(RLIMIT_AS, &rl) == 0);
-    for (size_t size = 1 << 20; size >= (64 << 10); size /= 2) {
-        while (cached < CACHE_MAX) {
-            void *p = malloc(size);
-            if (!p)
-                break;
-            cache[cached] = p;
-            cache_size[cached++] = size;
-        }
-    }
+    exhaust_address_space(64 << 20);
     CHECK_MSG(cached > 0 && cached < CACHE_MAX, "%d blocks before the limit", cached);
     void *probe = malloc(256 << 10);
     CHECK_MSG(probe == NULL, "plain malloc still succeeds: the test would prove nothing");

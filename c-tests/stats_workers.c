@@ -319,19 +319,26 @@ static void *idle_worker(void *arg)
     return NULL;
 }
 
-static int idle(int n, int m)
+/* Runs `worker` on one thread until it has done its calls and waits at
+ * the gate; prints "ready", waits for stdin to close, lets it finish. */
+static int one_worker(void *(*worker)(void *))
 {
-    n_pairs = n;
-    m_pairs = m;
     pthread_t th;
     pthread_barrier_init(&started, NULL, 2);
-    CHECK(pthread_create(&th, NULL, idle_worker, NULL) == 0);
+    CHECK(pthread_create(&th, NULL, worker, NULL) == 0);
     pthread_barrier_wait(&started);
     ready();
     wait_stdin();
     open_gate();
     pthread_join(th, NULL);
     return 0;
+}
+
+static int idle(int n, int m)
+{
+    n_pairs = n;
+    m_pairs = m;
+    return one_worker(idle_worker);
 }
 
 static void *alternate_worker(void *arg)
@@ -350,15 +357,7 @@ static void *alternate_worker(void *arg)
 static int alternate(int n)
 {
     n_pairs = n;
-    pthread_t th;
-    pthread_barrier_init(&started, NULL, 2);
-    CHECK(pthread_create(&th, NULL, alternate_worker, NULL) == 0);
-    pthread_barrier_wait(&started);
-    ready();
-    wait_stdin();
-    open_gate();
-    pthread_join(th, NULL);
-    return 0;
+    return one_worker(alternate_worker);
 }
 
 static volatile int stalling;
