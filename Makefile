@@ -1,6 +1,7 @@
 # memscope: build, test, bench, demo, install.
 #
 #   make            the release library (target/release/libmemscope.so) and CLI
+#   make deps       installs what the tests need (Debian, as root; run by make test)
 #   make test       everything: lint, Rust unit tests, C tests under the
 #                   preload, stats and memscope-stat, real programs under
 #                   the preload
@@ -20,8 +21,9 @@ BUILD := build
 LIB := target/release/libmemscope.so
 CLI := target/release/memscope-stat
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+MAJOR := $(firstword $(subst ., ,$(VERSION)))
 
-.PHONY: all test lint unit-test c-test stats-test demo-smoke e2e e2e-quick real-programs rust-guard-test install-test bench-smoke demo bench install uninstall clean
+.PHONY: all deps test lint unit-test c-test stats-test demo-smoke e2e e2e-quick real-programs rust-guard-test install-test bench-smoke demo bench install uninstall clean
 
 all: $(LIB) $(CLI)
 
@@ -30,8 +32,12 @@ all: $(LIB) $(CLI)
 $(LIB) $(CLI):
 	$(CARGO) build --release --workspace
 
-test: all lint unit-test c-test stats-test rust-guard-test install-test real-programs e2e-quick demo-smoke bench-smoke
+test: deps all lint unit-test c-test stats-test rust-guard-test install-test real-programs e2e-quick demo-smoke bench-smoke
 	@echo "make test: all suites passed"
+
+# What the tests need on a fresh Debian machine (apt-get as root).
+deps:
+	scripts/deps.sh
 
 lint:
 	scripts/layers.py shim/src
@@ -56,21 +62,37 @@ rust-guard-test: $(LIB)
 	$(CARGO) test --release -p memscope-rs --test guard
 	LD_PRELOAD=$(CURDIR)/$(LIB) EXPECT_MEMSCOPE_LOADED=1 $(CARGO) test --release -p memscope-rs --test guard
 
-# Install into a scratch prefix, build a program with pkg-config against
-# it, run it (linked, not preloaded: scopes must be live), uninstall.
+# Install into a scratch prefix, build programs with pkg-config against
+# it, run them (linked, not preloaded: scopes must be live), check the
+# layout (SONAME, links, stripped, a .pc for this prefix) and that a
+# program calling only malloc/free keeps libmemscope as its allocator
+# under the linker's --as-needed, uninstall.
 install-test: all
 	rm -rf $(BUILD)/prefix && mkdir -p $(BUILD)/prefix
+	$(MAKE) --no-print-directory install PREFIX=/nowhere DESTDIR=$(CURDIR)/$(BUILD)/elsewhere
+	grep -q '^prefix=/nowhere$$' $(BUILD)/elsewhere/nowhere/lib/pkgconfig/memscope.pc
+	rm -rf $(BUILD)/elsewhere
 	$(MAKE) --no-print-directory install PREFIX=$(CURDIR)/$(BUILD)/prefix
+	grep -q '^prefix=$(CURDIR)/$(BUILD)/prefix$$' $(BUILD)/prefix/lib/pkgconfig/memscope.pc
+	readelf -d $(BUILD)/prefix/lib/libmemscope.so.$(VERSION) | grep -q 'SONAME.*\[libmemscope.so.$(MAJOR)\]'
+	test "$$(readlink $(BUILD)/prefix/lib/libmemscope.so)" = libmemscope.so.$(MAJOR)
+	test "$$(readlink $(BUILD)/prefix/lib/libmemscope.so.$(MAJOR))" = libmemscope.so.$(VERSION)
+	! readelf -S $(BUILD)/prefix/lib/libmemscope.so.$(VERSION) | grep -q '\.debug_info'
 	cc -std=c11 -Wall -Wextra -Werror -o $(BUILD)/pkgconfig-user c-tests/no_library.c \
 	   $$(PKG_CONFIG_PATH=$(BUILD)/prefix/lib/pkgconfig pkg-config --cflags --libs memscope)
 	LD_LIBRARY_PATH=$(BUILD)/prefix/lib $(BUILD)/pkgconfig-user present
+	cc -std=c11 -Wall -Wextra -Werror -Wl,--as-needed -o $(BUILD)/malloc-only c-tests/malloc_only.c \
+	   $$(PKG_CONFIG_PATH=$(BUILD)/prefix/lib/pkgconfig pkg-config --cflags --libs memscope)
+	readelf -d $(BUILD)/malloc-only | grep -q 'NEEDED.*\[libmemscope.so.$(MAJOR)\]'
+	LD_LIBRARY_PATH=$(BUILD)/prefix/lib $(BUILD)/malloc-only
 	cc -std=c11 -Wall -Wextra -Werror -o $(BUILD)/installed-user c-tests/installed_user.c \
 	   $$(PKG_CONFIG_PATH=$(BUILD)/prefix/lib/pkgconfig pkg-config --cflags --libs memscope)
 	mkdir -p $(BUILD)/installed-stats
 	MEMSCOPE_STATS_DIR=$(CURDIR)/$(BUILD)/installed-stats LD_LIBRARY_PATH=$(BUILD)/prefix/lib $(BUILD)/installed-user
+	$(BUILD)/prefix/bin/memscope-stat run -- $(BUILD)/pkgconfig-user present
 	$(MAKE) --no-print-directory uninstall PREFIX=$(CURDIR)/$(BUILD)/prefix
-	test -z "$$(find $(BUILD)/prefix -type f)"
-	@echo "install-test: installed, built with pkg-config, ran linked, uninstalled"
+	test -z "$$(find $(BUILD)/prefix ! -type d)"
+	@echo "install-test: installed (SONAME, links, stripped, .pc per prefix), built with pkg-config, ran linked, uninstalled"
 
 # The storage daemon with scopes off and on, and its Rust variant, under
 # the same load (examples/).
@@ -97,19 +119,26 @@ bench: all
 bench-smoke: all
 	bench/run.sh $(LIB) --quick --rounds 1
 
-memscope.pc: memscope.pc.in Cargo.toml
+# Made on every install, for the PREFIX/LIBDIR of that install.
+.PHONY: memscope.pc
+memscope.pc: memscope.pc.in
 	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|; s|@VERSION@|$(VERSION)|' $< >$@
 
+# The library is installed stripped (its debug information stays in
+# target/release for debugging a build tree), with its SONAME links.
 install: all memscope.pc
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(PKGCONFIGDIR)
-	install -m 0755 $(LIB) $(DESTDIR)$(LIBDIR)/libmemscope.so
+	install -m 0755 -s $(LIB) $(DESTDIR)$(LIBDIR)/libmemscope.so.$(VERSION)
+	ln -sf libmemscope.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libmemscope.so.$(MAJOR)
+	ln -sf libmemscope.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/libmemscope.so
 	install -m 0644 ffi-include/memscope.h $(DESTDIR)$(INCLUDEDIR)/memscope.h
 	install -m 0644 ffi-include/memscope_stats.h $(DESTDIR)$(INCLUDEDIR)/memscope_stats.h
 	install -m 0755 $(CLI) $(DESTDIR)$(BINDIR)/memscope-stat
 	install -m 0644 memscope.pc $(DESTDIR)$(PKGCONFIGDIR)/memscope.pc
 
 uninstall:
-	rm -f $(DESTDIR)$(LIBDIR)/libmemscope.so $(DESTDIR)$(INCLUDEDIR)/memscope.h \
+	rm -f $(DESTDIR)$(LIBDIR)/libmemscope.so $(DESTDIR)$(LIBDIR)/libmemscope.so.$(MAJOR) \
+	      $(DESTDIR)$(LIBDIR)/libmemscope.so.$(VERSION) $(DESTDIR)$(INCLUDEDIR)/memscope.h \
 	      $(DESTDIR)$(INCLUDEDIR)/memscope_stats.h \
 	      $(DESTDIR)$(BINDIR)/memscope-stat $(DESTDIR)$(PKGCONFIGDIR)/memscope.pc
 

@@ -8,7 +8,9 @@ use std::process::{Command, ExitCode};
 const LIB_NAME: &str = "libmemscope.so";
 
 /// Where the library is: the flag, `$MEMSCOPE_LIB`, next to this program
-/// (a cargo build), or `../lib` (an install under a prefix).
+/// (a cargo build), `../lib` (an install under a prefix), or wherever the
+/// dynamic loader finds `libmemscope.so.0` (`ldconfig -p`: the distro
+/// library directories, /usr/local/lib after `ldconfig`).
 pub fn find_library(explicit: Option<PathBuf>) -> Result<PathBuf, String> {
     if let Some(p) = explicit.or_else(|| std::env::var_os("MEMSCOPE_LIB").map(PathBuf::from)) {
         return if p.is_file() {
@@ -24,13 +26,26 @@ pub fn find_library(explicit: Option<PathBuf>) -> Result<PathBuf, String> {
         .iter()
         .find(|p| p.is_file())
         .map(|p| p.canonicalize().unwrap_or_else(|_| p.clone()))
+        .or_else(loader_knows)
         .ok_or_else(|| {
             format!(
-                "{LIB_NAME} not found (looked in {} and {}); pass --lib or set MEMSCOPE_LIB",
+                "{LIB_NAME} not found (looked in {}, {} and the loader's cache, `ldconfig -p`); \
+                 pass --lib or set MEMSCOPE_LIB",
                 candidates[0].display(),
                 candidates[1].display()
             )
         })
+}
+
+/// The path the dynamic loader's cache gives for `libmemscope.so.0`.
+fn loader_knows() -> Option<PathBuf> {
+    let soname = format!("{LIB_NAME}.{}", env!("CARGO_PKG_VERSION_MAJOR"));
+    let out = Command::new("ldconfig").arg("-p").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .filter(|l| l.trim_start().starts_with(&format!("{soname} ")))
+        .filter_map(|l| l.rsplit_once("=> ").map(|(_, p)| PathBuf::from(p.trim())))
+        .find(|p| p.is_file())
 }
 
 /// `LD_PRELOAD` with the library first, keeping whatever was there.
