@@ -341,10 +341,14 @@ assert os.stat(seg).st_uid == 0, os.stat(seg).st_uid
 
     # Secure-execution mode: a set-user-id program owned by another user,
     # run as root with hostile MEMSCOPE_* and MALLOC_CONF values.
+    # The library goes beside it under its SONAME (the loader looks for
+    # libmemscope.so.0), in a directory the other user can read.
     X=$(mktemp -d)
     chmod 755 "$X"
+    install -m 0755 "$lib" "$X/libmemscope.so.0"
+    ln -s libmemscope.so.0 "$X/libmemscope.so"
     if $CC $CFLAGS -I"$here/../ffi-include" -I"$here" "$here/secure_exec.c" -o "$X/secure_exec" \
-        -L"$(dirname "$lib")" -Wl,--no-as-needed -lmemscope -Wl,-rpath,"$(dirname "$lib")" 2>"$out/secure.build"; then
+        -L"$X" -Wl,--no-as-needed -lmemscope -Wl,-rpath,"$X" 2>"$out/secure.build"; then
         chown 65534:65534 "$X/secure_exec"
         chmod 4755 "$X/secure_exec"
         T=$(mktemp -d)
