@@ -153,9 +153,11 @@ fn on_load() {
     if crate::ctl::read::<u32>(c"arenas.narenas").is_some() {
         stats::thread::CTL_READY.store(true, core::sync::atomic::Ordering::Release);
     }
-    // Address space for the pool and the NOFAIL reserve, before the
-    // program can use it all up (nothing is committed until a scope).
+    // Address space for the pool and the NOFAIL reserve, and the
+    // maintenance thread's channel, before the program can use it all up
+    // (nothing is committed until a scope; the thread starts later).
     crate::pool::reserve_at_load();
+    mailbox::prepare();
     // Here, not in `global`: registering may allocate, and `global` may
     // run inside the first malloc.
     // SAFETY: registering a handler with no preconditions.

@@ -13,7 +13,7 @@
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering::*};
 
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tikv_jemalloc_sys as jem;
 
 use crate::counters::{count, Event};
@@ -190,6 +190,41 @@ pub fn start_maintenance() {
     }
 }
 
+/// A channel made when the library loaded, for the maintenance thread to
+/// take when it starts (`take_prepared`), or null.
+static PREPARED: AtomicPtr<(Sender<Work>, Receiver<Work>)> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Makes the channel now (the library's constructor): 270 KB that a
+/// process may no longer be able to get when it first needs the thread.
+/// A process that used up its address space before its first scope was
+/// aborted by Rust's allocation-failure rule right there, in about half
+/// the runs of `nofail rlimit-first`, even with memscope's own allocations
+/// falling back on the reserve.
+pub fn prepare() {
+    if !PREPARED.load(Acquire).is_null() {
+        return;
+    }
+    let pair = Box::into_raw(Box::new(crossbeam_channel::bounded::<Work>(QUEUE)));
+    if PREPARED
+        .compare_exchange(core::ptr::null_mut(), pair, AcqRel, Acquire)
+        .is_err()
+    {
+        // SAFETY: ours, never published.
+        drop(unsafe { Box::from_raw(pair) });
+    }
+}
+
+/// The channel made at load, if not taken yet; else a new one.
+pub(crate) fn take_channel() -> (Sender<Work>, Receiver<Work>) {
+    let pair = PREPARED.swap(core::ptr::null_mut(), AcqRel);
+    if pair.is_null() {
+        crossbeam_channel::bounded::<Work>(QUEUE)
+    } else {
+        // SAFETY: made by `prepare` with Box::into_raw, taken once (swap).
+        *unsafe { Box::from_raw(pair) }
+    }
+}
+
 /// Publishes the running thread's sender (by `maintenance`, once started).
 pub(crate) fn install(tx: Sender<Work>) {
     SENDER.store(Box::into_raw(Box::new(tx)), Release);
@@ -220,6 +255,3 @@ pub fn forget() {
 pub(crate) fn take_wake() -> bool {
     WAKE.swap(false, Relaxed)
 }
-
-/// Queue capacity, for the thread's end of the channel.
-pub(crate) const QUEUE_LEN: usize = QUEUE;

@@ -30,7 +30,7 @@ pub fn ensure_started() {
         return;
     }
     mailbox::oversize_threshold();
-    let (tx, rx) = crossbeam_channel::bounded::<Work>(mailbox::QUEUE_LEN);
+    let (tx, rx) = mailbox::take_channel();
     STARTED_UP.store(false, Relaxed);
     let spawned = std::thread::Builder::new()
         .name("memscope-maint".into())
