@@ -8,8 +8,7 @@
  *   nofail rlimit-first  the address space exhausted before the process's
  *                        first scope of any kind: its first NOFAIL scope
  *                        gets the reserve (reserved at load) with no
- *                        reclaimer to help; prints its NULL count (see
- *                        the known gap in the function)
+ *                        reclaimer to help: 0 NULLs in 1,000
  *   nofail stall         a NOFAIL request that cannot be served for 10 s
  *                        says so on stderr (run with no reserve and a
  *                        deadline of 10.5 s; the runner checks the line)
@@ -158,11 +157,8 @@ static void case_rlimit_first(void)
             memset(kept[i], 3, 4096);
     }
     memscope_pop(s);
-    /* Should be 0. Known gap (docs/DESIGN.md, "NOFAIL"): in about half the
-     * runs the reserve arena stops serving under exhaustion; the runner
-     * then requires every NULL to have been reported, never a silent
-     * wait (MEMSCOPE_NOFAIL_DEADLINE_MS bounds each request). */
     say("rlimit-first: %d blocks to the limit; first NOFAIL scope: %d/1000 NULL\n", cached, nulls);
+    CHECK_MSG(nulls == 0, "%d NOFAIL allocations returned NULL", nulls);
     for (int i = 0; i < 1000; i++)
         free(kept[i]);
 }
