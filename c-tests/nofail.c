@@ -360,14 +360,14 @@ static void case_noreclaim(void)
     int n = 0, from_pool = 0, from_reserve = 0;
     unsigned s = memscope_push(MEMSCOPE_NORECLAIM | MEMSCOPE_NOWARN);
     CHECK(forbid_reclaim_syscalls() == 0);
-    while (n < 4096 && (held[n] = malloc(256 << 10)) != NULL) /* drain the pool */
+    while (n < 4096 && (held[n] = malloc(64 << 10)) != NULL) /* drain the pool */
         n++, from_pool++;
     unsigned t = memscope_push(MEMSCOPE_NOFAIL);
     long long slowest = 0;
     for (;;) {
         long long t0 = now_ms();
         errno = 0;
-        void *p = malloc(256 << 10);
+        void *p = malloc(64 << 10);
         long long dt = now_ms() - t0;
         if (dt > slowest)
             slowest = dt;
@@ -375,7 +375,7 @@ static void case_noreclaim(void)
             CHECK(errno == ENOMEM); /* the policy, once the reserve is empty too */
             break;
         }
-        memset(p, 3, 256 << 10);
+        memset(p, 3, 64 << 10);
         held[n++] = p;
         from_reserve++;
         if (n == 4096)

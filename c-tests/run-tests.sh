@@ -77,6 +77,7 @@ build no_library $CC $CFLAGS "$here/no_library.c" -o "$out/no_library"
 build scopes $CC $CFLAGS -pthread "$here/scopes.c" -o "$out/scopes"
 build pool_exhaustion $CC $CFLAGS "$here/pool_exhaustion.c" -o "$out/pool_exhaustion"
 build seccomp_noreclaim $CC $CFLAGS -pthread "$here/seccomp_noreclaim.c" -o "$out/seccomp_noreclaim"
+build noreclaim_strict $CC $CFLAGS -pthread -I"$here/../ffi-include" "$here/noreclaim_strict.c" -o "$out/noreclaim_strict"
 build nofail $CC $CFLAGS -pthread "$here/nofail.c" -o "$out/nofail"
 build pool_classes $CC $CFLAGS -pthread "$here/pool_classes.c" -o "$out/pool_classes"
 if [ -n "$JEMALLOC_SO" ]; then
@@ -186,6 +187,19 @@ expect_exit "seccomp NORECLAIM (decay 0, no background threads asked)" 0 "$P" \
 expect_exit "seccomp NORECLAIM (stats: every call timed)" 0 "$P" MEMSCOPE_STATS_SAMPLE=1 -- "$out/seccomp_noreclaim" scoped
 expect_signal "seccomp control: no scope dies of SIGSYS" 31 "$P" -- "$out/seccomp_noreclaim" unscoped
 expect_signal "seccomp control: plain glibc dies of SIGSYS" 31 -- "$out/seccomp_noreclaim" unscoped
+# The strict proof: 1 to 8 scoped threads at once under a filter that
+# allows write and exit_group only (no futex, no mmap, no sched_yield),
+# mixed operations with every block's contents checked, handed between
+# threads and to an unscoped sink, churn purging on the side; under
+# jemalloc's default decay, decay 0 and no background threads.
+for conf in "" dirty_decay_ms:0,muzzy_decay_ms:0 background_thread:false; do
+    for n in 1 2 4 8; do
+        expect_exit "strict NORECLAIM, $n thread(s)${conf:+, $conf}" 0 "$P" ${conf:+MALLOC_CONF=$conf} -- \
+            timeout 120 "$out/noreclaim_strict" "$n" scoped
+    done
+done
+expect_signal "strict control: no scope dies of SIGSYS" 31 "$P" -- "$out/noreclaim_strict" 2 unscoped
+expect_signal "strict control: plain glibc dies of SIGSYS" 31 -- "$out/noreclaim_strict" 2 unscoped
 
 # ----------------------------------------------------------------- NOFAIL
 # expect_stderr NAME PATTERN: the last case's stderr matches (grep -E).

@@ -79,7 +79,7 @@ static void test_pool_arena(void)
 {
     void *outside = malloc(100);
     unsigned s = memscope_push(MEMSCOPE_NORECLAIM);
-    void *small = malloc(100), *big = malloc(3 << 20), *al = aligned_alloc(4096, 8192);
+    void *small = malloc(100), *big = malloc(1 << 20), *al = aligned_alloc(4096, 8192);
     void *cal = calloc(1000, 10);
     CHECK(small && big && al && cal);
     unsigned pool = arena_of(small);

@@ -19,14 +19,15 @@ FLOORS = [
     # 0. every OS call (mmap family, futex, clocks, files, /proc reads)
     ["os"],
     # 1. platform: per-thread state, options, diagnostics, counters,
-    #    jemalloc's mallctl
-    ["tls", "log", "config", "counters", "ctl"],
+    #    jemalloc's mallctl, the NORECLAIM front end's size classes
+    ["tls", "log", "config", "counters", "ctl", "sizeclass"],
     # 2. beside the stack, fed from below: stats (the observer) and the
     #    maintenance thread's mailbox (flags, counters, a queue)
     ["stats", "mailbox"],
     # 3. memory sources: the pool region and arenas (with the NOFAIL
-    #    reserve), magazines, purging
-    ["pool", "magazine", "purge"],
+    #    reserve), the depot of ready pool blocks, the per-thread lists
+    #    (magazines), purging
+    ["pool", "depot", "magazine", "purge"],
     # 4. thread lifecycle (first call, exit)
     ["init"],
     # 5. context policy: scopes, reclaimers, the NOFAIL retry loop, and
@@ -42,7 +43,8 @@ FLOORS = [
 SAME_FLOOR = {
     ("config", "log"),
     ("stats", "config"), ("mailbox", "ctl"),
-    ("magazine", "pool"), ("purge", "ctl"),
+    ("tls", "sizeclass"),
+    ("depot", "pool"), ("magazine", "depot"), ("magazine", "pool"), ("purge", "ctl"),
     ("reclaim", "scope"), ("nofail", "reclaim"), ("route", "scope"),
     ("route", "nofail"),
     ("glibc", "route"), ("exports", "posix"), ("exports", "glibc"),

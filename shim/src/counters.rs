@@ -15,12 +15,15 @@ pub enum Event {
     NoreclaimFastFail,
     /// A NORECLAIM thread freed a block from outside the pool: deferred.
     DeferredFree,
-    /// Deferred frees that found the hand-off queue full and were freed on
-    /// the scoped thread through its own cache (no purge with background
-    /// threads on; see docs/DESIGN.md).
+    /// No longer counted (always 0): deferred frees once went through a
+    /// bounded queue that could fill; the hand-off is now a lock-free list
+    /// that cannot. Kept: the order of events is the stats ABI.
+    #[allow(dead_code)]
     DeferredFreeOverflow,
-    /// OS calls the allocator may have made on a NORECLAIM thread (an
-    /// oversize free that overflowed the queue). Must stay 0.
+    /// No longer counted (always 0): OS calls the allocator could make on
+    /// a NORECLAIM thread, when a full queue made it free an oversize
+    /// block itself. Kept for the ABI, as above.
+    #[allow(dead_code)]
     NoreclaimOsCall,
     /// `memscope_pop` with a value that no `memscope_push` returned.
     ScopeMisuse,

@@ -157,7 +157,6 @@ fn on_load() {
     // maintenance thread's channel, before the program can use it all up
     // (nothing is committed until a scope; the thread starts later).
     crate::pool::reserve_at_load();
-    mailbox::prepare();
     // Here, not in `global`: registering may allocate, and `global` may
     // run inside the first malloc.
     // SAFETY: registering a handler with no preconditions.
@@ -209,7 +208,6 @@ extern "C" fn on_thread_exit(_: *mut c_void) {
     st.flags.set(0);
     st.depth.set(0);
     crate::mailbox::flush_thread();
-    crate::magazine::drain(crate::pool::thread_free_flags(st));
-    crate::pool::release_thread_cache();
+    crate::magazine::drain();
     crate::stats::thread::exit(st);
 }

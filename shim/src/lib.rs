@@ -16,6 +16,7 @@ pub(crate) mod api;
 pub(crate) mod config;
 pub(crate) mod counters;
 pub(crate) mod ctl;
+pub(crate) mod depot;
 pub(crate) mod exports;
 pub(crate) mod glibc;
 pub(crate) mod ids;
@@ -33,6 +34,7 @@ pub(crate) mod purge;
 pub(crate) mod reclaim;
 pub(crate) mod route;
 pub(crate) mod scope;
+pub(crate) mod sizeclass;
 pub(crate) mod stats;
 pub(crate) mod tls;
 

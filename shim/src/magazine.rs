@@ -1,160 +1,255 @@
-//! Small pool blocks kept per thread in front of jemalloc's explicit
-//! cache, for the NORECLAIM fast path.
+//! A scoped thread's own free lists of pool blocks, one per size class
+//! (`sizeclass`), in front of the shared `depot`: every NORECLAIM
+//! allocation and every in-scope free of a pool block goes through here,
+//! and nothing here calls jemalloc.
 //!
-//! An allocation in scope through jemalloc (`mallocx` with an explicit
-//! arena and tcache, then `dallocx`) costs about 11 ns a pair against 4-7
-//! outside (contract section 9). Small requests in scope are served from
-//! these stacks instead: one stack per 16-byte size class up to 256 bytes,
-//! refilled from the pool through the thread's explicit cache, and fed by
-//! frees of pool blocks in scope. A block in class `c` has a usable size of
-//! at least `16 * (c + 1)`, so it serves any request up to that. A freed
-//! block's usable size comes from the pool's page-class table
-//! (`pool::small_usable`), which every hand-out records.
+//! A list links free blocks through their first word. An empty list takes
+//! a chain from the depot (one CAS); a list grown past twice a chain gives
+//! one back. A thread starts each class with a take of one block and
+//! doubles that on every refill up to a full chain (slow start, as
+//! tcmalloc's per-thread lists do), so 300 threads that each hold one
+//! block do not strand 300 chains. Large-class blocks a thread keeps are
+//! given back when it leaves NORECLAIM; everything goes back at exit.
 //!
-//! The stacks live in the thread's `.tbss` block (`tls::ThreadBss`): zero
-//! at thread start, copied by nobody, touched only by threads that use
-//! NORECLAIM. Rule: plain loads and stores; no syscall, no lock.
+//! The lists live in the thread's `.tbss` block (`tls::ThreadBss`): zero at
+//! thread start, touched only by threads that use NORECLAIM. Rule: plain
+//! loads and stores on the thread's own state, atomics in the depot; no
+//! syscall, no lock.
 
 use core::ffi::c_void;
+use core::ptr::null_mut;
 
-use tikv_jemalloc_sys as jem;
+use crate::depot::{self, next_of, set_next};
+use crate::sizeclass::{self, COUNT, PLAIN};
+use crate::tls::{self, Magazines};
 
-pub const GRAIN: usize = crate::pool::SMALL_GRAIN;
-pub const CLASSES: usize = crate::pool::SMALL_CLASSES;
-/// The largest request served here.
-pub const MAX_SIZE: usize = crate::pool::SMALL_MAX;
-const DEPTH: usize = crate::tls::MAGAZINE_DEPTH;
-/// Blocks fetched from jemalloc when a stack runs empty.
-const REFILL: usize = DEPTH / 2;
-
-use crate::tls::Magazines;
-
-/// The calling thread's magazines (in its `.tbss` block, `tls::bss`).
+/// The calling thread's lists (in its `.tbss` block, `tls::bss`).
 #[inline(always)]
 fn magazines() -> &'static Magazines {
-    &crate::tls::bss().magazines
+    &tls::bss().magazines
 }
 
 #[inline(always)]
-fn class_of(size: usize) -> usize {
-    size.max(1).div_ceil(GRAIN) - 1
+fn is_large(c: usize) -> bool {
+    sizeclass::size_of(c) > sizeclass::SMALL_MAX
 }
 
-/// A block of at least `size` (<= MAX_SIZE) bytes from the pool, or NULL
-/// when the pool is empty. `pool_flags` are the thread's pool `mallocx`
-/// flags (non-zero).
+/// A kept block of class `c`, or NULL when the list is empty (no refill:
+/// the caller takes the general path).
+#[inline(always)]
+pub fn take(c: usize) -> *mut c_void {
+    let m = magazines();
+    let head = m.head[c].get();
+    if head == 0 {
+        return null_mut();
+    }
+    // SAFETY: `head` is a free pool block this thread's list owns.
+    m.head[c].set(unsafe { next_of(head) });
+    m.len[c].set(m.len[c].get() - 1);
+    if is_large(c) {
+        m.large_held.set(m.large_held.get() - 1);
+    }
+    head as *mut c_void
+}
+
+/// The alignment a `mallocx` flags word asks for (0: none).
+#[inline(always)]
+pub fn align_of_bits(mallocx_bits: i32) -> usize {
+    let lg = mallocx_bits & 0x3f;
+    if lg == 0 {
+        0
+    } else {
+        1 << lg
+    }
+}
+
+/// A block for `size` bytes with `mallocx` alignment and zero bits, or
+/// NULL (too large for the front end, or nothing ready). With `reserve`
+/// (NOFAIL), the NOFAIL reserve's stacks are tried last.
 ///
 /// # Safety
-/// Call only on a NORECLAIM thread with its pool cache set up.
+/// `mallocx_bits` holds only `MALLOCX_ALIGN`/`MALLOCX_ZERO` bits.
 #[inline(always)]
-pub unsafe fn alloc(size: usize, pool_flags: i32) -> *mut c_void {
-    // SAFETY: within this function's own contract (its `# Safety`).
-    unsafe {
-        let p = take(size);
-        if !p.is_null() {
-            return p;
-        }
-        refill(magazines(), class_of(size), pool_flags)
+pub unsafe fn alloc_request(size: usize, mallocx_bits: i32, reserve: bool) -> *mut c_void {
+    let Some(c) = sizeclass::for_request(size, align_of_bits(mallocx_bits)) else {
+        return null_mut();
+    };
+    let p = alloc(c, align_of_bits(mallocx_bits), reserve);
+    if !p.is_null() && mallocx_bits & tikv_jemalloc_sys::MALLOCX_ZERO != 0 {
+        // SAFETY: a block of at least `size` bytes, ours.
+        unsafe { core::ptr::write_bytes(p.cast::<u8>(), 0, size) };
     }
+    p
 }
 
-/// A kept block of at least `size` (<= MAX_SIZE) bytes, or NULL when its
-/// stack is empty (no refill: the caller takes the general path).
-#[inline(always)]
-pub fn take(size: usize) -> *mut c_void {
-    let c = class_of(size);
-    let m = magazines();
-    let n = m.len[c].get() as usize;
-    if n == 0 {
-        return core::ptr::null_mut();
+/// A block of class `c` for a request aligned to `align` (or, when its
+/// stacks are empty, of one of the next classes up that serves it: up to
+/// about twice the size), or NULL when the pool has none ready. With
+/// `reserve`, the NOFAIL reserve's stacks are tried last.
+#[inline]
+pub fn alloc(c: usize, align: usize, reserve: bool) -> *mut c_void {
+    let p = take(c);
+    if !p.is_null() {
+        return p;
     }
-    m.len[c].set(n as u32 - 1);
-    m.slots[c][n - 1].get() as *mut c_void
+    refill_and_take(c, align, reserve)
 }
 
 #[cold]
 #[inline(never)]
-unsafe fn refill(m: &Magazines, c: usize, pool_flags: i32) -> *mut c_void {
-    // SAFETY: within this function's own contract (its `# Safety`).
-    unsafe {
-        let size = (c + 1) * GRAIN;
-        let first = jem::mallocx(size, pool_flags);
-        if first.is_null() {
-            return first;
-        }
-        let usable = jem::nallocx(size, pool_flags);
-        crate::pool::note_block(first, usable);
-        let mut n = 0;
-        while n < REFILL {
-            let p = jem::mallocx(size, pool_flags);
-            if p.is_null() {
-                break;
+fn refill_and_take(c: usize, align: usize, reserve: bool) -> *mut c_void {
+    let last = fallback_limit(c);
+    for k in (c..=last).filter(|&k| sizeclass::serves(k, c, align)) {
+        if k > c {
+            let p = take(k);
+            if !p.is_null() {
+                return p;
             }
-            crate::pool::note_block(p, usable);
-            m.slots[c][n].set(p as usize);
-            n += 1;
         }
-        m.len[c].set(n as u32);
-        first
+        if let Some((first, len)) = depot::take(k, k == c) {
+            return install(k, first, len);
+        }
+    }
+    if reserve {
+        for k in (c..=last).filter(|&k| sizeclass::serves(k, c, align)) {
+            if let Some((first, len)) = depot::take_reserve(k) {
+                return install(k, first, len);
+            }
+        }
+    }
+    null_mut()
+}
+
+/// The last class a request of class `c` may be served from when its own
+/// is empty: any larger class of its kind (plain, or aligned), nearest
+/// first. A burst can empty a class faster than the maintenance thread
+/// restocks it (a scoped thread cannot wake it); a larger block serves
+/// the request meanwhile and goes back to its own class when freed.
+#[inline]
+fn fallback_limit(c: usize) -> usize {
+    if c >= PLAIN {
+        COUNT - 1
+    } else {
+        PLAIN - 1
     }
 }
 
-/// Keeps a pool block whose usable size is `usable`; false if it does not
-/// fit here (too large, or the stack is full): free it through jemalloc.
+/// Keeps up to this thread's allowance of a chain just taken, gives the
+/// rest back, and returns one block.
+fn install(c: usize, first: usize, len: usize) -> *mut c_void {
+    let m = magazines();
+    let allowance = (m.allowance[c].get() as usize).max(1);
+    let keep = allowance.min(len);
+    // Cut after `keep` blocks.
+    let mut cut = first;
+    for _ in 1..keep {
+        // SAFETY: the chain's blocks are ours now.
+        cut = unsafe { next_of(cut) };
+    }
+    if keep < len {
+        // SAFETY: as above; the rest is still a chain of class `c`.
+        unsafe {
+            let rest = next_of(cut);
+            set_next(cut, 0);
+            depot::give(c, rest, len - keep);
+        }
+    }
+    m.allowance[c].set((allowance * 2).min(sizeclass::chain_len(c)) as u32);
+    // The list was empty: the kept blocks become it, minus the one served.
+    // SAFETY: `first` is ours.
+    let rest = unsafe { next_of(first) };
+    m.head[c].set(rest);
+    m.len[c].set(keep as u32 - 1);
+    if is_large(c) {
+        m.large_held.set(m.large_held.get() + keep as u32 - 1);
+    }
+    first as *mut c_void
+}
+
+/// Keeps a freed pool block of class `c`, giving a chain back to the depot
+/// when the list grows past two chains.
 ///
 /// # Safety
-/// `p` is a live pool block being freed on a NORECLAIM thread.
-#[inline(always)]
-pub unsafe fn free(p: *mut c_void, usable: usize) -> bool {
-    if !(GRAIN..=MAX_SIZE).contains(&usable) {
-        return false;
-    }
-    let c = usable / GRAIN - 1;
+/// `p` is a live pool block of class `c`, given up by the caller.
+#[inline]
+pub unsafe fn free(p: *mut c_void, c: usize) {
     let m = magazines();
-    let n = m.len[c].get() as usize;
-    if n == DEPTH {
-        return false;
+    let p = p as usize;
+    // SAFETY: the caller gives `p` up; it is at least 16 bytes.
+    unsafe { set_next(p, m.head[c].get()) };
+    m.head[c].set(p);
+    let len = m.len[c].get() + 1;
+    m.len[c].set(len);
+    if is_large(c) {
+        m.large_held.set(m.large_held.get() + 1);
     }
-    m.slots[c][n].set(p as usize);
-    m.len[c].set(n as u32 + 1);
-    true
+    let chain = sizeclass::chain_len(c) as u32;
+    if len > 2 * chain {
+        give_back(c, chain as usize);
+    }
 }
 
-/// Touches every page of this thread's magazines (they live in lazily
+/// True if a free of a class-`c` block can be kept without giving a chain
+/// back (the fast lane's test).
+#[inline(always)]
+pub fn has_room(c: usize) -> bool {
+    magazines().len[c].get() < 2 * sizeclass::chain_len(c) as u32
+}
+
+/// Gives the first `n` blocks of list `c` to the depot as one chain.
+#[cold]
+fn give_back(c: usize, n: usize) {
+    let m = magazines();
+    let first = m.head[c].get();
+    if n == 0 || first == 0 {
+        return;
+    }
+    let mut cut = first;
+    for _ in 1..n {
+        // SAFETY: the list's blocks are ours.
+        cut = unsafe { next_of(cut) };
+    }
+    // SAFETY: as above; the first `n` blocks form a chain of class `c`.
+    unsafe {
+        let rest = next_of(cut);
+        set_next(cut, 0);
+        m.head[c].set(rest);
+        depot::give(c, first, n);
+    }
+    m.len[c].set(m.len[c].get() - n as u32);
+    if is_large(c) {
+        m.large_held.set(m.large_held.get() - n as u32);
+    }
+}
+
+/// Gives back every large-class block this thread keeps (leaving
+/// NORECLAIM): at most a chain's worth of them per class can sit here, but
+/// at up to 1 MiB each they should serve other threads.
+#[inline]
+pub fn release_large() {
+    if magazines().large_held.get() != 0 {
+        release(is_large);
+    }
+}
+
+/// Gives every kept block back to the depot (thread exit).
+pub fn drain() {
+    release(|_| true);
+}
+
+#[cold]
+fn release(which: impl Fn(usize) -> bool) {
+    let m = magazines();
+    for c in (0..COUNT).filter(|&c| which(c)) {
+        give_back(c, m.len[c].get() as usize);
+        m.allowance[c].set(0);
+    }
+}
+
+/// Touches every page of this thread's lists (they live in lazily
 /// faulted TLS), so the first use in a scope takes no page fault.
 pub fn touch() {
     let m = magazines();
     // SAFETY: this thread's own block, mapped writable.
     unsafe { crate::os::prefault_write((m as *const Magazines).cast(), core::mem::size_of::<Magazines>()) };
-}
-
-/// Gives every kept block back to jemalloc through `free_flags` (thread
-/// exit, before the thread's pool cache is destroyed).
-pub fn drain(free_flags: i32) {
-    let m = magazines();
-    for c in 0..CLASSES {
-        let n = m.len[c].get() as usize;
-        for slot in &m.slots[c][..n] {
-            // SAFETY: each kept pointer is a live pool block owned here.
-            unsafe { jem::dallocx(slot.get() as *mut c_void, free_flags) };
-        }
-        m.len[c].set(0);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn classes_cover_their_sizes() {
-        assert_eq!(class_of(0), 0);
-        assert_eq!(class_of(1), 0);
-        assert_eq!(class_of(16), 0);
-        assert_eq!(class_of(17), 1);
-        assert_eq!(class_of(MAX_SIZE), CLASSES - 1);
-        for size in 1..=MAX_SIZE {
-            assert!((class_of(size) + 1) * GRAIN >= size);
-        }
-    }
 }

@@ -10,15 +10,18 @@
 
 use core::sync::atomic::{AtomicBool, Ordering::*};
 
-use crossbeam_channel::Receiver;
-
 use crate::counters::{self, count, Event};
-use crate::mailbox::{self, Work};
-use crate::{log, pool, purge};
+use crate::mailbox;
+use crate::{depot, log, pool, purge};
 
-/// Poll interval bounds: 250 us while busy, doubling to 50 ms when idle.
+/// Poll interval bounds: 250 us while busy, doubling to 2 ms while
+/// NORECLAIM scopes took pool blocks in the last second (so the depot is
+/// restocked within 2 ms of running low: scoped threads cannot wake this
+/// thread, that would be a syscall), and to 50 ms when all is idle.
 const POLL_MIN_US: u64 = 250;
+const POLL_ACTIVE_MAX_US: u64 = 2_000;
 const POLL_MAX_US: u64 = 50_000;
+const ACTIVE_FOR_NS: u64 = 1_000_000_000;
 /// How often the maintenance thread compares RSS with the soft limit.
 const SOFT_LIMIT_EVERY_NS: u64 = 100_000_000;
 
@@ -29,8 +32,6 @@ pub fn ensure_started() {
     if mailbox::is_running() || !mailbox::begin_start() {
         return;
     }
-    mailbox::oversize_threshold();
-    let (tx, rx) = mailbox::take_channel();
     STARTED_UP.store(false, Relaxed);
     let spawned = std::thread::Builder::new()
         .name("memscope-maint".into())
@@ -39,12 +40,12 @@ pub fn ensure_started() {
             // Its own first allocations (jemalloc's per-thread set-up picks
             // and may create an arena) are done: say so.
             STARTED_UP.store(true, Release);
-            run(rx)
+            run()
         });
     match spawned {
         Ok(_) => {
             wait_started_up();
-            mailbox::install(tx);
+            mailbox::set_running();
         }
         Err(e) => {
             let code = e.raw_os_error().unwrap_or(0);
@@ -75,23 +76,22 @@ fn wait_started_up() {
     }
 }
 
-fn run(rx: Receiver<Work>) {
+fn run() {
     let mut poll_us = POLL_MIN_US;
     let mut last_purges = 0;
     let mut last_soft_check = 0u64;
     let mut last_harvest = 0u64;
+    let mut last_active = 0u64;
     loop {
         let mut busy = mailbox::take_wake();
-        while let Ok(work) = rx.try_recv() {
+        busy |= mailbox::free_deferred() > 0;
+        if mailbox::take_purge_request() {
             busy = true;
-            match work {
-                Work::Free(mut b) => b.free_all(),
-                Work::Purge => {
-                    purge::purge_all();
-                    count(Event::MaintenancePurge);
-                }
-            }
+            purge::purge_all();
+            count(Event::MaintenancePurge);
         }
+        let stocked = depot::restock();
+        busy |= stocked;
         let more_refill = pool::refill_step();
         busy |= more_refill;
         report_fast_fails();
@@ -110,11 +110,15 @@ fn run(rx: Receiver<Work>) {
         if more_refill {
             continue; // drain the queue again, then the next step
         }
-        poll_us = if busy {
-            POLL_MIN_US
+        if stocked {
+            last_active = now;
+        }
+        let max = if now.wrapping_sub(last_active) < ACTIVE_FOR_NS {
+            POLL_ACTIVE_MAX_US
         } else {
-            (poll_us * 2).min(POLL_MAX_US)
+            POLL_MAX_US
         };
+        poll_us = if busy { POLL_MIN_US } else { (poll_us * 2).min(max) };
         sleep_us(poll_us);
     }
 }

@@ -72,7 +72,7 @@ unsafe fn from_reserve(size: usize, caller_bits: i32) -> *mut c_void {
         if flags != 0 {
             let p = jem::mallocx(size.max(1), flags | caller_bits);
             if !p.is_null() {
-                pool::note_request(p, size, flags | caller_bits);
+                pool::note_request(p);
                 count(Event::ReserveHit);
                 return p;
             }
@@ -193,10 +193,12 @@ pub unsafe fn noreclaim_fallback(size: usize, caller_bits: i32, flags: u32) -> *
         if size as u64 > CONFIG.nofail_max_bytes() {
             return policy(Event::PolicyTooLarge, size, flags);
         }
-        let p = from_reserve(size, caller_bits);
+        // The reserve's stacks in the front end: no lock, no syscall.
+        let p = crate::magazine::alloc_request(size, caller_bits, true);
         if !p.is_null() {
             return p;
         }
+        count(Event::ReserveExhausted);
         policy(Event::PolicyNoreclaimEmpty, size, flags)
     }
 }

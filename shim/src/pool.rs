@@ -19,22 +19,17 @@ use tikv_jemalloc_sys as jem;
 
 use crate::config::CONFIG;
 use crate::counters::{count, Event};
-use crate::{ctl, log, mailbox, os, tls};
+use crate::{ctl, log, mailbox, os};
 
 const NONE: u8 = 0;
 const CREATING: u8 = 1;
 const READY: u8 = 2;
 const FAILED: u8 = 3;
 
-/// The page-class table records usable sizes in steps of `SMALL_GRAIN`
-/// up to `SMALL_MAX`: the classes of the magazines (`magazine`), which
-/// serve small NORECLAIM requests from blocks this table sizes.
-pub const SMALL_GRAIN: usize = 16;
-pub const SMALL_CLASSES: usize = crate::tls::MAGAZINE_CLASSES;
-pub const SMALL_MAX: usize = SMALL_GRAIN * SMALL_CLASSES;
-
 /// Commit granularity (a huge page, so THP can back the pool).
 pub const CHUNK: usize = 2 << 20;
+/// The first metadata block jemalloc carves for an arena through its hooks.
+const ARENA_METADATA: usize = 2 << 20;
 /// The largest region: one jemalloc rtree leaf covers 1 GiB on x86_64.
 const REGION_MAX: usize = 1 << 30;
 const REGION_MIN: usize = 64 << 20;
@@ -87,7 +82,7 @@ pub fn is_ready() -> bool {
 
 /// The page-class table's granule: jemalloc's page. A small block's slab
 /// holds blocks of one size class only, so every live small block that
-/// starts on a page has the same usable size.
+/// starts on a page has the same class.
 const TABLE_PAGE_SHIFT: u32 = 12;
 
 /// Bytes of page-class table for a region of `reserved` bytes (whole pages).
@@ -95,67 +90,65 @@ fn table_bytes(reserved: usize) -> usize {
     ((reserved >> TABLE_PAGE_SHIFT) + 4095) & !4095
 }
 
-/// Records the usable size of `p`, a pool block being handed out, in the
-/// page-class table: one byte per page of the region (at its base, carved
-/// before any arena), `usable / 16` for blocks of up to 256 bytes, 0 for
-/// larger ones. Every path that hands out a pool block records it, so the
-/// entry for the page a live block starts on is that block's: the slab it
-/// lives on cannot be reused for another size while it is allocated.
-/// This replaces `sallocx` (a radix-tree walk, 4 ns of a 10 ns NORECLAIM
-/// pair on Intel) when a pool block is freed in scope.
+/// The table entry for the page `p` starts on (`p` inside the region).
+#[inline(always)]
+fn table_entry(p: usize) -> &'static AtomicU8 {
+    let base = POOL.base.load(Relaxed);
+    // SAFETY: the table lies in committed pool memory at `base`, one byte
+    // per page of the reservation, for the life of the process.
+    unsafe { &*((base + ((p - base) >> TABLE_PAGE_SHIFT)) as *const AtomicU8) }
+}
+
+/// Records the front-end class (`sizeclass`) of `p`, a pool block being
+/// handed out, in the page-class table: one byte per page of the region
+/// (at its base, carved before any arena), class + 1, 0 for a block of no
+/// class. Every path that hands out a pool block records it, so the entry
+/// for the page a live block starts on is that block's: the slab it lives
+/// on cannot be reused for another class while it is allocated. A scoped
+/// thread freeing a pool block reads its class here (one load) instead of
+/// asking jemalloc.
 ///
 /// # Safety
 /// `p` is NULL or a block a pool arena just served.
 #[inline]
-pub unsafe fn note_block(p: *mut c_void, usable: usize) {
-    let base = POOL.base.load(Relaxed);
-    let off = (p as usize).wrapping_sub(base);
-    if off >= POOL.reserved.load(Relaxed) {
-        return;
+pub unsafe fn note_class(p: *mut c_void, class: usize) {
+    if contains(p) {
+        table_entry(p as usize).store(class as u8 + 1, Relaxed);
     }
-    let class = if usable <= SMALL_MAX && usable.is_multiple_of(SMALL_GRAIN) {
-        (usable / SMALL_GRAIN) as u8
-    } else {
-        0
-    };
-    // SAFETY: the table lies in committed pool memory at `base`, one byte
-    // per page of the reservation; concurrent writers of one entry write
-    // the same value (see above).
-    unsafe { (*((base + (off >> TABLE_PAGE_SHIFT)) as *const AtomicU8)).store(class, Relaxed) };
 }
 
-/// `note_block` for a request of `size` bytes with `mallocx` `flags`:
-/// the usable size is jemalloc's (`nallocx`), asked only when small.
+/// `note_class` for a block served through jemalloc outside the front end
+/// (the NOFAIL reserve outside NORECLAIM): its class if its usable size is
+/// exactly one, else "none" (a scoped thread then defers its free).
 ///
 /// # Safety
-/// As `note_block`.
-#[inline]
-pub unsafe fn note_request(p: *mut c_void, size: usize, flags: i32) {
-    if p.is_null() {
+/// As `note_class`.
+pub unsafe fn note_request(p: *mut c_void) {
+    if !contains(p) {
         return;
     }
-    let usable = if size <= SMALL_MAX {
-        // SAFETY: nallocx only computes a size class.
-        unsafe { jem::nallocx(size.max(1), flags) }
-    } else {
-        0
-    };
-    // SAFETY: `p` is a block a pool arena just served (our contract).
-    unsafe { note_block(p, usable) };
+    // SAFETY: a live block (our contract).
+    let usable = unsafe { jem::sallocx(p, 0) };
+    let entry = crate::sizeclass::exact(usable).map_or(0, |c| c as u8 + 1);
+    table_entry(p as usize).store(entry, Relaxed);
 }
 
-/// The usable size of `p`, a live pool block, if it is at most
-/// `magazine::MAX_SIZE` (0 otherwise): one load, no radix-tree walk.
-///
-/// # Safety
-/// `p` is a live block inside the pool region (`contains`).
+/// The class recorded for `p`, a live block inside the pool region.
 #[inline(always)]
-pub unsafe fn small_usable(p: *const c_void) -> usize {
-    let base = POOL.base.load(Relaxed);
-    let page = ((p as usize) - base) >> TABLE_PAGE_SHIFT;
-    // SAFETY: as in `note_block`; `p` is inside the region.
-    let class = unsafe { (*((base + page) as *const AtomicU8)).load(Relaxed) };
-    class as usize * SMALL_GRAIN
+pub fn class_of(p: *const c_void) -> Option<usize> {
+    let e = table_entry(p as usize).load(Relaxed);
+    (e != 0).then(|| e as usize - 1)
+}
+
+/// The pool arena's index (valid once `is_ready`).
+pub fn arena() -> u32 {
+    POOL.arena.load(Relaxed)
+}
+
+/// The NOFAIL reserve's arena, if it has one.
+pub fn reserve_arena() -> Option<u32> {
+    let a = POOL.reserve_arena.load(Relaxed);
+    (is_ready() && a != u32::MAX).then_some(a)
 }
 
 /// True if `p` points into the pool region (a block a pool arena served).
@@ -165,7 +158,8 @@ pub fn contains(p: *const c_void) -> bool {
     (p as usize).wrapping_sub(base) < POOL.reserved.load(Relaxed)
 }
 
-fn high_watermark() -> usize {
+/// The pool's size: committed headroom kept above what is carved.
+pub fn high_watermark() -> usize {
     (CONFIG.noreclaim_pool.load(Relaxed) as usize).max(CHUNK)
 }
 
@@ -544,7 +538,9 @@ fn create() -> bool {
     POOL.reserved.store(size, Relaxed);
     let reserve = (CONFIG.reserve.load(Relaxed) as usize + CHUNK - 1) & !(CHUNK - 1);
     let table = table_bytes(size);
-    if !grow(high_watermark() + reserve + table) {
+    // Each arena's first metadata block (jemalloc's base, 2 MiB, carved
+    // through the hooks) comes on top: without it a 4 MiB pool had 2 MiB.
+    if !grow(high_watermark() + reserve + table + 2 * ARENA_METADATA) {
         return false;
     }
     // The page-class table (`note_block`) takes the first pages; the
@@ -827,73 +823,5 @@ fn warm_radix_tree(start: usize, end: usize) {
     // its metadata; if that fails the arena stays, idle, which is harmless.
     if let Some(m) = ctl::Mib::new(c"arena.0.destroy") {
         let _ = m.at(1, arena as usize).call();
-    }
-}
-
-// ------------------------------------------------------- per-thread cache
-
-/// Gives the calling thread its explicit cache for the pool arena and
-/// pre-touches it. Runs inside `push`, before the flag takes effect.
-pub fn ensure_thread_cache() {
-    let st = tls::state();
-    if st.pool_tcache.get() != 0 || !is_ready() {
-        return;
-    }
-    let arena = POOL.arena.load(Relaxed) as usize;
-    match ctl::read::<c_uint>(c"tcache.create") {
-        Some(id) => {
-            st.pool_tcache.set(id + 2);
-            st.pool_mallocx_flags
-                .set(jem::MALLOCX_ARENA(arena) | jem::MALLOCX_TCACHE(id as usize));
-        }
-        None => {
-            // Out of explicit caches (jemalloc has 4096): go through the
-            // pool arena's bins directly; slower, still no OS calls.
-            st.pool_tcache.set(1);
-            st.pool_mallocx_flags
-                .set(jem::MALLOCX_ARENA(arena) | jem::MALLOCX_TCACHE_NONE);
-        }
-    }
-    warm_up_thread_cache(st.pool_mallocx_flags.get());
-}
-
-/// One allocate+free per small size class through the thread's cache, so
-/// its bins' backing memory is touched before any scope needs it.
-fn warm_up_thread_cache(flags: i32) {
-    let free_flags = flags & TCACHE_FIELD;
-    let mut size = 8usize;
-    let cached_max = ctl::read::<usize>(c"arenas.tcache_max").unwrap_or(32 << 10);
-    while size <= cached_max {
-        // SAFETY: allocate and free through the thread's own pool cache.
-        unsafe {
-            let p = jem::mallocx(size, flags);
-            if !p.is_null() {
-                jem::dallocx(p, free_flags);
-            }
-        }
-        size += (size / 4).max(8);
-    }
-}
-
-/// The `dallocx` flags for the calling thread's pool cache.
-#[inline]
-pub fn thread_free_flags(st: &tls::ThreadState) -> i32 {
-    // The arena field means nothing on free; keep the cache.
-    st.pool_mallocx_flags.get() & TCACHE_FIELD
-}
-
-/// The `MALLOCX_TCACHE` field of a flags word (bits 8 to 19).
-const TCACHE_FIELD: i32 = 0xfff << 8;
-
-/// Destroys the calling thread's explicit cache (thread exit).
-pub fn release_thread_cache() {
-    let st = tls::state();
-    let id = st.pool_tcache.get();
-    st.pool_tcache.set(0);
-    st.pool_mallocx_flags.set(0);
-    if id >= 2 {
-        // At thread exit there is no one to tell: a cache that could not be
-        // destroyed (an id jemalloc no longer knows) holds nothing usable.
-        let _ = ctl::write::<u32>(c"tcache.destroy", id - 2);
     }
 }

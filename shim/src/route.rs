@@ -2,18 +2,14 @@
 //! flag word (a scope is in force, or the thread is new) come here and are
 //! sent to the allocator the scope asks for.
 //!
-//! Rule: on a NORECLAIM thread nothing here may make a syscall, take a
-//! lock that purging holds, or touch memory that is not pre-faulted.
-//! NORECLAIM allocations come from the pool through the thread's explicit
-//! cache, and frees of pool blocks go back through it: the pool arena never
-//! purges (its hooks refuse) and its memory is reused at once, which a
-//! busy 2-core machine needs (handing them to the maintenance thread made
-//! the pool run dry while that thread waited for a core). Frees of any
-//! other block are deferred to the maintenance thread: an ordinary arena
-//! may purge on the freeing thread. One syscall remains possible on a
-//! pool free: returning an extent to the pool arena may wake jemalloc's
-//! background thread (FUTEX_WAKE) when it sleeps with nothing to do; see
-//! docs/DESIGN.md.
+//! Rule: on a NORECLAIM thread nothing here may make a syscall, take or
+//! wait on any lock, or touch memory that is not pre-faulted. NORECLAIM
+//! allocations come from the thread's own lists and the lock-free depot
+//! (`magazine`, `depot`), never from jemalloc; frees of pool blocks go back
+//! to them, so pool memory is reused at once; frees of any other block are
+//! deferred to the maintenance thread through a lock-free list. The only
+//! jemalloc call left on a scoped thread is `sallocx`, a lock-free read of
+//! its radix tree, for blocks whose size the pool's table cannot vouch for.
 
 use core::ffi::c_void;
 use core::ptr::null_mut;
@@ -24,7 +20,7 @@ use tikv_jemalloc_sys as jem;
 use crate::counters::{count, Event};
 use crate::log::set_errno;
 use crate::tls::{NOFAIL, NORECLAIM, NOWARN};
-use crate::{init, magazine, mailbox, nofail, pool, stats, tls};
+use crate::{init, magazine, mailbox, nofail, pool, sizeclass, stats, tls};
 use memscope_abi::{OP_ALLOC, OP_FREE, OP_REALLOC};
 
 /// `mallocx` flag bits a caller may choose in a scope: alignment and zero.
@@ -203,9 +199,9 @@ pub unsafe fn rallocx(p: *mut c_void, size: usize, mflags: i32) -> *mut c_void {
     }
 }
 
-/// In place only. Inside NORECLAIM a block from outside the pool is left
-/// as it is (shrinking it could purge): its size is returned, which callers
-/// read as "could not resize".
+/// In place only. Inside NORECLAIM no block is resized (a pool block's
+/// size is its class's; shrinking another could purge): its size is
+/// returned, which callers read as "could not resize".
 ///
 /// # Safety
 /// As jemalloc's `xallocx`.
@@ -224,16 +220,11 @@ unsafe fn xallocx_in(p: *mut c_void, size: usize, extra: usize, mflags: i32, fla
         if flags & NORECLAIM == 0 {
             return jem::xallocx(p, size, extra, mflags);
         }
-        if pool::contains(p) {
-            let st = tls::state();
-            jem::xallocx(
-                p,
-                size,
-                extra,
-                (mflags & CALLER_BITS) | pool::thread_free_flags(st),
-            )
-        } else {
-            jem::sallocx(p, 0)
+        // Never resized in scope: a pool block's size is its class's (or
+        // jemalloc's, read lock-free), and resizing others could purge.
+        match pool_block_class(p) {
+            Some(c) => sizeclass::size_of(c),
+            None => jem::sallocx(p, 0),
         }
     }
 }
@@ -261,43 +252,60 @@ pub unsafe fn sdallocx(p: *mut c_void, size: usize, mflags: i32) {
 
 // ------------------------------------------------------------ NORECLAIM
 
-/// Serves from the pool (small requests from the thread's magazines,
-/// others through its explicit cache), or fails at once.
+/// A NORECLAIM allocation: the front end, or NULL at once (counted, a
+/// refill asked for, reported later).
 #[inline(always)]
 unsafe fn pool_alloc(size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
     // SAFETY: within this function's own contract (its `# Safety`).
-    unsafe {
-        let st = tls::state();
-        let pool_flags = st.pool_mallocx_flags.get();
-        if pool_flags != 0 {
-            let p = if caller_bits == 0 && size <= magazine::MAX_SIZE {
-                magazine::alloc(size, pool_flags)
-            } else {
-                let p = jem::mallocx(size.max(1), pool_flags | caller_bits);
-                pool::note_request(p, size, pool_flags | caller_bits);
-                p
-            };
-            if !p.is_null() {
-                return p;
-            }
-        }
+    let p = unsafe { magazine::alloc_request(size, caller_bits, false) };
+    if p.is_null() {
         fast_fail(size, flags);
-        null_mut()
     }
+    p
+}
+
+/// The class a pool block `p` can be kept as, or None (not a pool block,
+/// or one whose size the table cannot vouch for: its free is deferred).
+/// Small plain classes are trusted from the table (a slab never changes
+/// class while a block on it lives); large blocks can be resized in place
+/// by jemalloc outside a scope, so their size is checked (`sallocx`, a
+/// lock-free radix-tree read), and aligned ones their alignment too.
+#[inline]
+unsafe fn pool_block_class(p: *mut c_void) -> Option<usize> {
+    if !pool::contains(p) {
+        return None;
+    }
+    let c = pool::class_of(p)?;
+    if c < sizeclass::PLAIN && sizeclass::size_of(c) <= sizeclass::SMALL_MAX {
+        return Some(c);
+    }
+    // SAFETY: `p` is a live block (our caller's contract).
+    let usable = unsafe { jem::sallocx(p, 0) };
+    let aligned_to = |a: usize| (p as usize) & (a - 1) == 0;
+    if c >= sizeclass::PLAIN && aligned_to(sizeclass::alignment_of(c)) && usable >= sizeclass::size_of(c) {
+        return Some(c);
+    }
+    // A large plain class promises page alignment (`depot::stock_flags`);
+    // a block jemalloc made otherwise (e.g. the reserve outside NORECLAIM)
+    // may be offset within its page.
+    if !aligned_to(sizeclass::PAGE) {
+        return None;
+    }
+    sizeclass::exact(usable)
 }
 
 /// The NORECLAIM fast lane for small `malloc`s, taken by the entry point
-/// before the general slow path: a block from the thread's magazines,
+/// before the general slow path: a block from the thread's lists,
 /// counted in its context (stats sample the general path only). NULL:
-/// not served here (no NORECLAIM, a new thread, too large, empty stack,
+/// not served here (no NORECLAIM, a new thread, too large, empty list,
 /// or this call is the one to time).
 #[inline(always)]
 pub fn noreclaim_lane_alloc(size: usize) -> *mut c_void {
     let st = tls::state();
-    if !lane_open(st, OP_ALLOC) || size > magazine::MAX_SIZE {
+    if !lane_open(st, OP_ALLOC) || size > sizeclass::MAX_SIZE {
         return null_mut();
     }
-    let p = magazine::take(size);
+    let p = magazine::take(sizeclass::of_size(size));
     if !p.is_null() {
         lane_count(st, OP_ALLOC);
     }
@@ -305,21 +313,26 @@ pub fn noreclaim_lane_alloc(size: usize) -> *mut c_void {
 }
 
 /// The NORECLAIM fast lane for `free`: a small pool block back onto the
-/// thread's magazines. False: not served here.
+/// thread's list. False: not served here.
 ///
 /// # Safety
 /// `p` is NULL or a live block from this allocator.
 #[inline(always)]
 pub unsafe fn noreclaim_lane_free(p: *mut c_void) -> bool {
-    // SAFETY: within this function's own contract (its `# Safety`).
-    unsafe {
-        let st = tls::state();
-        if !lane_open(st, OP_FREE) || !pool::contains(p) || !magazine::free(p, pool::small_usable(p)) {
-            return false;
-        }
-        lane_count(st, OP_FREE);
-        true
+    let st = tls::state();
+    if !lane_open(st, OP_FREE) || !pool::contains(p) {
+        return false;
     }
+    let Some(c) = pool::class_of(p) else {
+        return false;
+    };
+    if c >= sizeclass::PLAIN || sizeclass::size_of(c) > sizeclass::SMALL_MAX || !magazine::has_room(c) {
+        return false;
+    }
+    // SAFETY: a live pool block of a trusted small class, given up.
+    unsafe { magazine::free(p, c) };
+    lane_count(st, OP_FREE);
+    true
 }
 
 /// A lane may serve this call of `op`: the thread is seen, in NORECLAIM,
@@ -349,48 +362,50 @@ fn fast_fail(size: usize, flags: u32) {
     mailbox::wake();
 }
 
+/// A free inside NORECLAIM: a pool block onto the thread's list, anything
+/// else deferred to the maintenance thread.
 unsafe fn pool_free(p: *mut c_void) {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
         if p.is_null() {
             return;
         }
-        if pool::contains(p) {
-            if magazine::free(p, pool::small_usable(p)) {
-                return;
-            }
-            let st = tls::state();
-            jem::dallocx(p, pool::thread_free_flags(st));
-        } else {
-            mailbox::defer_free(p);
+        match pool_block_class(p) {
+            Some(c) => magazine::free(p, c),
+            None => mailbox::defer_free(p),
         }
     }
 }
 
-/// Pool blocks are resized in the pool; others move into it and their old
-/// block's free is deferred. On failure the old block is untouched.
+/// Reallocation inside NORECLAIM: a pool block whose class still fits
+/// stays; otherwise a new front-end block, the contents copied, the old
+/// block freed as `pool_free` does. On failure the old block is untouched.
 unsafe fn pool_realloc(p: *mut c_void, size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
         if p.is_null() {
             return pool_alloc(size, caller_bits, flags);
         }
-        let st = tls::state();
-        let pool_flags = st.pool_mallocx_flags.get();
-        if pool_flags != 0 && pool::contains(p) {
-            let q = jem::rallocx(p, size.max(1), pool_flags | caller_bits);
-            if q.is_null() {
-                fast_fail(size, flags);
-            } else {
-                pool::note_request(q, size, pool_flags | caller_bits);
+        let class = pool_block_class(p);
+        if let Some(c) = class {
+            if sizeclass::for_request(size, magazine::align_of_bits(caller_bits)) == Some(c) {
+                return p;
             }
-            return q;
         }
-        let q = pool_alloc(size, caller_bits, flags);
+        let old = match class {
+            Some(c) => sizeclass::size_of(c),
+            None => jem::sallocx(p, 0),
+        };
+        let q = pool_alloc(size, caller_bits & !jem::MALLOCX_ZERO, flags);
         if !q.is_null() {
-            let old = jem::sallocx(p, 0);
             core::ptr::copy_nonoverlapping(p.cast::<u8>(), q.cast::<u8>(), old.min(size));
-            mailbox::defer_free(p);
+            if caller_bits & jem::MALLOCX_ZERO != 0 && size > old {
+                core::ptr::write_bytes(q.cast::<u8>().add(old), 0, size - old);
+            }
+            match class {
+                Some(c) => magazine::free(p, c),
+                None => mailbox::defer_free(p),
+            }
         }
         q
     }

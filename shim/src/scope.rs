@@ -116,6 +116,7 @@ fn restore(st: &tls::ThreadState, saved: u32, cur: u32, top: u32) {
     st.depth.set(top);
     if cur & NORECLAIM != 0 && new & NORECLAIM == 0 {
         mailbox::flush_thread();
+        crate::magazine::release_large();
     }
 }
 
@@ -154,35 +155,38 @@ pub fn current() -> u32 {
     }
 }
 
-/// True once this thread has its pool cache and the maintenance thread
-/// runs: the usual case, checked inline.
+/// True once this thread is set up for NORECLAIM and the maintenance
+/// thread runs: the usual case, checked inline.
 #[inline(always)]
 fn noreclaim_ready(st: &tls::ThreadState) -> bool {
-    st.pool_tcache.get() != 0 && mailbox::is_running()
+    st.noreclaim_ready.get() != 0 && mailbox::is_running()
 }
 
 /// Sets up what NORECLAIM needs, before its flag takes effect: the
-/// process's pool (first time only), this thread's pool cache (first time
-/// on this thread), and the maintenance thread (again after a fork).
+/// process's pool and its first stock (first time only), this thread's
+/// lists and jemalloc state (first time on this thread), and the
+/// maintenance thread (again after a fork).
 #[cold]
 fn enter_noreclaim(st: &tls::ThreadState) {
     if !pool::ensure_process_pool() {
         count(Event::NoreclaimWithoutPool);
         return;
     }
+    crate::depot::stock_floors();
     mailbox::start_maintenance();
-    if st.pool_tcache.get() == 0 {
-        pool::ensure_thread_cache();
-        // Its cache is destroyed when it exits.
+    if st.noreclaim_ready.get() == 0 {
+        // Its lists go back to the depot when it exits.
         init::register_thread_exit();
         mailbox::touch_thread_buffer();
         crate::magazine::touch();
-        // Walk the deferred-free path once (jemalloc's per-thread lookup
-        // caches included), outside the scope, so its first use inside
-        // takes no page fault.
+        // Walk the deferred-free path once (jemalloc's per-thread state and
+        // radix-tree lookup cache included: `sallocx` is the one jemalloc
+        // call a scoped thread makes), outside the scope, so its first use
+        // inside takes no page fault.
         // SAFETY: a fresh block, handed over and flushed at once.
         unsafe { mailbox::defer_free(tikv_jemalloc_sys::malloc(64)) };
         mailbox::flush_thread();
+        st.noreclaim_ready.set(1);
     }
 }
 

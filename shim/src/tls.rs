@@ -53,11 +53,11 @@ pub struct ThreadState {
     pub flags: Cell<u32>,
     /// Number of pushes not yet popped (saturating).
     pub depth: Cell<u32>,
-    /// `MALLOCX_ARENA|MALLOCX_TCACHE` for the NORECLAIM pool, or 0 when the
-    /// thread has no pool cache yet.
-    pub pool_mallocx_flags: Cell<i32>,
-    /// Explicit tcache id + 2 (0: none created, 1: creation failed).
-    pub pool_tcache: Cell<u32>,
+    /// Non-zero once this thread is set up for NORECLAIM (`scope`): its
+    /// lists touched, its jemalloc state made, its exit hook registered.
+    pub noreclaim_ready: Cell<u32>,
+    /// Keeps the layout's alignment (and room for one more word).
+    pub spare: Cell<u32>,
     /// Set while this thread runs reclaimers or maintenance work, so that
     /// nothing re-enters reclaim from inside.
     pub in_reclaim: Cell<u32>,
@@ -152,29 +152,28 @@ const _: () = assert!(core::mem::offset_of!(ThreadState, flags) == 0);
 const _: () = assert!(core::mem::size_of::<Cell<u32>>() == 4);
 const _: () = assert!(countdown_offset(1) == countdown_offset(0) + 8);
 
-/// Small-block stacks per thread (`magazine`): one per 16-byte class.
-pub const MAGAZINE_CLASSES: usize = 16;
-pub const MAGAZINE_DEPTH: usize = 32;
-
-/// A thread's magazines (`magazine` works on them). All zero is empty.
+/// A thread's free lists of pool blocks (`magazine` works on them), one
+/// per size class (`sizeclass`). All zero is empty.
 #[repr(C)]
 pub struct Magazines {
-    pub(crate) len: [Cell<u32>; MAGAZINE_CLASSES],
-    pub(crate) slots: [[Cell<usize>; MAGAZINE_DEPTH]; MAGAZINE_CLASSES],
+    /// First free block of each list (linked through first words), or 0.
+    pub(crate) head: [Cell<usize>; crate::sizeclass::COUNT],
+    pub(crate) len: [Cell<u32>; crate::sizeclass::COUNT],
+    /// Blocks the next refill of each list keeps (slow start).
+    pub(crate) allowance: [Cell<u32>; crate::sizeclass::COUNT],
+    /// Blocks of large classes (over `sizeclass::SMALL_MAX`) kept.
+    pub(crate) large_held: Cell<u32>,
 }
 
-/// Pointers per deferred-free hand-off (`mailbox`).
-pub const BATCH: usize = 62;
-
-/// Frees deferred by a NORECLAIM thread, handed to the maintenance thread
-/// by value (it travels inline in the channel: boxing it would allocate on
-/// the scoped thread). All zero is empty.
-#[derive(Clone, Copy)]
+/// Frees of non-pool blocks deferred by a NORECLAIM thread, linked through
+/// the blocks' first words, not yet handed to the maintenance thread
+/// (`mailbox`). All zero is empty.
 #[repr(C)]
-pub struct Batch {
+pub struct Deferred {
+    pub(crate) head: usize,
+    pub(crate) tail: usize,
     pub(crate) len: usize,
     pub(crate) bytes: usize,
-    pub(crate) ptrs: [usize; BATCH],
 }
 
 /// The per-thread state only NORECLAIM threads touch, in `.tbss`: zero at
@@ -185,7 +184,7 @@ pub struct ThreadBss {
     pub magazines: Magazines,
     /// The thread's deferred frees not yet handed off (only this thread
     /// touches it, never re-entrantly: no allocation happens in between).
-    pub deferred: UnsafeCell<Batch>,
+    pub deferred: UnsafeCell<Deferred>,
 }
 
 /// What a scope subtracts from every countdown (see `gate`): far above any
@@ -323,8 +322,8 @@ mod imp {
     const INIT: ThreadState = ThreadState {
         flags: Cell::new(THREAD_UNSEEN),
         depth: Cell::new(0),
-        pool_mallocx_flags: Cell::new(0),
-        pool_tcache: Cell::new(0),
+        noreclaim_ready: Cell::new(0),
+        spare: Cell::new(0),
         in_reclaim: Cell::new(0),
         running_reclaimer: Cell::new(0),
         ring: [const { Cell::new(0) }; super::SCOPE_RING],
@@ -334,7 +333,7 @@ mod imp {
     thread_local! {
         static STATE: ThreadState = const { INIT };
         // SAFETY (of the zeroed value): plain cells and integers, for
-        // which all-zero is valid (empty magazines, an empty batch).
+        // which all-zero is valid (empty lists, nothing deferred).
         static BSS: super::ThreadBss = const { unsafe { core::mem::zeroed() } };
     }
 

@@ -1,0 +1,432 @@
+//! The depot: per size class, lock-free stacks of ready pool blocks that
+//! scoped threads take from and give back to, stocked ahead of time by the
+//! maintenance thread. What makes NORECLAIM non-blocking: a scoped thread
+//! never calls into jemalloc to allocate or free a pool block (jemalloc's
+//! arena paths take mutexes a preempted thread may hold, and its
+//! per-thread upkeep can wake its background thread with a futex); it
+//! only pops and pushes here, with one compare-and-swap per chain.
+//!
+//! A stack holds *chains*: blocks linked through their first word, the
+//! chain's first block holding, in its second word, the next chain and the
+//! chain's length (top 16 bits). Every class is at least 16 bytes, so both
+//! words fit. The stack head packs the first chain's address (>> 4) with a
+//! tag bumped by every change, so a pop that read a stale `next` (the chain
+//! was taken and given back meanwhile: ABA) fails its CAS. Reading a stale
+//! block is harmless: pool memory stays mapped for the life of the process.
+//!
+//! Blocks are genuine jemalloc allocations from the pool arena (made by the
+//! maintenance thread), so any thread may also free them through jemalloc,
+//! outside a scope; the pool's page-class table (`pool::note_class`)
+//! records each block's class for frees inside one.
+//!
+//! Two sets of stacks: the pool's, and the NOFAIL reserve's (served only to
+//! NOFAIL requests inside NORECLAIM when the pool's are empty).
+//!
+//! Rule: the pop and push side runs on scoped threads: atomics and plain
+//! loads and stores on pool memory; no syscall, no lock, no jemalloc.
+
+use core::ffi::c_void;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
+
+use tikv_jemalloc_sys as jem;
+
+use crate::counters::{count, Event};
+use crate::sizeclass::{self, COUNT};
+use crate::{mailbox, pool};
+
+const PTR_BITS: u32 = 44;
+const PTR_MASK: u64 = (1 << PTR_BITS) - 1;
+const LEN_SHIFT: u32 = 48;
+const NEXT_MASK: usize = (1 << LEN_SHIFT) - 1;
+
+/// One lock-free stack of chains.
+struct Stack {
+    /// `(first chain >> 4) | tag << 44`; 0 is empty.
+    head: AtomicU64,
+    /// Blocks on the stack (approximate between a CAS and its count).
+    blocks: AtomicU64,
+}
+
+impl Stack {
+    const fn new() -> Self {
+        Stack {
+            head: AtomicU64::new(0),
+            blocks: AtomicU64::new(0),
+        }
+    }
+
+    /// Pushes a chain of `len` blocks starting at `first` (already linked
+    /// through their first words).
+    ///
+    /// # Safety
+    /// The chain is made of free pool blocks of this stack's class, owned
+    /// by the caller, at least 16 bytes each.
+    unsafe fn push(&self, first: usize, len: usize) {
+        let mut head = self.head.load(Relaxed);
+        loop {
+            let next = ((head & PTR_MASK) << 4) as usize;
+            // SAFETY: the caller owns `first`, a block of at least 16 bytes.
+            unsafe { word(first, 1).store(next | (len << LEN_SHIFT), Relaxed) };
+            let tag = (head >> PTR_BITS).wrapping_add(1);
+            let new = ((first as u64) >> 4) | (tag << PTR_BITS);
+            match self.head.compare_exchange_weak(head, new, Release, Relaxed) {
+                Ok(_) => break,
+                Err(now) => head = now,
+            }
+        }
+        self.blocks.fetch_add(len as u64, Relaxed);
+    }
+
+    /// Pops a chain: its first block and length, or None when empty.
+    fn pop(&self) -> Option<(usize, usize)> {
+        let mut head = self.head.load(Acquire);
+        loop {
+            let first = ((head & PTR_MASK) << 4) as usize;
+            if first == 0 {
+                return None;
+            }
+            // SAFETY: `first` is (or was, if another thread popped it
+            // meanwhile) a pool block; pool memory is never unmapped, so
+            // the read is valid, and a stale value fails the CAS below.
+            let link = unsafe { word(first, 1).load(Relaxed) };
+            let tag = (head >> PTR_BITS).wrapping_add(1);
+            let next = ((link & NEXT_MASK) as u64) >> 4;
+            match self
+                .head
+                .compare_exchange_weak(head, next | (tag << PTR_BITS), Acquire, Acquire)
+            {
+                Ok(_) => {
+                    let len = link >> LEN_SHIFT;
+                    self.blocks.fetch_sub(len as u64, Relaxed);
+                    return Some((first, len));
+                }
+                Err(now) => head = now,
+            }
+        }
+    }
+}
+
+/// Word `i` of a free block, as an atomic (the stacks read blocks other
+/// threads may be writing).
+///
+/// # Safety
+/// `block` is a pool block of at least `8 * (i + 1)` bytes.
+#[inline(always)]
+unsafe fn word(block: usize, i: usize) -> &'static core::sync::atomic::AtomicUsize {
+    // SAFETY: the caller's contract; pool memory is mapped for good.
+    unsafe { &*(block as *const core::sync::atomic::AtomicUsize).add(i) }
+}
+
+/// The link to the next block of a chain (or of a thread's list).
+///
+/// # Safety
+/// `block` is a free pool block owned by the caller.
+#[inline(always)]
+pub unsafe fn next_of(block: usize) -> usize {
+    // SAFETY: the caller's contract.
+    unsafe { word(block, 0).load(Relaxed) }
+}
+
+/// Links `block` to `next`.
+///
+/// # Safety
+/// `block` is a free pool block owned by the caller.
+#[inline(always)]
+pub unsafe fn set_next(block: usize, next: usize) {
+    // SAFETY: the caller's contract.
+    unsafe { word(block, 0).store(next, Relaxed) }
+}
+
+static POOL_STACKS: [Stack; COUNT] = [const { Stack::new() }; COUNT];
+static RESERVE_STACKS: [Stack; COUNT] = [const { Stack::new() }; COUNT];
+
+/// Chains threads took per class since the maintenance thread last looked
+/// (the demand the stock follows).
+static TAKEN: [AtomicU32; COUNT] = [const { AtomicU32::new(0) }; COUNT];
+/// Requests per class that found the stack empty since it last looked.
+static MISSED: [AtomicU32; COUNT] = [const { AtomicU32::new(0) }; COUNT];
+
+/// Takes a chain of class `c` from the pool's stacks: first block and
+/// length, or None. `wanted` says the request was for this class: an empty
+/// stack then counts as demand the maintenance thread stocks for (a
+/// stand-in class found empty does not).
+#[inline]
+pub fn take(c: usize, wanted: bool) -> Option<(usize, usize)> {
+    let got = POOL_STACKS[c].pop();
+    match got {
+        Some(_) => {
+            TAKEN[c].fetch_add(1, Relaxed);
+            if POOL_STACKS[c].blocks.load(Relaxed) < low_mark(c) {
+                mailbox::wake();
+            }
+        }
+        None if wanted => {
+            MISSED[c].fetch_add(1, Relaxed);
+            mailbox::wake();
+        }
+        None => {}
+    }
+    got
+}
+
+/// Takes one chain of class `c` from the NOFAIL reserve's stacks.
+pub fn take_reserve(c: usize) -> Option<(usize, usize)> {
+    let got = RESERVE_STACKS[c].pop();
+    if got.is_some() {
+        count(Event::ReserveHit);
+        mailbox::wake();
+    }
+    got
+}
+
+/// Gives a chain of `len` blocks of class `c` back to the pool's stacks.
+///
+/// # Safety
+/// The chain (linked through first words from `first`) is made of free
+/// pool blocks of class `c` the caller owns.
+#[inline]
+pub unsafe fn give(c: usize, first: usize, len: usize) {
+    // SAFETY: the caller's contract.
+    unsafe { POOL_STACKS[c].push(first, len) }
+}
+
+// ------------------------------------------------- stocking (maintenance)
+
+/// Blocks per class a stack should hold: what threads took in the last
+/// stocking rounds, and never below one chain (two for small classes).
+static TARGET: [AtomicU64; COUNT] = [const { AtomicU64::new(0) }; COUNT];
+
+/// The least stock of each class, within a third of the pool's size
+/// (`MEMSCOPE_NORECLAIM_POOL`), from the smallest class up while the
+/// budget lasts: `SMALL_FLOOR_MAX` or less of blocks of each small class,
+/// one block of each large class up to 1 MiB (with the default 32 MiB
+/// pool, every class: about 10 MiB; with a 4 MiB pool, classes up to
+/// about 64 KiB).
+/// A class with no floor is stocked once asked for: the first request that
+/// size in a process fails at once (counted, reported), and the
+/// maintenance thread stocks the class for the next.
+fn floors() -> [u64; COUNT] {
+    let mut budget = pool::high_watermark() as u64 / 3;
+    let small_floor = (pool::high_watermark() as u64 / 256).clamp(8 << 10, SMALL_FLOOR_MAX);
+    let mut out = [0u64; COUNT];
+    // Every class by size, the aligned ones among the plain ones.
+    let mut by_size = [0usize; COUNT];
+    for (i, slot) in by_size.iter_mut().enumerate() {
+        *slot = i;
+    }
+    by_size.sort_unstable_by_key(|&c| (sizeclass::size_of(c), c));
+    for c in by_size {
+        let size = sizeclass::size_of(c) as u64;
+        let blocks = (small_floor / size).max(1);
+        if size > FLOOR_MAX_SIZE || blocks * size > budget {
+            break;
+        }
+        budget -= blocks * size;
+        out[c] = blocks;
+    }
+    out
+}
+
+/// Bytes of each small class kept at least: a 256th of the pool, from
+/// 8 KiB to this (with the default 32 MiB pool: 64 KiB, about 2 MiB over
+/// all small classes). A thread can take that much of one class in tens of
+/// microseconds, faster than any restock; deeper stock comes from demand.
+const SMALL_FLOOR_MAX: u64 = 64 << 10;
+
+/// No class above this size gets a floor.
+const FLOOR_MAX_SIZE: u64 = 1 << 20;
+
+/// Below this many blocks a take asks for a restock.
+#[inline]
+fn low_mark(c: usize) -> u64 {
+    TARGET[c].load(Relaxed) / 2
+}
+
+/// Reserve stock per class: one chain of the small classes, one block of
+/// the large ones up to 256 KiB (the reserve is for survival, not speed).
+fn reserve_target(c: usize) -> u64 {
+    if sizeclass::size_of(c) <= sizeclass::SMALL_MAX {
+        sizeclass::chain_len(c) as u64
+    } else if sizeclass::size_of(c) <= 256 << 10 {
+        1
+    } else {
+        0
+    }
+}
+
+/// The `mallocx` flags the maintenance thread stocks class `c` with.
+/// Large plain classes are asked page-aligned: jemalloc otherwise offsets
+/// a large block by a random multiple of 64 bytes within its first page
+/// (cache-index randomization), and `sizeclass::serves` relies on a large
+/// class being aligned to every power of two dividing its size up to a
+/// page.
+fn stock_flags(arena: u32, c: usize) -> i32 {
+    let align = match sizeclass::alignment_of(c) {
+        0 if sizeclass::size_of(c) > sizeclass::SMALL_MAX => sizeclass::PAGE,
+        a => a,
+    };
+    let mut f = jem::MALLOCX_ARENA(arena as usize) | jem::MALLOCX_TCACHE_NONE;
+    if align != 0 {
+        f |= jem::MALLOCX_ALIGN(align);
+    }
+    f
+}
+
+/// Makes one chain of up to `len` blocks of class `c` through `arena`,
+/// recording each in the page-class table; first block and length, or
+/// None when the arena could not serve even one.
+fn make_chain(arena: u32, c: usize, len: usize) -> Option<(usize, usize)> {
+    let flags = stock_flags(arena, c);
+    let size = sizeclass::size_of(c);
+    let (mut first, mut n) = (0usize, 0usize);
+    while n < len {
+        // SAFETY: an allocation from a valid arena index, outside scopes.
+        let p = unsafe { jem::mallocx(size, flags) } as usize;
+        if p == 0 {
+            break;
+        }
+        // SAFETY: a block the pool arena just served.
+        unsafe { pool::note_class(p as *mut c_void, c) };
+        // SAFETY: our own new block, at least 16 bytes.
+        unsafe { set_next(p, first) };
+        first = p;
+        n += 1;
+    }
+    (n > 0).then_some((first, n))
+}
+
+/// How often targets are recomputed from the demand of the last window
+/// (and decay an eighth towards it).
+const WINDOW_NS: u64 = 100_000_000;
+static WINDOW_START_NS: AtomicU64 = AtomicU64::new(0);
+/// Blocks taken per class in the current window.
+static WINDOW_TAKEN: [AtomicU64; COUNT] = [const { AtomicU64::new(0) }; COUNT];
+
+/// Tops up every class's stacks to their targets and gives far-surplus
+/// stock back (the maintenance thread, each round). A target is the most
+/// of: the class's floor; twice what threads took in the last 100 ms
+/// window (the maintenance thread polls every 2 ms or less while scopes
+/// are in use, so this covers a burst many rounds long); twice what they
+/// took since the last round plus four times what they asked for while
+/// the stack was empty; and the last target, decaying by an eighth a
+/// window. Returns true if it did any work.
+pub fn restock() -> bool {
+    if !pool::is_ready() {
+        return false;
+    }
+    let now = crate::log::coarse_nanos();
+    let new_window = now.wrapping_sub(WINDOW_START_NS.load(Relaxed)) >= WINDOW_NS;
+    if new_window {
+        WINDOW_START_NS.store(now, Relaxed);
+    }
+    let mut worked = false;
+    let floors = floors();
+    for c in 0..COUNT {
+        let chain = sizeclass::chain_len(c) as u64;
+        let taken = TAKEN[c].swap(0, Relaxed) as u64 * chain;
+        let missed = MISSED[c].swap(0, Relaxed) as u64 * chain;
+        let window = WINDOW_TAKEN[c].fetch_add(taken, Relaxed) + taken;
+        let old = TARGET[c].load(Relaxed);
+        let mut target = old.max(2 * taken + 4 * missed).max(floors[c]);
+        if new_window {
+            WINDOW_TAKEN[c].store(0, Relaxed);
+            target = (old - old / 8).max(2 * window).max(floors[c]);
+        }
+        TARGET[c].store(target, Relaxed);
+        worked |= fill(&POOL_STACKS[c], pool::arena(), c, target);
+        worked |= trim(&POOL_STACKS[c], c, target);
+        if let Some(r) = pool::reserve_arena() {
+            worked |= fill(&RESERVE_STACKS[c], r, c, reserve_target(c));
+        }
+        worked |= taken > 0;
+    }
+    worked
+}
+
+/// Fills every class to its floor (a thread's first NORECLAIM push, so
+/// that its scope finds stock whether or not the maintenance thread has
+/// run yet). Cheap once done: one load per class.
+pub fn stock_floors() {
+    if !pool::is_ready() {
+        return;
+    }
+    let floors = floors();
+    for c in 0..COUNT {
+        let floor = floors[c];
+        TARGET[c].fetch_max(floor, Relaxed);
+        fill(&POOL_STACKS[c], pool::arena(), c, floor);
+        if let Some(r) = pool::reserve_arena() {
+            fill(&RESERVE_STACKS[c], r, c, reserve_target(c));
+        }
+    }
+}
+
+/// Gives one chain back to the arena when a stack holds more than four
+/// times its target, so memory one class no longer needs can serve others
+/// (the pool arena merges it at once: its decay time is 0).
+fn trim(stack: &Stack, c: usize, target: u64) -> bool {
+    if stack.blocks.load(Relaxed) <= 4 * target + sizeclass::chain_len(c) as u64 {
+        return false;
+    }
+    let Some((first, n)) = stack.pop() else {
+        return false;
+    };
+    let mut b = first;
+    for _ in 0..n {
+        // SAFETY: a chain just taken off the stack: ours, `n` linked blocks,
+        // each a live jemalloc allocation.
+        unsafe {
+            let next = next_of(b);
+            jem::dallocx(b as *mut c_void, jem::MALLOCX_TCACHE_NONE);
+            b = next;
+        }
+    }
+    true
+}
+
+/// Pushes chains of class `c` made through `arena` until `stack` holds
+/// `target` blocks or the arena fails (the pool is out of committed
+/// memory: its own refill follows).
+fn fill(stack: &Stack, arena: u32, c: usize, target: u64) -> bool {
+    let mut worked = false;
+    while stack.blocks.load(Relaxed) < target {
+        let Some((first, n)) = make_chain(arena, c, sizeclass::chain_len(c)) else {
+            mailbox::wake();
+            break;
+        };
+        // SAFETY: a chain of new blocks of class `c`, ours.
+        unsafe { stack.push(first, n) };
+        worked = true;
+    }
+    worked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[repr(align(16))]
+    struct Block([usize; 2]);
+
+    #[test]
+    fn chains_come_back_whole_and_last_in_first_out() {
+        let s = Stack::new();
+        let mut blocks: Vec<Block> = (0..6).map(|_| Block([0; 2])).collect();
+        let addr: Vec<usize> = blocks.iter_mut().map(|b| b as *mut Block as usize).collect();
+        // SAFETY: test blocks we own, 16 bytes each, linked by hand.
+        unsafe {
+            set_next(addr[0], addr[1]);
+            set_next(addr[1], 0);
+            s.push(addr[0], 2);
+            set_next(addr[2], 0);
+            s.push(addr[2], 1);
+        }
+        assert_eq!(s.blocks.load(Relaxed), 3);
+        assert_eq!(s.pop(), Some((addr[2], 1)));
+        assert_eq!(s.pop(), Some((addr[0], 2)));
+        // SAFETY: as above.
+        assert_eq!(unsafe { next_of(addr[0]) }, addr[1]);
+        assert_eq!(s.pop(), None);
+        assert_eq!(s.blocks.load(Relaxed), 0);
+    }
+}
