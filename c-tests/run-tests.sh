@@ -77,6 +77,7 @@ build no_library $CC $CFLAGS "$here/no_library.c" -o "$out/no_library"
 build scopes $CC $CFLAGS -pthread "$here/scopes.c" -o "$out/scopes"
 build pool_exhaustion $CC $CFLAGS "$here/pool_exhaustion.c" -o "$out/pool_exhaustion"
 build seccomp_noreclaim $CC $CFLAGS -pthread "$here/seccomp_noreclaim.c" -o "$out/seccomp_noreclaim"
+build noreclaim_many $CC $CFLAGS -pthread -I"$here/../ffi-include" "$here/noreclaim_many.c" -o "$out/noreclaim_many"
 build noreclaim_strict $CC $CFLAGS -pthread -I"$here/../ffi-include" "$here/noreclaim_strict.c" -o "$out/noreclaim_strict"
 build nofail $CC $CFLAGS -pthread "$here/nofail.c" -o "$out/nofail"
 build pool_classes $CC $CFLAGS -pthread "$here/pool_classes.c" -o "$out/pool_classes"
@@ -200,6 +201,8 @@ for conf in "" dirty_decay_ms:0,muzzy_decay_ms:0 background_thread:false; do
 done
 expect_signal "strict control: no scope dies of SIGSYS" 31 "$P" -- "$out/noreclaim_strict" 2 unscoped
 expect_signal "strict control: plain glibc dies of SIGSYS" 31 -- "$out/noreclaim_strict" 2 unscoped
+# 300 scoped threads holding one small block each, two waves: no NULL.
+expect_exit "300 scoped threads on the default pool" 0 "$P" -- timeout 120 "$out/noreclaim_many" 300
 
 # ----------------------------------------------------------------- NOFAIL
 # expect_stderr NAME PATTERN: the last case's stderr matches (grep -E).

@@ -333,10 +333,16 @@ pub fn restock() -> bool {
             target = (old - old / 8).max(2 * window).max(floors[c]);
         }
         TARGET[c].store(target, Relaxed);
-        worked |= fill(&POOL_STACKS[c], pool::arena(), c, target);
+        let (filled, short) = fill(&POOL_STACKS[c], pool::arena(), c, target);
+        worked |= filled;
+        if short {
+            // The pool could not stock this class: ask threads to give
+            // back what their lists hold as they leave NORECLAIM.
+            RECALL.fetch_add(1, Relaxed);
+        }
         worked |= trim(&POOL_STACKS[c], c, target);
         if let Some(r) = pool::reserve_arena() {
-            worked |= fill(&RESERVE_STACKS[c], r, c, reserve_target(c));
+            worked |= fill(&RESERVE_STACKS[c], r, c, reserve_target(c)).0;
         }
         worked |= taken > 0;
     }
@@ -386,19 +392,30 @@ fn trim(stack: &Stack, c: usize, target: u64) -> bool {
 
 /// Pushes chains of class `c` made through `arena` until `stack` holds
 /// `target` blocks or the arena fails (the pool is out of committed
-/// memory: its own refill follows).
-fn fill(stack: &Stack, arena: u32, c: usize, target: u64) -> bool {
+/// memory: its own refill follows). Returns (did any work, fell short).
+fn fill(stack: &Stack, arena: u32, c: usize, target: u64) -> (bool, bool) {
     let mut worked = false;
     while stack.blocks.load(Relaxed) < target {
         let Some((first, n)) = make_chain(arena, c, sizeclass::chain_len(c)) else {
             mailbox::wake();
-            break;
+            return (worked, true);
         };
         // SAFETY: a chain of new blocks of class `c`, ours.
         unsafe { stack.push(first, n) };
         worked = true;
     }
-    worked
+    (worked, false)
+}
+
+/// Bumped when the pool falls short of stocking a class: threads compare
+/// it with the value they last saw as they leave NORECLAIM, and give their
+/// lists back when it moved (`magazine::on_leaving_noreclaim`).
+static RECALL: AtomicU32 = AtomicU32::new(0);
+
+/// The current recall count (see `RECALL`).
+#[inline(always)]
+pub fn recall_epoch() -> u32 {
+    RECALL.load(Relaxed)
 }
 
 #[cfg(test)]

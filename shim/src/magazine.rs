@@ -222,12 +222,21 @@ fn give_back(c: usize, n: usize) {
     }
 }
 
-/// Gives back every large-class block this thread keeps (leaving
-/// NORECLAIM): at most a chain's worth of them per class can sit here, but
-/// at up to 1 MiB each they should serve other threads.
+/// What a thread's lists give back as it leaves NORECLAIM: every
+/// large-class block (at most two per class can sit here, but at up to
+/// 4 MiB each they should serve other threads), and everything when the
+/// pool fell short of stocking some class since this thread last looked
+/// (`depot::recall_epoch`). So what a thread strands is bounded (two
+/// chains of each small class, 64 KiB at most each) and given back once
+/// others need it.
 #[inline]
-pub fn release_large() {
-    if magazines().large_held.get() != 0 {
+pub fn on_leaving_noreclaim() {
+    let m = magazines();
+    let epoch = depot::recall_epoch();
+    if m.epoch.get() != epoch {
+        m.epoch.set(epoch);
+        drain();
+    } else if m.large_held.get() != 0 {
         release(is_large);
     }
 }

@@ -116,7 +116,7 @@ fn restore(st: &tls::ThreadState, saved: u32, cur: u32, top: u32) {
     st.depth.set(top);
     if cur & NORECLAIM != 0 && new & NORECLAIM == 0 {
         mailbox::flush_thread();
-        crate::magazine::release_large();
+        crate::magazine::on_leaving_noreclaim();
     }
 }
 

@@ -163,6 +163,8 @@ pub struct Magazines {
     pub(crate) allowance: [Cell<u32>; crate::sizeclass::COUNT],
     /// Blocks of large classes (over `sizeclass::SMALL_MAX`) kept.
     pub(crate) large_held: Cell<u32>,
+    /// The depot's recall count when this thread last gave its lists back.
+    pub(crate) epoch: Cell<u32>,
 }
 
 /// Frees of non-pool blocks deferred by a NORECLAIM thread, linked through
