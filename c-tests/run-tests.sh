@@ -78,6 +78,7 @@ build scopes $CC $CFLAGS -pthread "$here/scopes.c" -o "$out/scopes"
 build pool_exhaustion $CC $CFLAGS "$here/pool_exhaustion.c" -o "$out/pool_exhaustion"
 build seccomp_noreclaim $CC $CFLAGS -pthread "$here/seccomp_noreclaim.c" -o "$out/seccomp_noreclaim"
 build noreclaim_many $CC $CFLAGS -pthread -I"$here/../ffi-include" "$here/noreclaim_many.c" -o "$out/noreclaim_many"
+build noreclaim_grow $CC $CFLAGS -I"$here/../ffi-include" "$here/noreclaim_grow.c" -o "$out/noreclaim_grow"
 build noreclaim_strict $CC $CFLAGS -pthread -I"$here/../ffi-include" "$here/noreclaim_strict.c" -o "$out/noreclaim_strict"
 build nofail $CC $CFLAGS -pthread "$here/nofail.c" -o "$out/nofail"
 build pool_classes $CC $CFLAGS -pthread "$here/pool_classes.c" -o "$out/pool_classes"
@@ -203,6 +204,19 @@ expect_signal "strict control: no scope dies of SIGSYS" 31 "$P" -- "$out/norecla
 expect_signal "strict control: plain glibc dies of SIGSYS" 31 -- "$out/noreclaim_strict" 2 unscoped
 # 300 scoped threads holding one small block each, two waves: no NULL.
 expect_exit "300 scoped threads on the default pool" 0 "$P" -- timeout 120 "$out/noreclaim_many" 300
+# The pool grows under a NORECLAIM working set, on a thread that may make no
+# syscall: 40 MiB from a 2 MiB pool, stopping at MEMSCOPE_NORECLAIM_MAX;
+# then 1.2 GiB, past what one region used to hold (1 GiB).
+GROW="MEMSCOPE_RESERVE=0 MEMSCOPE_STATS=off"
+expect_exit "NORECLAIM pool grows to MEMSCOPE_NORECLAIM_MAX and stops" 0 "$P" $GROW MEMSCOPE_NORECLAIM_POOL=2M \
+    MEMSCOPE_NORECLAIM_MAX=64M -- timeout 120 "$out/noreclaim_grow" 40 64
+expect_exit "NORECLAIM pool grows past 1 GiB" 0 "$P" $GROW MEMSCOPE_NORECLAIM_POOL=64M MEMSCOPE_NORECLAIM_MAX=1400M -- \
+    timeout 120 "$out/noreclaim_grow" 1200 1400
+# A maximum the address space cannot hold: one line, and the largest that fits.
+expect_exit "MEMSCOPE_NORECLAIM_MAX beyond RLIMIT_AS" 0 -- \
+    bash -c "ulimit -v 1500000 && exec env LD_PRELOAD='$lib' MEMSCOPE_NORECLAIM_MAX=2G true"
+expect_stderr "MEMSCOPE_NORECLAIM_MAX beyond RLIMIT_AS" \
+    '^memscope: MEMSCOPE_NORECLAIM_MAX=2147483648: could not reserve that much address space; the pool may grow to [0-9]+ bytes$'
 
 # ----------------------------------------------------------------- NOFAIL
 # expect_stderr NAME PATTERN: the last case's stderr matches (grep -E).

@@ -41,6 +41,8 @@ pub const PATH_MAX_LEN: usize = 256;
 pub const OPTIONS: &[Opt] = &[
     Opt { name: "MEMSCOPE_NORECLAIM_POOL", default: "32M", set: set_noreclaim_pool,
           help: "free pre-faulted memory the NORECLAIM pool keeps ready (high watermark; refills start below a quarter of it); 2M to 512M. Sizes take K/M/G/T." },
+    Opt { name: "MEMSCOPE_NORECLAIM_MAX", default: "4G", set: set_noreclaim_max,
+          help: "the most the NORECLAIM pool and the NOFAIL reserve may grow to together: address space reserved at start (committed only as used); 64M to 1T" },
     Opt { name: "MEMSCOPE_RESERVE", default: "16M", set: set_reserve,
           help: "pre-faulted reserve that NOFAIL requests fall back on; at most 256M" },
     Opt { name: "MEMSCOPE_POOL_MLOCK", default: "0", set: set_pool_mlock,
@@ -71,6 +73,9 @@ const NOT_THE_LIBRARYS: &[&str] = &["MEMSCOPE_LIB"];
 pub struct Config {
     pub noreclaim_pool: AtomicU64,
     pub reserve: AtomicU64,
+    pub noreclaim_max: AtomicU64,
+    /// `MEMSCOPE_NORECLAIM_MAX` came from the environment (not the default).
+    pub noreclaim_max_explicit: AtomicBool,
     pub pool_mlock: AtomicBool,
     /// Absolute bytes, or a percentage when `nofail_max_percent` is set.
     pub nofail_max: AtomicU64,
@@ -102,6 +107,8 @@ unsafe impl Sync for PathBuf {}
 pub static CONFIG: Config = Config {
     noreclaim_pool: AtomicU64::new(0),
     reserve: AtomicU64::new(0),
+    noreclaim_max: AtomicU64::new(0),
+    noreclaim_max_explicit: AtomicBool::new(false),
     pool_mlock: AtomicBool::new(false),
     nofail_max: AtomicU64::new(0),
     nofail_max_percent: AtomicBool::new(false),
@@ -217,12 +224,15 @@ pub fn parse_size_or_percent(s: &[u8]) -> Result<(u64, bool), BadValue> {
     }
 }
 
-/// The largest NORECLAIM pool and NOFAIL reserve: together they live in
-/// one region of at most 1 GiB (one jemalloc radix-tree leaf), reserved at
-/// twice what they need at least, so each may take a half of it at most
-/// and the pool a quarter when the reserve takes the rest.
+/// The largest ready headroom of the NORECLAIM pool and the largest NOFAIL
+/// reserve: both are committed and pre-faulted when the pool is made, so
+/// they stay well below `NORECLAIM_MAX_MIN`.
 pub const POOL_MAX: u64 = 512 << 20;
 pub const RESERVE_MAX: u64 = 256 << 20;
+/// Bounds of `MEMSCOPE_NORECLAIM_MAX`: room for the largest pool and
+/// reserve at least; at most 1 TiB of address space.
+pub const NORECLAIM_MAX_MIN: u64 = 64 << 20;
+pub const NORECLAIM_MAX_MAX: u64 = 1 << 40;
 /// The smallest pool: one commit chunk (a 2 MiB huge page).
 pub const POOL_MIN: u64 = 2 << 20;
 /// The largest sampling period (the countdowns' arithmetic needs headroom).
@@ -270,7 +280,7 @@ fn set_noreclaim_pool(opt: &Opt, value: &[u8]) -> Result<(), BadValue> {
         v,
         POOL_MIN,
         POOL_MAX,
-        "the pool lives in a region of at most 1 GiB",
+        "it is committed and pre-faulted up front",
     );
     CONFIG.noreclaim_pool.store(v, Relaxed);
     Ok(())
@@ -284,9 +294,23 @@ fn set_reserve(opt: &Opt, value: &[u8]) -> Result<(), BadValue> {
         v,
         0,
         RESERVE_MAX,
-        "the reserve shares the pool's region of at most 1 GiB",
+        "it is committed and pre-faulted up front",
     );
     CONFIG.reserve.store(v, Relaxed);
+    Ok(())
+}
+
+fn set_noreclaim_max(opt: &Opt, value: &[u8]) -> Result<(), BadValue> {
+    let v = parse_size(value)?;
+    let v = clamped(
+        opt,
+        value,
+        v,
+        NORECLAIM_MAX_MIN,
+        NORECLAIM_MAX_MAX,
+        "it must hold the pool and the reserve, and is address space reserved at start",
+    );
+    CONFIG.noreclaim_max.store(v, Relaxed);
     Ok(())
 }
 
@@ -428,6 +452,9 @@ pub fn load() {
             || NOT_THE_LIBRARYS.iter().any(|n| n.as_bytes() == name)
         {
             return;
+        }
+        if name == b"MEMSCOPE_NORECLAIM_MAX" {
+            CONFIG.noreclaim_max_explicit.store(true, Relaxed);
         }
         match OPTIONS.iter().find(|o| o.name.as_bytes() == name) {
             Some(opt) => apply(opt, value),

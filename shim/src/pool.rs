@@ -1,10 +1,15 @@
 //! The NORECLAIM pool: memory reserved and pre-faulted ahead of time, served
 //! through a dedicated jemalloc arena whose extent hooks never call the OS.
 //!
-//! One virtual region is reserved (`PROT_NONE`, aligned to its own size and
-//! at most 1 GiB, so it sits under one jemalloc radix-tree leaf that the
-//! warm-up creates) and committed from the bottom with `MAP_POPULATE` by
-//! the process's first NORECLAIM push and then by the maintenance thread.
+//! One virtual region of `MEMSCOPE_NORECLAIM_MAX` (4 GiB by default) is
+//! reserved when the library loads (`PROT_NONE`: address space only) and
+//! committed from the bottom with `MAP_POPULATE`, a few MiB at a time, by
+//! the process's first scope and then by the maintenance thread. Only the
+//! maintenance thread (and the first scope) allocates from the pool's
+//! arenas, to stock the `depot`: so jemalloc's radix-tree leaves for new
+//! ranges are created and touched there too, never on a scoped thread.
+//! The pool grows to the maximum with no syscall and no page fault on a
+//! scoped thread, and "is this a pool block?" stays one compare.
 //! The arena's alloc hook only bumps a pointer through committed memory;
 //! its dalloc, decommit and purge hooks opt out, and decay is off, so
 //! memory the arena has once had is reused, never returned or re-faulted.
@@ -30,9 +35,9 @@ const FAILED: u8 = 3;
 pub const CHUNK: usize = 2 << 20;
 /// The first metadata block jemalloc carves for an arena through its hooks.
 const ARENA_METADATA: usize = 2 << 20;
-/// The largest region: one jemalloc rtree leaf covers 1 GiB on x86_64.
-const REGION_MAX: usize = 1 << 30;
-const REGION_MIN: usize = 64 << 20;
+/// The region is aligned to this (or to its size, if smaller): one jemalloc
+/// radix-tree leaf covers 1 GiB on x86_64.
+const REGION_ALIGN: usize = 1 << 30;
 
 struct Pool {
     state: AtomicU8,
@@ -90,13 +95,42 @@ fn table_bytes(reserved: usize) -> usize {
     ((reserved >> TABLE_PAGE_SHIFT) + 4095) & !4095
 }
 
+/// The page-class table: its own reservation, one byte per page of the
+/// region, committed (populated) along with the part of the region it
+/// describes, so a 1 TiB maximum costs 256 MiB of address space, not of
+/// memory.
+static TABLE: AtomicUsize = AtomicUsize::new(0);
+/// Bytes of the table committed so far.
+static TABLE_COMMITTED: AtomicUsize = AtomicUsize::new(0);
+
 /// The table entry for the page `p` starts on (`p` inside the region).
 #[inline(always)]
 fn table_entry(p: usize) -> &'static AtomicU8 {
     let base = POOL.base.load(Relaxed);
-    // SAFETY: the table lies in committed pool memory at `base`, one byte
-    // per page of the reservation, for the life of the process.
-    unsafe { &*((base + ((p - base) >> TABLE_PAGE_SHIFT)) as *const AtomicU8) }
+    let table = TABLE.load(Relaxed);
+    // SAFETY: the entry lies in the committed part of the table: `p` is in
+    // committed pool memory, whose table pages are committed first (`grow`).
+    unsafe { &*((table + ((p - base) >> TABLE_PAGE_SHIFT)) as *const AtomicU8) }
+}
+
+/// Commits the table pages describing the region up to `committed` bytes.
+fn commit_table(committed: usize) -> bool {
+    let want = ((committed >> TABLE_PAGE_SHIFT) + 4095) & !4095;
+    let have = TABLE_COMMITTED.load(Relaxed);
+    if want <= have {
+        return true;
+    }
+    let table = TABLE.load(Relaxed);
+    // SAFETY: inside our own PROT_NONE reservation for the table.
+    if let Err(e) = unsafe { os::commit_populated((table + have) as *mut c_void, want - have) } {
+        log::warn(format_args!(
+            "NORECLAIM pool: could not commit {} bytes of its page table (errno {e})",
+            want - have
+        ));
+        return false;
+    }
+    TABLE_COMMITTED.store(want, Relaxed);
+    true
 }
 
 /// Records the front-end class (`sizeclass`) of `p`, a pool block being
@@ -267,8 +301,8 @@ unsafe extern "C" fn hook_alloc(
                         count(Event::PoolLowWatermark);
                         mailbox::wake();
                     }
-                    // Committed, but not known to be zero: the radix-tree
-                    // warm-up (`warm_radix_tree`) may have written here.
+                    // Fresh from `MAP_POPULATE`, so zero, but not claimed:
+                    // jemalloc then never relies on it.
                     *zero = false;
                     *commit = true;
                     return start as *mut c_void;
@@ -354,6 +388,9 @@ pub fn grow(bytes: usize) -> bool {
     if bytes == 0 {
         return false;
     }
+    if !commit_table(committed + bytes) {
+        return false;
+    }
     let at = (base + committed) as *mut c_void;
     // SAFETY: [at, at+bytes) lies inside our own PROT_NONE reservation,
     // which nothing else maps.
@@ -370,7 +407,6 @@ pub fn grow(bytes: usize) -> bool {
             ));
         }
     }
-    warm_radix_tree(base + committed, base + committed + bytes);
     POOL.committed.store(committed + bytes, Release);
     true
 }
@@ -418,12 +454,14 @@ static LOADED_SIZE: AtomicUsize = AtomicUsize::new(0);
 /// at load cost ~29 ms per exec; this costs a few microseconds), so a
 /// process that never enters a scope pays address space, never memory.
 /// Under a finite `RLIMIT_AS` only the smallest region that serves is
-/// taken, to leave the program as much of its budget as possible.
+/// taken, to leave the program as much of its budget as possible, unless
+/// `MEMSCOPE_NORECLAIM_MAX` is set; otherwise all of it.
 pub fn reserve_at_load() {
     if POOL.state.load(Acquire) != NONE || LOADED_BASE.load(Relaxed) != 0 {
         return;
     }
-    if let Some((base, size)) = reserve_region(os::address_space_limited()) {
+    let smallest = os::address_space_limited() && !CONFIG.noreclaim_max_explicit.load(Relaxed);
+    if let Some((base, size)) = reserve_region(smallest) {
         LOADED_SIZE.store(size, Relaxed);
         LOADED_BASE.store(base, Release);
     }
@@ -464,34 +502,55 @@ fn take_region() -> Option<(usize, usize)> {
     reserve_region(false)
 }
 
-/// Reserves the region: the largest power of two from `REGION_MAX` down
-/// that the address space (or `RLIMIT_AS`) grants, aligned to itself;
-/// with `smallest`, the smallest size that serves.
+/// The least region that serves: the pool's and the reserve's first
+/// commits, the arenas' metadata, and as much again to grow into.
+fn region_floor() -> usize {
+    let need = high_watermark() + CONFIG.reserve.load(Relaxed) as usize + 2 * ARENA_METADATA;
+    (need * 2).next_multiple_of(CHUNK)
+}
+
+/// Reserves the region, with its page-class table right after it:
+/// `MEMSCOPE_NORECLAIM_MAX` bytes aligned to 1 GiB (or to their size,
+/// rounded up to a power of two, if less), or, when the address space
+/// (`RLIMIT_AS`) will not grant that, the largest half, quarter...
+/// that it grants, saying so; with `smallest`, `region_floor()` only.
 fn reserve_region(smallest: bool) -> Option<(usize, usize)> {
-    let need = high_watermark() + CONFIG.reserve.load(Relaxed) as usize;
-    let want = (need * 8).next_power_of_two().clamp(REGION_MIN, REGION_MAX);
-    let floor = (need * 2).next_power_of_two().min(want);
-    let mut size = if smallest { floor } else { want };
-    while size >= floor {
-        // Over-reserve twice the size so an aligned window exists inside.
-        if let Some(p) = os::reserve(size * 2) {
+    let floor = region_floor();
+    let max = (CONFIG.noreclaim_max.load(Relaxed) as usize)
+        .next_multiple_of(CHUNK)
+        .max(floor);
+    let mut size = if smallest { floor } else { max };
+    loop {
+        let align = size.next_power_of_two().min(REGION_ALIGN);
+        let table = table_bytes(size);
+        let total = size + table;
+        if let Some(p) = os::reserve(total + align) {
             let start = p as usize;
-            let aligned = (start + size - 1) & !(size - 1);
+            let aligned = (start + align - 1) & !(align - 1);
             // SAFETY: both trims lie inside the reservation just made.
             unsafe {
                 if aligned > start {
                     os::unmap(p, aligned - start);
                 }
-                let end = start + size * 2;
-                if end > aligned + size {
-                    os::unmap((aligned + size) as *mut c_void, end - aligned - size);
+                let end = start + total + align;
+                if end > aligned + total {
+                    os::unmap((aligned + total) as *mut c_void, end - aligned - total);
                 }
             }
+            if size < max && !smallest {
+                log::warn(format_args!(
+                    "MEMSCOPE_NORECLAIM_MAX={max}: could not reserve that much address space; the pool may grow to {size} bytes"
+                ));
+            }
+            TABLE.store(aligned + size, Relaxed);
+            TABLE_COMMITTED.store(0, Relaxed);
             return Some((aligned, size));
         }
-        size /= 2;
+        if size <= floor {
+            return None;
+        }
+        size = (size / 2).next_multiple_of(CHUNK).max(floor);
     }
-    None
 }
 
 /// Creates the pool and the NOFAIL reserve on the process's first NORECLAIM
@@ -537,18 +596,12 @@ fn create() -> bool {
     POOL.base.store(base, Relaxed);
     POOL.reserved.store(size, Relaxed);
     let reserve = (CONFIG.reserve.load(Relaxed) as usize + CHUNK - 1) & !(CHUNK - 1);
-    let table = table_bytes(size);
     // Each arena's first metadata block (jemalloc's base, 2 MiB, carved
     // through the hooks) comes on top: without it a 4 MiB pool had 2 MiB.
-    if !grow(high_watermark() + reserve + table + 2 * ARENA_METADATA) {
+    if !grow(high_watermark() + reserve + 2 * ARENA_METADATA) {
         return false;
     }
-    // The page-class table (`note_block`) takes the first pages; the
-    // arenas carve after it. Zeroed: the radix-tree warm-up may have
-    // written there.
-    // SAFETY: committed, populated memory at the region's base.
-    unsafe { core::ptr::write_bytes(base as *mut u8, 0, table) };
-    POOL.carved.store(table, Relaxed);
+    POOL.carved.store(0, Relaxed);
     let Some(arena) = create_arena(&HOOKS) else {
         log::warn(format_args!(
             "NORECLAIM pool: arenas.create failed; NORECLAIM allocations will fail"
@@ -638,9 +691,8 @@ fn create_arena(hooks: &'static jem::extent_hooks_t) -> Option<u32> {
 /// retained set: not at all (see `create_arena`).
 const POOL_DECAY_MS: isize = 0;
 
-/// Allocates through the new arena once, outside any scope, so its base
-/// blocks, edata caches and radix-tree leaf exist before a scoped thread
-/// needs them (creating a leaf maps memory).
+/// Allocates through the new arena once, when it is made, so its base
+/// blocks and metadata caches exist before the first stocking.
 fn warm_up_arena(arena: u32) {
     let flags = jem::MALLOCX_ARENA(arena as usize) | jem::MALLOCX_TCACHE_NONE;
     for size in [16usize, 4096, 64 << 10, 1 << 20] {
@@ -749,79 +801,4 @@ fn prefault_own_image() {
     }
     // SAFETY: the callback only reads headers and touches mapped pages.
     unsafe { libc::dl_iterate_phdr(Some(visit), null_mut()) };
-}
-
-// ------------------------------------------------------ radix-tree warm-up
-
-// jemalloc maps each page of an extent to its metadata in a global radix
-// tree whose leaves are mapped lazily and filled as extents are
-// registered: the first extent registered in each 2 MiB of address space
-// writes to an untouched page of a leaf, a page fault. For the pool that
-// would happen on scoped threads as jemalloc first uses each part of a
-// refill. So every range is registered once before it is published: a
-// throw-away arena carves it into 1 MiB blocks (boundaries every 1 MiB
-// touch every leaf page), frees them, and is destroyed, which deregisters
-// everything and leaves the range to the pool. The leaf pages stay
-// resident (8 bytes of leaf per 4 KiB page of pool).
-
-static WARM_CURSOR: AtomicUsize = AtomicUsize::new(0);
-static WARM_END: AtomicUsize = AtomicUsize::new(0);
-
-static WARM_HOOKS: jem::extent_hooks_t = hooks_over(warm_hook_alloc);
-
-/// Carves from the range being warmed (one thread: the one warming).
-unsafe extern "C" fn warm_hook_alloc(
-    _hooks: *mut jem::extent_hooks_t,
-    new_addr: *mut c_void,
-    size: usize,
-    align: usize,
-    zero: *mut bool,
-    commit: *mut bool,
-    _arena: c_uint,
-) -> *mut c_void {
-    // SAFETY: within this function's own contract (its `# Safety`).
-    unsafe {
-        let cursor = WARM_CURSOR.load(Relaxed);
-        let start = (cursor + align - 1) & !(align - 1);
-        if !new_addr.is_null() || start + size > WARM_END.load(Relaxed) {
-            return null_mut();
-        }
-        WARM_CURSOR.store(start + size, Relaxed);
-        *zero = false;
-        *commit = true;
-        start as *mut c_void
-    }
-}
-
-/// Registers `[start, end)` with jemalloc's radix tree and forgets it
-/// again (see above). Runs outside every scope, one call at a time (pool
-/// creation, then the maintenance thread).
-fn warm_radix_tree(start: usize, end: usize) {
-    WARM_CURSOR.store(start, Relaxed);
-    WARM_END.store(end, Relaxed);
-    let Some(arena) = create_arena(&WARM_HOOKS) else {
-        return;
-    };
-    let flags = jem::MALLOCX_ARENA(arena as usize) | jem::MALLOCX_TCACHE_NONE;
-    const MAX_BLOCKS: usize = REGION_MAX >> 20;
-    let mut blocks = [0usize; MAX_BLOCKS];
-    let mut n = 0;
-    while n < MAX_BLOCKS {
-        // SAFETY: an allocation from a valid arena; freed just below.
-        let p = unsafe { jem::mallocx(1 << 20, flags) };
-        if p.is_null() {
-            break;
-        }
-        blocks[n] = p as usize;
-        n += 1;
-    }
-    for &p in &blocks[..n] {
-        // SAFETY: each block came from the loop above.
-        unsafe { jem::dallocx(p as *mut c_void, jem::MALLOCX_TCACHE_NONE) };
-    }
-    // The warm-up arena is no longer needed: destroying it only returns
-    // its metadata; if that fails the arena stays, idle, which is harmless.
-    if let Some(m) = ctl::Mib::new(c"arena.0.destroy") {
-        let _ = m.at(1, arena as usize).call();
-    }
 }
