@@ -17,6 +17,16 @@
  *                        in ns and the noise floor (an empty timed interval);
  *                        with BENCH_HIST=FILE, also the histogram
  *                        ("ns count" lines) for the CCDF plot
+ *   tails MODE T SECS    T critical threads (MODE none or noreclaim), each
+ *                        timing its malloc (with the first touch of every
+ *                        page) and its free separately, with fenced
+ *                        timestamps, by request size (up to 4 KiB, 4-64 KiB,
+ *                        256 KiB-1 MiB), while 2 churn threads provoke
+ *                        purges; prints p99/p99.9/p99.99 in ns per size
+ *                        and operation, and the same percentiles of an
+ *                        empty timed interval
+ *   xthread-scoped T N   xthread with the producer inside NORECLAIM and the
+ *                        consumer freeing outside any scope (memscope only)
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -110,6 +120,8 @@ static void *producer(void *arg)
     struct ring *r = arg;
     for (long i = 0; i < r->n; i++) {
         void *p = malloc(16 + (size_t)(i % 32) * 16);
+        while (p == NULL) /* NORECLAIM: the pool is being restocked */
+            p = malloc(16 + (size_t)(i % 32) * 16);
         while (__atomic_load_n(&r->slot[i % RING], __ATOMIC_ACQUIRE) != NULL)
             __builtin_ia32_pause();
         __atomic_store_n(&r->slot[i % RING], p, __ATOMIC_RELEASE);
@@ -130,6 +142,17 @@ static void *consumer(void *arg)
     return NULL;
 }
 
+static int producer_scoped;
+
+static void *producer_maybe_scoped(void *arg)
+{
+    unsigned s = producer_scoped ? memscope_push(MEMSCOPE_NORECLAIM) : 0;
+    producer(arg);
+    if (producer_scoped)
+        memscope_pop(s);
+    return NULL;
+}
+
 static double bench_xthread(int pairs, long n)
 {
     pthread_t t[64];
@@ -137,7 +160,7 @@ static double bench_xthread(int pairs, long n)
     double t0 = now_s();
     for (int i = 0; i < pairs; i++) {
         rings[i].n = n;
-        pthread_create(&t[2 * i], NULL, producer, &rings[i]);
+        pthread_create(&t[2 * i], NULL, producer_maybe_scoped, &rings[i]);
         pthread_create(&t[2 * i + 1], NULL, consumer, &rings[i]);
     }
     for (int i = 0; i < 2 * pairs; i++)
@@ -279,6 +302,122 @@ static void bench_latency(const char *mode, double secs)
            (double)max_noise / cpn, (unsigned long long)total, (unsigned long long)nulls);
 }
 
+/* ---- tails by size, one or more critical threads ----------------------- */
+
+static inline uint64_t fenced_tsc(void)
+{
+    _mm_lfence();
+    uint64_t t = __rdtsc();
+    _mm_lfence();
+    return t;
+}
+
+enum { SIZE_SMALL, SIZE_MEDIUM, SIZE_LARGE, SIZE_KINDS };
+enum { OP_MALLOC, OP_FREE, OP_EMPTY, OPS };
+struct tails {
+    uint64_t h[SIZE_KINDS][OPS][BUCKETS];
+    uint64_t n[SIZE_KINDS][OPS];
+    unsigned flags;
+    double secs;
+    int id;
+};
+
+static void *tails_worker(void *arg)
+{
+    struct tails *t = arg;
+    /* A thread's first scope sets it up: not timed. */
+    if (t->flags)
+        memscope_pop(memscope_push(t->flags));
+    void **slot = calloc(1024, sizeof *slot);
+    int *kind = calloc(1024, sizeof *kind);
+    uint64_t s = 12345 + (uint64_t)t->id * 7919;
+    unsigned saved = t->flags ? memscope_push(t->flags) : 0;
+    double end = now_s() + t->secs;
+    while (now_s() < end) {
+        for (int k = 0; k < 1000; k++) {
+            s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+            int i = (int)(s % 1024);
+            uint64_t r = (s >> 20) % 1000;
+            int kd = r < 900 ? SIZE_SMALL : r < 990 ? SIZE_MEDIUM : SIZE_LARGE;
+            size_t n = kd == SIZE_SMALL    ? 16 + (s >> 40) % 4080
+                       : kd == SIZE_MEDIUM ? 4096 + (s >> 40) % (60 << 10)
+                                           : (256u << 10) + (s >> 40) % (768u << 10);
+            if (slot[i]) {
+                uint64_t t0 = fenced_tsc();
+                free(slot[i]);
+                uint64_t dt = fenced_tsc() - t0;
+                t->h[kind[i]][OP_FREE][bucket_of(dt)]++;
+                t->n[kind[i]][OP_FREE]++;
+            }
+            uint64_t t0 = fenced_tsc();
+            char *p = malloc(n);
+            if (p)
+                for (size_t off = 0; off < n; off += 4096)
+                    p[off] = 1;
+            uint64_t dt = fenced_tsc() - t0;
+            uint64_t t1 = fenced_tsc();
+            uint64_t empty = fenced_tsc() - t1;
+            if (p) {
+                t->h[kd][OP_MALLOC][bucket_of(dt)]++;
+                t->n[kd][OP_MALLOC]++;
+            }
+            t->h[kd][OP_EMPTY][bucket_of(empty)]++;
+            t->n[kd][OP_EMPTY]++;
+            slot[i] = p;
+            kind[i] = kd;
+        }
+    }
+    for (int i = 0; i < 1024; i++)
+        free(slot[i]);
+    if (t->flags)
+        memscope_pop(saved);
+    free(slot);
+    free(kind);
+    return NULL;
+}
+
+static void bench_tails(const char *mode, int threads, double secs)
+{
+    unsigned flags = !strcmp(mode, "noreclaim") ? MEMSCOPE_NORECLAIM : 0;
+    if (flags && !memscope_loaded()) {
+        printf("skipped (needs libmemscope.so)\n");
+        return;
+    }
+    double cpn = cycles_per_ns();
+    pthread_t c[2], w[16];
+    struct tails *t = calloc((size_t)threads, sizeof *t);
+    for (long i = 0; i < 2; i++)
+        pthread_create(&c[i], NULL, churn, (void *)i);
+    for (int i = 0; i < threads; i++) {
+        t[i].flags = flags;
+        t[i].secs = secs;
+        t[i].id = i;
+        pthread_create(&w[i], NULL, tails_worker, &t[i]);
+    }
+    for (int i = 0; i < threads; i++)
+        pthread_join(w[i], NULL);
+    stop_churn = 1;
+    for (int i = 0; i < 2; i++)
+        pthread_join(c[i], NULL);
+    static uint64_t all[SIZE_KINDS][OPS][BUCKETS];
+    uint64_t n[SIZE_KINDS][OPS] = {{0}};
+    for (int i = 0; i < threads; i++)
+        for (int k = 0; k < SIZE_KINDS; k++)
+            for (int o = 0; o < OPS; o++) {
+                n[k][o] += t[i].n[k][o];
+                for (int b = 0; b < BUCKETS; b++)
+                    all[k][o][b] += t[i].h[k][o][b];
+            }
+    static const char *kname[] = {"small", "medium", "large"}, *oname[] = {"malloc", "free", "empty"};
+    printf("tails_ns");
+    for (int k = 0; k < SIZE_KINDS; k++)
+        for (int o = 0; o < OPS; o++)
+            printf(" %s.%s %.0f/%.0f/%.0f", kname[k], oname[o], pct(all[k][o], n[k][o], 0.99, cpn),
+                   pct(all[k][o], n[k][o], 0.999, cpn), pct(all[k][o], n[k][o], 0.9999, cpn));
+    printf("\n");
+    free(t);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -305,6 +444,15 @@ int main(int argc, char **argv)
         printf("pushpop_ns %.2f\n", bench_pushpop(atol(argv[2])));
     else if (!strcmp(m, "xthread") && argc == 4)
         printf("xthread_mops %.2f\n", bench_xthread(atoi(argv[2]), atol(argv[3])));
+    else if (!strcmp(m, "xthread-scoped") && argc == 4) {
+        if (!memscope_loaded()) {
+            printf("skipped\n");
+            return 0;
+        }
+        producer_scoped = 1;
+        printf("xthread_scoped_mops %.2f\n", bench_xthread(atoi(argv[2]), atol(argv[3])));
+    } else if (!strcmp(m, "tails") && argc == 5)
+        bench_tails(argv[2], atoi(argv[3]), atof(argv[4]));
     else if (!strcmp(m, "rss") && argc == 2) {
         for (int i = 0; i < 1000; i++)
             sink = malloc(64);

@@ -140,9 +140,12 @@ pub unsafe fn set_next(block: usize, next: usize) {
 static POOL_STACKS: [Stack; COUNT] = [const { Stack::new() }; COUNT];
 static RESERVE_STACKS: [Stack; COUNT] = [const { Stack::new() }; COUNT];
 
-/// Chains threads took per class since the maintenance thread last looked
-/// (the demand the stock follows).
+/// Blocks threads took from, and gave back to, each class's stack since the
+/// maintenance thread last looked: the net outflow is the demand the stock
+/// follows (a thread that takes a chain and gives most of it back, or
+/// frees as much as it allocates, asks for nothing).
 static TAKEN: [AtomicU32; COUNT] = [const { AtomicU32::new(0) }; COUNT];
+static GIVEN: [AtomicU32; COUNT] = [const { AtomicU32::new(0) }; COUNT];
 /// Requests per class that found the stack empty since it last looked.
 static MISSED: [AtomicU32; COUNT] = [const { AtomicU32::new(0) }; COUNT];
 
@@ -154,8 +157,8 @@ static MISSED: [AtomicU32; COUNT] = [const { AtomicU32::new(0) }; COUNT];
 pub fn take(c: usize, wanted: bool) -> Option<(usize, usize)> {
     let got = POOL_STACKS[c].pop();
     match got {
-        Some(_) => {
-            TAKEN[c].fetch_add(1, Relaxed);
+        Some((_, len)) => {
+            TAKEN[c].fetch_add(len as u32, Relaxed);
             if POOL_STACKS[c].blocks.load(Relaxed) < low_mark(c) {
                 mailbox::wake();
             }
@@ -186,6 +189,7 @@ pub fn take_reserve(c: usize) -> Option<(usize, usize)> {
 /// pool blocks of class `c` the caller owns.
 #[inline]
 pub unsafe fn give(c: usize, first: usize, len: usize) {
+    GIVEN[c].fetch_add(len as u32, Relaxed);
     // SAFETY: the caller's contract.
     unsafe { POOL_STACKS[c].push(first, len) }
 }
@@ -299,17 +303,20 @@ fn make_chain(arena: u32, c: usize, len: usize) -> Option<(usize, usize)> {
 /// (and decay an eighth towards it).
 const WINDOW_NS: u64 = 100_000_000;
 static WINDOW_START_NS: AtomicU64 = AtomicU64::new(0);
-/// Blocks taken per class in the current window.
-static WINDOW_TAKEN: [AtomicU64; COUNT] = [const { AtomicU64::new(0) }; COUNT];
+/// Net blocks taken per class in the current window.
+static WINDOW_NET: [AtomicU64; COUNT] = [const { AtomicU64::new(0) }; COUNT];
 
 /// Tops up every class's stacks to their targets and gives far-surplus
 /// stock back (the maintenance thread, each round). A target is the most
-/// of: the class's floor; twice what threads took in the last 100 ms
-/// window (the maintenance thread polls every 2 ms or less while scopes
-/// are in use, so this covers a burst many rounds long); twice what they
-/// took since the last round plus four times what they asked for while
-/// the stack was empty; and the last target, decaying by an eighth a
-/// window. Returns true if it did any work.
+/// of: the class's floor; twice the net outflow (blocks taken minus blocks
+/// given back) of the last 100 ms window (the maintenance thread polls
+/// every 2 ms or less while scopes are in use, so this covers a burst many
+/// rounds long); twice the net outflow since the last round plus a chain
+/// for each request (up to 16) that found the stack empty; and the last
+/// target, decaying by an eighth a window. No class's target exceeds the
+/// pool's ready size (`MEMSCOPE_NORECLAIM_POOL`) or four chains, whichever
+/// is more: demand beyond that waits for blocks to come back. Returns true
+/// if it did any work.
 pub fn restock() -> bool {
     if !pool::is_ready() {
         return false;
@@ -321,17 +328,22 @@ pub fn restock() -> bool {
     }
     let mut worked = false;
     let floors = floors();
+    let ready = pool::high_watermark() as u64;
     for c in 0..COUNT {
         let chain = sizeclass::chain_len(c) as u64;
-        let taken = TAKEN[c].swap(0, Relaxed) as u64 * chain;
-        let missed = MISSED[c].swap(0, Relaxed) as u64 * chain;
-        let window = WINDOW_TAKEN[c].fetch_add(taken, Relaxed) + taken;
+        let taken = TAKEN[c].swap(0, Relaxed) as u64;
+        let given = GIVEN[c].swap(0, Relaxed) as u64;
+        let net = taken.saturating_sub(given);
+        let missed = (MISSED[c].swap(0, Relaxed) as u64).min(16) * chain;
+        let window = WINDOW_NET[c].fetch_add(net, Relaxed) + net;
         let old = TARGET[c].load(Relaxed);
-        let mut target = old.max(2 * taken + 4 * missed).max(floors[c]);
+        let mut target = old.max(2 * net + missed);
         if new_window {
-            WINDOW_TAKEN[c].store(0, Relaxed);
-            target = (old - old / 8).max(2 * window).max(floors[c]);
+            WINDOW_NET[c].store(0, Relaxed);
+            target = (old - old / 8).max(2 * window);
         }
+        let cap = (ready / sizeclass::size_of(c) as u64).max(4 * chain);
+        let target = target.min(cap).max(floors[c]);
         TARGET[c].store(target, Relaxed);
         let (filled, short) = fill(&POOL_STACKS[c], pool::arena(), c, target);
         worked |= filled;

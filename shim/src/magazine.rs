@@ -4,8 +4,10 @@
 //! and nothing here calls jemalloc.
 //!
 //! A list links free blocks through their first word. An empty list takes
-//! a chain from the depot (one CAS); a list grown past twice a chain gives
-//! one back. A thread starts each class with a take of one block and
+//! the thread's spare chain, or a chain from the depot (one CAS); a list
+//! that reaches a chain's length becomes the spare, the old spare going
+//! to the depot whole (one CAS, no walk over cold blocks). A thread starts
+//! each class with a take of one block and
 //! doubles that on every refill up to a full chain (slow start, as
 //! tcmalloc's per-thread lists do), so 300 threads that each hold one
 //! block do not strand 300 chains. Large-class blocks a thread keeps are
@@ -34,14 +36,20 @@ fn is_large(c: usize) -> bool {
     sizeclass::size_of(c) > sizeclass::SMALL_MAX
 }
 
-/// A kept block of class `c`, or NULL when the list is empty (no refill:
-/// the caller takes the general path).
+/// A kept block of class `c`, or NULL when the thread keeps none (no
+/// depot: the caller takes the general path).
 #[inline(always)]
 pub fn take(c: usize) -> *mut c_void {
     let m = magazines();
-    let head = m.head[c].get();
+    let mut head = m.head[c].get();
     if head == 0 {
-        return null_mut();
+        head = m.spare[c].get();
+        if head == 0 {
+            return null_mut();
+        }
+        m.spare[c].set(0);
+        m.len[c].set(m.spare_len[c].get());
+        m.spare_len[c].set(0);
     }
     // SAFETY: `head` is a free pool block this thread's list owns.
     m.head[c].set(unsafe { next_of(head) });
@@ -166,8 +174,8 @@ fn install(c: usize, first: usize, len: usize) -> *mut c_void {
     first as *mut c_void
 }
 
-/// Keeps a freed pool block of class `c`, giving a chain back to the depot
-/// when the list grows past two chains.
+/// Keeps a freed pool block of class `c`. A list that reaches a chain's
+/// length becomes the spare chain; the old spare goes to the depot.
 ///
 /// # Safety
 /// `p` is a live pool block of class `c`, given up by the caller.
@@ -183,42 +191,56 @@ pub unsafe fn free(p: *mut c_void, c: usize) {
     if is_large(c) {
         m.large_held.set(m.large_held.get() + 1);
     }
-    let chain = sizeclass::chain_len(c) as u32;
-    if len > 2 * chain {
-        give_back(c, chain as usize);
+    if len as usize >= sizeclass::chain_len(c) {
+        retire_list(c);
     }
 }
 
-/// True if a free of a class-`c` block can be kept without giving a chain
-/// back (the fast lane's test).
-#[inline(always)]
-pub fn has_room(c: usize) -> bool {
-    magazines().len[c].get() < 2 * sizeclass::chain_len(c) as u32
+/// Makes the (full) list the spare chain, giving the old spare to the
+/// depot.
+#[cold]
+fn retire_list(c: usize) {
+    let m = magazines();
+    give_spare(c);
+    m.spare[c].set(m.head[c].get());
+    m.spare_len[c].set(m.len[c].get());
+    m.head[c].set(0);
+    m.len[c].set(0);
 }
 
-/// Gives the first `n` blocks of list `c` to the depot as one chain.
-#[cold]
-fn give_back(c: usize, n: usize) {
+/// Gives the spare chain of class `c` to the depot, if there is one.
+fn give_spare(c: usize) {
     let m = magazines();
-    let first = m.head[c].get();
-    if n == 0 || first == 0 {
+    let first = m.spare[c].get();
+    if first == 0 {
         return;
     }
-    let mut cut = first;
-    for _ in 1..n {
-        // SAFETY: the list's blocks are ours.
-        cut = unsafe { next_of(cut) };
-    }
-    // SAFETY: as above; the first `n` blocks form a chain of class `c`.
-    unsafe {
-        let rest = next_of(cut);
-        set_next(cut, 0);
-        m.head[c].set(rest);
-        depot::give(c, first, n);
-    }
-    m.len[c].set(m.len[c].get() - n as u32);
+    let n = m.spare_len[c].get();
+    // SAFETY: the spare is a chain of `n` free pool blocks of class `c`,
+    // ours, terminated by its last block's link.
+    unsafe { depot::give(c, first, n as usize) };
+    m.spare[c].set(0);
+    m.spare_len[c].set(0);
     if is_large(c) {
-        m.large_held.set(m.large_held.get() - n as u32);
+        m.large_held.set(m.large_held.get() - n);
+    }
+}
+
+/// Gives the whole list of class `c` to the depot as one chain.
+fn give_list(c: usize) {
+    let m = magazines();
+    let first = m.head[c].get();
+    let n = m.len[c].get();
+    if first == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: the list is a chain of `n` free pool blocks of class `c`,
+    // ours, terminated by its last block's link.
+    unsafe { depot::give(c, first, n as usize) };
+    m.head[c].set(0);
+    m.len[c].set(0);
+    if is_large(c) {
+        m.large_held.set(m.large_held.get() - n);
     }
 }
 
@@ -226,9 +248,9 @@ fn give_back(c: usize, n: usize) {
 /// large-class block (at most two per class can sit here, but at up to
 /// 4 MiB each they should serve other threads), and everything when the
 /// pool fell short of stocking some class since this thread last looked
-/// (`depot::recall_epoch`). So what a thread strands is bounded (two
-/// chains of each small class, 64 KiB at most each) and given back once
-/// others need it.
+/// (`depot::recall_epoch`). So what a thread strands is bounded (a list
+/// and a spare chain of each small class, 64 KiB at most) and given back
+/// once others need it.
 #[inline]
 pub fn on_leaving_noreclaim() {
     let m = magazines();
@@ -250,7 +272,8 @@ pub fn drain() {
 fn release(which: impl Fn(usize) -> bool) {
     let m = magazines();
     for c in (0..COUNT).filter(|&c| which(c)) {
-        give_back(c, m.len[c].get() as usize);
+        give_list(c);
+        give_spare(c);
         m.allowance[c].set(0);
     }
 }

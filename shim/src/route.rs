@@ -326,7 +326,7 @@ pub unsafe fn noreclaim_lane_free(p: *mut c_void) -> bool {
     let Some(c) = pool::class_of(p) else {
         return false;
     };
-    if c >= sizeclass::PLAIN || sizeclass::size_of(c) > sizeclass::SMALL_MAX || !magazine::has_room(c) {
+    if c >= sizeclass::PLAIN || sizeclass::size_of(c) > sizeclass::SMALL_MAX {
         return false;
     }
     // SAFETY: a live pool block of a trusted small class, given up.

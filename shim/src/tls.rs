@@ -159,6 +159,10 @@ pub struct Magazines {
     /// First free block of each list (linked through first words), or 0.
     pub(crate) head: [Cell<usize>; crate::sizeclass::COUNT],
     pub(crate) len: [Cell<u32>; crate::sizeclass::COUNT],
+    /// A full chain kept beside each list (its first block, or 0), so a
+    /// list that fills swaps lists instead of walking one to cut a chain.
+    pub(crate) spare: [Cell<usize>; crate::sizeclass::COUNT],
+    pub(crate) spare_len: [Cell<u32>; crate::sizeclass::COUNT],
     /// Blocks the next refill of each list keeps (slow start).
     pub(crate) allowance: [Cell<u32>; crate::sizeclass::COUNT],
     /// Blocks of large classes (over `sizeclass::SMALL_MAX`) kept.
