@@ -258,18 +258,39 @@ fn reserve_target(c: usize) -> u64 {
     }
 }
 
+/// The maintenance thread's explicit jemalloc cache for stocking the pool's
+/// stacks (id + 1, 0 until made): it fills from the arena's bins in
+/// batches and takes back what `trim` frees, where `TCACHE_NONE` took the
+/// bin's lock for every block. Only `restock` uses it, and only the
+/// maintenance thread calls that (an explicit cache may not be shared).
+static STOCK_TCACHE: AtomicU32 = AtomicU32::new(0);
+
+fn stock_cache_flags() -> i32 {
+    let mut id = STOCK_TCACHE.load(Relaxed);
+    if id == 0 {
+        match crate::ctl::read::<u32>(c"tcache.create") {
+            Some(t) => {
+                id = t + 1;
+                STOCK_TCACHE.store(id, Relaxed);
+            }
+            None => return jem::MALLOCX_TCACHE_NONE,
+        }
+    }
+    jem::MALLOCX_TCACHE(id as usize - 1)
+}
+
 /// The `mallocx` flags the maintenance thread stocks class `c` with.
 /// Large plain classes are asked page-aligned: jemalloc otherwise offsets
 /// a large block by a random multiple of 64 bytes within its first page
 /// (cache-index randomization), and `sizeclass::serves` relies on a large
 /// class being aligned to every power of two dividing its size up to a
 /// page.
-fn stock_flags(arena: u32, c: usize) -> i32 {
+fn stock_flags(arena: u32, c: usize, cache: i32) -> i32 {
     let align = match sizeclass::alignment_of(c) {
         0 if sizeclass::size_of(c) > sizeclass::SMALL_MAX => sizeclass::PAGE,
         a => a,
     };
-    let mut f = jem::MALLOCX_ARENA(arena as usize) | jem::MALLOCX_TCACHE_NONE;
+    let mut f = jem::MALLOCX_ARENA(arena as usize) | cache;
     if align != 0 {
         f |= jem::MALLOCX_ALIGN(align);
     }
@@ -279,8 +300,8 @@ fn stock_flags(arena: u32, c: usize) -> i32 {
 /// Makes one chain of up to `len` blocks of class `c` through `arena`,
 /// recording each in the page-class table; first block and length, or
 /// None when the arena could not serve even one.
-fn make_chain(arena: u32, c: usize, len: usize) -> Option<(usize, usize)> {
-    let flags = stock_flags(arena, c);
+fn make_chain(arena: u32, c: usize, len: usize, cache: i32) -> Option<(usize, usize)> {
+    let flags = stock_flags(arena, c, cache);
     let size = sizeclass::size_of(c);
     let (mut first, mut n) = (0usize, 0usize);
     while n < len {
@@ -329,6 +350,7 @@ pub fn restock() -> bool {
     let mut worked = false;
     let floors = floors();
     let ready = pool::high_watermark() as u64;
+    let cache = stock_cache_flags();
     for c in 0..COUNT {
         let chain = sizeclass::chain_len(c) as u64;
         let taken = TAKEN[c].swap(0, Relaxed) as u64;
@@ -345,16 +367,23 @@ pub fn restock() -> bool {
         let cap = (ready / sizeclass::size_of(c) as u64).max(4 * chain);
         let target = target.min(cap).max(floors[c]);
         TARGET[c].store(target, Relaxed);
-        let (filled, short) = fill(&POOL_STACKS[c], pool::arena(), c, target);
+        let (filled, short) = fill(&POOL_STACKS[c], pool::arena(), c, target, cache);
         worked |= filled;
         if short {
             // The pool could not stock this class: ask threads to give
             // back what their lists hold as they leave NORECLAIM.
             RECALL.fetch_add(1, Relaxed);
         }
-        worked |= trim(&POOL_STACKS[c], c, target);
+        worked |= trim(&POOL_STACKS[c], c, target, cache);
         if let Some(r) = pool::reserve_arena() {
-            worked |= fill(&RESERVE_STACKS[c], r, c, reserve_target(c)).0;
+            worked |= fill(
+                &RESERVE_STACKS[c],
+                r,
+                c,
+                reserve_target(c),
+                jem::MALLOCX_TCACHE_NONE,
+            )
+            .0;
         }
         worked |= taken > 0;
     }
@@ -372,9 +401,15 @@ pub fn stock_floors() {
     for c in 0..COUNT {
         let floor = floors[c];
         TARGET[c].fetch_max(floor, Relaxed);
-        fill(&POOL_STACKS[c], pool::arena(), c, floor);
+        fill(&POOL_STACKS[c], pool::arena(), c, floor, jem::MALLOCX_TCACHE_NONE);
         if let Some(r) = pool::reserve_arena() {
-            fill(&RESERVE_STACKS[c], r, c, reserve_target(c));
+            fill(
+                &RESERVE_STACKS[c],
+                r,
+                c,
+                reserve_target(c),
+                jem::MALLOCX_TCACHE_NONE,
+            );
         }
     }
 }
@@ -382,7 +417,7 @@ pub fn stock_floors() {
 /// Gives one chain back to the arena when a stack holds more than four
 /// times its target, so memory one class no longer needs can serve others
 /// (the pool arena merges it at once: its decay time is 0).
-fn trim(stack: &Stack, c: usize, target: u64) -> bool {
+fn trim(stack: &Stack, c: usize, target: u64, cache: i32) -> bool {
     if stack.blocks.load(Relaxed) <= 4 * target + sizeclass::chain_len(c) as u64 {
         return false;
     }
@@ -395,7 +430,7 @@ fn trim(stack: &Stack, c: usize, target: u64) -> bool {
         // each a live jemalloc allocation.
         unsafe {
             let next = next_of(b);
-            jem::dallocx(b as *mut c_void, jem::MALLOCX_TCACHE_NONE);
+            jem::dallocx(b as *mut c_void, cache);
             b = next;
         }
     }
@@ -405,10 +440,10 @@ fn trim(stack: &Stack, c: usize, target: u64) -> bool {
 /// Pushes chains of class `c` made through `arena` until `stack` holds
 /// `target` blocks or the arena fails (the pool is out of committed
 /// memory: its own refill follows). Returns (did any work, fell short).
-fn fill(stack: &Stack, arena: u32, c: usize, target: u64) -> (bool, bool) {
+fn fill(stack: &Stack, arena: u32, c: usize, target: u64, cache: i32) -> (bool, bool) {
     let mut worked = false;
     while stack.blocks.load(Relaxed) < target {
-        let Some((first, n)) = make_chain(arena, c, sizeclass::chain_len(c)) else {
+        let Some((first, n)) = make_chain(arena, c, sizeclass::chain_len(c), cache) else {
             mailbox::wake();
             return (worked, true);
         };

@@ -13,7 +13,7 @@ use tikv_jemalloc_sys as jem;
 
 use crate::log::set_errno;
 use crate::os::page_size;
-use crate::{route, stats, tls};
+use crate::{pool, route, stats, tls};
 use memscope_abi::{OP_ALLOC, OP_FREE, OP_REALLOC};
 
 /// glibc's `MALLOC_ALIGNMENT` on 64-bit targets: what plain malloc gives.
@@ -75,7 +75,10 @@ pub unsafe fn free(p: *mut c_void) {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
         if tls::gate::<OP_FREE>() {
-            return jem::free(p);
+            if !pool::contains(p) {
+                return jem::free(p);
+            }
+            return route::free_pool_block_outside(p);
         }
         free_slow(p)
     }

@@ -56,8 +56,9 @@ pub struct ThreadState {
     /// Non-zero once this thread is set up for NORECLAIM (`scope`): its
     /// lists touched, its jemalloc state made, its exit hook registered.
     pub noreclaim_ready: Cell<u32>,
-    /// Keeps the layout's alignment (and room for one more word).
-    pub spare: Cell<u32>,
+    /// Non-zero once the thread's exit hook is registered because its
+    /// lists hold pool blocks it freed outside NORECLAIM.
+    pub lists_exit_hook: Cell<u32>,
     /// Set while this thread runs reclaimers or maintenance work, so that
     /// nothing re-enters reclaim from inside.
     pub in_reclaim: Cell<u32>,
@@ -329,7 +330,7 @@ mod imp {
         flags: Cell::new(THREAD_UNSEEN),
         depth: Cell::new(0),
         noreclaim_ready: Cell::new(0),
-        spare: Cell::new(0),
+        lists_exit_hook: Cell::new(0),
         in_reclaim: Cell::new(0),
         running_reclaimer: Cell::new(0),
         ring: [const { Cell::new(0) }; super::SCOPE_RING],
