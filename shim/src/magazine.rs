@@ -33,7 +33,7 @@ fn magazines() -> &'static Magazines {
 
 #[inline(always)]
 fn is_large(c: usize) -> bool {
-    sizeclass::size_of(c) > sizeclass::SMALL_MAX
+    sizeclass::INFO[c].large
 }
 
 /// A kept block of class `c`, or NULL when the thread keeps none (no
@@ -191,7 +191,7 @@ pub unsafe fn free(p: *mut c_void, c: usize) {
     if is_large(c) {
         m.large_held.set(m.large_held.get() + 1);
     }
-    if len as usize >= sizeclass::chain_len(c) {
+    if len >= sizeclass::INFO[c].chain {
         retire_list(c);
     }
 }

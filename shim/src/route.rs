@@ -276,7 +276,7 @@ unsafe fn pool_block_class(p: *mut c_void) -> Option<usize> {
         return None;
     }
     let c = pool::class_of(p)?;
-    if c < sizeclass::PLAIN && sizeclass::size_of(c) <= sizeclass::SMALL_MAX {
+    if sizeclass::INFO[c].trusted {
         return Some(c);
     }
     // SAFETY: `p` is a live block (our caller's contract).
@@ -326,7 +326,7 @@ pub unsafe fn noreclaim_lane_free(p: *mut c_void) -> bool {
     let Some(c) = pool::class_of(p) else {
         return false;
     };
-    if c >= sizeclass::PLAIN || sizeclass::size_of(c) > sizeclass::SMALL_MAX {
+    if !sizeclass::INFO[c].trusted {
         return false;
     }
     // SAFETY: a live pool block of a trusted small class, given up.

@@ -32,6 +32,38 @@ pub const PAGE: usize = 4096;
 
 const _: () = assert!(PLAIN == 68 && COUNT == 78);
 
+/// Per class, what the hot paths ask of it, computed at compile time (a
+/// class's size takes a few branches, its chain length a division).
+pub struct Info {
+    pub chain: u32,
+    /// Over `SMALL_MAX`: kept in a thread's lists only while it is in
+    /// NORECLAIM.
+    pub large: bool,
+    /// Its page-class table entry can be trusted without asking jemalloc:
+    /// a plain class jemalloc serves from slabs.
+    pub trusted: bool,
+}
+
+pub static INFO: [Info; COUNT] = {
+    let mut out = [const {
+        Info {
+            chain: 0,
+            large: false,
+            trusted: false,
+        }
+    }; COUNT];
+    let mut c = 0;
+    while c < COUNT {
+        out[c] = Info {
+            chain: chain_len(c) as u32,
+            large: size_of(c) > SMALL_MAX,
+            trusted: c < PLAIN && size_of(c) <= SMALL_MAX,
+        };
+        c += 1;
+    }
+    out
+};
+
 /// The plain class for `size` (`1..=MAX_SIZE`; 0 counts as 1).
 #[inline(always)]
 pub const fn of_size(size: usize) -> usize {
