@@ -90,6 +90,7 @@ def main():
         ("cross-thread pairs, 1 producer+1 consumer (Mops/s)", ["xthread", "1", str(n // 2)], "all"),
         ("idle RSS (KiB)", ["rss"], "all"),
         ("NORECLAIM malloc+free 64 B (ns)", ["scoped-pair", "64", str(n)], "memscope"),
+        ("cross-thread, producer in NORECLAIM (Mops/s)", ["xthread-scoped", "1", str(n // 2)], "memscope"),
         ("push+pop (ns)", ["pushpop", str(n * 5)], "memscope"),
     ]
     if (os.cpu_count() or 1) >= 4:
@@ -178,6 +179,23 @@ def main():
                     vals = {f[i]: float(f[i + 1]) for i in range(1, 10, 2)}
                     vals["noise_max"] = float(f[f.index("noise") + 4])
                     latency.setdefault(label, []).append(vals)
+    # NORECLAIM tails by size and operation, 1 and 4 critical threads.
+    tails = {}
+    tail_secs = "0.5" if a.quick else "3"
+    for rnd in range(a.rounds):
+        for conf in ["", "dirty_decay_ms:0"]:
+            for threads in ["1", "4"]:
+                for name, path in allocs:
+                    if name not in ("jemalloc", "memscope"):
+                        continue
+                    for mode in (["none", "noreclaim"] if name == "memscope" else ["none"]):
+                        label = f"{name} {mode}, {threads} thread{'s' if threads != '1' else ''}" + (
+                            f" ({conf})" if conf else "")
+                        print(f"\r[tails] round {rnd + 1}/{a.rounds} {label:50}", end="", file=sys.stderr)
+                        env = {"MALLOC_CONF": conf, "MEMSCOPE_LOG": "off"} if conf else {"MEMSCOPE_LOG": "off"}
+                        f = run(a.binary, path, ["tails", mode, threads, tail_secs], env).split()
+                        vals = {f[i]: [float(x) for x in f[i + 1].split("/")] for i in range(1, len(f), 2)}
+                        tails.setdefault(label, []).append(vals)
     print(file=sys.stderr)
     os.unlink(histfile)
     if a.plot:
@@ -219,6 +237,20 @@ def main():
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         print(f"{key:40} {med['p50']:6.0f} {med['p99']:8.0f} {med['p99.9']:8.0f} {med['p99.99']:9.0f} "
               f"{med['max']:9.0f} {med['noise_max']:10.0f}")
+    print("\ntails by request size under 2 churn threads: malloc (with the first touch of every page) and free "
+          "timed apart, fenced timestamps; p99 / p99.9 / p99.99 in ns, medians of rounds; "
+          "empty = an empty timed interval from the same run")
+    kinds = [("small", "<= 4 KiB"), ("medium", "4-64 KiB"), ("large", "256 KiB-1 MiB")]
+    print(f"{'allocator / scope':44} " + " ".join(f"{k + ' ' + op:>24}" for k, _ in kinds for op in ("malloc", "free"))
+          + f" {'empty':>20}")
+    for key, runs in tails.items():
+        cells = []
+        for k, _ in kinds:
+            for op in ("malloc", "free"):
+                q = [statistics.median(r[f"{k}.{op}"][i] for r in runs) for i in range(3)]
+                cells.append(f"{q[0]:.0f}/{q[1]:.0f}/{q[2]:.0f}".rjust(24))
+        e = [statistics.median(r["small.empty"][i] for r in runs) for i in range(3)]
+        print(f"{key:44} " + " ".join(cells) + f" {e[0]:.0f}/{e[1]:.0f}/{e[2]:.0f}".rjust(21))
 
 def plot_ccdf(hists, path, title):
     """Log-log CCDF, one curve per allocator and scope: P(latency > x)."""
