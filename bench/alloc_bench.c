@@ -24,7 +24,7 @@
  *                        256 KiB-1 MiB), while 2 churn threads provoke
  *                        purges; prints p99/p99.9/p99.99 in ns per size
  *                        and operation, and the same percentiles of an
- *                        empty timed interval
+ *                        empty timed interval and of a 150 ns busy one
  *   xthread-scoped T N   xthread with the producer inside NORECLAIM and the
  *                        consumer freeing outside any scope (memscope only)
  */
@@ -313,13 +313,14 @@ static inline uint64_t fenced_tsc(void)
 }
 
 enum { SIZE_SMALL, SIZE_MEDIUM, SIZE_LARGE, SIZE_KINDS };
-enum { OP_MALLOC, OP_FREE, OP_EMPTY, OPS };
+enum { OP_MALLOC, OP_FREE, OP_EMPTY, OP_BUSY, OPS };
 struct tails {
     uint64_t h[SIZE_KINDS][OPS][BUCKETS];
     uint64_t n[SIZE_KINDS][OPS];
     unsigned flags;
     double secs;
     int id;
+    uint64_t busy_cycles;
 };
 
 static void *tails_worker(void *arg)
@@ -357,6 +358,14 @@ static void *tails_worker(void *arg)
             uint64_t dt = fenced_tsc() - t0;
             uint64_t t1 = fenced_tsc();
             uint64_t empty = fenced_tsc() - t1;
+            /* A busy interval as long as a small malloc's median: its tail
+             * is what interrupts and preemption alone put into intervals
+             * that long (an empty one is too short to be hit as often). */
+            uint64_t t2 = fenced_tsc(), busy;
+            while ((busy = fenced_tsc() - t2) < t->busy_cycles)
+                ;
+            t->h[kd][OP_BUSY][bucket_of(busy)]++;
+            t->n[kd][OP_BUSY]++;
             if (p) {
                 t->h[kd][OP_MALLOC][bucket_of(dt)]++;
                 t->n[kd][OP_MALLOC]++;
@@ -392,6 +401,7 @@ static void bench_tails(const char *mode, int threads, double secs)
         t[i].flags = flags;
         t[i].secs = secs;
         t[i].id = i;
+        t[i].busy_cycles = (uint64_t)(150 * cpn);
         pthread_create(&w[i], NULL, tails_worker, &t[i]);
     }
     for (int i = 0; i < threads; i++)
@@ -408,7 +418,7 @@ static void bench_tails(const char *mode, int threads, double secs)
                 for (int b = 0; b < BUCKETS; b++)
                     all[k][o][b] += t[i].h[k][o][b];
             }
-    static const char *kname[] = {"small", "medium", "large"}, *oname[] = {"malloc", "free", "empty"};
+    static const char *kname[] = {"small", "medium", "large"}, *oname[] = {"malloc", "free", "empty", "busy150"};
     printf("tails_ns");
     for (int k = 0; k < SIZE_KINDS; k++)
         for (int o = 0; o < OPS; o++)

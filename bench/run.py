@@ -239,10 +239,11 @@ def main():
               f"{med['max']:9.0f} {med['noise_max']:10.0f}")
     print("\ntails by request size under 2 churn threads: malloc (with the first touch of every page) and free "
           "timed apart, fenced timestamps; p99 / p99.9 / p99.99 in ns, medians of rounds; "
-          "empty = an empty timed interval from the same run")
+          "empty = an empty timed interval, busy150 = a 150 ns spin, from the same run (the tail interrupts and "
+          "preemption alone give an interval that long)")
     kinds = [("small", "<= 4 KiB"), ("medium", "4-64 KiB"), ("large", "256 KiB-1 MiB")]
     print(f"{'allocator / scope':44} " + " ".join(f"{k + ' ' + op:>24}" for k, _ in kinds for op in ("malloc", "free"))
-          + f" {'empty':>20}")
+          + f" {'empty':>20} {'busy150':>20}")
     for key, runs in tails.items():
         cells = []
         for k, _ in kinds:
@@ -250,7 +251,9 @@ def main():
                 q = [statistics.median(r[f"{k}.{op}"][i] for r in runs) for i in range(3)]
                 cells.append(f"{q[0]:.0f}/{q[1]:.0f}/{q[2]:.0f}".rjust(24))
         e = [statistics.median(r["small.empty"][i] for r in runs) for i in range(3)]
-        print(f"{key:44} " + " ".join(cells) + f" {e[0]:.0f}/{e[1]:.0f}/{e[2]:.0f}".rjust(21))
+        b = [statistics.median(r["small.busy150"][i] for r in runs) for i in range(3)]
+        print(f"{key:44} " + " ".join(cells) + f" {e[0]:.0f}/{e[1]:.0f}/{e[2]:.0f}".rjust(21)
+              + f" {b[0]:.0f}/{b[1]:.0f}/{b[2]:.0f}".rjust(21))
 
 def plot_ccdf(hists, path, title):
     """Log-log CCDF, one curve per allocator and scope: P(latency > x)."""
