@@ -209,7 +209,20 @@ static TARGET: [AtomicU64; COUNT] = [const { AtomicU64::new(0) }; COUNT];
 /// A class with no floor is stocked once asked for: the first request that
 /// size in a process fails at once (counted, reported), and the
 /// maintenance thread stocks the class for the next.
-fn floors() -> [u64; COUNT] {
+fn floors() -> &'static [AtomicU64; COUNT] {
+    // Computed once: they depend only on the configuration.
+    static FLOORS: [AtomicU64; COUNT] = [const { AtomicU64::new(0) }; COUNT];
+    static DONE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+    if !DONE.load(Acquire) {
+        for (slot, v) in FLOORS.iter().zip(compute_floors()) {
+            slot.store(v, Relaxed);
+        }
+        DONE.store(true, Release);
+    }
+    &FLOORS
+}
+
+fn compute_floors() -> [u64; COUNT] {
     let mut budget = pool::high_watermark() as u64 / 3;
     let small_floor = (pool::high_watermark() as u64 / 256).clamp(8 << 10, SMALL_FLOOR_MAX);
     let mut out = [0u64; COUNT];
@@ -365,7 +378,7 @@ pub fn restock() -> bool {
             target = (old - old / 8).max(2 * window);
         }
         let cap = (ready / sizeclass::size_of(c) as u64).max(4 * chain);
-        let target = target.min(cap).max(floors[c]);
+        let target = target.min(cap).max(floors[c].load(Relaxed));
         TARGET[c].store(target, Relaxed);
         let (filled, short) = fill(&POOL_STACKS[c], pool::arena(), c, target, cache);
         worked |= filled;
@@ -399,7 +412,7 @@ pub fn stock_floors() {
     }
     let floors = floors();
     for c in 0..COUNT {
-        let floor = floors[c];
+        let floor = floors[c].load(Relaxed);
         TARGET[c].fetch_max(floor, Relaxed);
         fill(&POOL_STACKS[c], pool::arena(), c, floor, jem::MALLOCX_TCACHE_NONE);
         if let Some(r) = pool::reserve_arena() {
