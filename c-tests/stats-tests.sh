@@ -274,6 +274,25 @@ PY
     finish
 fi
 
+# ------------------------------------------------ lock waits
+# Four threads fight over one arena with no caches while a fifth does the
+# same inside NORECLAIM: jemalloc's mutex waits show up in the segment
+# (text, JSON, Prometheus); none of them can be the scoped thread's.
+if start contend MALLOC_CONF=narenas:1,tcache:false -- contend 2; then
+    json $pid >"$out/contend.json"
+    "$cli" show $pid >"$out/contend.txt"
+    "$cli" show $pid --prometheus >"$out/contend.prom"
+    check "lock waits: ordinary arenas' contended waits are counted" python3 - "$out/contend.json" <<'PY'
+import json, sys
+e = json.load(open(sys.argv[1]))["events"]
+assert e["lock_waits_arenas"] > 0, e
+PY
+    check "lock waits: shown by show" grep -qE "lock_waits_arenas +[0-9,]+" "$out/contend.txt"
+    check "lock waits: exported to Prometheus" grep -qE 'memscope_events_total\{.*event="lock_waits_arenas"\} [1-9]' \
+        "$out/contend.prom"
+    finish
+fi
+
 # ------------------------------------------------ attacks on the path
 # sh's pid is the one the preloaded program gets after exec.
 attack() { # NAME PREPARE: runs PREPARE with $1 = the path-to-be, then sleeps preloaded

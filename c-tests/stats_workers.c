@@ -28,6 +28,12 @@
  *                   that cannot be served (run with MEMSCOPE_RESERVE=0 and
  *                   a deadline); prints "ready" while it waits; after
  *                   stdin closes, waits for it to give up
+ *   contend SECS    four threads allocating and freeing as fast as they can
+ *                   on one arena without caches (run with
+ *                   MALLOC_CONF=narenas:1,tcache:false) while a fifth runs
+ *                   the same loop inside NORECLAIM, for SECS; then waits
+ *                   for the maintenance thread's lock-wait refresh, prints
+ *                   "ready", waits for stdin
  *   events          makes each timed slow event happen: NOFAIL failures
  *                   (injected) that run a reclaimer, malloc_trim, and
  *                   NORECLAIM use deep enough to make the pool refill;
@@ -35,6 +41,7 @@
  */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <malloc.h>
 #include <stdlib.h>
@@ -389,6 +396,45 @@ static int stall(void)
     return 0;
 }
 
+static volatile int contend_stop;
+
+static void *contend_worker(void *arg)
+{
+    unsigned flags = (unsigned)(uintptr_t)arg;
+    pthread_setname_np(pthread_self(), flags ? "worker-scoped" : "worker-plain");
+    if (flags)
+        memscope_pop(memscope_push(flags)); /* set up outside the loop */
+    unsigned saved = flags ? memscope_push(flags) : 0;
+    unsigned seed = 7;
+    while (!contend_stop) {
+        void *p[16];
+        for (int i = 0; i < 16; i++)
+            p[i] = malloc(16 + (size_t)(rand_r(&seed) % 4000));
+        for (int i = 0; i < 16; i++)
+            free(p[i]);
+    }
+    if (flags)
+        memscope_pop(saved);
+    return NULL;
+}
+
+static int contend(int secs)
+{
+    pthread_t t[5];
+    memscope_pop(memscope_push(MEMSCOPE_NORECLAIM)); /* the maintenance thread */
+    for (int i = 0; i < 5; i++)
+        CHECK(pthread_create(&t[i], NULL, contend_worker, (void *)(uintptr_t)(i == 4 ? MEMSCOPE_NORECLAIM : 0)) ==
+              0);
+    sleep((unsigned)secs);
+    contend_stop = 1;
+    for (int i = 0; i < 5; i++)
+        pthread_join(t[i], NULL);
+    sleep(2); /* a lock-wait refresh after the work */
+    ready();
+    wait_stdin();
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 2 && !strcmp(argv[1], "stall"))
@@ -409,6 +455,8 @@ int main(int argc, char **argv)
         return hammer(atoi(argv[2]));
     if (argc >= 2 && !strcmp(argv[1], "fork"))
         return forked();
+    if (argc >= 3 && !strcmp(argv[1], "contend"))
+        return contend(atoi(argv[2]));
     if (argc >= 2 && !strcmp(argv[1], "events"))
         return events();
     fprintf(stderr, "usage: see the comment at the top of stats_workers.c\n");

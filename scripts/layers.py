@@ -27,7 +27,7 @@ FLOORS = [
     # 3. memory sources: the pool region and arenas (with the NOFAIL
     #    reserve), the depot of ready pool blocks, the per-thread lists
     #    (magazines), purging
-    ["pool", "depot", "magazine", "purge"],
+    ["pool", "depot", "magazine", "purge", "lockstats"],
     # 4. thread lifecycle (first call, exit)
     ["init"],
     # 5. context policy: scopes, reclaimers, the NOFAIL retry loop, and
@@ -44,7 +44,7 @@ SAME_FLOOR = {
     ("config", "log"),
     ("stats", "config"), ("mailbox", "ctl"),
     ("tls", "sizeclass"),
-    ("depot", "pool"), ("magazine", "depot"), ("magazine", "pool"), ("purge", "ctl"),
+    ("depot", "pool"), ("magazine", "depot"), ("magazine", "pool"), ("purge", "ctl"), ("lockstats", "pool"),
     ("reclaim", "scope"), ("nofail", "reclaim"), ("route", "scope"),
     ("route", "nofail"),
     ("glibc", "route"), ("exports", "posix"), ("exports", "glibc"),

@@ -6,7 +6,7 @@ pub const OPS: [&str; crate::OPS] = ["alloc", "free", "realloc"];
 pub const CONTEXTS: [&str; crate::CONTEXTS] = ["normal", "noreclaim", "nofail"];
 
 /// Event counters, `Header::events` order. Each line: name, meaning.
-pub const EVENTS: [(&str, &str); 20] = [
+pub const EVENTS: [(&str, &str); 23] = [
     (
         "pool_refills",
         "the maintenance thread committed and pre-faulted more NORECLAIM pool",
@@ -68,6 +68,18 @@ pub const EVENTS: [(&str, &str); 20] = [
     (
         "nofail_stalls",
         "NOFAIL requests still waiting, once per 10 s of waiting (a line each unless NOWARN)",
+    ),
+    (
+        "lock_waits_arenas",
+        "contended waits on ordinary arenas' mutexes (all outside NORECLAIM, which takes no lock)",
+    ),
+    (
+        "lock_waits_pool_arenas",
+        "contended waits on the pool's and reserve's arena mutexes (maintenance thread, NOFAIL outside NORECLAIM)",
+    ),
+    (
+        "lock_waits_global",
+        "contended waits on jemalloc's global mutexes (background threads, mallctl)",
     ),
 ];
 

@@ -53,9 +53,16 @@ pub enum Event {
     SoftLimitReclaim,
     /// A NOFAIL request still waiting, once per `nofail::STALL_REPORT_NS`.
     NofailStall,
+    /// Waits on the mutexes of jemalloc's ordinary arenas (bins, extents,
+    /// decay...), a total refreshed by the maintenance thread (`lockstats`).
+    LockWaitsArenas,
+    /// Waits on the mutexes of the NORECLAIM pool's and reserve's arenas.
+    LockWaitsPoolArenas,
+    /// Waits on jemalloc's global mutexes (background threads, ctl).
+    LockWaitsGlobal,
 }
 
-pub const EVENT_COUNT: usize = Event::NofailStall as usize + 1;
+pub const EVENT_COUNT: usize = Event::LockWaitsGlobal as usize + 1;
 
 /// Where counts go before the stats segment exists, or when stats are off.
 static LOCAL: [AtomicU64; EVENT_COUNT] = [const { AtomicU64::new(0) }; EVENT_COUNT];
@@ -72,6 +79,11 @@ fn at(e: usize) -> &'static AtomicU64 {
 #[inline]
 pub fn count(e: Event) {
     at(e as usize).fetch_add(1, Relaxed);
+}
+
+/// Sets a counter that mirrors a total kept elsewhere (`lockstats`).
+pub fn store(e: Event, v: u64) {
+    at(e as usize).store(v, Relaxed);
 }
 
 pub fn get(e: Event) -> u64 {

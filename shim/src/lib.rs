@@ -21,6 +21,7 @@ pub(crate) mod exports;
 pub(crate) mod glibc;
 pub(crate) mod ids;
 pub(crate) mod init;
+pub(crate) mod lockstats;
 pub(crate) mod log;
 pub(crate) mod magazine;
 pub(crate) mod mailbox;

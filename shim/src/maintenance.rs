@@ -12,7 +12,7 @@ use core::sync::atomic::{AtomicBool, Ordering::*};
 
 use crate::counters::{self, count, Event};
 use crate::mailbox;
-use crate::{depot, log, pool, purge};
+use crate::{depot, lockstats, log, pool, purge};
 
 /// Poll interval bounds: 250 us while busy, doubling to 2 ms while
 /// NORECLAIM scopes took pool blocks in the last second (so the depot is
@@ -22,6 +22,8 @@ const POLL_MIN_US: u64 = 250;
 const POLL_ACTIVE_MAX_US: u64 = 2_000;
 const POLL_MAX_US: u64 = 50_000;
 const ACTIVE_FOR_NS: u64 = 1_000_000_000;
+/// How often the lock-wait totals are refreshed (`lockstats`).
+const LOCKSTATS_EVERY_NS: u64 = 1_000_000_000;
 /// How often the maintenance thread compares RSS with the soft limit.
 const SOFT_LIMIT_EVERY_NS: u64 = 100_000_000;
 
@@ -82,6 +84,7 @@ fn run() {
     let mut last_soft_check = 0u64;
     let mut last_harvest = 0u64;
     let mut last_active = 0u64;
+    let mut last_lockstats = 0u64;
     loop {
         let mut busy = mailbox::take_wake();
         busy |= mailbox::free_deferred() > 0;
@@ -99,6 +102,10 @@ fn run() {
         if now.wrapping_sub(last_harvest) >= crate::stats::thread::HARVEST_EVERY_NS {
             last_harvest = now;
             crate::stats::thread::harvest_all();
+        }
+        if now.wrapping_sub(last_lockstats) >= LOCKSTATS_EVERY_NS {
+            last_lockstats = now;
+            lockstats::refresh();
         }
         if now.wrapping_sub(last_soft_check) >= SOFT_LIMIT_EVERY_NS {
             last_soft_check = now;
