@@ -79,6 +79,7 @@ build pool_exhaustion $CC $CFLAGS "$here/pool_exhaustion.c" -o "$out/pool_exhaus
 build seccomp_noreclaim $CC $CFLAGS -pthread "$here/seccomp_noreclaim.c" -o "$out/seccomp_noreclaim"
 build noreclaim_many $CC $CFLAGS -pthread -I"$here/../ffi-include" "$here/noreclaim_many.c" -o "$out/noreclaim_many"
 build noreclaim_grow $CC $CFLAGS -I"$here/../ffi-include" "$here/noreclaim_grow.c" -o "$out/noreclaim_grow"
+build sized_pool_free $CC $CFLAGS -I"$here/../ffi-include" "$here/sized_pool_free.c" -o "$out/sized_pool_free" -ldl
 build noreclaim_strict $CC $CFLAGS -pthread -I"$here/../ffi-include" "$here/noreclaim_strict.c" -o "$out/noreclaim_strict"
 build nofail $CC $CFLAGS -pthread "$here/nofail.c" -o "$out/nofail"
 build pool_classes $CC $CFLAGS -pthread "$here/pool_classes.c" -o "$out/pool_classes"
@@ -204,6 +205,12 @@ expect_signal "strict control: no scope dies of SIGSYS" 31 "$P" -- "$out/norecla
 expect_signal "strict control: plain glibc dies of SIGSYS" 31 -- "$out/noreclaim_strict" 2 unscoped
 # 300 scoped threads holding one small block each, two waves: no NULL.
 expect_exit "300 scoped threads on the default pool" 0 "$P" -- timeout 120 "$out/noreclaim_many" 300
+# Pool blocks of a larger class than asked, freed outside the scope by a
+# sized free (jemalloc would file them in the asked size's bin).
+for how in free_sized sdallocx; do
+    expect_exit "sized free of pool blocks outside the scope ($how)" 0 "$P" MEMSCOPE_NORECLAIM_POOL=2M -- \
+        "$out/sized_pool_free" $how
+done
 # The pool grows under a NORECLAIM working set, on a thread that may make no
 # syscall: 40 MiB from a 2 MiB pool, stopping at MEMSCOPE_NORECLAIM_MAX;
 # then 1.2 GiB, past what one region used to hold (1 GiB).

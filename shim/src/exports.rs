@@ -183,7 +183,7 @@ pub unsafe extern "C" fn sdallocx(p: *mut c_void, size: usize, flags: c_int) {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
         if tls::gate::<OP_FREE>() {
-            return jem::sdallocx(p, size, flags);
+            return route::sized_free_unscoped(p, size, flags);
         }
         sdallocx_slow(p, size, flags)
     }
@@ -297,7 +297,7 @@ unsafe fn sdallocx_slow(p: *mut c_void, size: usize, flags: c_int) {
     unsafe {
         posix::off_fast(
             OP_FREE,
-            || jem::sdallocx(p, size, flags),
+            || route::sized_free_unscoped(p, size, flags),
             || route::sdallocx(p, size, flags),
         )
     }

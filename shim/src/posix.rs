@@ -263,9 +263,13 @@ pub unsafe fn free_sized(p: *mut c_void, size: usize) {
             return;
         }
         if tls::gate::<OP_FREE>() {
-            return jem::sdallocx(p, size.max(1), 0);
+            return route::sized_free_unscoped(p, size.max(1), 0);
         }
-        off_fast(OP_FREE, || jem::sdallocx(p, size.max(1), 0), || route::free(p))
+        off_fast(
+            OP_FREE,
+            || route::sized_free_unscoped(p, size.max(1), 0),
+            || route::free(p),
+        )
     }
 }
 
@@ -282,11 +286,11 @@ pub unsafe fn free_aligned_sized(p: *mut c_void, align: usize, size: usize) {
         if align.is_power_of_two() {
             let flags = jem::MALLOCX_ALIGN(align);
             if tls::gate::<OP_FREE>() {
-                return jem::sdallocx(p, size.max(1), flags);
+                return route::sized_free_unscoped(p, size.max(1), flags);
             }
             return off_fast(
                 OP_FREE,
-                || jem::sdallocx(p, size.max(1), flags),
+                || route::sized_free_unscoped(p, size.max(1), flags),
                 || route::free(p),
             );
         }

@@ -244,7 +244,7 @@ pub unsafe fn sdallocx(p: *mut c_void, size: usize, mflags: i32) {
             } else if size == 0 {
                 jem::dallocx(p, mflags)
             } else {
-                jem::sdallocx(p, size, mflags)
+                sized_free_unscoped(p, size, mflags)
             }
         })
     }
@@ -385,6 +385,27 @@ pub unsafe fn free_pool_block_outside(p: *mut c_void) {
             init::register_thread_exit();
         }
         magazine::free(p, c)
+    }
+}
+
+/// jemalloc's `sdallocx` outside NORECLAIM, except for pool blocks, which go
+/// back to the front end. jemalloc trusts the size of a sized free to pick
+/// the block's bin, and a pool block may be of a larger class than its
+/// request's (served from the next class up when its own was empty): its
+/// sized free through jemalloc filed it in the wrong bin and corrupted the
+/// slab (a test that frees such blocks with `free_sized` crashed).
+///
+/// # Safety
+/// As jemalloc's `sdallocx`.
+#[inline(always)]
+pub unsafe fn sized_free_unscoped(p: *mut c_void, size: usize, mflags: i32) {
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        if pool::contains(p) {
+            free_pool_block_outside(p)
+        } else {
+            jem::sdallocx(p, size, mflags)
+        }
     }
 }
 
