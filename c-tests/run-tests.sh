@@ -80,6 +80,7 @@ build seccomp_noreclaim $CC $CFLAGS -pthread "$here/seccomp_noreclaim.c" -o "$ou
 build noreclaim_many $CC $CFLAGS -pthread -I"$here/../ffi-include" "$here/noreclaim_many.c" -o "$out/noreclaim_many"
 build noreclaim_grow $CC $CFLAGS -I"$here/../ffi-include" "$here/noreclaim_grow.c" -o "$out/noreclaim_grow"
 build sized_pool_free $CC $CFLAGS -I"$here/../ffi-include" "$here/sized_pool_free.c" -o "$out/sized_pool_free" -ldl
+build fork_noreclaim $CC $CFLAGS -pthread -I"$here/../ffi-include" "$here/fork_noreclaim.c" -o "$out/fork_noreclaim"
 build noreclaim_strict $CC $CFLAGS -pthread -I"$here/../ffi-include" "$here/noreclaim_strict.c" -o "$out/noreclaim_strict"
 build nofail $CC $CFLAGS -pthread "$here/nofail.c" -o "$out/nofail"
 build pool_classes $CC $CFLAGS -pthread "$here/pool_classes.c" -o "$out/pool_classes"
@@ -205,6 +206,7 @@ expect_signal "strict control: no scope dies of SIGSYS" 31 "$P" -- "$out/norecla
 expect_signal "strict control: plain glibc dies of SIGSYS" 31 -- "$out/noreclaim_strict" 2 unscoped
 # 300 scoped threads holding one small block each, two waves: no NULL.
 expect_exit "300 scoped threads on the default pool" 0 "$P" -- timeout 120 "$out/noreclaim_many" 300
+expect_exit "fork under NORECLAIM load: every child served" 0 "$P" -- timeout 120 "$out/fork_noreclaim"
 # Pool blocks of a larger class than asked, freed outside the scope by a
 # sized free (jemalloc would file them in the asked size's bin).
 for how in free_sized sdallocx; do

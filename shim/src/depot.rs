@@ -278,6 +278,14 @@ fn reserve_target(c: usize) -> u64 {
 /// maintenance thread calls that (an explicit cache may not be shared).
 static STOCK_TCACHE: AtomicU32 = AtomicU32::new(0);
 
+/// A forked child's maintenance thread makes its own stocking cache: the
+/// parent's may have been in use by the parent's maintenance thread when
+/// the fork happened (jemalloc does not lock explicit caches across fork).
+/// The old one is left as it is.
+pub fn after_fork_in_child() {
+    STOCK_TCACHE.store(0, Relaxed);
+}
+
 fn stock_cache_flags() -> i32 {
     let mut id = STOCK_TCACHE.load(Relaxed);
     if id == 0 {
