@@ -19,7 +19,11 @@
  * A futex wait, an madvise, an mmap, a sched_yield: any of them on a worker
  * kills the process with SIGSYS. After leaving the scope a worker makes no
  * call at all: it publishes its results and spins until main, which is not
- * filtered, checks them and exits the process.
+ * filtered, checks them and exits the process. Main also reads each
+ * worker's voluntary context switches from /proc before the workers start
+ * their operations and after they finish: a thread that waited on a lock,
+ * slept or waited for I/O would have one; the count must not move (being
+ * preempted is involuntary and allowed).
  *
  * "unscoped" is the control: the same workers without the scope must die
  * of SIGSYS (run-tests.sh checks the signal). */
@@ -116,8 +120,11 @@ static void *_Atomic to_sink[HANDOFF];      /* to the unscoped sink */
 static _Atomic int workers_done, stop_helpers;
 static _Atomic long bad, nulls, served, handed, sunk, outside_freed;
 
+static _Atomic int workers_in_scope, go;
+
 struct worker {
     int id;
+    _Atomic pid_t tid;
     void *premade[PREMADE];
 };
 
@@ -129,6 +136,7 @@ static void *worker(void *arg)
     long my_bad = 0, my_nulls = 0, my_served = 0, my_handed = 0, my_outside = 0;
     int premade_left = PREMADE;
 
+    w->tid = (pid_t)syscall(SYS_gettid);
     /* A thread's first NORECLAIM push sets it up (its lists, jemalloc's
      * per-thread state) and may make syscalls: done before the filter, as
      * the README tells daemons to do at thread start. */
@@ -139,6 +147,9 @@ static void *worker(void *arg)
         my_bad++;
     }
     unsigned saved = scoped ? memscope_push(MEMSCOPE_NORECLAIM | MEMSCOPE_NOWARN) : 0;
+    workers_in_scope++;
+    while (!go) /* main reads the switch counts meanwhile */
+        __asm__ volatile("pause");
     for (long i = 0; i < ops; i++) {
         int slot = (int)(rng_next(&s) % KEPT);
         unsigned op = (unsigned)(rng_next(&s) % 100);
@@ -273,6 +284,21 @@ static void *churn(void *arg)
     return NULL;
 }
 
+/* A thread's voluntary context switches so far, or -1. */
+static long voluntary_switches(pid_t tid)
+{
+    char path[64], line[128];
+    snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)tid);
+    FILE *f = fopen(path, "r");
+    long n = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "voluntary_ctxt_switches: %ld", &n) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return n;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3)
@@ -302,18 +328,30 @@ int main(int argc, char **argv)
     CHECK(pthread_create(&helpers[1], NULL, churn, NULL) == 0);
     for (int i = 0; i < n_workers; i++)
         CHECK(pthread_create(&t[i], NULL, worker, &w[i]) == 0);
-    while (workers_done < n_workers) {
-        struct timespec tick = {0, 5 * 1000 * 1000};
+    struct timespec tick = {0, 5 * 1000 * 1000};
+    while (workers_in_scope < n_workers)
         nanosleep(&tick, NULL);
+    long before[MAX_WORKERS];
+    for (int i = 0; i < n_workers; i++)
+        before[i] = voluntary_switches(w[i].tid);
+    go = 1;
+    while (workers_done < n_workers)
+        nanosleep(&tick, NULL);
+    long blocked = 0;
+    for (int i = 0; i < n_workers; i++) {
+        long after = voluntary_switches(w[i].tid);
+        CHECK_MSG(before[i] >= 0 && after >= 0, "no voluntary_ctxt_switches for worker %d", i);
+        blocked += after - before[i];
     }
+    CHECK_MSG(blocked == 0, "scoped workers blocked %ld times (voluntary context switches)", blocked);
     stop_helpers = 1;
     CHECK(pthread_join(helpers[0], NULL) == 0);
     CHECK(pthread_join(helpers[1], NULL) == 0);
     CHECK_MSG(bad == 0, "%ld blocks damaged, misaligned or not zeroed", (long)bad);
     CHECK_MSG(served > ops * n_workers / 4, "only %ld allocations served", (long)served);
     say("noreclaim_strict: %d scoped worker(s) x %ld ops under a write-only filter: %ld served, %ld NULL, %ld handed "
-        "between workers, %ld freed by the sink, %ld made outside freed inside\n",
-        n_workers, ops, (long)served, (long)nulls, (long)handed, (long)sunk, (long)outside_freed);
+        "between workers, %ld freed by the sink, %ld made outside freed inside; %ld voluntary context switches\n",
+        n_workers, ops, (long)served, (long)nulls, (long)handed, (long)sunk, (long)outside_freed, blocked);
     /* The workers spin (they may not exit: that is a syscall); end here. */
     _exit(check_result());
 }
