@@ -288,6 +288,13 @@ e = json.load(open(sys.argv[1]))["events"]
 assert e["lock_waits_arenas"] > 0, e
 PY
     check "lock waits: shown by show" grep -qE "lock_waits_arenas +[0-9,]+" "$out/contend.txt"
+    check "blocked: every live thread's voluntary context switches, in JSON and show" python3 - "$out/contend.json" \
+        "$out/contend.txt" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert s["threads"] and all(isinstance(t["voluntary_switches"], int) for t in s["threads"]), s["threads"]
+assert "blocked" in open(sys.argv[2]).read()
+PY
     check "lock waits: exported to Prometheus" grep -qE 'memscope_events_total\{.*event="lock_waits_arenas"\} [1-9]' \
         "$out/contend.prom"
     finish

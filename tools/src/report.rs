@@ -135,6 +135,7 @@ pub fn text(s: &Snapshot, all_events: bool) -> String {
         "nofail",
         "alloc p99",
         "allocated",
+        "blocked",
     ]);
     let mut rows: Vec<(&str, &SlotSnap)> = s.threads.iter().map(|t| ("", t)).collect();
     if s.retired.threads > 0 {
@@ -150,10 +151,11 @@ pub fn text(s: &Snapshot, all_events: bool) -> String {
         for ctx in 0..CONTEXTS {
             alloc.add(&th.latency[abi::OP_ALLOC][ctx]);
         }
-        let (tid, name) = if label.is_empty() {
-            (th.tid.to_string(), thread_name(s.pid, th))
+        let (tid, name, blocked) = if label.is_empty() {
+            let blocked = voluntary_switches(s.pid, th).map_or("-".into(), fmt_count);
+            (th.tid.to_string(), thread_name(s.pid, th), blocked)
         } else {
-            (format!("{} thr", th.threads), label.to_string())
+            (format!("{} thr", th.threads), label.to_string(), "-".into())
         };
         t.add_row(vec![
             right(tid),
@@ -165,9 +167,15 @@ pub fn text(s: &Snapshot, all_events: bool) -> String {
             right(fmt_count(per_ctx(abi::CTX_NOFAIL))),
             right(q(&alloc, 0.99)),
             right(fmt_bytes(th.allocated_bytes)),
+            right(blocked),
         ]);
     }
     let _ = writeln!(out, "Threads\n{t}\n");
+    let _ = writeln!(
+        out,
+        "blocked: times the thread gave up its CPU to wait (a lock, a sleep, I/O), from /proc; memscope's calls\n\
+         inside NORECLAIM never add to it.\n"
+    );
 
     let waiting: Vec<&SlotSnap> = s
         .threads
@@ -222,6 +230,16 @@ pub fn text(s: &Snapshot, all_events: bool) -> String {
         let _ = writeln!(out, "Events\n{t}");
     }
     out
+}
+
+/// The thread's voluntary context switches so far (`/proc/PID/task/TID/
+/// status`): every wait on a lock, sleep or I/O; None once it is gone.
+fn voluntary_switches(pid: u32, th: &SlotSnap) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{}/status", th.tid)).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// The thread's current name from /proc (it may have been renamed after
@@ -286,6 +304,7 @@ pub fn json(s: &Snapshot) -> Value {
             let mut v = slot_json(t);
             v["tid"] = t.tid.into();
             v["name"] = thread_name(s.pid, t).into();
+            v["voluntary_switches"] = voluntary_switches(s.pid, t).map_or(Value::Null, Value::from);
             v["nofail_wait"] = match t.nofail_waited_ns(s.taken_monotonic_ns) {
                 Some(ns) => json!({ "bytes": t.nofail_wait_bytes, "waited_s": ns as f64 / 1e9 }),
                 None => Value::Null,
