@@ -313,7 +313,7 @@ static inline uint64_t fenced_tsc(void)
 }
 
 enum { SIZE_SMALL, SIZE_MEDIUM, SIZE_LARGE, SIZE_KINDS };
-enum { OP_MALLOC, OP_FREE, OP_EMPTY, OP_BUSY, OPS };
+enum { OP_MALLOC, OP_FREE, OP_EMPTY, OP_BUSY, OP_CALL, OPS };
 struct tails {
     uint64_t h[SIZE_KINDS][OPS][BUCKETS];
     uint64_t n[SIZE_KINDS][OPS];
@@ -352,6 +352,7 @@ static void *tails_worker(void *arg)
             }
             uint64_t t0 = fenced_tsc();
             char *p = malloc(n);
+            uint64_t call = fenced_tsc() - t0;
             if (p)
                 for (size_t off = 0; off < n; off += 4096)
                     p[off] = 1;
@@ -369,6 +370,8 @@ static void *tails_worker(void *arg)
             if (p) {
                 t->h[kd][OP_MALLOC][bucket_of(dt)]++;
                 t->n[kd][OP_MALLOC]++;
+                t->h[kd][OP_CALL][bucket_of(call)]++;
+                t->n[kd][OP_CALL]++;
             }
             t->h[kd][OP_EMPTY][bucket_of(empty)]++;
             t->n[kd][OP_EMPTY]++;
@@ -418,7 +421,7 @@ static void bench_tails(const char *mode, int threads, double secs)
                 for (int b = 0; b < BUCKETS; b++)
                     all[k][o][b] += t[i].h[k][o][b];
             }
-    static const char *kname[] = {"small", "medium", "large"}, *oname[] = {"malloc", "free", "empty", "busy150"};
+    static const char *kname[] = {"small", "medium", "large"}, *oname[] = {"malloc", "free", "empty", "busy150", "call"};
     printf("tails_ns");
     for (int k = 0; k < SIZE_KINDS; k++)
         for (int o = 0; o < OPS; o++)

@@ -242,12 +242,14 @@ def main():
           "empty = an empty timed interval, busy150 = a 150 ns spin, from the same run (the tail interrupts and "
           "preemption alone give an interval that long)")
     kinds = [("small", "<= 4 KiB"), ("medium", "4-64 KiB"), ("large", "256 KiB-1 MiB")]
-    print(f"{'allocator / scope':44} " + " ".join(f"{k + ' ' + op:>24}" for k, _ in kinds for op in ("malloc", "free"))
+    ops = ("malloc", "call", "free")
+    print("(call = the malloc call alone, without touching the block's pages)")
+    print(f"{'allocator / scope':44} " + " ".join(f"{k + ' ' + op:>24}" for k, _ in kinds for op in ops)
           + f" {'empty':>20} {'busy150':>20}")
     for key, runs in tails.items():
         cells = []
         for k, _ in kinds:
-            for op in ("malloc", "free"):
+            for op in ops:
                 q = [statistics.median(r[f"{k}.{op}"][i] for r in runs) for i in range(3)]
                 cells.append(f"{q[0]:.0f}/{q[1]:.0f}/{q[2]:.0f}".rjust(24))
         e = [statistics.median(r["small.empty"][i] for r in runs) for i in range(3)]
