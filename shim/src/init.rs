@@ -171,6 +171,7 @@ fn on_load() {
 /// thread, so the mailbox forgets the parent's (the next start makes one).
 extern "C" fn after_fork_in_child() {
     mailbox::forget();
+    crate::pool::after_fork_in_child();
     crate::depot::after_fork_in_child();
     stats::segment::after_fork_in_child();
     stats::thread::after_fork_in_child(tls::state());

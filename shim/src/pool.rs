@@ -585,8 +585,24 @@ pub fn ensure_process_pool() -> bool {
     }
 }
 
+/// A forked child of a process that was making its pool has no thread to
+/// finish it (only the forking thread lives on): it starts over at its
+/// first scope, on a region of its own (the half-made one is left).
+/// Without this the child's first scope waited forever for a pool that
+/// would never be ready (`c-tests/fork_noreclaim.c` hung in CI).
+pub fn after_fork_in_child() {
+    if POOL.state.load(Acquire) == CREATING {
+        POOL.state.store(NONE, Release);
+    }
+}
+
 fn create() -> bool {
     release_metadata_headroom();
+    // From scratch, also after a fork interrupted a creation (above).
+    POOL.committed.store(0, Relaxed);
+    POOL.carved.store(0, Relaxed);
+    POOL.reserve_left.store(0, Relaxed);
+    POOL.reserve_arena.store(u32::MAX, Relaxed);
     let Some((base, size)) = take_region() else {
         log::warn(format_args!(
             "NORECLAIM pool: could not reserve address space; NORECLAIM allocations will fail"
