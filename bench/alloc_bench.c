@@ -195,6 +195,15 @@ static uint64_t bucket_low(int b)
     return ((uint64_t)SUB + (uint64_t)(b % SUB)) << (lg - 4);
 }
 
+/* Writes one byte per page of a fresh block: where fresh memory costs a
+ * page fault. */
+static void touch_pages(char *p, size_t n)
+{
+    if (p)
+        for (size_t off = 0; off < n; off += 4096)
+            p[off] = 1;
+}
+
 static volatile int stop_churn;
 
 static void *churn(void *arg)
@@ -266,9 +275,7 @@ static void bench_latency(const char *mode, double secs)
             uint64_t t0 = __rdtsc();
             free(slot[i]);
             char *p = malloc(n);
-            if (p)
-                for (size_t off = 0; off < n; off += 4096)
-                    p[off] = 1;
+            touch_pages(p, n);
             uint64_t dt = __rdtsc() - t0;
             uint64_t t1 = __rdtsc();
             uint64_t empty = __rdtsc() - t1;
@@ -353,9 +360,7 @@ static void *tails_worker(void *arg)
             uint64_t t0 = fenced_tsc();
             char *p = malloc(n);
             uint64_t call = fenced_tsc() - t0;
-            if (p)
-                for (size_t off = 0; off < n; off += 4096)
-                    p[off] = 1;
+            touch_pages(p, n);
             uint64_t dt = fenced_tsc() - t0;
             uint64_t t1 = fenced_tsc();
             uint64_t empty = fenced_tsc() - t1;

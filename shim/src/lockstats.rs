@@ -39,22 +39,38 @@ const GLOBAL_MUTEXES: [&core::ffi::CStr; 3] = [
     c"stats.mutexes.ctl.num_wait",
 ];
 
-/// Waits on arena `i`'s mutexes, its bins' included (0 for an index with
-/// no arena).
-fn arena_waits(i: usize, nbins: usize) -> u64 {
-    let mut sum = 0u64;
-    for name in ARENA_MUTEXES {
-        if let Some(m) = ctl::Mib::new(name) {
+/// The controls read for every arena, resolved once per refresh: its
+/// profiled mutexes (those this jemalloc knows) and its bins' mutex.
+struct ArenaControls {
+    mutexes: [Option<ctl::Mib>; ARENA_MUTEXES.len()],
+    bins: Option<ctl::Mib>,
+    nbins: usize,
+}
+
+impl ArenaControls {
+    fn resolve(nbins: usize) -> Self {
+        ArenaControls {
+            mutexes: ARENA_MUTEXES.map(ctl::Mib::new),
+            bins: ctl::Mib::new(c"stats.arenas.0.bins.0.mutex.num_wait"),
+            nbins,
+        }
+    }
+
+    /// Waits on arena `i`'s mutexes, its bins' included (0 for an index
+    /// with no arena).
+    fn waits(&self, i: usize) -> u64 {
+        let mut sum = 0u64;
+        for m in self.mutexes.iter().flatten() {
             sum += m.at(2, i).read::<u64>().unwrap_or(0);
         }
-    }
-    if let Some(m) = ctl::Mib::new(c"stats.arenas.0.bins.0.mutex.num_wait") {
-        let arena = m.at(2, i);
-        for j in 0..nbins {
-            sum += arena.at(4, j).read::<u64>().unwrap_or(0);
+        if let Some(m) = &self.bins {
+            let arena = m.at(2, i);
+            for j in 0..self.nbins {
+                sum += arena.at(4, j).read::<u64>().unwrap_or(0);
+            }
         }
+        sum
     }
-    sum
 }
 
 /// Reads jemalloc's counters into the three totals.
@@ -69,9 +85,10 @@ pub fn refresh() {
     } else {
         [None, None]
     };
+    let controls = ArenaControls::resolve(nbins);
     let (mut ordinary, mut in_pool) = (0u64, 0u64);
     for i in 0..narenas {
-        let waits = arena_waits(i, nbins);
+        let waits = controls.waits(i);
         if pool_arenas.contains(&Some(i as u32)) {
             in_pool += waits;
         } else {
