@@ -49,6 +49,11 @@ expect_exit() {
     fi
 }
 
+# expect_stderr NAME PATTERN: the last case's stderr matches (grep -E).
+expect_stderr() {
+    if grep -qE "$2" "$out/$1.err"; then pass "$1: diagnostic"; else fail "$1: diagnostic" "no /$2/ in: $(head -c 600 "$out/$1.err")"; fi
+}
+
 # expect_signal NAME SIGNUM [VAR=VALUE ...] -- CMD...: CMD dies of SIGNUM.
 expect_signal() {
     local name=$1 sig=$2
@@ -228,10 +233,6 @@ expect_stderr "MEMSCOPE_NORECLAIM_MAX beyond RLIMIT_AS" \
     '^memscope: MEMSCOPE_NORECLAIM_MAX=2147483648: could not reserve that much address space; the pool may grow to [0-9]+ bytes$'
 
 # ----------------------------------------------------------------- NOFAIL
-# expect_stderr NAME PATTERN: the last case's stderr matches (grep -E).
-expect_stderr() {
-    if grep -qE "$2" "$out/$1.err"; then pass "$1: diagnostic"; else fail "$1: diagnostic" "no /$2/ in: $(head -c 600 "$out/$1.err")"; fi
-}
 # Under RLIMIT_AS jemalloc cannot start more background threads and says
 # so on every retry; one background thread keeps its stderr readable.
 expect_exit "nofail rlimit" 0 "$P" MALLOC_CONF=max_background_threads:1 -- "$out/nofail" rlimit

@@ -161,9 +161,23 @@ fn on_load() {
     // run inside the first malloc.
     // SAFETY: registering a handler with no preconditions.
     unsafe {
-        libc::pthread_atfork(None, None, Some(after_fork_in_child));
+        libc::pthread_atfork(
+            Some(before_fork),
+            Some(after_fork_in_parent),
+            Some(after_fork_in_child),
+        );
         libc::atexit(stats::at_exit);
     }
+}
+
+/// Registered after jemalloc's own handlers (its init ran above), so this
+/// runs before jemalloc locks its mutexes for the fork.
+extern "C" fn before_fork() {
+    crate::pool::before_fork();
+}
+
+extern "C" fn after_fork_in_parent() {
+    crate::pool::after_fork();
 }
 
 /// Everything a forked child must redo, in one place: it gets its own
@@ -171,7 +185,7 @@ fn on_load() {
 /// thread, so the mailbox forgets the parent's (the next start makes one).
 extern "C" fn after_fork_in_child() {
     mailbox::forget();
-    crate::pool::after_fork_in_child();
+    crate::pool::after_fork();
     crate::depot::after_fork_in_child();
     stats::segment::after_fork_in_child();
     stats::thread::after_fork_in_child(tls::state());

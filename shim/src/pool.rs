@@ -18,7 +18,7 @@
 
 use core::ffi::{c_uint, c_void};
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering::*};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering::*};
 
 use tikv_jemalloc_sys as jem;
 
@@ -553,56 +553,73 @@ fn reserve_region(smallest: bool) -> Option<(usize, usize)> {
     }
 }
 
-/// Creates the pool and the NOFAIL reserve on the process's first NORECLAIM
-/// or NOFAIL push. Other threads
-/// arriving meanwhile wait. Returns false if the pool could not be made.
-pub fn ensure_process_pool() -> bool {
-    match POOL.state.load(Acquire) {
-        READY => return true,
-        FAILED => return false,
-        _ => {}
-    }
-    if POOL
-        .state
-        .compare_exchange(NONE, CREATING, Acquire, Acquire)
-        .is_ok()
+/// Held by the thread making the pool and by a thread forking: a fork
+/// never lands while the pool is half made. The child of such a fork had
+/// no thread to finish it, and could inherit whatever lock the maker held
+/// at that instant: with only a reset of the state, the child's first
+/// scope hung in `dl_iterate_phdr` on the loader's lock, which the maker
+/// held while pre-faulting this library (`c-tests/fork_noreclaim.c`, about
+/// one run in 15 in CI).
+static CREATION: AtomicBool = AtomicBool::new(false);
+
+fn lock_creation() {
+    while CREATION
+        .compare_exchange_weak(false, true, Acquire, Relaxed)
+        .is_err()
     {
-        crate::counters::touch_all();
-        prefault_own_image();
-        let ok = create();
-        POOL.state.store(if ok { READY } else { FAILED }, Release);
-        if ok {
-            mailbox::start_maintenance();
-        }
-        return ok;
+        os::yield_now();
     }
+}
+
+fn unlock_creation() {
+    CREATION.store(false, Release);
+}
+
+/// Creates the pool and the NOFAIL reserve on the process's first NORECLAIM
+/// or NOFAIL push. Other threads arriving meanwhile wait. Returns false if
+/// the pool could not be made.
+pub fn ensure_process_pool() -> bool {
     loop {
         match POOL.state.load(Acquire) {
             READY => return true,
             FAILED => return false,
-            _ => os::yield_now(),
+            CREATING => os::yield_now(),
+            _ => {
+                lock_creation();
+                if POOL.state.load(Acquire) != NONE {
+                    unlock_creation();
+                    continue;
+                }
+                POOL.state.store(CREATING, Relaxed);
+                crate::counters::touch_all();
+                prefault_own_image();
+                let ok = create();
+                POOL.state.store(if ok { READY } else { FAILED }, Release);
+                unlock_creation();
+                if ok {
+                    mailbox::start_maintenance();
+                }
+                return ok;
+            }
         }
     }
 }
 
-/// A forked child of a process that was making its pool has no thread to
-/// finish it (only the forking thread lives on): it starts over at its
-/// first scope, on a region of its own (the half-made one is left).
-/// Without this the child's first scope waited forever for a pool that
-/// would never be ready (`c-tests/fork_noreclaim.c` hung in CI).
-pub fn after_fork_in_child() {
-    if POOL.state.load(Acquire) == CREATING {
-        POOL.state.store(NONE, Release);
-    }
+/// `pthread_atfork` prepare: waits for a pool being made and keeps another
+/// from starting until the fork is done. Registered after jemalloc's
+/// handlers, so it runs before them, while the maker can still take
+/// jemalloc's locks.
+pub fn before_fork() {
+    lock_creation();
+}
+
+/// `pthread_atfork` parent and child: the fork is done.
+pub fn after_fork() {
+    unlock_creation();
 }
 
 fn create() -> bool {
     release_metadata_headroom();
-    // From scratch, also after a fork interrupted a creation (above).
-    POOL.committed.store(0, Relaxed);
-    POOL.carved.store(0, Relaxed);
-    POOL.reserve_left.store(0, Relaxed);
-    POOL.reserve_arena.store(u32::MAX, Relaxed);
     let Some((base, size)) = take_region() else {
         log::warn(format_args!(
             "NORECLAIM pool: could not reserve address space; NORECLAIM allocations will fail"
