@@ -57,10 +57,13 @@ stats-test: all
 real-programs: $(LIB)
 	c-tests/real-programs.sh $(LIB) $(BUILD)/real-programs
 
-# The Rust guard API: a no-op without the library, real scopes with it.
+# The Rust crate: memscope linked in as the global allocator (NORECLAIM
+# under a seccomp filter, alignment), its guards and reclaimers, the
+# bypass warning; then the same tests preloaded, where the crate forwards
+# to the library. Its doc examples run in unit-test.
 rust-guard-test: $(LIB)
-	$(CARGO) test --release -p memscope-rs --test guard
-	LD_PRELOAD=$(CURDIR)/$(LIB) EXPECT_MEMSCOPE_LOADED=1 $(CARGO) test --release -p memscope-rs --test guard
+	$(CARGO) test --release -p memscope --tests
+	LD_PRELOAD=$(CURDIR)/$(LIB) EXPECT_MEMSCOPE_LOADED=1 $(CARGO) test --release -p memscope --tests
 
 # Install into a scratch prefix, build programs with pkg-config against
 # it, run them (linked, not preloaded: scopes must be live), check the

@@ -6,7 +6,7 @@ pub const OPS: [&str; crate::OPS] = ["alloc", "free", "realloc"];
 pub const CONTEXTS: [&str; crate::CONTEXTS] = ["normal", "noreclaim", "nofail"];
 
 /// Event counters, `Header::events` order. Each line: name, meaning.
-pub const EVENTS: [(&str, &str); 23] = [
+pub const EVENTS: [(&str, &str); 24] = [
     (
         "pool_refills",
         "the maintenance thread committed and pre-faulted more NORECLAIM pool",
@@ -80,6 +80,10 @@ pub const EVENTS: [(&str, &str); 23] = [
     (
         "lock_waits_global",
         "contended waits on jemalloc's global mutexes (background threads, mallctl)",
+    ),
+    (
+        "scopes_bypassed",
+        "scopes that found the program's allocations served by another allocator",
     ),
 ];
 

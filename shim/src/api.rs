@@ -5,29 +5,29 @@
 
 use core::ffi::{c_char, c_int, c_uint, c_ulong, c_void};
 
-use crate::reclaim::ReclaimFn;
+pub use crate::reclaim::ReclaimFn;
 use crate::{nofail, reclaim, scope};
 
 /// # Safety
 /// None: callable from any thread, including signal handlers once the
 /// thread has pushed NORECLAIM before.
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub extern "C" fn memscope_push(flags: c_uint) -> c_uint {
     scope::push(flags)
 }
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub extern "C" fn memscope_pop(saved: c_uint) {
     scope::pop(saved)
 }
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub extern "C" fn memscope_current() -> c_uint {
     scope::current()
 }
 
 /// Publishes the calling thread's exact counts (see the header).
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub extern "C" fn memscope_stats_flush() {
     if crate::tls::flags() & crate::tls::THREAD_UNSEEN == 0 {
         crate::stats::thread::flush(crate::tls::state());
@@ -37,7 +37,7 @@ pub extern "C" fn memscope_stats_flush() {
 /// # Safety
 /// `name` is NULL or a NUL-terminated string; `reclaim` may be called with
 /// `arg` from any thread until unregistered.
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub unsafe extern "C" fn memscope_reclaimer_register(
     name: *const c_char,
     reclaim: Option<ReclaimFn>,
@@ -62,20 +62,20 @@ pub unsafe extern "C" fn memscope_reclaimer_register(
     }
 }
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub extern "C" fn memscope_reclaimer_unregister(id: c_int) {
     reclaim::unregister(id)
 }
 
 /// Testing: the next `n` ordinary allocation attempts made under NOFAIL
 /// fail as if memory were exhausted.
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub extern "C" fn memscope_test_fail_next(n: c_ulong) {
     nofail::inject_faults(n)
 }
 
 /// `MAJOR << 16 | MINOR << 8 | PATCH`, as `MEMSCOPE_VERSION` in the header.
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub extern "C" fn memscope_version() -> c_uint {
     VERSION
 }
@@ -88,34 +88,34 @@ pub extern "C" fn memscope_version() -> c_uint {
 // public names above stay exported for binaries built against the older
 // header, which called them directly.
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub extern "C" fn memscope_lib_push(flags: c_uint) -> c_uint {
     scope::push(flags)
 }
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub extern "C" fn memscope_lib_pop(saved: c_uint) {
     scope::pop(saved)
 }
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub extern "C" fn memscope_lib_current() -> c_uint {
     memscope_current()
 }
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub extern "C" fn memscope_lib_version() -> c_uint {
     VERSION
 }
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub extern "C" fn memscope_lib_stats_flush() {
     memscope_stats_flush()
 }
 
 /// # Safety
 /// As `memscope_reclaimer_register`.
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub unsafe extern "C" fn memscope_lib_reclaimer_register(
     name: *const c_char,
     reclaim: Option<ReclaimFn>,
@@ -126,14 +126,49 @@ pub unsafe extern "C" fn memscope_lib_reclaimer_register(
     unsafe { memscope_reclaimer_register(name, reclaim, arg, needs) }
 }
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub extern "C" fn memscope_lib_reclaimer_unregister(id: c_int) {
     reclaim::unregister(id)
 }
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub extern "C" fn memscope_lib_test_fail_next(n: c_ulong) {
     nofail::inject_faults(n)
+}
+
+/// Whether the program's allocations reach memscope: runs `probe` (which
+/// should allocate and free once through the program's allocator) and
+/// compares this thread's exact allocation calls before and after.
+/// Returns 1 if memscope served the probe; 0 if not, and then, once per
+/// process, one line on stderr and the `scopes_bypassed` event (the scopes
+/// of a program whose allocator bypasses memscope do nothing); -1 if it
+/// cannot tell: no probe, or the thread is inside NORECLAIM (where nothing
+/// may be written: ask before entering the scope).
+///
+/// # Safety
+/// `probe` is NULL or a function callable on this thread.
+#[inline]
+pub unsafe extern "C" fn memscope_lib_check_routed(probe: Option<unsafe extern "C" fn()>) -> c_int {
+    let Some(probe) = probe else { return -1 };
+    let flags = scope::current();
+    if flags & scope::NORECLAIM != 0 {
+        return -1;
+    }
+    let calls = || crate::stats::thread::calls_in_context(memscope_abi::OP_ALLOC, flags);
+    let before = calls();
+    // SAFETY: the caller's contract.
+    unsafe { probe() };
+    if calls() != before {
+        return 1;
+    }
+    crate::counters::count(crate::counters::Event::ScopesBypassed);
+    static WARNED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+    if !WARNED.swap(true, core::sync::atomic::Ordering::Relaxed) {
+        crate::log::warn(format_args!(
+            "a scope was entered but this program's allocations do not go through memscope (another allocator serves them): its scopes do nothing"
+        ));
+    }
+    0
 }
 
 pub const VERSION: c_uint = (parse(env!("CARGO_PKG_VERSION_MAJOR")) << 16)

@@ -60,9 +60,13 @@ pub enum Event {
     LockWaitsPoolArenas,
     /// Waits on jemalloc's global mutexes (background threads, ctl).
     LockWaitsGlobal,
+    /// A scope found that the program's allocations bypass memscope
+    /// (`memscope_lib_check_routed`, run by the Rust guard at the first
+    /// NORECLAIM scope).
+    ScopesBypassed,
 }
 
-pub const EVENT_COUNT: usize = Event::LockWaitsGlobal as usize + 1;
+pub const EVENT_COUNT: usize = Event::ScopesBypassed as usize + 1;
 
 /// Where counts go before the stats segment exists, or when stats are off.
 static LOCAL: [AtomicU64; EVENT_COUNT] = [const { AtomicU64::new(0) }; EVENT_COUNT];

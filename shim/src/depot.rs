@@ -491,6 +491,7 @@ mod tests {
     use super::*;
 
     #[repr(align(16))]
+    #[allow(dead_code)] // only its size and address matter
     struct Block([usize; 2]);
 
     #[test]

@@ -1,9 +1,13 @@
-//! Every exported symbol, each a call down into `posix`, `route`, `glibc`,
-//! `api`, `ids` or jemalloc itself (the jemalloc-API entry points keep their
-//! fast path here: the gate, then a tail call).
+//! Every C entry point, each a call down into `posix`, `route`, `glibc`,
+//! `ids` or jemalloc itself (the jemalloc-API entry points keep their fast
+//! path here: the gate, then a tail call), and `export_c_abi!`, which
+//! gives them (and `api`'s) their C names.
 //!
-//! `#[cfg_attr(not(test), no_mangle)]`: the crate's own unit-test binary
-//! keeps the system malloc. Nothing here may panic or unwind.
+//! The names are given by the crate that is the product, not here: the
+//! preloaded library (`preload/`, libmemscope.so) expands `export_c_abi!`;
+//! a Rust program linking memscope (`memscope::Memscope`) calls these
+//! functions directly and keeps the system `malloc` for its C code. Nothing
+//! here may panic or unwind.
 
 #![allow(clippy::missing_safety_doc)]
 
@@ -15,83 +19,83 @@ use crate::glibc::{Mallinfo, Mallinfo2};
 use crate::{glibc, posix, route, tls};
 use memscope_abi::{OP_ALLOC, OP_FREE, OP_REALLOC};
 
-type WriteCb = Option<unsafe extern "C" fn(*mut c_void, *const c_char)>;
+pub type WriteCb = Option<unsafe extern "C" fn(*mut c_void, *const c_char)>;
 
 // ---------------------------------------------- glibc's replacing-malloc set
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe { posix::malloc(size) }
 }
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub unsafe extern "C" fn free(p: *mut c_void) {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe { posix::free(p) }
 }
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe { posix::calloc(n, size) }
 }
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe { posix::realloc(p, size) }
 }
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub unsafe extern "C" fn reallocarray(p: *mut c_void, n: usize, size: usize) -> *mut c_void {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe { posix::reallocarray(p, n, size) }
 }
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub unsafe extern "C" fn posix_memalign(memptr: *mut *mut c_void, align: usize, size: usize) -> c_int {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe { posix::posix_memalign(memptr, align, size) }
 }
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe { posix::aligned_alloc(align, size) }
 }
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe { posix::memalign(align, size) }
 }
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe { posix::valloc(size) }
 }
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe { posix::pvalloc(size) }
 }
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe { posix::malloc_usable_size(p) }
 }
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub unsafe extern "C" fn free_sized(p: *mut c_void, size: usize) {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe { posix::free_sized(p, size) }
 }
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub unsafe extern "C" fn free_aligned_sized(p: *mut c_void, align: usize, size: usize) {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe { posix::free_aligned_sized(p, align, size) }
@@ -99,28 +103,28 @@ pub unsafe extern "C" fn free_aligned_sized(p: *mut c_void, align: usize, size: 
 
 // ------------------------------------------------------------ glibc extras
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub extern "C" fn malloc_trim(pad: usize) -> c_int {
     glibc::malloc_trim(pad)
 }
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub extern "C" fn mallinfo2() -> Mallinfo2 {
     glibc::mallinfo2()
 }
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub extern "C" fn mallinfo() -> Mallinfo {
     glibc::mallinfo()
 }
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub extern "C" fn mallopt(param: c_int, value: c_int) -> c_int {
     glibc::mallopt(param, value)
 }
 
 /// glibc prints arena statistics on stderr; jemalloc's report goes there.
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub extern "C" fn malloc_stats() {
     // SAFETY: NULL callback and options mean "stderr, everything".
     unsafe { jem::malloc_stats_print(None, core::ptr::null_mut(), core::ptr::null()) }
@@ -128,7 +132,7 @@ pub extern "C" fn malloc_stats() {
 
 // ---------------------------------------------------- jemalloc's extended API
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub unsafe extern "C" fn mallocx(size: usize, flags: c_int) -> *mut c_void {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
@@ -139,7 +143,7 @@ pub unsafe extern "C" fn mallocx(size: usize, flags: c_int) -> *mut c_void {
     }
 }
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub unsafe extern "C" fn rallocx(p: *mut c_void, size: usize, flags: c_int) -> *mut c_void {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
@@ -150,7 +154,7 @@ pub unsafe extern "C" fn rallocx(p: *mut c_void, size: usize, flags: c_int) -> *
     }
 }
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub unsafe extern "C" fn xallocx(p: *mut c_void, size: usize, extra: usize, flags: c_int) -> usize {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
@@ -161,13 +165,13 @@ pub unsafe extern "C" fn xallocx(p: *mut c_void, size: usize, extra: usize, flag
     }
 }
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub unsafe extern "C" fn sallocx(p: *const c_void, flags: c_int) -> usize {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe { jem::sallocx(p, flags) }
 }
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub unsafe extern "C" fn dallocx(p: *mut c_void, flags: c_int) {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
@@ -178,7 +182,7 @@ pub unsafe extern "C" fn dallocx(p: *mut c_void, flags: c_int) {
     }
 }
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub unsafe extern "C" fn sdallocx(p: *mut c_void, size: usize, flags: c_int) {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
@@ -189,13 +193,13 @@ pub unsafe extern "C" fn sdallocx(p: *mut c_void, size: usize, flags: c_int) {
     }
 }
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub unsafe extern "C" fn nallocx(size: usize, flags: c_int) -> usize {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe { jem::nallocx(size, flags) }
 }
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub unsafe extern "C" fn mallctl(
     name: *const c_char,
     oldp: *mut c_void,
@@ -207,7 +211,7 @@ pub unsafe extern "C" fn mallctl(
     unsafe { jem::mallctl(name, oldp, oldlenp, newp, newlen) }
 }
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub unsafe extern "C" fn mallctlnametomib(
     name: *const c_char,
     mibp: *mut usize,
@@ -217,7 +221,7 @@ pub unsafe extern "C" fn mallctlnametomib(
     unsafe { jem::mallctlnametomib(name, mibp, miblenp) }
 }
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub unsafe extern "C" fn mallctlbymib(
     mib: *const usize,
     miblen: usize,
@@ -230,7 +234,7 @@ pub unsafe extern "C" fn mallctlbymib(
     unsafe { jem::mallctlbymib(mib, miblen, oldp, oldlenp, newp, newlen) }
 }
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub unsafe extern "C" fn malloc_stats_print(write_cb: WriteCb, cbopaque: *mut c_void, opts: *const c_char) {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe { jem::malloc_stats_print(write_cb, cbopaque, opts) }
@@ -307,22 +311,114 @@ unsafe fn sdallocx_slow(p: *mut c_void, size: usize, flags: c_int) {
 // Not allocator symbols: exported so that the stats segment can follow a
 // daemon that drops privileges (`ids`), each a call into libc's own.
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub extern "C" fn setuid(uid: libc::uid_t) -> c_int {
     crate::ids::setuid(uid)
 }
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub extern "C" fn seteuid(euid: libc::uid_t) -> c_int {
     crate::ids::seteuid(euid)
 }
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub extern "C" fn setreuid(ruid: libc::uid_t, euid: libc::uid_t) -> c_int {
     crate::ids::setreuid(ruid, euid)
 }
 
-#[cfg_attr(not(test), no_mangle)]
+#[inline]
 pub extern "C" fn setresuid(ruid: libc::uid_t, euid: libc::uid_t, suid: libc::uid_t) -> c_int {
     crate::ids::setresuid(ruid, euid, suid)
 }
+
+// ------------------------------------------------------------ the C names
+
+/// Defines every C symbol of libmemscope.so (glibc's malloc family, glibc's
+/// extras, jemalloc's extended API, the `memscope_*` API, the changes of
+/// user id) in the crate that expands it, each a call into this crate.
+/// Expanded once, by the preloaded library; never in a program that links
+/// memscope as its Rust allocator (it would replace that program's C
+/// `malloc` too, which `memscope::Memscope` promises not to do).
+#[macro_export]
+macro_rules! export_c_abi {
+    () => {
+        $crate::__export_fns! { exports;
+            malloc(size: usize) -> *mut ::core::ffi::c_void;
+            free(p: *mut ::core::ffi::c_void);
+            calloc(n: usize, size: usize) -> *mut ::core::ffi::c_void;
+            realloc(p: *mut ::core::ffi::c_void, size: usize) -> *mut ::core::ffi::c_void;
+            reallocarray(p: *mut ::core::ffi::c_void, n: usize, size: usize) -> *mut ::core::ffi::c_void;
+            posix_memalign(memptr: *mut *mut ::core::ffi::c_void, align: usize, size: usize) -> ::core::ffi::c_int;
+            aligned_alloc(align: usize, size: usize) -> *mut ::core::ffi::c_void;
+            memalign(align: usize, size: usize) -> *mut ::core::ffi::c_void;
+            valloc(size: usize) -> *mut ::core::ffi::c_void;
+            pvalloc(size: usize) -> *mut ::core::ffi::c_void;
+            malloc_usable_size(p: *mut ::core::ffi::c_void) -> usize;
+            free_sized(p: *mut ::core::ffi::c_void, size: usize);
+            free_aligned_sized(p: *mut ::core::ffi::c_void, align: usize, size: usize);
+            malloc_trim(pad: usize) -> ::core::ffi::c_int;
+            mallinfo2() -> $crate::glibc::Mallinfo2;
+            mallinfo() -> $crate::glibc::Mallinfo;
+            mallopt(param: ::core::ffi::c_int, value: ::core::ffi::c_int) -> ::core::ffi::c_int;
+            malloc_stats();
+            mallocx(size: usize, flags: ::core::ffi::c_int) -> *mut ::core::ffi::c_void;
+            rallocx(p: *mut ::core::ffi::c_void, size: usize, flags: ::core::ffi::c_int) -> *mut ::core::ffi::c_void;
+            xallocx(p: *mut ::core::ffi::c_void, size: usize, extra: usize, flags: ::core::ffi::c_int) -> usize;
+            sallocx(p: *const ::core::ffi::c_void, flags: ::core::ffi::c_int) -> usize;
+            dallocx(p: *mut ::core::ffi::c_void, flags: ::core::ffi::c_int);
+            sdallocx(p: *mut ::core::ffi::c_void, size: usize, flags: ::core::ffi::c_int);
+            nallocx(size: usize, flags: ::core::ffi::c_int) -> usize;
+            mallctl(name: *const ::core::ffi::c_char, oldp: *mut ::core::ffi::c_void, oldlenp: *mut usize,
+                    newp: *mut ::core::ffi::c_void, newlen: usize) -> ::core::ffi::c_int;
+            mallctlnametomib(name: *const ::core::ffi::c_char, mibp: *mut usize, miblenp: *mut usize) -> ::core::ffi::c_int;
+            mallctlbymib(mib: *const usize, miblen: usize, oldp: *mut ::core::ffi::c_void, oldlenp: *mut usize,
+                         newp: *mut ::core::ffi::c_void, newlen: usize) -> ::core::ffi::c_int;
+            malloc_stats_print(write_cb: $crate::exports::WriteCb, cbopaque: *mut ::core::ffi::c_void,
+                               opts: *const ::core::ffi::c_char);
+            setuid(uid: $crate::exports::uid_t) -> ::core::ffi::c_int;
+            seteuid(euid: $crate::exports::uid_t) -> ::core::ffi::c_int;
+            setreuid(ruid: $crate::exports::uid_t, euid: $crate::exports::uid_t) -> ::core::ffi::c_int;
+            setresuid(ruid: $crate::exports::uid_t, euid: $crate::exports::uid_t,
+                      suid: $crate::exports::uid_t) -> ::core::ffi::c_int;
+        }
+        $crate::__export_fns! { api;
+            memscope_push(flags: ::core::ffi::c_uint) -> ::core::ffi::c_uint;
+            memscope_pop(saved: ::core::ffi::c_uint);
+            memscope_current() -> ::core::ffi::c_uint;
+            memscope_stats_flush();
+            memscope_reclaimer_register(name: *const ::core::ffi::c_char, reclaim: Option<$crate::api::ReclaimFn>,
+                                        arg: *mut ::core::ffi::c_void, needs: ::core::ffi::c_uint) -> ::core::ffi::c_int;
+            memscope_reclaimer_unregister(id: ::core::ffi::c_int);
+            memscope_test_fail_next(n: ::core::ffi::c_ulong);
+            memscope_version() -> ::core::ffi::c_uint;
+            memscope_lib_push(flags: ::core::ffi::c_uint) -> ::core::ffi::c_uint;
+            memscope_lib_pop(saved: ::core::ffi::c_uint);
+            memscope_lib_current() -> ::core::ffi::c_uint;
+            memscope_lib_version() -> ::core::ffi::c_uint;
+            memscope_lib_stats_flush();
+            memscope_lib_reclaimer_register(name: *const ::core::ffi::c_char, reclaim: Option<$crate::api::ReclaimFn>,
+                                            arg: *mut ::core::ffi::c_void, needs: ::core::ffi::c_uint) -> ::core::ffi::c_int;
+            memscope_lib_reclaimer_unregister(id: ::core::ffi::c_int);
+            memscope_lib_test_fail_next(n: ::core::ffi::c_ulong);
+            memscope_lib_check_routed(probe: Option<unsafe extern "C" fn()>) -> ::core::ffi::c_int;
+        }
+    };
+}
+
+/// One `#[no_mangle]` function per line of `export_c_abi!`, calling the
+/// function of that name in `$module`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_fns {
+    ($module:ident; $($name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?;)*) => {$(
+        #[no_mangle]
+        #[allow(unused_unsafe, clippy::missing_safety_doc)]
+        pub unsafe extern "C" fn $name($($arg: $ty),*) $(-> $ret)? {
+            // SAFETY: the caller's contract is the C function's, which the
+            // function called implements for every argument value.
+            unsafe { $crate::$module::$name($($arg),*) }
+        }
+    )*};
+}
+
+pub use libc::uid_t;

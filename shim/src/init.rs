@@ -146,6 +146,9 @@ pub fn thread_first_call() -> u32 {
 /// Runs when the library is loaded, in case no allocation came first.
 #[ctor::ctor(unsafe)]
 fn on_load() {
+    if another_copy_serves() {
+        return;
+    }
     global();
     // Initialise jemalloc's mallctl tree here, where this thread holds no
     // jemalloc lock; stats may then read per-thread counters from anywhere
@@ -167,6 +170,32 @@ fn on_load() {
             Some(after_fork_in_child),
         );
         libc::atexit(stats::at_exit);
+    }
+}
+
+/// True in a copy of memscope linked into a program (the Rust crate
+/// `memscope`) when a libmemscope.so is loaded in the process too
+/// (preloaded, or needed by a C library): the library serves the whole
+/// process (the crate forwards to it) and this copy stays idle: no stats
+/// segment, no address space reserved, no fork handlers. Only the library
+/// defines `memscope_lib_version`; a second copy of the library loaded
+/// from another path sees the first one's and stays idle as well.
+fn another_copy_serves() -> bool {
+    // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name; dladdr
+    // with valid out-pointers, on addresses of loaded code.
+    unsafe {
+        let found = libc::dlsym(libc::RTLD_DEFAULT, c"memscope_lib_version".as_ptr());
+        if found.is_null() {
+            return false;
+        }
+        let mut mine: libc::Dl_info = core::mem::zeroed();
+        let mut theirs: libc::Dl_info = core::mem::zeroed();
+        if libc::dladdr(on_load as *const c_void, &mut mine) == 0
+            || libc::dladdr(found.cast_const(), &mut theirs) == 0
+        {
+            return false;
+        }
+        mine.dli_fbase != theirs.dli_fbase
     }
 }
 

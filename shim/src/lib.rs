@@ -2,23 +2,31 @@
 //! allocation context scopes (NORECLAIM, NOFAIL, NOWARN, NOFS, NOIO) in
 //! the manner of the kernel's `memalloc_*_save()`. See docs/DESIGN.md.
 //!
-//! Rule for the whole crate: nothing reachable from an exported function
+//! This crate is the allocator itself. It is a product in two forms: the
+//! preloaded library (`preload/`, libmemscope.so, which gives the entry
+//! points their C names with `export_c_abi!`) and the Rust crate
+//! `memscope` (`memscope::Memscope`, a `#[global_allocator]` linked into
+//! a Rust program). Only `exports`, `api`, `glibc` and `own_alloc` are
+//! meant for those two crates; nothing here is a stable Rust API.
+//!
+//! Rule for the whole crate: nothing reachable from an entry point
 //! panics, unwinds, or allocates through the exported `malloc`.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
-// The unit-test build keeps the system malloc (`exports` is not exported
-// there: `cfg_attr(not(test), no_mangle)`), so most of the crate is
-// unreachable in it; dead code is found in the real build.
-#![cfg_attr(test, allow(dead_code))]
+// The entry points are public; whatever they do not reach is dead code.
+#![allow(clippy::missing_safety_doc)]
 
-pub(crate) mod api;
+#[doc(hidden)]
+pub mod api;
 pub(crate) mod config;
 pub(crate) mod counters;
 pub(crate) mod ctl;
 pub(crate) mod depot;
-pub(crate) mod exports;
-pub(crate) mod glibc;
+#[doc(hidden)]
+pub mod exports;
+#[doc(hidden)]
+pub mod glibc;
 pub(crate) mod ids;
 pub(crate) mod init;
 pub(crate) mod lockstats;
@@ -28,7 +36,8 @@ pub(crate) mod mailbox;
 pub(crate) mod maintenance;
 pub(crate) mod nofail;
 pub(crate) mod os;
-pub(crate) mod own_alloc;
+#[doc(hidden)]
+pub mod own_alloc;
 pub(crate) mod pool;
 pub(crate) mod posix;
 pub(crate) mod purge;
@@ -38,12 +47,6 @@ pub(crate) mod scope;
 pub(crate) mod sizeclass;
 pub(crate) mod stats;
 pub(crate) mod tls;
-
-/// The shim's own Rust allocations go to jemalloc directly (the `_rjem_`
-/// names), never through the exported `malloc`, with the NOFAIL reserve
-/// behind it (`own_alloc`).
-#[global_allocator]
-static ALLOC: own_alloc::OwnAlloc = own_alloc::OwnAlloc;
 
 /// How the layers below the maintenance thread start it (through
 /// `mailbox::start_maintenance`) without depending on it: wired here, at

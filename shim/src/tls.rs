@@ -211,6 +211,9 @@ mod imp {
     core::arch::global_asm!(
         ".pushsection .tdata,\"awT\",@progbits",
         ".p2align 6",
+        // Global (so that every object of a multi-unit build finds it)
+        // and hidden (so that it is not exported from the library).
+        ".globl memscope_thread_state",
         ".hidden memscope_thread_state",
         ".type memscope_thread_state,@object",
         ".size memscope_thread_state, {size}",
@@ -226,6 +229,7 @@ mod imp {
     core::arch::global_asm!(
         ".pushsection .tbss,\"awT\",@nobits",
         ".p2align 6",
+        ".globl memscope_thread_bss",
         ".hidden memscope_thread_bss",
         ".type memscope_thread_bss,@object",
         ".size memscope_thread_bss, {size}",

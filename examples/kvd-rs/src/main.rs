@@ -1,29 +1,84 @@
-//! `kvd-rs`: examples/kvd.c's protocol and behaviour in Rust, to show the
-//! guard API under the same preload. The store is a `BTreeMap` behind a
-//! `Mutex`; with `--scopes`, everything that allocates or frees while the
-//! lock is held runs inside `Scope::enter(NORECLAIM)` (node and value
-//! allocations inside `NORECLAIM | NOFAIL`). Rust's global allocator is
-//! the system `malloc`, which the preload replaces, so the scopes reach
-//! the `BTreeMap`'s own node allocations too: the per-task reach that
-//! per-call flags lack.
+//! `kvd-rs`: examples/kvd.c's protocol and behaviour in Rust, with memscope
+//! as its `#[global_allocator]`: no `LD_PRELOAD`, the allocator is linked
+//! in (`make demo` runs it so, and `memscope-stat` reads it as it reads
+//! the C daemon). The store is a `BTreeMap` behind a `Mutex`; with
+//! `--scopes`, everything that allocates or frees while the lock is held
+//! runs inside NORECLAIM (node and value allocations inside
+//! `NORECLAIM | NOFAIL`), which reaches the `BTreeMap`'s own node
+//! allocations too: the per-task reach that per-call flags lack. A read
+//! cache of recent GET answers is what the program can do without: a
+//! reclaimer empties it when memory runs short.
 //!
 //!   kvd-rs PORT [--scopes]
 //!
 //! Protocol: `SET k v` / `GET k` / `DEL k` / `STATS` / `SHUTDOWN`, one
-//! line each (see kvd.c). No read cache and no churn thread: the C daemon
-//! shows those.
+//! line each (see kvd.c). No churn thread: the C daemon shows that.
 
-use std::collections::BTreeMap;
+#[global_allocator]
+static GLOBAL: memscope::Memscope = memscope::Memscope;
+
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use memscope::{Flags, Scope};
+use memscope::{Flags, Needs, Reclaimer, Scope};
+
+/// Recent GET answers, at most this many.
+const CACHE_ENTRIES: usize = 4096;
+
+/// GET answers by key. Filled and invalidated with the store lock held
+/// (lock order: store, then cache), read alone: a hit never takes the
+/// store lock and is never stale.
+#[derive(Default)]
+struct ReadCache {
+    map: Mutex<HashMap<Vec<u8>, Vec<u8>>>,
+    hits: AtomicU64,
+    reclaimed: AtomicU64,
+}
+
+impl ReadCache {
+    fn get(&self, k: &[u8]) -> Option<Vec<u8>> {
+        let v = self.map.lock().unwrap_or_else(|p| p.into_inner()).get(k).cloned();
+        if v.is_some() {
+            self.hits.fetch_add(1, Relaxed);
+        }
+        v
+    }
+
+    fn put(&self, k: &[u8], v: &[u8]) {
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= CACHE_ENTRIES {
+            m.clear();
+        }
+        m.insert(k.to_vec(), v.to_vec());
+    }
+
+    fn forget(&self, k: &[u8]) {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).remove(k);
+    }
+
+    /// The reclaimer: drops entries until about `want` bytes are freed.
+    fn shrink(&self, want: usize) -> usize {
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let mut freed = 0;
+        m.retain(|k, v| {
+            if freed >= want {
+                return true;
+            }
+            freed += k.len() + v.len();
+            false
+        });
+        self.reclaimed.fetch_add(freed as u64, Relaxed);
+        freed
+    }
+}
 
 struct Store {
     map: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
+    cache: Arc<ReadCache>,
     scopes: bool,
     /// Lock-hold times: log2 buckets of nanoseconds.
     holds: [AtomicU64; 64],
@@ -65,11 +120,13 @@ impl Store {
         };
         let keys = self.locked(|m| m.len());
         format!(
-            "STATS holds={total} hold_p50_ns={} hold_p99_ns={} hold_p999_ns={} hold_max_ns={max} keys={keys} scopes={}",
+            "STATS holds={total} hold_p50_ns={} hold_p99_ns={} hold_p999_ns={} hold_max_ns={max} keys={keys} scopes={} cache_hits={} reclaimed_bytes={}",
             q(0.5),
             q(0.99),
             q(0.999),
-            self.scopes as u8
+            self.scopes as u8,
+            self.cache.hits.load(Relaxed),
+            self.cache.reclaimed.load(Relaxed),
         )
     }
 }
@@ -95,16 +152,28 @@ fn serve(store: Arc<Store>, stream: TcpStream, port: u16) -> std::io::Result<()>
                 // the replaced value are allocated and freed under the lock.
                 let old = store.locked(|m| {
                     let _nofail = store.scopes.then(|| Scope::enter(Flags::NOFAIL));
+                    store.cache.forget(&k);
                     m.insert(k, v)
                 });
                 drop(old);
                 b"OK\n".to_vec()
             }
-            (b"GET", Some(k), None) => match store.locked(|m| m.get(k).cloned()) {
+            (b"GET", Some(k), None) => match store.cache.get(k).or_else(|| {
+                store.locked(|m| {
+                    let v = m.get(k).cloned();
+                    if let Some(v) = &v {
+                        store.cache.put(k, v);
+                    }
+                    v
+                })
+            }) {
                 Some(v) => [&b"VALUE "[..], &v, b"\n"].concat(),
                 None => b"MISS\n".to_vec(),
             },
-            (b"DEL", Some(k), None) => match store.locked(|m| m.remove(k)) {
+            (b"DEL", Some(k), None) => match store.locked(|m| {
+                store.cache.forget(k);
+                m.remove(k)
+            }) {
                 Some(_) => b"OK\n".to_vec(),
                 None => b"MISS\n".to_vec(),
             },
@@ -130,25 +199,34 @@ fn main() {
         std::process::exit(2);
     };
     let scopes = args.iter().any(|a| a == "--scopes");
-    if scopes && !memscope::is_loaded() {
-        eprintln!("kvd-rs: --scopes needs libmemscope.so preloaded");
-        std::process::exit(2);
-    }
     let listener = TcpListener::bind(("127.0.0.1", port)).unwrap_or_else(|e| {
         eprintln!("kvd-rs: cannot listen on 127.0.0.1:{port}: {e}");
         std::process::exit(1);
     });
+    let cache = Arc::new(ReadCache::default());
+    // Runs on a thread whose NOFAIL allocation failed, or on memscope's
+    // maintenance thread above MEMSCOPE_SOFT_LIMIT; unregistered at exit.
+    let shrinker = Arc::clone(&cache);
+    let _reclaimer = Reclaimer::register("kvd-rs read cache", Needs::NONE, move |want| {
+        shrinker.shrink(want)
+    });
     let store = Arc::new(Store {
         map: Mutex::new(BTreeMap::new()),
+        cache,
         scopes,
         holds: [const { AtomicU64::new(0) }; 64],
         hold_max: AtomicU64::new(0),
         stopping: AtomicBool::new(false),
     });
     println!(
-        "kvd-rs: listening on 127.0.0.1:{port}, scopes {}, pid {}",
+        "kvd-rs: listening on 127.0.0.1:{port}, scopes {}, pid {}, memscope {}",
         if scopes { "on" } else { "off" },
-        std::process::id()
+        std::process::id(),
+        if memscope::is_loaded() {
+            "preloaded"
+        } else {
+            "linked"
+        }
     );
     let mut workers = Vec::new();
     for stream in listener.incoming() {

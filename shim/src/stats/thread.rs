@@ -131,6 +131,16 @@ fn learn_byte_counters(s: &ThreadStats) {
         .set(crate::ctl::read::<*mut u64>(c"thread.deallocatedp").map_or(0, |p| p as usize));
 }
 
+/// The calling thread's exact calls of `op` so far in the context of a
+/// scope with `flags` (0 before its first call).
+pub fn calls_in_context(op: usize, flags: u32) -> u64 {
+    let s = &tls::state().stats;
+    if s.mode.get() == MODE_UNSTARTED {
+        return 0;
+    }
+    s.total(op, context_of(flags))
+}
+
 /// The context a call in a scope with `flags` is counted in.
 #[inline]
 pub fn context_of(flags: u32) -> usize {
