@@ -173,6 +173,26 @@ done
 # ----------------------------------------------------------------- scopes
 expect_exit "no_library: header without the library" 0 -- "$out/no_library" absent
 expect_exit "no_library: same binary preloaded" 0 "$P" -- "$out/no_library" present
+if grep -q "was built with memscope.h" "$out/no_library: same binary preloaded.err"; then
+    fail "no_library: same header and library versions are quiet" "$(cat "$out/no_library: same binary preloaded.err")"
+else
+    pass "no_library: same header and library versions are quiet"
+fi
+# The same program built with a header of another version (0.99): one
+# line says so, and everything still works.
+mkdir -p "$out/otherhdr/ffi-include" "$out/otherhdr/c-tests"
+sed 's/^#define MEMSCOPE_VERSION_MINOR .*/#define MEMSCOPE_VERSION_MINOR 99/' "$here/../ffi-include/memscope.h" \
+    >"$out/otherhdr/ffi-include/memscope.h"
+cp "$here/no_library.c" "$here/check.h" "$out/otherhdr/c-tests/"
+build no_library_other_header $CC $CFLAGS "$out/otherhdr/c-tests/no_library.c" -o "$out/no_library_other_header"
+expect_exit "header of another version" 0 "$P" -- "$out/no_library_other_header" present
+expect_stderr "header of another version" \
+    '^memscope: this program was built with memscope.h 0\.99\.[0-9]+ and runs with libmemscope [0-9]+\.[0-9]+\.[0-9]+: what one of them lacks does nothing; rebuild against the installed header$'
+if [ "$(grep -c "was built with" "$out/header of another version.err")" = 1 ]; then
+    pass "header of another version: said once"
+else
+    fail "header of another version: said once" "$(cat "$out/header of another version.err")"
+fi
 expect_exit scopes 0 "$P" -- "$out/scopes"
 if grep -q 'memscope_pop(0x14) does not match' "$out/scopes.err"; then
     pass "scopes: a mismatched pop is reported"

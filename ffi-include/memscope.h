@@ -63,6 +63,8 @@ int memscope_lib_reclaimer_register(const char *name, size_t (*reclaim)(size_t w
 void memscope_lib_reclaimer_unregister(int id) __attribute__((weak));
 void memscope_lib_test_fail_next(unsigned long n) __attribute__((weak));
 void memscope_lib_stats_flush(void) __attribute__((weak));
+int memscope_lib_note_header(unsigned header_version) __attribute__((weak));
+int memscope_lib_check_routed(void (*probe)(void)) __attribute__((weak));
 
 /* 1 if libmemscope.so is loaded in this process. */
 static inline int memscope_loaded(void) { return memscope_lib_push != 0; }
@@ -77,7 +79,16 @@ static inline int memscope_loaded(void) { return memscope_lib_push != 0; }
  * syscall, and is async-signal-safe. Without the library: returns 0. */
 static inline unsigned memscope_push(unsigned flags)
 {
-    return memscope_lib_push ? memscope_lib_push(flags) : 0u;
+    /* Once per file that includes this header: the library compares its
+     * version with this header's and, if their MAJOR.MINOR differ, says so
+     * in one line (once per process); everything keeps working, and what
+     * one side lacks is a no-op. A library too old to tell: silent. */
+    static int memscope__header_noted;
+    if (!memscope_lib_push)
+        return 0u;
+    if (!memscope__header_noted && memscope_lib_note_header)
+        memscope__header_noted = memscope_lib_note_header(MEMSCOPE_VERSION);
+    return memscope_lib_push(flags);
 }
 
 /* Leave a scope: restores `saved`, which must be what the matching
@@ -104,6 +115,18 @@ static inline unsigned memscope_current(void)
 static inline unsigned memscope_version(void)
 {
     return memscope_lib_version ? memscope_lib_version() : 0u;
+}
+
+/* Whether the program's allocations reach memscope: runs `probe`, which
+ * should allocate and free once through the program's allocator (C++:
+ * `delete new char[64]` where operator new is replaced), and returns 1 if
+ * memscope served it; 0 if another allocator did (then, once per process,
+ * one line on stderr and the `scopes_bypassed` event: scopes cannot act on
+ * those allocations); -1 if it cannot tell (inside NORECLAIM, or without
+ * the library). */
+static inline int memscope_check_routed(void (*probe)(void))
+{
+    return memscope_lib_check_routed ? memscope_lib_check_routed(probe) : -1;
 }
 
 /* ---- Reclaimers (userspace shrinkers) ------------------------------------ */

@@ -536,7 +536,12 @@ mod tests {
 
     #[test]
     fn readme_table_is_the_option_table() {
-        let readme = include_str!("../../README.md");
+        // Read at run time: a packaged crate has no README of the repo.
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+        let Ok(readme) = std::fs::read_to_string(path) else {
+            eprintln!("skipped: {path} is not here (a packaged crate)");
+            return;
+        };
         for opt in OPTIONS {
             let row = format!("| `{}` | `{}` | {} |", opt.name, opt.default, opt.help);
             assert!(

@@ -401,6 +401,7 @@ macro_rules! export_c_abi {
             memscope_lib_reclaimer_unregister(id: ::core::ffi::c_int);
             memscope_lib_test_fail_next(n: ::core::ffi::c_ulong);
             memscope_lib_check_routed(probe: Option<unsafe extern "C" fn()>) -> ::core::ffi::c_int;
+            memscope_lib_note_header(header_version: ::core::ffi::c_uint) -> ::core::ffi::c_int;
         }
     };
 }
