@@ -15,6 +15,8 @@ LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 BINDIR ?= $(PREFIX)/bin
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+DATADIR ?= $(PREFIX)/share
+MANDIR ?= $(DATADIR)/man
 
 CARGO ?= cargo
 BUILD := build
@@ -29,8 +31,9 @@ all: $(LIB) $(CLI)
 
 # cargo decides what is stale; these targets always ask it.
 .PHONY: $(LIB) $(CLI)
+# MEMSCOPE_LIBDIR: where `memscope-stat run` looks for the installed library.
 $(LIB) $(CLI):
-	$(CARGO) build --release --workspace
+	MEMSCOPE_LIBDIR=$(LIBDIR) $(CARGO) build --release --workspace
 
 test: deps all lint unit-test c-test stats-test rust-guard-test install-test real-programs e2e-quick demo-smoke bench-smoke
 	@echo "make test: all suites passed"
@@ -93,9 +96,19 @@ install-test: all
 	mkdir -p $(BUILD)/installed-stats
 	MEMSCOPE_STATS_DIR=$(CURDIR)/$(BUILD)/installed-stats LD_LIBRARY_PATH=$(BUILD)/prefix/lib $(BUILD)/installed-user
 	$(BUILD)/prefix/bin/memscope-stat run -- $(BUILD)/pkgconfig-user present
+	# A copy of the CLI away from the prefix finds the library through the
+	# library directory compiled into it.
+	rm -rf $(BUILD)/cli-elsewhere && mkdir -p $(BUILD)/cli-elsewhere
+	cp $(BUILD)/prefix/bin/memscope-stat $(BUILD)/cli-elsewhere/
+	env -u MEMSCOPE_LIB LD_LIBRARY_PATH= $(BUILD)/cli-elsewhere/memscope-stat run -- $(BUILD)/pkgconfig-user present
+	for v in $$(sed -n 's/^ *opt("\(MEMSCOPE_[A-Z_]*\)".*/\1/p' shim/src/config.rs) MEMSCOPE_LIB; do \
+	    grep -qx "\.B $$v" $(BUILD)/prefix/share/man/man1/memscope-stat.1 || { echo "man page lacks $$v"; exit 1; }; done
+	for c in run list show watch check gc serve; do test -s $(BUILD)/prefix/share/man/man1/memscope-stat-$$c.1; done
+	bash -c 'source $(BUILD)/prefix/share/bash-completion/completions/memscope-stat && complete -p memscope-stat' >/dev/null
+	c-tests/systemd-dropin.sh $(BUILD)/prefix/share/memscope/systemd/memscope.conf $(BUILD)/systemd
 	$(MAKE) --no-print-directory uninstall PREFIX=$(CURDIR)/$(BUILD)/prefix
 	test -z "$$(find $(BUILD)/prefix ! -type d)"
-	@echo "install-test: installed (SONAME, links, stripped, .pc per prefix), built with pkg-config, ran linked, uninstalled"
+	@echo "install-test: installed (SONAME, links, stripped, .pc per prefix, man pages, completions, systemd drop-in), built with pkg-config, ran linked, uninstalled"
 
 # The storage daemon with scopes off and on, and its Rust variant, under
 # the same load (examples/).
@@ -123,14 +136,30 @@ bench-smoke: all
 	bench/run.sh $(LIB) --quick --rounds 1
 
 # Made on every install, for the PREFIX/LIBDIR of that install.
-.PHONY: memscope.pc
+.PHONY: memscope.pc $(BUILD)/memscope.conf $(BUILD)/man
 memscope.pc: memscope.pc.in
 	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|; s|@VERSION@|$(VERSION)|' $< >$@
 
+# The systemd drop-in (examples/systemd/), with this install's paths.
+$(BUILD)/memscope.conf: examples/systemd/memscope.conf.in
+	mkdir -p $(BUILD)
+	sed -e 's|@LIBDIR@|$(LIBDIR)|g; s|@BINDIR@|$(BINDIR)|g; s|@DATADIR@|$(DATADIR)|g; s|@MAJOR@|$(MAJOR)|g' $< >$@
+
+# Manual pages and shell completions, generated from memscope-stat itself.
+$(BUILD)/man: $(CLI)
+	rm -rf $@ && mkdir -p $@/man1 $@/completions
+	$(CLI) man $@/man1 >/dev/null
+	$(CLI) completions bash >$@/completions/memscope-stat
+	$(CLI) completions zsh >$@/completions/_memscope-stat
+	$(CLI) completions fish >$@/completions/memscope-stat.fish
+
 # The library is installed stripped (its debug information stays in
 # target/release for debugging a build tree), with its SONAME links.
-install: all memscope.pc
-	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(PKGCONFIGDIR)
+install: all memscope.pc $(BUILD)/memscope.conf $(BUILD)/man
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(PKGCONFIGDIR) \
+	    $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(DATADIR)/memscope/systemd \
+	    $(DESTDIR)$(DATADIR)/bash-completion/completions $(DESTDIR)$(DATADIR)/zsh/site-functions \
+	    $(DESTDIR)$(DATADIR)/fish/vendor_completions.d
 	install -m 0755 -s $(LIB) $(DESTDIR)$(LIBDIR)/libmemscope.so.$(VERSION)
 	ln -sf libmemscope.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libmemscope.so.$(MAJOR)
 	ln -sf libmemscope.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/libmemscope.so
@@ -138,12 +167,21 @@ install: all memscope.pc
 	install -m 0644 ffi-include/memscope_stats.h $(DESTDIR)$(INCLUDEDIR)/memscope_stats.h
 	install -m 0755 $(CLI) $(DESTDIR)$(BINDIR)/memscope-stat
 	install -m 0644 memscope.pc $(DESTDIR)$(PKGCONFIGDIR)/memscope.pc
+	install -m 0644 $(BUILD)/man/man1/*.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 $(BUILD)/memscope.conf $(DESTDIR)$(DATADIR)/memscope/systemd/memscope.conf
+	install -m 0644 $(BUILD)/man/completions/memscope-stat $(DESTDIR)$(DATADIR)/bash-completion/completions/memscope-stat
+	install -m 0644 $(BUILD)/man/completions/_memscope-stat $(DESTDIR)$(DATADIR)/zsh/site-functions/_memscope-stat
+	install -m 0644 $(BUILD)/man/completions/memscope-stat.fish $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/memscope-stat.fish
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libmemscope.so $(DESTDIR)$(LIBDIR)/libmemscope.so.$(MAJOR) \
 	      $(DESTDIR)$(LIBDIR)/libmemscope.so.$(VERSION) $(DESTDIR)$(INCLUDEDIR)/memscope.h \
 	      $(DESTDIR)$(INCLUDEDIR)/memscope_stats.h \
-	      $(DESTDIR)$(BINDIR)/memscope-stat $(DESTDIR)$(PKGCONFIGDIR)/memscope.pc
+	      $(DESTDIR)$(BINDIR)/memscope-stat $(DESTDIR)$(PKGCONFIGDIR)/memscope.pc \
+	      $(DESTDIR)$(MANDIR)/man1/memscope-stat*.1 $(DESTDIR)$(DATADIR)/memscope/systemd/memscope.conf \
+	      $(DESTDIR)$(DATADIR)/bash-completion/completions/memscope-stat \
+	      $(DESTDIR)$(DATADIR)/zsh/site-functions/_memscope-stat \
+	      $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/memscope-stat.fish
 
 clean:
 	$(CARGO) clean

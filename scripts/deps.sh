@@ -24,6 +24,7 @@ need=(
     "util-linux:/usr/bin/setpriv"
     "binutils:/usr/bin/readelf"
     "prometheus:/usr/bin/promtool"
+    "systemd:/usr/bin/systemd-analyze"
 )
 missing=()
 for entry in "${need[@]}"; do

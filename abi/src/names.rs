@@ -100,3 +100,70 @@ pub const TIMERS: [(&str, &str); 4] = [
         "a purge of every arena (malloc_trim, the maintenance thread, the soft limit)",
     ),
 ];
+
+/// Every option the library reads (`MEMSCOPE_*` environment variables):
+/// name, default (as a user would write it), what it does. The library
+/// parses them (`memscope-core`'s `config`), the CLI documents them (its
+/// man page), the README's table repeats them (a test checks).
+pub const OPTIONS: [(&str, &str, &str); 12] = [
+    (
+        "MEMSCOPE_NORECLAIM_POOL",
+        "32M",
+        "free pre-faulted memory the NORECLAIM pool keeps ready (high watermark; refills start below a quarter of it); 2M to 512M. Sizes take K/M/G/T.",
+    ),
+    (
+        "MEMSCOPE_NORECLAIM_MAX",
+        "4G",
+        "the most the NORECLAIM pool and the NOFAIL reserve may grow to together: address space reserved at start (committed only as used); 64M to 1T",
+    ),
+    (
+        "MEMSCOPE_RESERVE",
+        "16M",
+        "pre-faulted reserve that NOFAIL requests fall back on; at most 256M",
+    ),
+    (
+        "MEMSCOPE_POOL_MLOCK",
+        "0",
+        "`mlock` the pool and the reserve so they cannot be swapped out",
+    ),
+    (
+        "MEMSCOPE_NOFAIL_MAX",
+        "100%",
+        "largest request NOFAIL retries for (bytes, or a percentage of physical memory); larger ones follow the policy",
+    ),
+    (
+        "MEMSCOPE_NOFAIL_POLICY",
+        "null",
+        "an impossible NOFAIL request: `null` (NULL + `ENOMEM`) or `abort`",
+    ),
+    (
+        "MEMSCOPE_NOFAIL_DEADLINE_MS",
+        "0",
+        "give up retrying a NOFAIL request after this long (0: never)",
+    ),
+    (
+        "MEMSCOPE_SOFT_LIMIT",
+        "0",
+        "RSS above which the maintenance thread runs reclaimers (0: off)",
+    ),
+    (
+        "MEMSCOPE_STATS",
+        "on",
+        "publish counters and latency histograms in shared memory (docs/STATS.md)",
+    ),
+    (
+        "MEMSCOPE_STATS_SAMPLE",
+        "1024",
+        "time one call in this many on average (random intervals), per thread, operation and scope (1: every call, exact tails); counts are exact regardless",
+    ),
+    (
+        "MEMSCOPE_STATS_DIR",
+        "/dev/shm",
+        "directory of the stats segment `memscope.<pid>`",
+    ),
+    (
+        "MEMSCOPE_LOG",
+        "warn",
+        "`warn`: one rate-limited stderr line per problem; `off`: silent",
+    ),
+];

@@ -36,34 +36,57 @@ pub struct Opt {
 
 pub const PATH_MAX_LEN: usize = 256;
 
-/// Every option memscope reads. `docs/DESIGN.md` and the README repeat this
-/// table; a unit test keeps the README in step.
+/// Every option memscope reads, with its parser; names, defaults and texts
+/// are `memscope_abi::names::OPTIONS` (shared with the CLI's man page). The
+/// README repeats them; a unit test keeps it in step.
 pub const OPTIONS: &[Opt] = &[
-    Opt { name: "MEMSCOPE_NORECLAIM_POOL", default: "32M", set: set_noreclaim_pool,
-          help: "free pre-faulted memory the NORECLAIM pool keeps ready (high watermark; refills start below a quarter of it); 2M to 512M. Sizes take K/M/G/T." },
-    Opt { name: "MEMSCOPE_NORECLAIM_MAX", default: "4G", set: set_noreclaim_max,
-          help: "the most the NORECLAIM pool and the NOFAIL reserve may grow to together: address space reserved at start (committed only as used); 64M to 1T" },
-    Opt { name: "MEMSCOPE_RESERVE", default: "16M", set: set_reserve,
-          help: "pre-faulted reserve that NOFAIL requests fall back on; at most 256M" },
-    Opt { name: "MEMSCOPE_POOL_MLOCK", default: "0", set: set_pool_mlock,
-          help: "`mlock` the pool and the reserve so they cannot be swapped out" },
-    Opt { name: "MEMSCOPE_NOFAIL_MAX", default: "100%", set: set_nofail_max,
-          help: "largest request NOFAIL retries for (bytes, or a percentage of physical memory); larger ones follow the policy" },
-    Opt { name: "MEMSCOPE_NOFAIL_POLICY", default: "null", set: set_nofail_policy,
-          help: "an impossible NOFAIL request: `null` (NULL + `ENOMEM`) or `abort`" },
-    Opt { name: "MEMSCOPE_NOFAIL_DEADLINE_MS", default: "0", set: set_nofail_deadline_ms,
-          help: "give up retrying a NOFAIL request after this long (0: never)" },
-    Opt { name: "MEMSCOPE_SOFT_LIMIT", default: "0", set: set_soft_limit,
-          help: "RSS above which the maintenance thread runs reclaimers (0: off)" },
-    Opt { name: "MEMSCOPE_STATS", default: "on", set: set_stats,
-          help: "publish counters and latency histograms in shared memory (docs/STATS.md)" },
-    Opt { name: "MEMSCOPE_STATS_SAMPLE", default: "1024", set: set_stats_sample,
-          help: "time one call in this many on average (random intervals), per thread, operation and scope (1: every call, exact tails); counts are exact regardless" },
-    Opt { name: "MEMSCOPE_STATS_DIR", default: "/dev/shm", set: set_stats_dir,
-          help: "directory of the stats segment `memscope.<pid>`" },
-    Opt { name: "MEMSCOPE_LOG", default: "warn", set: set_log,
-          help: "`warn`: one rate-limited stderr line per problem; `off`: silent" },
+    opt("MEMSCOPE_NORECLAIM_POOL", set_noreclaim_pool),
+    opt("MEMSCOPE_NORECLAIM_MAX", set_noreclaim_max),
+    opt("MEMSCOPE_RESERVE", set_reserve),
+    opt("MEMSCOPE_POOL_MLOCK", set_pool_mlock),
+    opt("MEMSCOPE_NOFAIL_MAX", set_nofail_max),
+    opt("MEMSCOPE_NOFAIL_POLICY", set_nofail_policy),
+    opt("MEMSCOPE_NOFAIL_DEADLINE_MS", set_nofail_deadline_ms),
+    opt("MEMSCOPE_SOFT_LIMIT", set_soft_limit),
+    opt("MEMSCOPE_STATS", set_stats),
+    opt("MEMSCOPE_STATS_SAMPLE", set_stats_sample),
+    opt("MEMSCOPE_STATS_DIR", set_stats_dir),
+    opt("MEMSCOPE_LOG", set_log),
 ];
+
+/// The option `name` of `memscope_abi::names::OPTIONS` (its default and
+/// text) with its setter; a name missing there fails the build.
+const fn opt(name: &str, set: fn(&Opt, &[u8]) -> Result<(), BadValue>) -> Opt {
+    let table = &memscope_abi::names::OPTIONS;
+    let mut i = 0;
+    while i < table.len() {
+        if const_eq(table[i].0, name) {
+            return Opt {
+                name: table[i].0,
+                default: table[i].1,
+                help: table[i].2,
+                set,
+            };
+        }
+        i += 1;
+    }
+    panic!("option missing from memscope_abi::names::OPTIONS");
+}
+
+const fn const_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
 
 /// `MEMSCOPE_*` variables that belong to other parts of memscope (the CLI,
 /// test harnesses): the library neither reads nor warns about them.

@@ -2,13 +2,13 @@
 //! `libmemscope.so` on disk to preload it, and reads stats segments as
 //! files.
 
-use memscope_stat::{commands, outln, run, segment, serve};
+use memscope_stat::{commands, manual, outln, run, segment, serve};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -26,7 +26,8 @@ enum Command {
     /// Run CMD with libmemscope.so preloaded; exits with CMD's status.
     Run {
         /// The library to preload (default: $MEMSCOPE_LIB, else found next
-        /// to this program or in ../lib).
+        /// to this program, in ../lib, in the library directory it was
+        /// built for, on LD_LIBRARY_PATH or in the loader's cache).
         #[arg(long, value_name = "PATH")]
         lib: Option<PathBuf>,
         /// The command and its arguments.
@@ -103,6 +104,11 @@ enum Command {
         #[arg(long)]
         allow_remote: bool,
     },
+    /// Print the completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Write the manual pages (memscope-stat.1 and one per command) into DIR.
+    #[command(hide = true)]
+    Man { dir: PathBuf },
 }
 
 #[derive(clap::Args)]
@@ -173,6 +179,20 @@ fn main() -> ExitCode {
             listen,
             allow_remote,
         } => serve::serve(&dir.path(), &listen, allow_remote),
+        Command::Completions { shell } => {
+            manual::print_completions(&mut Cli::command(), shell);
+            ExitCode::SUCCESS
+        }
+        Command::Man { dir } => match manual::write_pages(&Cli::command(), &dir) {
+            Ok(pages) => {
+                outln!("{}", pages.join(" "));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("memscope-stat man: {}: {e}", dir.display());
+                ExitCode::from(2)
+            }
+        },
     }
 }
 

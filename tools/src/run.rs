@@ -8,9 +8,11 @@ use std::process::{Command, ExitCode};
 const LIB_NAME: &str = "libmemscope.so";
 
 /// Where the library is: the flag, `$MEMSCOPE_LIB`, next to this program
-/// (a cargo build), `../lib` (an install under a prefix), or wherever the
-/// dynamic loader finds `libmemscope.so.0` (`ldconfig -p`: the distro
-/// library directories, /usr/local/lib after `ldconfig`).
+/// (a cargo build), `../lib` (an install under a prefix), the library
+/// directory this program was built for (`make install LIBDIR=...`), a
+/// directory of `LD_LIBRARY_PATH`, or wherever the dynamic loader's cache
+/// finds `libmemscope.so.0` (`ldconfig -p`: the distro library
+/// directories, /usr/local/lib after `ldconfig`).
 pub fn find_library(explicit: Option<PathBuf>) -> Result<PathBuf, String> {
     if let Some(p) = explicit.or_else(|| std::env::var_os("MEMSCOPE_LIB").map(PathBuf::from)) {
         return if p.is_file() {
@@ -21,7 +23,18 @@ pub fn find_library(explicit: Option<PathBuf>) -> Result<PathBuf, String> {
     }
     let exe = std::env::current_exe().map_err(|e| format!("cannot locate this program: {e}"))?;
     let dir = exe.parent().unwrap_or(Path::new("."));
-    let candidates = [dir.join(LIB_NAME), dir.join("../lib").join(LIB_NAME)];
+    let mut candidates = vec![
+        dir.join(LIB_NAME),
+        dir.join("../lib").join(LIB_NAME),
+        Path::new(env!("MEMSCOPE_LIBDIR")).join(LIB_NAME),
+    ];
+    if let Some(paths) = std::env::var_os("LD_LIBRARY_PATH") {
+        candidates.extend(
+            std::env::split_paths(&paths)
+                .filter(|d| d.is_absolute())
+                .map(|d| d.join(LIB_NAME)),
+        );
+    }
     candidates
         .iter()
         .find(|p| p.is_file())
@@ -29,10 +42,13 @@ pub fn find_library(explicit: Option<PathBuf>) -> Result<PathBuf, String> {
         .or_else(loader_knows)
         .ok_or_else(|| {
             format!(
-                "{LIB_NAME} not found (looked in {}, {} and the loader's cache, `ldconfig -p`); \
+                "{LIB_NAME} not found (looked in {} and the loader's cache, `ldconfig -p`); \
                  pass --lib or set MEMSCOPE_LIB",
-                candidates[0].display(),
-                candidates[1].display()
+                candidates
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         })
 }
