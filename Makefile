@@ -46,6 +46,11 @@ lint:
 	scripts/layers.py shim/src
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --quiet
+	# Every published crate packages (readme, licence, versioned path
+	# dependencies); `cargo publish --workspace --dry-run --exclude kvd-rs`
+	# also builds each package alone (minutes: run by hand before a release).
+	$(CARGO) package --workspace --exclude kvd-rs --no-verify --allow-dirty --quiet
 
 unit-test:
 	$(CARGO) test --release --workspace
