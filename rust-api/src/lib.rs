@@ -52,6 +52,8 @@
 //! unrelated project (this crate's 0.1.0 was called `memscope-rs` inside
 //! its repository, never published).
 
+#![warn(missing_docs)]
+
 mod alloc;
 mod backend;
 mod reclaim;

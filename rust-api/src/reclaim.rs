@@ -9,6 +9,13 @@ use crate::backend;
 /// What a reclaimer may do, so that scopes can keep it out:
 /// [`Needs::FS`] ones do not run under NOFS or NOIO, [`Needs::IO`] ones
 /// not under NOIO.
+///
+/// ```
+/// use memscope::{Needs, Reclaimer};
+/// // Writes dirty pages back before dropping them: keep it out of I/O paths.
+/// let r = Reclaimer::register("page cache", Needs::FS | Needs::IO, |_want| 0);
+/// # drop(r);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Needs(u32);
 
@@ -73,6 +80,11 @@ thread_local! {
 impl Reclaimer {
     /// Registers `f`. `name` (up to 31 bytes, cut at a NUL) shows in
     /// `memscope-stat show`. `None` if 64 reclaimers are registered.
+    ///
+    /// ```
+    /// let r = memscope::Reclaimer::register("nothing", memscope::Needs::NONE, |_| 0);
+    /// assert!(r.is_some());
+    /// ```
     pub fn register<F>(name: &str, needs: Needs, f: F) -> Option<Reclaimer>
     where
         F: Fn(usize) -> usize + Send + Sync + 'static,

@@ -36,16 +36,31 @@ impl Flags {
     pub const NOIO: Flags = Flags(0x10);
 
     /// The `MEMSCOPE_*` bits.
+    ///
+    /// ```
+    /// assert_eq!(memscope::Flags::NOFAIL.bits(), 0x04);
+    /// ```
     pub const fn bits(self) -> u32 {
         self.0
     }
 
     /// Flags from `MEMSCOPE_*` bits; unknown bits are dropped.
+    ///
+    /// ```
+    /// use memscope::Flags;
+    /// assert_eq!(Flags::from_bits(0x01 | 0x100), Flags::NORECLAIM);
+    /// ```
     pub const fn from_bits(bits: u32) -> Flags {
         Flags(bits & 0x1f)
     }
 
     /// True if every flag of `other` is set in `self`.
+    ///
+    /// ```
+    /// use memscope::Flags;
+    /// assert!((Flags::NOFS | Flags::NOIO).contains(Flags::NOIO));
+    /// assert!(!Flags::NOFS.contains(Flags::NOFS | Flags::NOIO));
+    /// ```
     pub const fn contains(self, other: Flags) -> bool {
         self.0 & other.0 == other.0
     }
