@@ -25,7 +25,7 @@
 #define MEMSCOPE_STATS_MAGIC "MEMSCOPE" /* 8 bytes, no NUL */
 #define MEMSCOPE_STATS_BYTE_ORDER 0x01020304u
 #define MEMSCOPE_STATS_ABI_MAJOR 1
-#define MEMSCOPE_STATS_ABI_MINOR 1
+#define MEMSCOPE_STATS_ABI_MINOR 2
 #define MEMSCOPE_STATS_READY 0x52454459u
 
 #define MEMSCOPE_STATS_OPS 3 /* alloc, free, realloc */
@@ -93,6 +93,15 @@ struct __attribute__((aligned(4096))) memscope_stats_header {
     char cmdline[MEMSCOPE_STATS_CMDLINE_MAX]; /* NUL-separated */
     uint64_t events[MEMSCOPE_STATS_EVENT_SLOTS];
     struct memscope_histogram timers[MEMSCOPE_STATS_TIMER_SLOTS];
+    /* ABI 1.2: heap-profile requests (memscope-stat profile). A reader
+     * stores profile_done + 1 in profile_request; the process writes
+     * <stats dir>/memscope.<pid>.<request>.heap and then stores the request
+     * in profile_done, with profile_status 0 or an errno (ENOTSUP:
+     * profiling is off). */
+    uint64_t profile_request;
+    uint64_t profile_done;
+    uint32_t profile_status;
+    uint32_t reserved1;
 };
 
 struct __attribute__((aligned(4096))) memscope_stats_slot {

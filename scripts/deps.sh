@@ -25,6 +25,7 @@ need=(
     "binutils:/usr/bin/readelf"
     "prometheus:/usr/bin/promtool"
     "systemd:/usr/bin/systemd-analyze"
+    "libjemalloc-dev:/usr/bin/jeprof"
 )
 missing=()
 for entry in "${need[@]}"; do

@@ -27,7 +27,7 @@ pub const MAGIC: [u8; 8] = *b"MEMSCOPE";
 /// is on the wrong machine.
 pub const BYTE_ORDER_MARK: u32 = 0x0102_0304;
 pub const ABI_MAJOR: u16 = 1;
-pub const ABI_MINOR: u16 = 1;
+pub const ABI_MINOR: u16 = 2;
 /// `Header::ready` holds this once the segment is initialised.
 pub const READY: u32 = 0x5245_4459; // "READ" "Y"
 
@@ -119,7 +119,25 @@ pub struct Header {
     pub events: [AtomicU64; EVENT_SLOTS],
     /// Slow-event latencies (always timed), in `names::TIMERS` order.
     pub timers: [Histogram; TIMER_SLOTS],
+    // ---- ABI 1.2 (in the header page's former padding) ----
+    /// Heap-profile requests (`memscope-stat profile`): the only field a
+    /// reader writes. It stores a number above `profile_done`; the process
+    /// (its maintenance thread, or a thread's sampled slow path outside
+    /// any scope) writes a jemalloc heap profile to
+    /// `<stats dir>/memscope.<pid>.<request>.heap` and publishes the number
+    /// in `profile_done`.
+    pub profile_request: AtomicU64,
+    /// The last request served.
+    pub profile_done: AtomicU64,
+    /// How the last request went: 0 the dump was written; otherwise an
+    /// errno (`ENOTSUP`: profiling is off, start with `MALLOC_CONF=prof:true`;
+    /// others: jemalloc's `prof.dump` failed with it).
+    pub profile_status: AtomicU32,
+    pub _reserved1: AtomicU32,
 }
+
+/// `Header::profile_status` when profiling is not enabled in the process.
+pub const PROFILE_OFF: u32 = 95; // ENOTSUP on Linux
 
 /// One thread's numbers (or an aggregate). Page-aligned so that threads
 /// never share a cache line and a slot can be pre-faulted as a unit.

@@ -98,6 +98,7 @@ fn run() {
         let more_refill = pool::refill_step();
         busy |= more_refill;
         report_fast_fails();
+        crate::stats::profile::poll();
         let now = crate::log::coarse_nanos();
         if now.wrapping_sub(last_harvest) >= crate::stats::thread::HARVEST_EVERY_NS {
             last_harvest = now;

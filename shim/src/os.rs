@@ -267,6 +267,11 @@ pub fn close(fd: Fd) {
     unsafe { libc::close(fd) };
 }
 
+pub fn chmod(path: &CStr, mode: libc::mode_t) -> Result<(), i32> {
+    // SAFETY: a NUL-terminated path.
+    check(unsafe { libc::chmod(path.as_ptr(), mode) })
+}
+
 pub fn unlink(path: &CStr) -> Result<(), i32> {
     // SAFETY: a NUL-terminated path.
     check(unsafe { libc::unlink(path.as_ptr()) })

@@ -6,6 +6,7 @@
 pub mod commands;
 pub mod manual;
 pub mod output;
+pub mod profile;
 pub mod report;
 pub mod run;
 pub mod segment;

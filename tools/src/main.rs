@@ -2,7 +2,7 @@
 //! `libmemscope.so` on disk to preload it, and reads stats segments as
 //! files.
 
-use memscope_stat::{commands, manual, outln, run, segment, serve};
+use memscope_stat::{commands, manual, outln, profile, run, segment, serve};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -104,6 +104,23 @@ enum Command {
         #[arg(long)]
         allow_remote: bool,
     },
+    /// Ask a live process for a jemalloc heap profile (it must run with
+    /// MALLOC_CONF=prof:true); write it to FILE and, with --text, render it
+    /// with jeprof.
+    Profile {
+        pid: u32,
+        #[command(flatten)]
+        dir: DirArg,
+        /// Where to write the profile (default: memscope.PID.N.heap here).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Seconds to wait for the process to answer.
+        #[arg(long, default_value_t = 10.0)]
+        timeout: f64,
+        /// Print `jeprof --text` of the profile.
+        #[arg(long)]
+        text: bool,
+    },
     /// Print the completion script for SHELL (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
     /// Write the manual pages (memscope-stat.1 and one per command) into DIR.
@@ -179,6 +196,23 @@ fn main() -> ExitCode {
             listen,
             allow_remote,
         } => serve::serve(&dir.path(), &listen, allow_remote),
+        Command::Profile {
+            pid,
+            dir,
+            out,
+            timeout,
+            text,
+        } => profile::profile(&profile::Request {
+            pid,
+            dir: dir.path(),
+            out,
+            timeout: Duration::from_secs_f64(if timeout.is_finite() {
+                timeout.clamp(0.0, 3600.0)
+            } else {
+                10.0
+            }),
+            text,
+        }),
         Command::Completions { shell } => {
             manual::print_completions(&mut Cli::command(), shell);
             ExitCode::SUCCESS

@@ -263,6 +263,13 @@ pub fn candidates(dir: &Path) -> Result<Vec<(u32, PathBuf)>, ReadError> {
     Ok(v)
 }
 
+/// The ABI minor version a validated segment was written with.
+pub fn abi_minor_of(seg: &Segment) -> Result<u16, ReadError> {
+    let mut b = [0u8; 2];
+    seg.read_at(&mut b, offset_of!(Header, abi_minor) as u64)?;
+    Ok(u16::from_ne_bytes(b))
+}
+
 /// An opened, validated segment.
 pub struct Segment {
     pub path: PathBuf,
@@ -329,7 +336,8 @@ impl Segment {
         })
     }
 
-    fn u64_at(&self, off: usize) -> Result<u64, ReadError> {
+    /// The 8 bytes at `off`, as the writer's u64.
+    pub fn u64_at(&self, off: usize) -> Result<u64, ReadError> {
         let mut b = [0u8; 8];
         self.read_at(&mut b, off as u64)?;
         Ok(u64::from_ne_bytes(b))

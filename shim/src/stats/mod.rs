@@ -10,6 +10,7 @@
 //! events, which are always timed.
 
 pub mod clock;
+pub mod profile;
 pub mod segment;
 pub mod thread;
 pub mod tid;

@@ -47,6 +47,14 @@ pub fn header() -> Option<&'static abi::Header> {
     (!p.is_null()).then(|| unsafe { &*(p as *const abi::Header) })
 }
 
+/// The segment's path, if it exists.
+pub fn path() -> Option<&'static core::ffi::CStr> {
+    header()?;
+    // SAFETY: PATH was written before BASE was published, never after.
+    let path = unsafe { &*PATH.0.get() };
+    core::ffi::CStr::from_bytes_until_nul(path).ok()
+}
+
 /// Slot `i` of the mapped segment.
 #[inline]
 pub fn slot(h: &'static abi::Header, i: usize) -> &'static abi::Slot {

@@ -339,6 +339,10 @@ pub fn fast_sample(op: usize, ns: u64) {
     compiler_fence(SeqCst);
     s.gen.set(s.gen.get().wrapping_add(1));
     publish_sample(s, Some((op, abi::CTX_NORMAL, ns)));
+    // Outside every scope here (scoped calls never take the fast path).
+    if tls::state().in_reclaim.get() == 0 {
+        super::profile::poll();
+    }
 }
 
 /// The next sampling interval: the warm-up's next (1, 2, 4... below the
