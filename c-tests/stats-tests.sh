@@ -93,6 +93,17 @@ PY
     else
         fail "promtool" "not installed (apt-get install prometheus)"
     fi
+    version=$("$cli" --version | awk '{print $2}')
+    check "live: build_info names the library's version" \
+        grep -q "^memscope_build_info{pid=\"$pid\",command=\"stats_workers\",version=\"$version\"} 1$" <("$cli" show $pid --prometheus)
+    check "live: resident bytes, in JSON and Prometheus" python3 - "$out/live.json" <(  "$cli" show $pid --prometheus) <<'PY'
+import json, re, sys
+s = json.load(open(sys.argv[1]))
+assert s["resident_bytes"] > 1 << 20, s["resident_bytes"]
+prom = open(sys.argv[2]).read()
+m = re.search(r'^memscope_resident_bytes\{[^}]*\} (\d+)$', prom, re.M)
+assert m and int(m.group(1)) > 1 << 20, prom[-500:]
+PY
     seg=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["segment"])' "$out/live.json")
     check "live: segment mode 0600" test "$(stat -c %a "$seg")" = 600
     finish

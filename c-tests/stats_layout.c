@@ -17,7 +17,7 @@ int main(void)
     H(slots_offset); H(start_unix_ns); H(sample_period); H(folds_started);
     H(folds_finished); H(threads_seen); H(threads_overflowed); H(event_count);
     H(timer_count); H(cmdline_len); H(cmdline); H(events); H(timers);
-    H(profile_request); H(profile_done); H(profile_status);
+    H(profile_request); H(profile_done); H(profile_status); H(lib_version);
     S(seq); S(state); S(tid); S(name); S(threads); S(allocated_bytes);
     S(deallocated_bytes); S(ops); S(latency); S(nofail_wait_since_ns); S(nofail_wait_bytes);
     G(count); G(sum_ns); G(max_ns); G(buckets);

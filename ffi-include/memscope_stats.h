@@ -101,7 +101,7 @@ struct __attribute__((aligned(4096))) memscope_stats_header {
     uint64_t profile_request;
     uint64_t profile_done;
     uint32_t profile_status;
-    uint32_t reserved1;
+    uint32_t lib_version; /* the writer's MAJOR << 16 | MINOR << 8 | PATCH */
 };
 
 struct __attribute__((aligned(4096))) memscope_stats_slot {

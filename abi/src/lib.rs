@@ -133,7 +133,8 @@ pub struct Header {
     /// errno (`ENOTSUP`: profiling is off, start with `MALLOC_CONF=prof:true`;
     /// others: jemalloc's `prof.dump` failed with it).
     pub profile_status: AtomicU32,
-    pub _reserved1: AtomicU32,
+    /// The writer's memscope version, `MAJOR << 16 | MINOR << 8 | PATCH`.
+    pub lib_version: AtomicU32,
 }
 
 /// `Header::profile_status` when profiling is not enabled in the process.

@@ -68,6 +68,7 @@ fn the_c_header_matches_the_rust_layout() {
         ("header.profile_request", offset_of!(Header, profile_request)),
         ("header.profile_done", offset_of!(Header, profile_done)),
         ("header.profile_status", offset_of!(Header, profile_status)),
+        ("header.lib_version", offset_of!(Header, lib_version)),
         ("slot.seq", offset_of!(Slot, seq)),
         ("slot.state", offset_of!(Slot, state)),
         ("slot.tid", offset_of!(Slot, tid)),

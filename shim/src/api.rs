@@ -194,20 +194,8 @@ pub extern "C" fn memscope_lib_note_header(header_version: c_uint) -> c_int {
     1
 }
 
-pub const VERSION: c_uint = (parse(env!("CARGO_PKG_VERSION_MAJOR")) << 16)
-    | (parse(env!("CARGO_PKG_VERSION_MINOR")) << 8)
-    | parse(env!("CARGO_PKG_VERSION_PATCH"));
-
-const fn parse(s: &str) -> c_uint {
-    let b = s.as_bytes();
-    let mut i = 0;
-    let mut v = 0;
-    while i < b.len() {
-        v = v * 10 + (b[i] - b'0') as c_uint;
-        i += 1;
-    }
-    v
-}
+/// `MAJOR << 16 | MINOR << 8 | PATCH` of this build.
+pub const VERSION: c_uint = crate::config::VERSION;
 
 #[cfg(test)]
 mod tests {

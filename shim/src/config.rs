@@ -34,6 +34,23 @@ pub struct Opt {
     pub set: fn(&Opt, &[u8]) -> Result<(), BadValue>,
 }
 
+/// This build's version, `MAJOR << 16 | MINOR << 8 | PATCH` (the C API's
+/// `memscope_version()`, the stats segment's `lib_version`).
+pub const VERSION: u32 = (parse_decimal(env!("CARGO_PKG_VERSION_MAJOR")) << 16)
+    | (parse_decimal(env!("CARGO_PKG_VERSION_MINOR")) << 8)
+    | parse_decimal(env!("CARGO_PKG_VERSION_PATCH"));
+
+const fn parse_decimal(s: &str) -> u32 {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut v = 0;
+    while i < b.len() {
+        v = v * 10 + (b[i] - b'0') as u32;
+        i += 1;
+    }
+    v
+}
+
 pub const PATH_MAX_LEN: usize = 256;
 
 /// Every option memscope reads, with its parser; names, defaults and texts

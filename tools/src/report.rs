@@ -71,7 +71,13 @@ pub fn text(s: &Snapshot, all_events: bool) -> String {
     } else {
         "exited (stale segment)"
     };
-    let _ = writeln!(out, "pid {}  {}  {state}", s.pid, s.command());
+    let _ = writeln!(
+        out,
+        "pid {}  {}  {state}{}",
+        s.pid,
+        s.command(),
+        s.version().map_or(String::new(), |v| format!("  (memscope {v})"))
+    );
     let _ = writeln!(
         out,
         "up {:.1}s   threads: {} live, {} exited, {} seen ({} beyond the {} slots)   timing 1 call in {} per thread and operation",
@@ -331,6 +337,8 @@ pub fn json(s: &Snapshot) -> Value {
         "start_unix_ns": s.start_unix_ns,
         "uptime_s": s.uptime_s(),
         "sample_period": s.sample_period,
+        "memscope_version": s.version(),
+        "resident_bytes": s.resident_bytes(),
         "threads_live": s.threads.len(),
         "threads_seen": s.threads_seen,
         "threads_overflowed": s.threads_overflowed,
@@ -535,6 +543,27 @@ pub fn prometheus(snaps: &[Snapshot]) -> String {
     );
     for s in snaps {
         let _ = writeln!(out, "memscope_sample_period{{{}}} {}", base(s), s.sample_period);
+    }
+    family(
+        &mut out,
+        "memscope_build_info",
+        "gauge",
+        "1, labelled with the memscope version the process runs (unknown before 0.2.0).",
+    );
+    for s in snaps {
+        let v = s.version().unwrap_or_else(|| "unknown".into());
+        let _ = writeln!(out, "memscope_build_info{{{},version=\"{v}\"}} 1", base(s));
+    }
+    family(
+        &mut out,
+        "memscope_resident_bytes",
+        "gauge",
+        "Resident memory of the process (/proc/PID/statm), read with the snapshot.",
+    );
+    for s in snaps {
+        if let Some(b) = s.resident_bytes() {
+            let _ = writeln!(out, "memscope_resident_bytes{{{}}} {b}", base(s));
+        }
     }
     out
 }

@@ -195,6 +195,9 @@ pub struct Snapshot {
     /// CLOCK_MONOTONIC when the snapshot was taken (NOFAIL wait times).
     pub taken_monotonic_ns: u64,
     pub sample_period: u64,
+    /// The writer's memscope version (`MAJOR << 16 | MINOR << 8 | PATCH`),
+    /// 0 before ABI 1.2.
+    pub lib_version: u32,
     pub cmdline: Vec<String>,
     pub threads_seen: u64,
     pub threads_overflowed: u64,
@@ -213,6 +216,24 @@ impl Snapshot {
             t.add(s);
         }
         t
+    }
+
+    /// The writer's memscope version as text, if the segment says.
+    pub fn version(&self) -> Option<String> {
+        let v = self.lib_version;
+        (v != 0).then(|| format!("{}.{}.{}", v >> 16, (v >> 8) & 0xff, v & 0xff))
+    }
+
+    /// The process's resident memory now (`/proc/PID/statm`), if it lives.
+    pub fn resident_bytes(&self) -> Option<u64> {
+        if !self.live {
+            return None;
+        }
+        let statm = std::fs::read_to_string(format!("/proc/{}/statm", self.pid)).ok()?;
+        let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        Some(pages * page.max(4096) as u64)
     }
 
     pub fn command(&self) -> String {
@@ -469,6 +490,10 @@ impl Segment {
         let timer_count = (h.u32(offset_of!(Header, timer_count)) as usize).min(abi::TIMER_SLOTS);
         let cmd_len = (h.u32(offset_of!(Header, cmdline_len)) as usize).min(abi::CMDLINE_MAX);
         let cmd_off = offset_of!(Header, cmdline);
+        let abi_minor = u16::from_ne_bytes([
+            hb[offset_of!(Header, abi_minor)],
+            hb[offset_of!(Header, abi_minor) + 1],
+        ]);
         let cmdline = hb[cmd_off..cmd_off + cmd_len]
             .split(|&c| c == 0)
             .filter(|a| !a.is_empty())
@@ -516,6 +541,11 @@ impl Segment {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64),
             sample_period: h.u64(offset_of!(Header, sample_period)),
+            lib_version: if abi_minor >= 2 {
+                h.u32(offset_of!(Header, lib_version))
+            } else {
+                0
+            },
             cmdline,
             threads_seen: h.u64(offset_of!(Header, threads_seen)),
             threads_overflowed: h.u64(offset_of!(Header, threads_overflowed)),

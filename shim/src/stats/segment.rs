@@ -212,6 +212,7 @@ fn map_and_fill(fd: i32, pid: u32) -> bool {
     h.slots_offset.store(abi::HEADER_SIZE as u64, Relaxed);
     h.start_unix_ns.store(super::clock::realtime_ns(), Relaxed);
     h.sample_period.store(super::sample_period(), Relaxed);
+    h.lib_version.store(crate::config::VERSION, Relaxed);
     h.event_count.store(abi::names::EVENTS.len() as u32, Relaxed);
     h.timer_count.store(abi::names::TIMERS.len() as u32, Relaxed);
     h.cmdline_len.store(read_cmdline(&mut h.cmdline) as u32, Relaxed);
