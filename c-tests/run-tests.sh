@@ -79,6 +79,8 @@ build align_sweep $CC $CFLAGS -I"$here/../ffi-include" "$here/align_sweep.c" -o 
 build cxx_align_sweep $CXX $CXXFLAGS -I"$here/../ffi-include" "$here/cxx_align_sweep.cc" -o "$out/cxx_align_sweep"
 build dlsym_malloc $CC $CFLAGS "$here/dlsym_malloc.c" -o "$out/dlsym_malloc" -ldl
 build no_library $CC $CFLAGS "$here/no_library.c" -o "$out/no_library"
+build check_routed $CC $CFLAGS -I"$here/../ffi-include" "$here/check_routed.c" -o "$out/check_routed"
+build stats_layout $CC $CFLAGS -I"$here/../ffi-include" "$here/stats_layout.c" -o "$out/stats_layout"
 build scopes $CC $CFLAGS -pthread "$here/scopes.c" -o "$out/scopes"
 build pool_exhaustion $CC $CFLAGS "$here/pool_exhaustion.c" -o "$out/pool_exhaustion"
 build seccomp_noreclaim $CC $CFLAGS -pthread "$here/seccomp_noreclaim.c" -o "$out/seccomp_noreclaim"
@@ -193,6 +195,47 @@ if [ "$(grep -c "was built with" "$out/header of another version.err")" = 1 ]; t
 else
     fail "header of another version: said once" "$(cat "$out/header of another version.err")"
 fi
+
+# memscope_check_routed: served, bypassed (one line, the event), declined
+# in NORECLAIM. The event is read live with memscope-stat's reader through
+# the segment (the C layout: memscope_stats.h), while the program waits.
+routed_dir=$(mktemp -d)
+rm -f "$out/check_routed.fifo" && mkfifo "$out/check_routed.fifo"
+env LD_PRELOAD="$lib" MEMSCOPE_STATS_DIR="$routed_dir" "$out/check_routed" <"$out/check_routed.fifo" \
+    >"$out/check_routed.out" 2>"$out/check_routed.err" &
+routed_pid=$!
+exec {routed_fd}>"$out/check_routed.fifo"
+for _ in $(seq 200); do grep -q ready "$out/check_routed.out" && break; sleep 0.05; done
+seg=$(ls "$routed_dir"/memscope.$routed_pid 2>/dev/null)
+# The event's value, found through the C layout (stats_layout prints every
+# offset of memscope_stats.h) and the event's place in abi/src/names.rs.
+bypassed=$(python3 - "$seg" "$out/stats_layout" "$here/../abi/src/names.rs" <<'PY'
+import re, struct, subprocess, sys
+seg, layout, names = sys.argv[1:4]
+off = dict(l.split() for l in subprocess.run([layout], capture_output=True, text=True).stdout.splitlines())
+block = open(names).read().split("pub const EVENTS")[1].split("];")[0]
+events = re.findall(r'\(\s*"([a-z_]+)",', block)
+d = open(seg, "rb").read(int(off["size.header"]))
+n = struct.unpack_from("=I", d, int(off["header.event_count"]))[0]
+i = events.index("scopes_bypassed")
+assert i < n, (i, n)
+print(struct.unpack_from("=Q", d, int(off["header.events"]) + 8 * i)[0])
+PY
+)
+exec {routed_fd}>&-
+wait $routed_pid
+rc=$?
+if [ $rc = 0 ] && [ "$(grep -c "do not go through memscope" "$out/check_routed.err")" = 1 ]; then
+    pass "memscope_check_routed: served, bypassed (said once), declined in NORECLAIM"
+else
+    fail "memscope_check_routed: served, bypassed (said once), declined in NORECLAIM" "exit $rc: $(cat "$out/check_routed.err")"
+fi
+if [ "$bypassed" = 2 ]; then
+    pass "memscope_check_routed: scopes_bypassed counted (twice)"
+else
+    fail "memscope_check_routed: scopes_bypassed counted (twice)" "got: $bypassed"
+fi
+rm -rf "$routed_dir"
 expect_exit scopes 0 "$P" -- "$out/scopes"
 if grep -q 'memscope_pop(0x14) does not match' "$out/scopes.err"; then
     pass "scopes: a mismatched pop is reported"
