@@ -148,6 +148,16 @@ static TAKEN: [AtomicU32; COUNT] = [const { AtomicU32::new(0) }; COUNT];
 static GIVEN: [AtomicU32; COUNT] = [const { AtomicU32::new(0) }; COUNT];
 /// Requests per class that found the stack empty since it last looked.
 static MISSED: [AtomicU32; COUNT] = [const { AtomicU32::new(0) }; COUNT];
+/// Bursts: blocks out of each class's stack (taken minus given, wrapping:
+/// only differences are read), the most of it since the maintenance
+/// thread last looked, and what it was then. A thread that takes a
+/// hundred blocks in a scope and gives them all back at its end has a net
+/// outflow of zero; its burst is a hundred, which the stock must cover
+/// (with net flow alone a repeated burst of 100 x 128 KiB was refused 60
+/// blocks every time, for as long as it ran).
+static OUT: [AtomicU64; COUNT] = [const { AtomicU64::new(0) }; COUNT];
+static PEAK: [AtomicU64; COUNT] = [const { AtomicU64::new(0) }; COUNT];
+static BASE: [AtomicU64; COUNT] = [const { AtomicU64::new(0) }; COUNT];
 
 /// Takes a chain of class `c` from the pool's stacks: first block and
 /// length, or None. `wanted` says the request was for this class: an empty
@@ -159,6 +169,11 @@ pub fn take(c: usize, wanted: bool) -> Option<(usize, usize)> {
     match got {
         Some((_, len)) => {
             TAKEN[c].fetch_add(len as u32, Relaxed);
+            let out = OUT[c].fetch_add(len as u64, Relaxed).wrapping_add(len as u64);
+            // Wrapping order: `out` is ahead of the peak by less than 2^63.
+            if out.wrapping_sub(PEAK[c].load(Relaxed)) as i64 > 0 {
+                note_peak(c, out);
+            }
             if POOL_STACKS[c].blocks.load(Relaxed) < low_mark(c) {
                 mailbox::wake();
             }
@@ -170,6 +185,28 @@ pub fn take(c: usize, wanted: bool) -> Option<(usize, usize)> {
         None => {}
     }
     got
+}
+
+/// Raises class `c`'s peak to `out` (wrapping order), unless another
+/// thread raised it further meanwhile.
+#[cold]
+fn note_peak(c: usize, out: u64) {
+    let mut peak = PEAK[c].load(Relaxed);
+    while (out.wrapping_sub(peak) as i64) > 0 {
+        match PEAK[c].compare_exchange_weak(peak, out, Relaxed, Relaxed) {
+            Ok(_) => return,
+            Err(p) => peak = p,
+        }
+    }
+}
+
+/// The largest burst of class `c` since the last call (blocks out of the
+/// stack at once, above what was out then), and the start of the next.
+fn take_burst(c: usize) -> u64 {
+    let now = OUT[c].load(Relaxed);
+    let peak = PEAK[c].swap(now, Relaxed);
+    let base = BASE[c].swap(now, Relaxed);
+    (peak.wrapping_sub(base) as i64).max(0) as u64
 }
 
 /// Takes one chain of class `c` from the NOFAIL reserve's stacks.
@@ -190,6 +227,7 @@ pub fn take_reserve(c: usize) -> Option<(usize, usize)> {
 #[inline]
 pub unsafe fn give(c: usize, first: usize, len: usize) {
     GIVEN[c].fetch_add(len as u32, Relaxed);
+    OUT[c].fetch_sub(len as u64, Relaxed);
     // SAFETY: the caller's contract.
     unsafe { POOL_STACKS[c].push(first, len) }
 }
@@ -347,11 +385,14 @@ const WINDOW_NS: u64 = 100_000_000;
 static WINDOW_START_NS: AtomicU64 = AtomicU64::new(0);
 /// Net blocks taken per class in the current window.
 static WINDOW_NET: [AtomicU64; COUNT] = [const { AtomicU64::new(0) }; COUNT];
+/// The largest burst plus misses per class in the current window.
+static WINDOW_BURST: [AtomicU64; COUNT] = [const { AtomicU64::new(0) }; COUNT];
 
 /// Tops up every class's stacks to their targets and gives far-surplus
 /// stock back (the maintenance thread, each round). A target is the most
-/// of: the class's floor; twice the net outflow (blocks taken minus blocks
-/// given back) of the last 100 ms window (the maintenance thread polls
+/// of: the class's floor; the largest burst (blocks out at once, plus the
+/// requests refused) of the last 100 ms window; twice the net outflow
+/// (blocks taken minus blocks given back) of the last 100 ms window (the maintenance thread polls
 /// every 2 ms or less while scopes are in use, so this covers a burst many
 /// rounds long); twice the net outflow since the last round plus a chain
 /// for each request (up to 16) that found the stack empty; and the last
@@ -377,13 +418,19 @@ pub fn restock() -> bool {
         let taken = TAKEN[c].swap(0, Relaxed) as u64;
         let given = GIVEN[c].swap(0, Relaxed) as u64;
         let net = taken.saturating_sub(given);
-        let missed = (MISSED[c].swap(0, Relaxed) as u64).min(16) * chain;
+        let misses = MISSED[c].swap(0, Relaxed) as u64;
+        let missed = misses.min(16) * chain;
         let window = WINDOW_NET[c].fetch_add(net, Relaxed) + net;
+        // A burst that was refused part of the way asked for its misses too
+        // (each a chain at most; the target's cap bounds the sum).
+        let burst = take_burst(c) + misses.min(1 << 16) * chain;
+        let window_burst = WINDOW_BURST[c].fetch_max(burst, Relaxed).max(burst);
         let old = TARGET[c].load(Relaxed);
-        let mut target = old.max(2 * net + missed);
+        let mut target = old.max(2 * net + missed).max(burst);
         if new_window {
             WINDOW_NET[c].store(0, Relaxed);
-            target = (old - old / 8).max(2 * window);
+            WINDOW_BURST[c].store(0, Relaxed);
+            target = (old - old / 8).max(2 * window).max(window_burst);
         }
         let cap = (ready / sizeclass::size_of(c) as u64).max(4 * chain);
         let target = target.min(cap).max(floors[c].load(Relaxed));
