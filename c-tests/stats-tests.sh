@@ -95,7 +95,9 @@ PY
     fi
     version=$("$cli" --version | awk '{print $2}')
     check "live: build_info names the library's version" \
-        grep -q "^memscope_build_info{pid=\"$pid\",command=\"stats_workers\",version=\"$version\"} 1$" <("$cli" show $pid --prometheus)
+        grep -q "^memscope_build_info{command=\"stats_workers\",version=\"$version\"} 1$" <("$cli" show $pid --prometheus)
+    check "live: --pid-label adds the pid label" \
+        grep -q "^memscope_build_info{pid=\"$pid\",command=\"stats_workers\",version=\"$version\"} 1$" <("$cli" show $pid --prometheus --pid-label)
     check "live: resident bytes, in JSON and Prometheus" python3 - "$out/live.json" <(  "$cli" show $pid --prometheus) <<'PY'
 import json, re, sys
 s = json.load(open(sys.argv[1]))
@@ -484,15 +486,42 @@ if start gc -- live 1 10 10; then
     check "gc: removes a stale segment, keeps the live one and foreign files" sh -c \
         "test ! -e '$D/memscope.999999' && test -e '$live_seg' && test -e '$D/target'"
     # ------------------------------------------------------------- serve
+    # Two processes of one command (sleep) beside the live worker; a stale
+    # segment for serve's own gc to remove.
+    LD_PRELOAD="$lib" sleep 30 &
+    s1=$!
+    LD_PRELOAD="$lib" sleep 30 &
+    s2=$!
+    pids+=("$s1" "$s2")
+    for _ in $(seq 100); do [ -e "$D/memscope.$s1" ] && [ -e "$D/memscope.$s2" ] && break; sleep 0.05; done
+    cp "$live_seg" "$D/memscope.999998"
     port=$((20000 + RANDOM % 20000))
-    "$cli" serve --listen 127.0.0.1:$port 2>"$out/serve.err" &
+    "$cli" serve --listen 127.0.0.1:$port --gc-every 1 >"$out/serve.out" 2>"$out/serve.err" &
     spid=$!
     pids+=("$spid")
+    fetch() { python3 -c "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:$port/metrics').read().decode())"; }
     for _ in $(seq 50); do
-        python3 -c "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:$port/metrics').read().decode())" >"$out/serve.prom" 2>/dev/null && break
+        fetch >"$out/serve.prom" 2>/dev/null && break
         sleep 0.1
     done
-    check "serve: /metrics lists the live process" grep -q "pid=\"$pid\"" "$out/serve.prom"
+    check "serve: /metrics lists the live process, by command, no pid label" sh -c \
+        "grep -q 'command=\"stats_workers\"' '$out/serve.prom' && ! grep -q 'pid=' '$out/serve.prom'"
+    check "serve: the processes of one command are added together" \
+        grep -q '^memscope_processes{command="sleep"} 2$' "$out/serve.prom"
+    sleep 2
+    check "serve: removes segments of exited processes on its timer (--gc-every)" test ! -e "$D/memscope.999998"
+    # One sleep exits: the command's counters must not go down (Prometheus
+    # would read a reset), the process gauge must.
+    kill $s1 2>/dev/null
+    wait $s1 2>/dev/null
+    fetch >"$out/serve2.prom" 2>/dev/null
+    sleep_calls() { awk '/^memscope_calls_total\{command="sleep",/ {n += $2} END {print n + 0}' "$1"; }
+    c1=$(sleep_calls "$out/serve.prom")
+    c2=$(sleep_calls "$out/serve2.prom")
+    check "serve: a command's counters keep an exited process's counts ($c1 -> $c2 calls)" \
+        sh -c "[ $c1 -gt 0 ] && [ $c2 -ge $c1 ] && grep -q '^memscope_processes{command=\"sleep\"} 1\$' '$out/serve2.prom'"
+    kill $s2 2>/dev/null
+    wait $s2 2>/dev/null
     if command -v promtool >/dev/null; then
         check "serve: /metrics passes promtool check metrics" promtool check metrics <"$out/serve.prom"
     fi

@@ -68,7 +68,7 @@ fn truncate(s: &str, n: usize) -> String {
 pub enum Format {
     Text { all_events: bool },
     Json,
-    Prometheus,
+    Prometheus(report::Labels),
 }
 
 pub fn show(dir: &Path, pid: u32, format: Format) -> Result<(), ReadError> {
@@ -76,7 +76,7 @@ pub fn show(dir: &Path, pid: u32, format: Format) -> Result<(), ReadError> {
     let text = match format {
         Format::Text { all_events } => report::text(&snap, all_events),
         Format::Json => serde_json::to_string_pretty(&report::json(&snap)).unwrap_or_default() + "\n",
-        Format::Prometheus => report::prometheus(std::slice::from_ref(&snap)),
+        Format::Prometheus(labels) => report::prometheus(std::slice::from_ref(&snap), labels),
     };
     out!("{text}");
     Ok(())

@@ -59,6 +59,9 @@ enum Command {
         /// Prometheus text exposition format.
         #[arg(long)]
         prometheus: bool,
+        /// With --prometheus: label series with `pid` as well as `command`.
+        #[arg(long, requires = "prometheus")]
+        pid_label: bool,
         /// List every event counter, zeros included.
         #[arg(long)]
         all_events: bool,
@@ -103,6 +106,15 @@ enum Command {
         /// Allow a non-loopback listen address.
         #[arg(long)]
         allow_remote: bool,
+        /// Label series with `pid` as well as `command` (by default the
+        /// processes of one command are added together: a series set per
+        /// program, not per process and restart).
+        #[arg(long)]
+        pid_label: bool,
+        /// Remove the segments of exited processes (as `gc`) this often, in
+        /// seconds; 0: never.
+        #[arg(long, default_value_t = 60.0)]
+        gc_every: f64,
     },
     /// Ask a live process for a jemalloc heap profile (it must run with
     /// MALLOC_CONF=prof:true); write it to FILE and, with --text, render it
@@ -151,12 +163,13 @@ fn main() -> ExitCode {
             dir,
             json,
             prometheus,
+            pid_label,
             all_events,
         } => {
             let format = if json {
                 commands::Format::Json
             } else if prometheus {
-                commands::Format::Prometheus
+                commands::Format::Prometheus(labels(pid_label))
             } else {
                 commands::Format::Text { all_events }
             };
@@ -195,7 +208,16 @@ fn main() -> ExitCode {
             dir,
             listen,
             allow_remote,
-        } => serve::serve(&dir.path(), &listen, allow_remote),
+            pid_label,
+            gc_every,
+        } => serve::serve(
+            &dir.path(),
+            &listen,
+            allow_remote,
+            labels(pid_label),
+            (gc_every.is_finite() && gc_every > 0.0)
+                .then(|| Duration::from_secs_f64(gc_every.clamp(1.0, 86400.0))),
+        ),
         Command::Profile {
             pid,
             dir,
@@ -227,6 +249,14 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+    }
+}
+
+fn labels(pid_label: bool) -> memscope_stat::report::Labels {
+    if pid_label {
+        memscope_stat::report::Labels::CommandAndPid
+    } else {
+        memscope_stat::report::Labels::Command
     }
 }
 

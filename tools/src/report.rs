@@ -384,15 +384,37 @@ fn prom_hist(out: &mut String, name: &str, labels: &str, h: &Hist) {
     let _ = writeln!(out, "{name}_count{{{labels}}} {total}");
 }
 
+/// Series labels: `command` (the program's base name) by default, the
+/// processes of one command added together, so that a fleet's series do
+/// not multiply with every restart or, under a process-per-connection
+/// server, with every connection; `pid` too when asked (`--pid-label`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Labels {
+    Command,
+    CommandAndPid,
+}
+
 /// The text exposition format for every snapshot, one family at a time.
-pub fn prometheus(snaps: &[Snapshot]) -> String {
+pub fn prometheus(snaps: &[Snapshot], labels: Labels) -> String {
+    let grouped: Vec<Snapshot>;
+    let snaps = match labels {
+        Labels::CommandAndPid => snaps,
+        Labels::Command => {
+            let mut groups: std::collections::BTreeMap<String, Vec<Snapshot>> = Default::default();
+            for s in snaps {
+                groups
+                    .entry(s.command_name().to_string())
+                    .or_default()
+                    .push(s.clone());
+            }
+            grouped = groups.into_values().filter_map(Snapshot::merge).collect();
+            &grouped[..]
+        }
+    };
     let mut out = String::new();
-    let base = |s: &Snapshot| {
-        let comm = s
-            .cmdline
-            .first()
-            .map_or("?", |c| c.rsplit('/').next().unwrap_or(c));
-        format!("pid=\"{}\",command=\"{}\"", s.pid, label_value(comm))
+    let base = |s: &Snapshot| match labels {
+        Labels::Command => format!("command=\"{}\"", label_value(s.command_name())),
+        Labels::CommandAndPid => format!("pid=\"{}\",command=\"{}\"", s.pid, label_value(s.command_name())),
     };
     let totals: Vec<SlotSnap> = snaps.iter().map(Snapshot::total).collect();
 
@@ -546,12 +568,23 @@ pub fn prometheus(snaps: &[Snapshot]) -> String {
     }
     family(
         &mut out,
-        "memscope_build_info",
+        "memscope_processes",
         "gauge",
-        "1, labelled with the memscope version the process runs (unknown before 0.2.0).",
+        "Live processes under memscope the series stand for (labels: see --pid-label).",
     );
     for s in snaps {
-        let v = s.version().unwrap_or_else(|| "unknown".into());
+        let _ = writeln!(out, "memscope_processes{{{}}} {}", base(s), s.processes);
+    }
+    family(
+        &mut out,
+        "memscope_build_info",
+        "gauge",
+        "1, labelled with the memscope version the process runs (unknown before 0.2.0; mixed: a group's processes differ).",
+    );
+    for s in snaps {
+        let v = s
+            .version()
+            .unwrap_or_else(|| if s.processes > 1 { "mixed" } else { "unknown" }.into());
         let _ = writeln!(out, "memscope_build_info{{{},version=\"{v}\"}} 1", base(s));
     }
     family(

@@ -198,6 +198,11 @@ pub struct Snapshot {
     /// The writer's memscope version (`MAJOR << 16 | MINOR << 8 | PATCH`),
     /// 0 before ABI 1.2.
     pub lib_version: u32,
+    /// The process's resident bytes when the snapshot was taken
+    /// (`/proc/PID/statm`); None once it has exited.
+    pub resident: Option<u64>,
+    /// Processes this snapshot stands for: 1, or a group's size (`merge`).
+    pub processes: u64,
     pub cmdline: Vec<String>,
     pub threads_seen: u64,
     pub threads_overflowed: u64,
@@ -224,16 +229,69 @@ impl Snapshot {
         (v != 0).then(|| format!("{}.{}.{}", v >> 16, (v >> 8) & 0xff, v & 0xff))
     }
 
-    /// The process's resident memory now (`/proc/PID/statm`), if it lives.
+    /// The process's resident memory when the snapshot was taken.
     pub fn resident_bytes(&self) -> Option<u64> {
-        if !self.live {
-            return None;
+        self.resident
+    }
+
+    /// The program's base name, as the Prometheus `command` label has it.
+    pub fn command_name(&self) -> &str {
+        self.cmdline
+            .first()
+            .map_or("?", |c| c.rsplit('/').next().unwrap_or(c))
+    }
+
+    /// One snapshot standing for several processes (of one command): calls,
+    /// bytes, histograms, events, threads and resident bytes added; the
+    /// oldest start; the version if they agree (else 0). `pid` is the
+    /// first's; the group's size is `processes`.
+    pub fn merge(group: Vec<Snapshot>) -> Option<Snapshot> {
+        let mut it = group.into_iter();
+        let mut m = it.next()?;
+        for s in it {
+            m.live |= s.live;
+            m.start_unix_ns = m.start_unix_ns.min(s.start_unix_ns);
+            m.taken_unix_ns = m.taken_unix_ns.max(s.taken_unix_ns);
+            // Departed processes (none left, see `departed`) do not
+            // vote on the version.
+            if m.processes == 0 {
+                m.lib_version = s.lib_version;
+            } else if s.processes > 0 && m.lib_version != s.lib_version {
+                m.lib_version = 0;
+            }
+            m.resident = match (m.resident, s.resident) {
+                (Some(a), Some(b)) => Some(a + b),
+                (a, b) => a.or(b),
+            };
+            m.processes += s.processes;
+            m.threads_seen += s.threads_seen;
+            m.threads_overflowed += s.threads_overflowed;
+            for (e, (_, n)) in m.events.iter_mut().zip(&s.events) {
+                e.1 += n;
+            }
+            for (t, (_, h)) in m.timers.iter_mut().zip(&s.timers) {
+                t.1.add(h);
+            }
+            m.threads.extend(s.threads);
+            m.retired.add(&s.retired);
+            m.overflow.add(&s.overflow);
         }
-        let statm = std::fs::read_to_string(format!("/proc/{}/statm", self.pid)).ok()?;
-        let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-        // SAFETY: sysconf has no preconditions.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        Some(pages * page.max(4096) as u64)
+        Some(m)
+    }
+
+    /// What an exited process leaves to its command's sums: its counts,
+    /// bytes, histograms and events (its live threads folded into the
+    /// retired aggregate), no process, thread or resident bytes. An
+    /// exporter adds it to the group so that the group's counters never
+    /// go down when one of its processes exits.
+    pub fn departed(mut self) -> Snapshot {
+        for t in std::mem::take(&mut self.threads) {
+            self.retired.add(&t);
+        }
+        self.live = false;
+        self.resident = None;
+        self.processes = 0;
+        self
     }
 
     pub fn command(&self) -> String {
@@ -282,6 +340,15 @@ pub fn candidates(dir: &Path) -> Result<Vec<(u32, PathBuf)>, ReadError> {
         .collect();
     v.sort();
     Ok(v)
+}
+
+/// Resident bytes of `pid` now, from `/proc/PID/statm`.
+fn read_resident(pid: u32) -> Option<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * page.max(4096) as u64)
 }
 
 /// The ABI minor version a validated segment was written with.
@@ -541,6 +608,12 @@ impl Segment {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64),
             sample_period: h.u64(offset_of!(Header, sample_period)),
+            resident: if self.is_live() {
+                read_resident(h.u32(offset_of!(Header, pid)))
+            } else {
+                None
+            },
+            processes: 1,
             lib_version: if abi_minor >= 2 {
                 h.u32(offset_of!(Header, lib_version))
             } else {

@@ -101,7 +101,10 @@ fn exercise(path: &Path) -> bool {
         Ok(snap) => {
             let _ = report::text(&snap, true);
             let _ = report::json(&snap).to_string();
-            let _ = report::prometheus(std::slice::from_ref(&snap));
+            let _ = report::prometheus(std::slice::from_ref(&snap), report::Labels::CommandAndPid);
+            // Grouping by command: the snapshot twice, and as departed.
+            let group = [snap.clone(), snap.clone(), snap.clone().departed()];
+            let _ = report::prometheus(&group, report::Labels::Command);
             let _ = commands::violations(&snap);
             let _ = commands::rates(&snap, &snap);
             true
