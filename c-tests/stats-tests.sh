@@ -218,6 +218,71 @@ PY
     finish
 fi
 
+# How long NORECLAIM scopes are held: a thread's first scope, then its
+# next one after each harvest (every 40 ms), is timed; nested and
+# NOFAIL-only scopes are not scopes of their own.
+if start held -- held 40 25000; then
+    json $pid >"$out/held.json"
+    "$cli" show $pid >"$out/held.txt"
+    "$cli" show $pid --prometheus >"$out/held.prom"
+    check "held: timed NORECLAIM scopes, each about as long as it was held" python3 - "$out/held.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+w = [t for t in s["threads"] if t["name"] == "worker-held"][0]
+h = w["noreclaim_scope"]
+n = h["samples"]
+# 40 scopes of 25 ms over about a second: the first, then about one per
+# 40 ms; never more than there were scopes.
+assert 10 <= n <= 40, h
+# A percentile is its power-of-two bucket's upper bound, capped by the
+# maximum (so below 2x); preemption may stretch a few.
+assert 25_000_000 <= h["p50_ns"] <= 2 * 33_554_432, h
+assert h["max_ns"] >= 25_000_000 and h["sum_ns"] >= n * 25_000_000, h
+assert s["total"]["noreclaim_scope"]["samples"] == n, s["total"]["noreclaim_scope"]
+open(sys.argv[1] + ".n", "w").write(str(n))
+PY
+    check "held: show lists the scoped thread's scope durations" \
+        sh -c "grep -q 'NORECLAIM scopes held' '$out/held.txt' && grep 'worker-held' '$out/held.txt' | grep -Eq ' [0-9.]+ms '"
+    check "held: Prometheus has the scope-duration histogram" \
+        grep -q "^memscope_noreclaim_scope_duration_seconds_count{command=\"stats_workers\"} $(cat "$out/held.json.n" 2>/dev/null)\$" "$out/held.prom"
+    # Gauges: the maintenance thread (started by the scopes) refreshes them
+    # about once a second; the first refresh may precede the pool.
+    for _ in $(seq 40); do
+        json $pid >"$out/gauges.json"
+        python3 -c 'import json,sys; g = json.load(open(sys.argv[1]))["gauges"]; sys.exit(not (g and g["pool_carved_bytes"]))' \
+            "$out/gauges.json" && break
+        sleep 0.1
+    done
+    "$cli" show $pid --prometheus >"$out/gauges.prom"
+    check "gauges: pool and heap gauges published and consistent" python3 - "$out/gauges.json" "$out/gauges.prom" <<'PY'
+import json, sys
+g = json.load(open(sys.argv[1]))["gauges"]
+assert g is not None, "no gauges"
+assert g["pool_reserved_bytes"] >= g["pool_committed_bytes"] >= g["pool_carved_bytes"] > 0, g
+assert 0 < g["pool_ready_bytes"] <= g["pool_carved_bytes"], g
+assert g["reserve_ready_bytes"] > 0, g
+assert 0 < g["heap_allocated_bytes"] <= g["heap_active_bytes"] <= g["heap_mapped_bytes"], g
+assert g["heap_resident_bytes"] > 0, g
+prom = open(sys.argv[2]).read()
+for name, v in g.items():
+    assert f'memscope_{name}{{command="stats_workers"}} ' in prom, name
+PY
+    finish
+fi
+if start held_many -- held 200000 5; then
+    json $pid >"$out/held_many.json"
+    check "held: timed by time, not by count (200,000 short scopes in about a second)" python3 - "$out/held_many.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+w = [t for t in s["threads"] if t["name"] == "worker-held"][0]
+n = w["noreclaim_scope"]["samples"]
+up = s["uptime_s"]
+# the first scope, then about one per 40 ms of scoped work.
+assert 3 <= n <= 2 + up / 0.04 * 1.5, (n, up)
+PY
+    finish
+fi
+
 # A thread waiting in NOFAIL right now is listed, with its request and
 # how long it has waited.
 if start stall MEMSCOPE_RESERVE=0 MEMSCOPE_NOFAIL_DEADLINE_MS=4000 -- stall; then
@@ -520,6 +585,8 @@ if start gc -- live 1 10 10; then
     c2=$(sleep_calls "$out/serve2.prom")
     check "serve: a command's counters keep an exited process's counts ($c1 -> $c2 calls)" \
         sh -c "[ $c1 -gt 0 ] && [ $c2 -ge $c1 ] && grep -q '^memscope_processes{command=\"sleep\"} 1\$' '$out/serve2.prom'"
+    check "gauges: a process without the maintenance thread publishes none" \
+        sh -c "! grep -q 'memscope_pool_committed_bytes{command=\"sleep\"}' '$out/serve2.prom'"
     kill $s2 2>/dev/null
     wait $s2 2>/dev/null
     if command -v promtool >/dev/null; then

@@ -24,6 +24,10 @@
  *                   "ready" once it is idle, waits for stdin.
  *   alternate N     worker-alt alternates a NORECLAIM and a NOFAIL
  *                   malloc+free, N of each; prints "ready", waits.
+ *   held N US       worker-held enters N outermost NORECLAIM scopes, each
+ *                   held US microseconds (a malloc, a nested NORECLAIM
+ *                   scope, a busy wait, a free), and N NOFAIL-only
+ *                   scopes; prints "ready", waits for stdin.
  *   stall           worker-stall waits in a NOFAIL request of 12345 bytes
  *                   that cannot be served (run with MEMSCOPE_RESERVE=0 and
  *                   a deadline); prints "ready" while it waits; after
@@ -367,6 +371,44 @@ static int alternate(int n)
     return one_worker(alternate_worker);
 }
 
+static long held_us;
+
+static void busy_wait_us(long us)
+{
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    while ((t.tv_sec - t0.tv_sec) * 1000000L + (t.tv_nsec - t0.tv_nsec) / 1000 < us);
+}
+
+static void *held_worker(void *arg)
+{
+    (void)arg;
+    pthread_setname_np(pthread_self(), "worker-held");
+    for (int i = 0; i < n_pairs; i++) {
+        unsigned outer = memscope_push(MEMSCOPE_NORECLAIM);
+        void *p = malloc(64);
+        CHECK(p != NULL);
+        sink = p;
+        pairs(MEMSCOPE_NORECLAIM, 1); /* nested: not a scope of its own */
+        busy_wait_us(held_us);
+        free(p);
+        memscope_pop(outer);
+        pairs(MEMSCOPE_NOFAIL, 1); /* not NORECLAIM: not counted */
+    }
+    pthread_barrier_wait(&started);
+    wait_gate();
+    return NULL;
+}
+
+static int held(int n, long us)
+{
+    n_pairs = n;
+    held_us = us;
+    return one_worker(held_worker);
+}
+
 static volatile int stalling;
 
 static void *stall_worker(void *arg)
@@ -445,6 +487,8 @@ int main(int argc, char **argv)
         return exited(atoi(argv[2]));
     if (argc >= 4 && !strcmp(argv[1], "idle"))
         return idle(atoi(argv[2]), atoi(argv[3]));
+    if (argc >= 4 && !strcmp(argv[1], "held"))
+        return held(atoi(argv[2]), atol(argv[3]));
     if (argc >= 3 && !strcmp(argv[1], "alternate"))
         return alternate(atoi(argv[2]));
     if (argc >= 5 && !strcmp(argv[1], "live"))

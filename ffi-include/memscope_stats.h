@@ -25,7 +25,7 @@
 #define MEMSCOPE_STATS_MAGIC "MEMSCOPE" /* 8 bytes, no NUL */
 #define MEMSCOPE_STATS_BYTE_ORDER 0x01020304u
 #define MEMSCOPE_STATS_ABI_MAJOR 1
-#define MEMSCOPE_STATS_ABI_MINOR 2
+#define MEMSCOPE_STATS_ABI_MINOR 3
 #define MEMSCOPE_STATS_READY 0x52454459u
 
 #define MEMSCOPE_STATS_OPS 3 /* alloc, free, realloc */
@@ -43,8 +43,13 @@
  * [2^e + s*2^(e-2), 2^e + (s+1)*2^(e-2)). The last also holds all above. */
 #define MEMSCOPE_STATS_BUCKETS 160
 
+/* Scope-duration buckets (ABI 1.3): bucket i holds [2^i, 2^(i+1)) ns,
+ * bucket 0 also 0 and 1, the last everything from 2^39 ns up. */
+#define MEMSCOPE_STATS_SCOPE_BUCKETS 40
+
 #define MEMSCOPE_STATS_EVENT_SLOTS 64 /* names: docs/STATS.md, append-only */
 #define MEMSCOPE_STATS_TIMER_SLOTS 8
+#define MEMSCOPE_STATS_GAUGE_SLOTS 16 /* ABI 1.3; names: docs/STATS.md */
 #define MEMSCOPE_STATS_CMDLINE_MAX 512
 #define MEMSCOPE_STATS_THREAD_NAME_MAX 16
 #define MEMSCOPE_STATS_THREAD_SLOTS 256
@@ -63,6 +68,13 @@ struct memscope_histogram {
     uint64_t sum_ns;
     uint64_t max_ns;
     uint64_t buckets[MEMSCOPE_STATS_BUCKETS];
+};
+
+struct memscope_scope_histogram { /* ABI 1.3 */
+    uint64_t count;
+    uint64_t sum_ns;
+    uint64_t max_ns;
+    uint64_t buckets[MEMSCOPE_STATS_SCOPE_BUCKETS];
 };
 
 struct __attribute__((aligned(4096))) memscope_stats_header {
@@ -102,6 +114,11 @@ struct __attribute__((aligned(4096))) memscope_stats_header {
     uint64_t profile_done;
     uint32_t profile_status;
     uint32_t lib_version; /* the writer's MAJOR << 16 | MINOR << 8 | PATCH */
+    /* ABI 1.3: memory gauges (bytes, names in docs/STATS.md), refreshed
+     * about once a second by the maintenance thread; gauges_unix_ns says
+     * when (CLOCK_REALTIME), 0 if never. */
+    uint64_t gauges_unix_ns;
+    uint64_t gauges[MEMSCOPE_STATS_GAUGE_SLOTS];
 };
 
 struct __attribute__((aligned(4096))) memscope_stats_slot {
@@ -118,6 +135,9 @@ struct __attribute__((aligned(4096))) memscope_stats_slot {
      * (CLOCK_MONOTONIC ns) and the size asked for; both 0 otherwise. */
     uint64_t nofail_wait_since_ns;
     uint64_t nofail_wait_bytes;
+    /* ABI 1.3: sampled durations of the thread's outermost NORECLAIM scopes,
+     * push to pop (one in max(1, sample_period / 4) on average). */
+    struct memscope_scope_histogram noreclaim_scope;
 };
 
 /* Slot i is at byte offset slots_offset + i * slot_size. */

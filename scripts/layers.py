@@ -27,7 +27,7 @@ FLOORS = [
     # 3. memory sources: the pool region and arenas (with the NOFAIL
     #    reserve), the depot of ready pool blocks, the per-thread lists
     #    (magazines), purging
-    ["pool", "depot", "magazine", "purge", "lockstats"],
+    ["pool", "depot", "magazine", "purge", "lockstats", "gauges"],
     # 4. thread lifecycle (first call, exit)
     ["init"],
     # 5. context policy: scopes, reclaimers, the NOFAIL retry loop, and
@@ -45,6 +45,7 @@ SAME_FLOOR = {
     ("stats", "config"), ("mailbox", "ctl"),
     ("tls", "sizeclass"),
     ("depot", "pool"), ("magazine", "depot"), ("magazine", "pool"), ("purge", "ctl"), ("lockstats", "pool"),
+    ("gauges", "pool"), ("gauges", "depot"),
     ("reclaim", "scope"), ("nofail", "reclaim"), ("route", "scope"),
     ("route", "nofail"),
     ("glibc", "route"), ("exports", "posix"), ("exports", "glibc"),

@@ -63,3 +63,51 @@ mod tests {
         assert_eq!(bucket_of(u64::MAX), BUCKETS - 1);
     }
 }
+
+/// The [`crate::ScopeHistogram`] bucket holding `ns`: its power of two.
+#[inline]
+pub const fn scope_bucket_of(ns: u64) -> usize {
+    let i = (63 - (ns | 1).leading_zeros()) as usize;
+    if i >= crate::SCOPE_BUCKETS {
+        crate::SCOPE_BUCKETS - 1
+    } else {
+        i
+    }
+}
+
+/// The smallest value in scope bucket `i`.
+pub const fn scope_bucket_lower(i: usize) -> u64 {
+    if i == 0 {
+        0
+    } else {
+        1 << i
+    }
+}
+
+/// One past the largest value in scope bucket `i` (`u64::MAX` for the last).
+pub const fn scope_bucket_upper(i: usize) -> u64 {
+    if i + 1 >= crate::SCOPE_BUCKETS {
+        u64::MAX
+    } else {
+        1 << (i + 1)
+    }
+}
+
+#[cfg(test)]
+mod scope_tests {
+    use super::*;
+
+    #[test]
+    fn scope_buckets_are_powers_of_two_and_cover_everything() {
+        for i in 0..crate::SCOPE_BUCKETS {
+            let (lo, hi) = (scope_bucket_lower(i), scope_bucket_upper(i));
+            assert_eq!(scope_bucket_of(lo), i);
+            assert_eq!(scope_bucket_of(hi - 1), i);
+            if i + 1 < crate::SCOPE_BUCKETS {
+                assert_eq!(scope_bucket_lower(i + 1), hi);
+            }
+        }
+        assert_eq!(scope_bucket_of(0), 0);
+        assert_eq!(scope_bucket_of(u64::MAX), crate::SCOPE_BUCKETS - 1);
+    }
+}

@@ -27,7 +27,7 @@ pub const MAGIC: [u8; 8] = *b"MEMSCOPE";
 /// is on the wrong machine.
 pub const BYTE_ORDER_MARK: u32 = 0x0102_0304;
 pub const ABI_MAJOR: u16 = 1;
-pub const ABI_MINOR: u16 = 2;
+pub const ABI_MINOR: u16 = 3;
 /// `Header::ready` holds this once the segment is initialised.
 pub const READY: u32 = 0x5245_4459; // "READ" "Y"
 
@@ -64,15 +64,29 @@ pub const SLOT_FREE: u32 = 0;
 pub const SLOT_LIVE: u32 = 1;
 pub const SLOT_AGGREGATE: u32 = 2;
 
-/// A latency histogram in nanoseconds, log-linear buckets (see `buckets`).
+/// A histogram of nanoseconds with `N` buckets: sample count, sum, maximum.
 #[repr(C)]
-pub struct Histogram {
+pub struct Buckets<const N: usize> {
     /// Samples recorded; equals the sum of `buckets` in a consistent read.
     pub count: AtomicU64,
     pub sum_ns: AtomicU64,
     pub max_ns: AtomicU64,
-    pub buckets: [AtomicU64; BUCKETS],
+    pub buckets: [AtomicU64; N],
 }
+
+/// A latency histogram in nanoseconds, log-linear buckets (see `buckets`).
+pub type Histogram = Buckets<BUCKETS>;
+
+/// Buckets of a [`ScopeHistogram`].
+pub const SCOPE_BUCKETS: usize = 40;
+
+/// How long NORECLAIM scopes lasted, in nanoseconds: one bucket per power
+/// of two (bucket `i` holds `[2^i, 2^(i+1))`, bucket 0 also 0 and 1, the
+/// last everything from 2^39 ns, about 9 minutes, up; see
+/// `buckets::scope_bucket_of`). Coarser than [`Histogram`]: it had to fit
+/// in the slot's last page, and a scope is the caller's own critical
+/// section, whose length matters to a factor of two, not to 25 %.
+pub type ScopeHistogram = Buckets<SCOPE_BUCKETS>;
 
 /// The segment's first page(s).
 #[repr(C, align(4096))]
@@ -135,7 +149,17 @@ pub struct Header {
     pub profile_status: AtomicU32,
     /// The writer's memscope version, `MAJOR << 16 | MINOR << 8 | PATCH`.
     pub lib_version: AtomicU32,
+    // ---- ABI 1.3 ----
+    /// When the maintenance thread last refreshed `gauges`
+    /// (CLOCK_REALTIME ns); 0: never (a process that has not started it).
+    pub gauges_unix_ns: AtomicU64,
+    /// Memory gauges in `names::GAUGES` order, refreshed about once a
+    /// second by the maintenance thread.
+    pub gauges: [AtomicU64; GAUGE_SLOTS],
 }
+
+/// Room for gauges (`names::GAUGES`; new ones are appended).
+pub const GAUGE_SLOTS: usize = 16;
 
 /// `Header::profile_status` when profiling is not enabled in the process.
 pub const PROFILE_OFF: u32 = 95; // ENOTSUP on Linux
@@ -168,6 +192,11 @@ pub struct Slot {
     /// the size asked for; 0 and 0 otherwise. Written by the owner only.
     pub nofail_wait_since_ns: AtomicU64,
     pub nofail_wait_bytes: AtomicU64,
+    /// ABI 1.3 (in the slot's former padding): sampled durations of the
+    /// thread's outermost NORECLAIM scopes, push to pop (one scope in
+    /// `max(1, sample_period / 4)` on average, random intervals). Where a
+    /// daemon scopes its critical sections, this is its lock-hold time.
+    pub noreclaim_scope: ScopeHistogram,
 }
 
 pub const HEADER_SIZE: usize = core::mem::size_of::<Header>();
@@ -189,7 +218,11 @@ mod tests {
         assert_eq!(SLOT_SIZE % 4096, 0);
         assert_eq!(core::mem::offset_of!(Header, segment_size), 24);
         assert_eq!(core::mem::offset_of!(Header, pid), 32);
+        // Minor versions append inside the padding: sizes never change.
+        assert_eq!(HEADER_SIZE, 3 * 4096);
+        assert_eq!(SLOT_SIZE, 3 * 4096);
         assert!(names::EVENTS.len() <= EVENT_SLOTS);
         assert!(names::TIMERS.len() <= TIMER_SLOTS);
+        assert!(names::GAUGES.len() <= GAUGE_SLOTS);
     }
 }

@@ -5,6 +5,51 @@ pub const OPS: [&str; crate::OPS] = ["alloc", "free", "realloc"];
 /// Contexts, indexed by `CTX_*`.
 pub const CONTEXTS: [&str; crate::CONTEXTS] = ["normal", "noreclaim", "nofail"];
 
+/// Gauges, `Header::gauges` order (ABI 1.3). Each line: name (the
+/// Prometheus metric is `memscope_<name>`), meaning. All in bytes.
+pub const GAUGES: [(&str, &str); 10] = [
+    (
+        "pool_reserved_bytes",
+        "address space reserved for the NORECLAIM pool and the NOFAIL reserve (not memory)",
+    ),
+    (
+        "pool_committed_bytes",
+        "of it, mapped and pre-faulted: memory the pool and the reserve hold",
+    ),
+    (
+        "pool_carved_bytes",
+        "of that, made into blocks (handed to the pool's and the reserve's arenas)",
+    ),
+    (
+        "pool_ready_bytes",
+        "free NORECLAIM blocks in the shared depot, ready for any scoped thread",
+    ),
+    (
+        "reserve_ready_bytes",
+        "free NOFAIL reserve blocks in the depot, plus reserve memory not yet carved",
+    ),
+    (
+        "heap_allocated_bytes",
+        "bytes in blocks the program holds (jemalloc stats.allocated, pool arenas included)",
+    ),
+    (
+        "heap_active_bytes",
+        "bytes in pages holding those blocks (stats.active)",
+    ),
+    (
+        "heap_resident_bytes",
+        "bytes jemalloc keeps resident, metadata and unpurged pages included (stats.resident)",
+    ),
+    (
+        "heap_mapped_bytes",
+        "bytes jemalloc has mapped in active extents (stats.mapped)",
+    ),
+    (
+        "heap_retained_bytes",
+        "address space jemalloc kept for reuse instead of unmapping (stats.retained)",
+    ),
+];
+
 /// Event counters, `Header::events` order. Each line: name, meaning.
 pub const EVENTS: [(&str, &str); 24] = [
     (

@@ -69,6 +69,8 @@ fn the_c_header_matches_the_rust_layout() {
         ("header.profile_done", offset_of!(Header, profile_done)),
         ("header.profile_status", offset_of!(Header, profile_status)),
         ("header.lib_version", offset_of!(Header, lib_version)),
+        ("header.gauges_unix_ns", offset_of!(Header, gauges_unix_ns)),
+        ("header.gauges", offset_of!(Header, gauges)),
         ("slot.seq", offset_of!(Slot, seq)),
         ("slot.state", offset_of!(Slot, state)),
         ("slot.tid", offset_of!(Slot, tid)),
@@ -83,6 +85,7 @@ fn the_c_header_matches_the_rust_layout() {
             offset_of!(Slot, nofail_wait_since_ns),
         ),
         ("slot.nofail_wait_bytes", offset_of!(Slot, nofail_wait_bytes)),
+        ("slot.noreclaim_scope", offset_of!(Slot, noreclaim_scope)),
         ("histogram.count", offset_of!(Histogram, count)),
         ("histogram.sum_ns", offset_of!(Histogram, sum_ns)),
         ("histogram.max_ns", offset_of!(Histogram, max_ns)),
@@ -90,11 +93,14 @@ fn the_c_header_matches_the_rust_layout() {
         ("size.header", size_of::<Header>()),
         ("size.slot", size_of::<Slot>()),
         ("size.histogram", size_of::<Histogram>()),
+        ("size.scope_histogram", size_of::<ScopeHistogram>()),
+        ("const.scope_buckets", SCOPE_BUCKETS),
         ("const.buckets", BUCKETS),
         ("const.thread_slots", THREAD_SLOTS),
         ("const.slot_total", SLOT_TOTAL),
         ("const.event_slots", EVENT_SLOTS),
         ("const.timer_slots", TIMER_SLOTS),
+        ("const.gauge_slots", GAUGE_SLOTS),
     ]
     .into_iter()
     .map(|(k, v)| (k, v as u64))

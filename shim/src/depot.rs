@@ -159,6 +159,17 @@ static OUT: [AtomicU64; COUNT] = [const { AtomicU64::new(0) }; COUNT];
 static PEAK: [AtomicU64; COUNT] = [const { AtomicU64::new(0) }; COUNT];
 static BASE: [AtomicU64; COUNT] = [const { AtomicU64::new(0) }; COUNT];
 
+/// Bytes of free blocks on the pool's and the reserve's stacks (a gauge:
+/// approximate while threads take and give).
+pub fn ready_bytes() -> (usize, usize) {
+    let sum = |stacks: &[Stack; COUNT]| {
+        (0..COUNT).fold(0usize, |a, c| {
+            a.saturating_add((stacks[c].blocks.load(Relaxed) as usize).saturating_mul(sizeclass::size_of(c)))
+        })
+    };
+    (sum(&POOL_STACKS), sum(&RESERVE_STACKS))
+}
+
 /// Takes a chain of class `c` from the pool's stacks: first block and
 /// length, or None. `wanted` says the request was for this class: an empty
 /// stack then counts as demand the maintenance thread stocks for (a

@@ -25,6 +25,7 @@ pub(crate) mod ctl;
 pub(crate) mod depot;
 #[doc(hidden)]
 pub mod exports;
+pub(crate) mod gauges;
 #[doc(hidden)]
 pub mod glibc;
 pub(crate) mod ids;

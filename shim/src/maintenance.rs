@@ -107,6 +107,7 @@ fn run() {
         if now.wrapping_sub(last_lockstats) >= LOCKSTATS_EVERY_NS {
             last_lockstats = now;
             lockstats::refresh();
+            crate::gauges::refresh();
         }
         if now.wrapping_sub(last_soft_check) >= SOFT_LIMIT_EVERY_NS {
             last_soft_check = now;

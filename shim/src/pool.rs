@@ -81,6 +81,25 @@ pub fn usage() -> Usage {
     }
 }
 
+/// The pool's memory for the gauges: address space reserved, committed,
+/// carved into blocks, and reserve memory committed but not carved yet.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Gauges {
+    pub reserved: usize,
+    pub committed: usize,
+    pub carved: usize,
+    pub reserve_uncarved: usize,
+}
+
+pub fn gauges() -> Gauges {
+    Gauges {
+        reserved: POOL.reserved.load(Relaxed),
+        committed: POOL.committed.load(Relaxed),
+        carved: POOL.carved.load(Relaxed),
+        reserve_uncarved: POOL.reserve_left.load(Relaxed),
+    }
+}
+
 pub fn is_ready() -> bool {
     POOL.state.load(Acquire) == READY
 }

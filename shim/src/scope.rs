@@ -7,7 +7,7 @@
 //! no syscall, async-signal-safe. Pops are checked against a small ring of
 //! the values pushes returned; a mismatch is counted and reported.
 
-use core::sync::atomic::{compiler_fence, Ordering};
+use core::sync::atomic::{compiler_fence, Ordering, Ordering::Relaxed};
 
 use crate::counters::{count, Event};
 use crate::{init, log, mailbox, pool, tls};
@@ -30,7 +30,8 @@ pub fn push(flags: u32) -> u32 {
     record_push(st, cur, add)
 }
 
-/// True if entering `add` on top of `cur` first needs setting up.
+/// True if entering `add` on top of `cur` first needs setting up (or, for
+/// NORECLAIM, timing: see `record_timed_push`).
 #[inline(always)]
 fn needs_setup(st: &tls::ThreadState, cur: u32, add: u32) -> bool {
     cur & NORECLAIM == 0
@@ -47,14 +48,36 @@ fn push_slow(flags: u32) -> u32 {
     }
     let add = flags & ALL;
     if cur & NORECLAIM == 0 {
-        if add & NORECLAIM != 0 && !noreclaim_ready(st) {
-            enter_noreclaim(st);
+        if add & NORECLAIM != 0 {
+            if st.noreclaim_set_up.get() == 0 || !mailbox::is_running() {
+                enter_noreclaim(st);
+            }
+            if st.noreclaim_set_up.get() != 0 && st.noreclaim_fast.load(Relaxed) == 0 {
+                // Set up, and timing armed (or the thread's first scope):
+                // this scope is timed (see `stats::thread`'s scope durations).
+                st.noreclaim_fast.store(1, Relaxed);
+                return record_timed_push(st, cur, add);
+            }
         } else if add & NOFAIL != 0 && !pool::is_ready() {
             // The reserve lives beside the pool; made outside NORECLAIM only.
             pool::ensure_process_pool();
         }
     }
     record_push(st, cur, add)
+}
+
+/// A push whose scope is timed: its ring entry carries `SCOPE_TIMED`, so
+/// that the matching pop, finding it differ from the value it is given,
+/// takes `pop_mismatched`, which records the duration. The usual pop pays
+/// nothing for timing. (A scope deeper than the ring is not timed.)
+fn record_timed_push(st: &tls::ThreadState, cur: u32, add: u32) -> u32 {
+    let depth = st.depth.get() as usize;
+    let ret = record_push(st, cur, add);
+    if let Some(slot) = st.ring.get(depth) {
+        slot.set(cur | tls::SCOPE_TIMED);
+        crate::stats::thread::noreclaim_timing_starts(&st.stats);
+    }
+    ret
 }
 
 #[inline(always)]
@@ -134,6 +157,12 @@ fn pop_unpushed(saved: u32, cur: u32) {
 fn pop_mismatched(saved: u32, expected: u32) {
     let st = tls::state();
     let cur = st.flags.get();
+    if expected == saved | tls::SCOPE_TIMED {
+        // The end of a timed scope, not a misuse.
+        crate::stats::thread::noreclaim_timing_ends(&st.stats);
+        return restore(st, saved, cur, st.depth.get() - 1);
+    }
+    crate::stats::thread::noreclaim_timing_cancel(&st.stats);
     misuse(
         cur,
         format_args!(
@@ -159,7 +188,7 @@ pub fn current() -> u32 {
 /// thread runs: the usual case, checked inline.
 #[inline(always)]
 fn noreclaim_ready(st: &tls::ThreadState) -> bool {
-    st.noreclaim_ready.get() != 0 && mailbox::is_running()
+    st.noreclaim_fast.load(Relaxed) != 0 && mailbox::is_running()
 }
 
 /// Sets up what NORECLAIM needs, before its flag takes effect: the
@@ -174,7 +203,7 @@ fn enter_noreclaim(st: &tls::ThreadState) {
     }
     crate::depot::stock_floors();
     mailbox::start_maintenance();
-    if st.noreclaim_ready.get() == 0 {
+    if st.noreclaim_set_up.get() == 0 {
         // Its lists go back to the depot when it exits.
         init::register_thread_exit();
         mailbox::touch_thread_buffer();
@@ -186,7 +215,8 @@ fn enter_noreclaim(st: &tls::ThreadState) {
         // SAFETY: a fresh block, handed over and flushed at once.
         unsafe { mailbox::defer_free(tikv_jemalloc_sys::malloc(64)) };
         mailbox::flush_thread();
-        st.noreclaim_ready.set(1);
+        // `noreclaim_fast` stays 0: the thread's first scope is timed.
+        st.noreclaim_set_up.set(1);
     }
 }
 

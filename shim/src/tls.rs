@@ -20,6 +20,7 @@
 //! Rule: everything here is plain loads and stores; nothing allocates.
 
 use core::cell::{Cell, UnsafeCell};
+use core::sync::atomic::AtomicU32;
 
 use memscope_abi::{CONTEXTS, OPS};
 
@@ -40,6 +41,10 @@ pub const ALL: u32 = NORECLAIM | NOWARN | NOFAIL | NOFS | NOIO;
 /// path, seeing this bit, runs `init::thread_first_call` once.
 pub const THREAD_UNSEEN: u32 = 1 << 31;
 
+/// Marks a `ThreadState::ring` entry whose scope is being timed (never a
+/// flag; see `scope` and `stats::thread`'s scope durations).
+pub const SCOPE_TIMED: u32 = 1 << 29;
+
 /// Depth of the push/pop ring used to check that pops match pushes.
 pub const SCOPE_RING: usize = 16;
 
@@ -53,9 +58,14 @@ pub struct ThreadState {
     pub flags: Cell<u32>,
     /// Number of pushes not yet popped (saturating).
     pub depth: Cell<u32>,
+    /// Non-zero while a push entering NORECLAIM may take the fast path:
+    /// the thread is set up and no scope timing is armed. The maintenance
+    /// thread zeroes it to have the thread's next scope timed (see
+    /// `stats::thread`), hence atomic; the push's slow path sets it again.
+    pub noreclaim_fast: AtomicU32,
     /// Non-zero once this thread is set up for NORECLAIM (`scope`): its
     /// lists touched, its jemalloc state made, its exit hook registered.
-    pub noreclaim_ready: Cell<u32>,
+    pub noreclaim_set_up: Cell<u32>,
     /// Non-zero once the thread's exit hook is registered because its
     /// lists hold pool blocks it freed outside NORECLAIM.
     pub lists_exit_hook: Cell<u32>,
@@ -116,6 +126,8 @@ pub struct ThreadStats {
     /// `thread.deallocatedp`), or 0.
     pub(crate) allocatedp: Cell<usize>,
     pub(crate) deallocatedp: Cell<usize>,
+    /// While a timed NORECLAIM scope lasts, its start in ticks; else 0.
+    pub(crate) scope_t0: Cell<u64>,
 }
 
 impl ThreadStats {
@@ -143,6 +155,7 @@ impl ThreadStats {
         added_bytes: [const { Cell::new(0) }; 2],
         allocatedp: Cell::new(0),
         deallocatedp: Cell::new(0),
+        scope_t0: Cell::new(0),
     };
 }
 
@@ -333,7 +346,8 @@ mod imp {
     const INIT: ThreadState = ThreadState {
         flags: Cell::new(THREAD_UNSEEN),
         depth: Cell::new(0),
-        noreclaim_ready: Cell::new(0),
+        noreclaim_fast: AtomicU32::new(0),
+        noreclaim_set_up: Cell::new(0),
         lists_exit_hook: Cell::new(0),
         in_reclaim: Cell::new(0),
         running_reclaimer: Cell::new(0),

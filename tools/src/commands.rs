@@ -264,7 +264,7 @@ pub fn violations(s: &Snapshot) -> Vec<String> {
                     ));
                 }
                 if let Some(top) = h.buckets.iter().rposition(|&n| n > 0) {
-                    if h.max_ns < abi::bucket_lower(top) || h.max_ns >= abi::bucket_upper(top) {
+                    if h.max_ns < h.lower(top) || h.max_ns >= h.upper(top) {
                         v.push(format!("{what}: max {} outside its bucket {top}", h.max_ns));
                     }
                 }

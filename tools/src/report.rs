@@ -96,6 +96,36 @@ pub fn text(s: &Snapshot, all_events: bool) -> String {
         fmt_bytes(total.deallocated_bytes)
     );
 
+    match &s.gauges {
+        Some(g) => {
+            let get = |name: &str| g.iter().find(|(n, _)| *n == name).map_or(0, |(_, v)| *v);
+            let _ = writeln!(
+                out,
+                "heap: {} allocated, {} active, {} resident, {} mapped, {} retained (jemalloc)",
+                fmt_bytes(get("heap_allocated_bytes")),
+                fmt_bytes(get("heap_active_bytes")),
+                fmt_bytes(get("heap_resident_bytes")),
+                fmt_bytes(get("heap_mapped_bytes")),
+                fmt_bytes(get("heap_retained_bytes")),
+            );
+            let _ = writeln!(
+                out,
+                "pool: {} reserved, {} committed, {} carved, {} ready in the depot; reserve: {} ready\n",
+                fmt_bytes(get("pool_reserved_bytes")),
+                fmt_bytes(get("pool_committed_bytes")),
+                fmt_bytes(get("pool_carved_bytes")),
+                fmt_bytes(get("pool_ready_bytes")),
+                fmt_bytes(get("reserve_ready_bytes")),
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "heap and pool gauges: not published (the maintenance thread has not started)\n"
+            );
+        }
+    }
+
     let mut t = table(&[
         "operation",
         "context",
@@ -183,6 +213,39 @@ pub fn text(s: &Snapshot, all_events: bool) -> String {
          inside NORECLAIM never add to it.\n"
     );
 
+    let scoped: Vec<&SlotSnap> = s
+        .threads
+        .iter()
+        .chain([&s.retired, &s.overflow])
+        .filter(|th| th.noreclaim_scope.samples() > 0)
+        .collect();
+    if !scoped.is_empty() {
+        let mut t = table(&["tid", "thread", "timed", "p50", "p99", "p99.9", "max"]);
+        for th in scoped {
+            let (tid, name) = if std::ptr::eq(th, &s.retired) {
+                (format!("{} thr", th.threads), "(exited)".to_string())
+            } else if std::ptr::eq(th, &s.overflow) {
+                (format!("{} thr", th.threads), "(overflow)".to_string())
+            } else {
+                (th.tid.to_string(), thread_name(s.pid, th))
+            };
+            let h = &th.noreclaim_scope;
+            t.add_row(vec![
+                right(tid),
+                Cell::new(name),
+                right(fmt_count(h.samples())),
+                right(q(h, 0.5)),
+                right(q(h, 0.99)),
+                right(q(h, 0.999)),
+                right(fmt_ns(h.max_ns)),
+            ]);
+        }
+        let _ = writeln!(
+            out,
+            "NORECLAIM scopes held, push to pop (sampled; percentiles within a factor of 2)\n{t}\n"
+        );
+    }
+
     let waiting: Vec<&SlotSnap> = s
         .threads
         .iter()
@@ -264,7 +327,7 @@ fn hist_json(h: &Hist) -> Value {
         .iter()
         .enumerate()
         .filter(|(_, &n)| n > 0)
-        .map(|(i, &n)| json!([abi::bucket_lower(i), n]))
+        .map(|(i, &n)| json!([h.lower(i), n]))
         .collect();
     json!({
         "samples": h.samples(),
@@ -299,6 +362,7 @@ fn slot_json(s: &SlotSnap) -> Value {
         "allocated_bytes": s.allocated_bytes,
         "freed_bytes": s.deallocated_bytes,
         "latency": by_op_ctx(|op, ctx| hist_json(&s.latency[op][ctx])),
+        "noreclaim_scope": hist_json(&s.noreclaim_scope),
     })
 }
 
@@ -339,6 +403,11 @@ pub fn json(s: &Snapshot) -> Value {
         "sample_period": s.sample_period,
         "memscope_version": s.version(),
         "resident_bytes": s.resident_bytes(),
+        "gauges": s.gauges.as_ref().map(|g| {
+            g.iter()
+                .map(|(n, v)| (n.to_string(), Value::from(*v)))
+                .collect::<Map<String, Value>>()
+        }),
         "threads_live": s.threads.len(),
         "threads_seen": s.threads_seen,
         "threads_overflowed": s.threads_overflowed,
@@ -354,11 +423,10 @@ pub fn json(s: &Snapshot) -> Value {
 // ------------------------------------------------------------ Prometheus
 
 /// Histogram bounds in the exposition: powers of two from 16 ns to ~1.07 s,
-/// each the lower edge of a segment bucket, so every cumulative count is
-/// exact ("le" here means "shorter than", at nanosecond resolution).
-fn prom_bounds() -> impl Iterator<Item = (usize, u64)> {
-    (4..=30).map(|k| (abi::bucket_of(1u64 << k), 1u64 << k))
-}
+/// each the lower edge of a segment bucket (of either scheme), so every
+/// cumulative count is exact ("le" here means "shorter than", at
+/// nanosecond resolution).
+const PROM_BOUNDS: std::ops::RangeInclusive<u32> = 4..=30;
 
 fn label_value(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
@@ -367,8 +435,9 @@ fn label_value(s: &str) -> String {
 fn prom_hist(out: &mut String, name: &str, labels: &str, h: &Hist) {
     let mut cum = 0u64;
     let mut next = 0usize;
-    for (first_above, bound) in prom_bounds() {
-        while next < first_above {
+    for k in PROM_BOUNDS {
+        let bound = 1u64 << k;
+        while next < h.buckets.len() && h.upper(next) <= bound {
             cum = cum.saturating_add(h.buckets[next]);
             next += 1;
         }
@@ -495,6 +564,20 @@ pub fn prometheus(snaps: &[Snapshot], labels: Labels) -> String {
     }
     family(
         &mut out,
+        "memscope_noreclaim_scope_duration_seconds",
+        "histogram",
+        "Sampled durations of outermost NORECLAIM scopes, push to pop (where a daemon scopes its critical sections: its lock-hold time).",
+    );
+    for (s, t) in snaps.iter().zip(&totals) {
+        prom_hist(
+            &mut out,
+            "memscope_noreclaim_scope_duration_seconds",
+            &base(s),
+            &t.noreclaim_scope,
+        );
+    }
+    family(
+        &mut out,
         "memscope_events_total",
         "counter",
         "memscope events (see memscope-stat show --all-events).",
@@ -565,6 +648,15 @@ pub fn prometheus(snaps: &[Snapshot], labels: Labels) -> String {
     );
     for s in snaps {
         let _ = writeln!(out, "memscope_sample_period{{{}}} {}", base(s), s.sample_period);
+    }
+    for (i, (name, help)) in abi::names::GAUGES.iter().enumerate() {
+        let metric = format!("memscope_{name}");
+        family(&mut out, &metric, "gauge", help);
+        for s in snaps {
+            if let Some(g) = &s.gauges {
+                let _ = writeln!(out, "{metric}{{{}}} {}", base(s), g[i].1);
+            }
+        }
     }
     family(
         &mut out,

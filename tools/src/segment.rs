@@ -13,7 +13,7 @@ use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use memscope_abi::{self as abi, Header, Histogram, Slot, BUCKETS, CONTEXTS, OPS};
+use memscope_abi::{self as abi, Buckets, Header, Histogram, Slot, BUCKETS, CONTEXTS, OPS};
 
 /// Why a segment could not be read. Each kind has its own exit status.
 #[derive(Debug)]
@@ -59,6 +59,16 @@ impl std::fmt::Display for ReadError {
     }
 }
 
+/// How a histogram's buckets divide the nanoseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Scheme {
+    /// Call latencies: four buckets per power of two (`abi::buckets`).
+    #[default]
+    LogLinear,
+    /// Scope durations: one bucket per power of two (ABI 1.3).
+    PowersOfTwo,
+}
+
 /// A latency histogram as read.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Hist {
@@ -66,6 +76,7 @@ pub struct Hist {
     pub sum_ns: u64,
     pub max_ns: u64,
     pub buckets: Vec<u64>,
+    pub scheme: Scheme,
 }
 
 impl Hist {
@@ -73,6 +84,31 @@ impl Hist {
         Hist {
             buckets: vec![0; BUCKETS],
             ..Hist::default()
+        }
+    }
+
+    /// An empty scope-duration histogram.
+    pub fn empty_scope() -> Hist {
+        Hist {
+            buckets: vec![0; abi::SCOPE_BUCKETS],
+            scheme: Scheme::PowersOfTwo,
+            ..Hist::default()
+        }
+    }
+
+    /// The smallest value bucket `i` holds.
+    pub fn lower(&self, i: usize) -> u64 {
+        match self.scheme {
+            Scheme::LogLinear => abi::bucket_lower(i),
+            Scheme::PowersOfTwo => abi::buckets::scope_bucket_lower(i),
+        }
+    }
+
+    /// One past the largest value bucket `i` holds (`u64::MAX` for the last).
+    pub fn upper(&self, i: usize) -> u64 {
+        match self.scheme {
+            Scheme::LogLinear => abi::bucket_upper(i),
+            Scheme::PowersOfTwo => abi::buckets::scope_bucket_upper(i),
         }
     }
 
@@ -97,6 +133,7 @@ impl Hist {
                 .zip(&earlier.buckets)
                 .map(|(a, b)| a.saturating_sub(*b))
                 .collect(),
+            scheme: self.scheme,
         }
     }
 
@@ -117,7 +154,7 @@ impl Hist {
         for (i, &b) in self.buckets.iter().enumerate() {
             seen = seen.saturating_add(b);
             if seen >= rank {
-                let upper = abi::bucket_upper(i).saturating_sub(1);
+                let upper = self.upper(i).saturating_sub(1);
                 return Some(if self.max_ns > 0 {
                     upper.min(self.max_ns)
                 } else {
@@ -143,6 +180,8 @@ pub struct SlotSnap {
     /// on now, since when (CLOCK_MONOTONIC ns) and its size.
     pub nofail_wait_since_ns: u64,
     pub nofail_wait_bytes: u64,
+    /// ABI 1.3 (empty in older segments): sampled NORECLAIM scope durations.
+    pub noreclaim_scope: Hist,
 }
 
 impl SlotSnap {
@@ -157,6 +196,7 @@ impl SlotSnap {
             latency: vec![vec![Hist::empty(); CONTEXTS]; OPS],
             nofail_wait_since_ns: 0,
             nofail_wait_bytes: 0,
+            noreclaim_scope: Hist::empty_scope(),
         }
     }
 
@@ -176,6 +216,7 @@ impl SlotSnap {
                 self.latency[op][ctx].add(&o.latency[op][ctx]);
             }
         }
+        self.noreclaim_scope.add(&o.noreclaim_scope);
     }
 
     pub fn calls(&self) -> u64 {
@@ -198,6 +239,9 @@ pub struct Snapshot {
     /// The writer's memscope version (`MAJOR << 16 | MINOR << 8 | PATCH`),
     /// 0 before ABI 1.2.
     pub lib_version: u32,
+    /// ABI 1.3 memory gauges (`names::GAUGES`), when the process's
+    /// maintenance thread has refreshed them; None otherwise.
+    pub gauges: Option<Vec<(&'static str, u64)>>,
     /// The process's resident bytes when the snapshot was taken
     /// (`/proc/PID/statm`); None once it has exited.
     pub resident: Option<u64>,
@@ -263,6 +307,15 @@ impl Snapshot {
                 (Some(a), Some(b)) => Some(a + b),
                 (a, b) => a.or(b),
             };
+            m.gauges = match (m.gauges, s.gauges) {
+                (Some(mut a), Some(b)) => {
+                    for (x, (_, y)) in a.iter_mut().zip(b) {
+                        x.1 = x.1.saturating_add(y);
+                    }
+                    Some(a)
+                }
+                (a, b) => a.or(b),
+            };
             m.processes += s.processes;
             m.threads_seen += s.threads_seen;
             m.threads_overflowed += s.threads_overflowed;
@@ -290,6 +343,7 @@ impl Snapshot {
         }
         self.live = false;
         self.resident = None;
+        self.gauges = None;
         self.processes = 0;
         self
     }
@@ -619,6 +673,13 @@ impl Segment {
             } else {
                 0
             },
+            gauges: (abi_minor >= 3 && h.u64(offset_of!(Header, gauges_unix_ns)) != 0).then(|| {
+                abi::names::GAUGES
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (name, _))| (*name, h.u64(offset_of!(Header, gauges) + 8 * i)))
+                    .collect()
+            }),
             cmdline,
             threads_seen: h.u64(offset_of!(Header, threads_seen)),
             threads_overflowed: h.u64(offset_of!(Header, threads_overflowed)),
@@ -685,13 +746,18 @@ impl Bytes<'_> {
     }
 
     fn hist(&self, o: usize) -> Hist {
+        self.buckets::<BUCKETS>(o, Scheme::LogLinear)
+    }
+
+    fn buckets<const N: usize>(&self, o: usize, scheme: Scheme) -> Hist {
         Hist {
-            count: self.u64(o + offset_of!(Histogram, count)),
-            sum_ns: self.u64(o + offset_of!(Histogram, sum_ns)),
-            max_ns: self.u64(o + offset_of!(Histogram, max_ns)),
-            buckets: (0..BUCKETS)
-                .map(|i| self.u64(o + offset_of!(Histogram, buckets) + 8 * i))
+            count: self.u64(o + offset_of!(Buckets<N>, count)),
+            sum_ns: self.u64(o + offset_of!(Buckets<N>, sum_ns)),
+            max_ns: self.u64(o + offset_of!(Buckets<N>, max_ns)),
+            buckets: (0..N)
+                .map(|i| self.u64(o + offset_of!(Buckets<N>, buckets) + 8 * i))
                 .collect(),
+            scheme,
         }
     }
 
@@ -721,6 +787,8 @@ impl Bytes<'_> {
             latency,
             nofail_wait_since_ns: self.u64(offset_of!(Slot, nofail_wait_since_ns)),
             nofail_wait_bytes: self.u64(offset_of!(Slot, nofail_wait_bytes)),
+            noreclaim_scope: self
+                .buckets::<{ abi::SCOPE_BUCKETS }>(offset_of!(Slot, noreclaim_scope), Scheme::PowersOfTwo),
         }
     }
 }

@@ -32,7 +32,7 @@
 use core::cell::Cell;
 use core::sync::atomic::{compiler_fence, fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
 
-use memscope_abi::{self as abi, Histogram, Slot, CONTEXTS, OPS};
+use memscope_abi::{self as abi, Buckets, Histogram, Slot, CONTEXTS, OPS};
 
 use super::{clock, segment, tid};
 use crate::tls::{self, ThreadState, ThreadStats};
@@ -188,7 +188,7 @@ pub fn start(st: &ThreadState) {
             s.slot_index.set(index);
             s.mode.set(MODE_SLOT);
             publish(s, slot, None);
-            harvest_register(index, s);
+            harvest_register(index, st);
         }
         None => {
             h.threads_overflowed.fetch_add(1, Relaxed);
@@ -252,14 +252,14 @@ fn publish(s: &ThreadStats, slot: &Slot, sample: Option<(usize, usize, u64)>) {
     slot.allocated_bytes.store(a, Relaxed);
     slot.deallocated_bytes.store(d, Relaxed);
     if let Some((op, ctx, ns)) = sample {
-        record_owned(&slot.latency[op][ctx], ns);
+        record_owned(&slot.latency[op][ctx], abi::bucket_of(ns), ns);
     }
     slot.seq.store(seq + 2, Release);
 }
 
-/// One sample into a histogram with a single writer.
-fn record_owned(h: &Histogram, ns: u64) {
-    let b = &h.buckets[abi::bucket_of(ns)];
+/// One sample into a histogram with a single writer, in `bucket`.
+fn record_owned<const N: usize>(h: &Buckets<N>, bucket: usize, ns: u64) {
+    let b = &h.buckets[bucket];
     b.store(b.load(Relaxed) + 1, Relaxed);
     h.sum_ns.store(h.sum_ns.load(Relaxed).wrapping_add(ns), Relaxed);
     if ns > h.max_ns.load(Relaxed) {
@@ -268,13 +268,19 @@ fn record_owned(h: &Histogram, ns: u64) {
     h.count.store(h.count.load(Relaxed) + 1, Relaxed);
 }
 
-/// One sample into a shared histogram: bucket first, count last, so a
-/// reader that loads `count` first never sees more samples than buckets.
-pub fn record_shared(h: &Histogram, ns: u64) {
-    h.buckets[abi::bucket_of(ns)].fetch_add(1, Relaxed);
+/// One sample into a shared histogram, in `bucket`: bucket first, count
+/// last, so a reader that loads `count` first never sees more samples than
+/// buckets.
+fn record_shared_in<const N: usize>(h: &Buckets<N>, bucket: usize, ns: u64) {
+    h.buckets[bucket].fetch_add(1, Relaxed);
     h.sum_ns.fetch_add(ns, Relaxed);
     h.max_ns.fetch_max(ns, Relaxed);
     h.count.fetch_add(1, Release);
+}
+
+/// One latency sample into a shared histogram.
+pub fn record_shared(h: &Histogram, ns: u64) {
+    record_shared_in(h, abi::bucket_of(ns), ns);
 }
 
 /// Adds what the thread did since its last addition to aggregate slot `i`.
@@ -529,6 +535,67 @@ pub fn nofail_wait_end() {
     }
 }
 
+// --------------------------------------------- NORECLAIM scope durations
+//
+// A thread's next outermost NORECLAIM scope after each harvest (every
+// `HARVEST_EVERY_NS`, 40 ms) is timed, push to pop: at most 25 scopes a
+// second per thread, whatever the workload, and never one chosen by its
+// length. Arming clears the thread's `noreclaim_fast` so that its next
+// push takes the slow path, which takes the start and marks the scope's
+// ring entry; the pop, finding the entry differ from its argument, takes
+// its own slow path, which records the duration. The usual push and pop
+// pay nothing (`scope::record_timed_push`).
+
+/// The thread's next NORECLAIM push is timed. Called by the maintenance
+/// thread under the harvest handshake (or by the thread itself).
+fn arm_scope_timing(st: &ThreadState) {
+    let _ = st.noreclaim_fast.compare_exchange(1, 0, Relaxed, Relaxed);
+}
+
+/// The push of a timed scope: its start.
+pub fn noreclaim_timing_starts(s: &ThreadStats) {
+    if s.mode.get() != MODE_OFF {
+        s.scope_t0.set(clock::ticks());
+    }
+}
+
+/// The pop of a timed scope: records its duration.
+pub fn noreclaim_timing_ends(s: &ThreadStats) {
+    if s.scope_t0.get() != 0 {
+        scope_sample_end(s);
+    }
+}
+
+/// A timed scope's pop did not match its push (a misuse): not recorded.
+pub fn noreclaim_timing_cancel(s: &ThreadStats) {
+    s.scope_t0.set(0);
+}
+
+#[cold]
+#[inline(never)]
+fn scope_sample_end(s: &ThreadStats) {
+    let ns = clock::since(s.scope_t0.get());
+    s.scope_t0.set(0);
+    match s.mode.get() {
+        MODE_SLOT => {
+            // SAFETY: the slot this thread claimed, in the live mapping.
+            let slot = unsafe { &*(s.slot.get() as *const Slot) };
+            let seq = slot.seq.load(Relaxed);
+            slot.seq.store(seq + 1, Relaxed);
+            fence(Release);
+            record_owned(&slot.noreclaim_scope, abi::buckets::scope_bucket_of(ns), ns);
+            slot.seq.store(seq + 2, Release);
+        }
+        MODE_OVERFLOW => {
+            if let Some(h) = segment::header() {
+                let overflow = &segment::slot(h, abi::SLOT_OVERFLOW).noreclaim_scope;
+                record_shared_in(overflow, abi::buckets::scope_bucket_of(ns), ns);
+            }
+        }
+        _ => {}
+    }
+}
+
 // ------------------------------------------------------ exit, fork, scopes
 
 /// The thread is exiting: fold its numbers into the retired slot and free
@@ -562,6 +629,7 @@ pub fn exit(st: &ThreadState) {
     {
         merge_and_clear(mine, theirs);
     }
+    merge_and_clear(&slot.noreclaim_scope, &retired.noreclaim_scope);
     for c in slot.ops.iter().flatten() {
         c.store(0, Relaxed);
     }
@@ -585,7 +653,7 @@ pub fn exit(st: &ThreadState) {
     s.mode.set(MODE_OVERFLOW);
 }
 
-fn merge_and_clear(mine: &Histogram, into: &Histogram) {
+fn merge_and_clear<const N: usize>(mine: &Buckets<N>, into: &Buckets<N>) {
     let n = mine.count.load(Relaxed);
     if n == 0 {
         return;
@@ -648,19 +716,19 @@ const H_BUSY: u32 = 2;
 /// waits for that to end before its TLS goes away (`harvest_unregister`).
 struct Harvest {
     state: AtomicU32,
-    stats: AtomicUsize,
+    state_ptr: AtomicUsize,
 }
 
 static HARVEST: [Harvest; abi::THREAD_SLOTS] = [const {
     Harvest {
         state: AtomicU32::new(H_FREE),
-        stats: AtomicUsize::new(0),
+        state_ptr: AtomicUsize::new(0),
     }
 }; abi::THREAD_SLOTS];
 
-fn harvest_register(index: usize, s: &ThreadStats) {
+fn harvest_register(index: usize, st: &ThreadState) {
     let e = &HARVEST[index];
-    e.stats.store(s as *const ThreadStats as usize, Relaxed);
+    e.state_ptr.store(st as *const ThreadState as usize, Relaxed);
     e.state.store(H_IDLE, Release);
 }
 
@@ -768,7 +836,10 @@ pub fn harvest_all() {
         }
         // SAFETY: registered, and held busy: the thread cannot finish
         // exiting (its TLS stays) until the entry is idle again.
-        let s = unsafe { &*(e.stats.load(Relaxed) as *const ThreadStats) };
+        let st = unsafe { &*(e.state_ptr.load(Relaxed) as *const ThreadState) };
+        let s = &st.stats;
+        // Its next NORECLAIM scope is timed (see `noreclaim_left`).
+        arm_scope_timing(st);
         let slot = segment::slot(h, abi::SLOT_FIRST_THREAD + i);
         // SAFETY: as above.
         if let Some(t) = unsafe { harvest_totals(s) } {
