@@ -260,6 +260,9 @@ g = json.load(open(sys.argv[1]))["gauges"]
 assert g is not None, "no gauges"
 assert g["pool_reserved_bytes"] >= g["pool_committed_bytes"] >= g["pool_carved_bytes"] > 0, g
 assert 0 < g["pool_ready_bytes"] <= g["pool_carved_bytes"], g
+# worker-held keeps small pool blocks in its lists after its scopes.
+assert 0 < g["pool_thread_held_bytes"], g
+assert g["pool_ready_bytes"] + g["pool_thread_held_bytes"] <= g["pool_carved_bytes"], g
 assert g["reserve_ready_bytes"] > 0, g
 assert 0 < g["heap_allocated_bytes"] <= g["heap_active_bytes"] <= g["heap_mapped_bytes"], g
 assert g["heap_resident_bytes"] > 0, g

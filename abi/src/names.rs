@@ -7,7 +7,7 @@ pub const CONTEXTS: [&str; crate::CONTEXTS] = ["normal", "noreclaim", "nofail"];
 
 /// Gauges, `Header::gauges` order (ABI 1.3). Each line: name (the
 /// Prometheus metric is `memscope_<name>`), meaning. All in bytes.
-pub const GAUGES: [(&str, &str); 10] = [
+pub const GAUGES: [(&str, &str); 11] = [
     (
         "pool_reserved_bytes",
         "address space reserved for the NORECLAIM pool and the NOFAIL reserve (not memory)",
@@ -47,6 +47,10 @@ pub const GAUGES: [(&str, &str); 10] = [
     (
         "heap_retained_bytes",
         "address space jemalloc kept for reuse instead of unmapping (stats.retained)",
+    ),
+    (
+        "pool_thread_held_bytes",
+        "free NORECLAIM blocks kept in threads' own lists (not in use, not in the depot)",
     ),
 ];
 

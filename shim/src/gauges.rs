@@ -14,9 +14,10 @@ use core::sync::atomic::Ordering::{Relaxed, Release};
 use crate::stats::{clock, segment};
 use crate::{ctl, depot, pool};
 
-/// Reads every gauge and stores it, `names::GAUGES` order. Call after
-/// `ctl::refresh_stats`.
-pub fn refresh() {
+/// Reads every gauge and stores it, `names::GAUGES` order; `thread_held`:
+/// pool bytes in threads' own lists, as the last harvest summed them. Call
+/// after `ctl::refresh_stats`.
+pub fn refresh(thread_held: usize) {
     let Some(h) = segment::header() else { return };
     let p = pool::gauges();
     let (pool_ready, reserve_ready) = depot::ready_bytes();
@@ -32,6 +33,7 @@ pub fn refresh() {
         heap(c"stats.resident"),
         heap(c"stats.mapped"),
         heap(c"stats.retained"),
+        thread_held,
     ];
     for (slot, v) in h.gauges.iter().zip(values) {
         slot.store(v as u64, Relaxed);

@@ -36,6 +36,21 @@ fn is_large(c: usize) -> bool {
     sizeclass::INFO[c].large
 }
 
+/// Bytes of pool blocks held in `m`'s lists and spares: kept by a thread,
+/// not in use, not in the depot. Read by the maintenance thread while the
+/// owner may change them (volatile loads, as the stats harvest reads
+/// counts): a gauge, approximate while the owner works.
+pub fn held_bytes(m: &Magazines) -> usize {
+    (0..COUNT).fold(0usize, |a, c| {
+        // SAFETY: cells of a live thread's block (the caller's handshake);
+        // a torn count is impossible for an aligned u32 on this target.
+        let n = unsafe { core::ptr::read_volatile(m.len[c].as_ptr()) as usize }
+            // SAFETY: as above.
+            + unsafe { core::ptr::read_volatile(m.spare_len[c].as_ptr()) as usize };
+        a.saturating_add(n.saturating_mul(sizeclass::size_of(c)))
+    })
+}
+
 /// A kept block of class `c`, or NULL when the thread keeps none (no
 /// depot: the caller takes the general path).
 #[inline(always)]

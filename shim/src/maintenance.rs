@@ -85,6 +85,7 @@ fn run() {
     let mut last_harvest = 0u64;
     let mut last_active = 0u64;
     let mut last_lockstats = 0u64;
+    let mut thread_held = 0usize;
     loop {
         let mut busy = mailbox::take_wake();
         busy |= mailbox::free_deferred() > 0;
@@ -102,12 +103,20 @@ fn run() {
         let now = crate::log::coarse_nanos();
         if now.wrapping_sub(last_harvest) >= crate::stats::thread::HARVEST_EVERY_NS {
             last_harvest = now;
-            crate::stats::thread::harvest_all();
+            // Pool blocks kept in threads' lists, for the gauges.
+            let mut held = 0usize;
+            crate::stats::thread::harvest_all(&mut |st| {
+                // SAFETY: `st` is held alive by the harvest's handshake.
+                held = held.saturating_add(crate::magazine::held_bytes(
+                    &unsafe { crate::tls::bss_of(st) }.magazines,
+                ));
+            });
+            thread_held = held;
         }
         if now.wrapping_sub(last_lockstats) >= LOCKSTATS_EVERY_NS {
             last_lockstats = now;
             lockstats::refresh();
-            crate::gauges::refresh();
+            crate::gauges::refresh(thread_held);
         }
         if now.wrapping_sub(last_soft_check) >= SOFT_LIMIT_EVERY_NS {
             last_soft_check = now;

@@ -393,6 +393,20 @@ mod imp {
 
 pub use imp::{bss, flags, gate, state};
 
+/// The `.tbss` block of the thread whose `.tdata` block is `st`, for the
+/// maintenance thread's reads of other threads' lists: both blocks lie in
+/// this library's TLS block, at the same distance from each other in every
+/// thread, which the calling thread's own pair gives.
+///
+/// # Safety
+/// `st` is a live thread's block, kept alive while the result is used
+/// (the harvest handshake: `stats::thread`).
+pub unsafe fn bss_of(st: &ThreadState) -> &ThreadBss {
+    let delta = (bss() as *const ThreadBss as usize).wrapping_sub(state() as *const ThreadState as usize);
+    // SAFETY: the caller's contract; the distance is the same in every thread.
+    unsafe { &*((st as *const ThreadState as usize).wrapping_add(delta) as *const ThreadBss) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

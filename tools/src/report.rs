@@ -110,11 +110,12 @@ pub fn text(s: &Snapshot, all_events: bool) -> String {
             );
             let _ = writeln!(
                 out,
-                "pool: {} reserved, {} committed, {} carved, {} ready in the depot; reserve: {} ready\n",
+                "pool: {} reserved, {} committed, {} carved, {} ready in the depot, {} held in threads' lists; reserve: {} ready\n",
                 fmt_bytes(get("pool_reserved_bytes")),
                 fmt_bytes(get("pool_committed_bytes")),
                 fmt_bytes(get("pool_carved_bytes")),
                 fmt_bytes(get("pool_ready_bytes")),
+                fmt_bytes(get("pool_thread_held_bytes")),
                 fmt_bytes(get("reserve_ready_bytes")),
             );
         }

@@ -824,7 +824,7 @@ unsafe fn harvest_bytes(s: &ThreadStats) -> [u64; 2] {
 
 /// Stores every registered thread's exact counts and bytes into its slot
 /// (the maintenance thread, every `HARVEST_EVERY_NS`).
-pub fn harvest_all() {
+pub fn harvest_all(visit: &mut dyn FnMut(&ThreadState)) {
     let Some(h) = segment::header() else { return };
     for (i, e) in HARVEST.iter().enumerate() {
         if e.state.load(Relaxed) != H_IDLE
@@ -838,8 +838,9 @@ pub fn harvest_all() {
         // exiting (its TLS stays) until the entry is idle again.
         let st = unsafe { &*(e.state_ptr.load(Relaxed) as *const ThreadState) };
         let s = &st.stats;
-        // Its next NORECLAIM scope is timed (see `noreclaim_left`).
+        // Its next NORECLAIM scope is timed (see the scope durations).
         arm_scope_timing(st);
+        visit(st);
         let slot = segment::slot(h, abi::SLOT_FIRST_THREAD + i);
         // SAFETY: as above.
         if let Some(t) = unsafe { harvest_totals(s) } {
