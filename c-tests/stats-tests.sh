@@ -594,6 +594,8 @@ if start gc -- live 1 10 10; then
     wait $s2 2>/dev/null
     if command -v promtool >/dev/null; then
         check "serve: /metrics passes promtool check metrics" promtool check metrics <"$out/serve.prom"
+        check "grafana: every dashboard query parses and names series serve exports" \
+            python3 "$here/check-dashboard.py" "$here/../docs/grafana/memscope-dashboard.json" "$out/serve.prom"
     fi
     check "serve: refuses a non-loopback address" sh -c "! '$cli' serve --listen 0.0.0.0:$port 2>/dev/null"
     kill $spid
