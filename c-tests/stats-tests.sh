@@ -243,6 +243,20 @@ open(sys.argv[1] + ".n", "w").write(str(n))
 PY
     check "held: show lists the scoped thread's scope durations" \
         sh -c "grep -q 'NORECLAIM scopes held' '$out/held.txt' && grep 'worker-held' '$out/held.txt' | grep -Eq ' [0-9.]+ms '"
+    "$cli" show $pid --plot "$out/held.svg" >/dev/null 2>"$out/held.plot.err"
+    check "held: show --plot writes an SVG with call-latency and scope-duration curves" python3 - "$out/held.svg" <<'PY'
+import sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+assert root.tag == "{http://www.w3.org/2000/svg}svg", root.tag
+ns = "{http://www.w3.org/2000/svg}"
+texts = " ".join("".join(t.itertext()) for t in root.iter(ns + "text"))
+assert "allocator call latency" in texts and "NORECLAIM scopes held" in texts, texts[:300]
+assert "alloc normal" in texts and "worker-held" in texts, texts[:600]
+# Curves (and their legend marks) are drawn 2 wide, axes and grid 1 wide:
+# at least a call curve and the scope curve, each with its mark.
+curves = [p for p in root.iter(ns + "polyline") if p.get("stroke-width") == "2"]
+assert len(curves) >= 4, len(curves)
+PY
     check "held: Prometheus has the scope-duration histogram" \
         grep -q "^memscope_noreclaim_scope_duration_seconds_count{command=\"stats_workers\"} $(cat "$out/held.json.n" 2>/dev/null)\$" "$out/held.prom"
     # Gauges: the maintenance thread (started by the scopes) refreshes them

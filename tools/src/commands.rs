@@ -82,6 +82,29 @@ pub fn show(dir: &Path, pid: u32, format: Format) -> Result<(), ReadError> {
     Ok(())
 }
 
+/// Writes the SVG of `show --plot` to `file`; the exit status on failure.
+pub fn plot(dir: &Path, pid: u32, file: &Path) -> Result<(), std::process::ExitCode> {
+    let snap = match segment::find(dir, pid).and_then(|s| s.snapshot()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("memscope-stat: {e}");
+            return Err(std::process::ExitCode::from(e.exit_code()));
+        }
+    };
+    let written =
+        crate::plot::svg(&snap).and_then(|svg| std::fs::write(file, svg).map_err(|e| e.to_string()));
+    match written {
+        Ok(()) => {
+            eprintln!("memscope-stat: wrote {}", file.display());
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("memscope-stat: cannot write the plot to {}: {e}", file.display());
+            Err(std::process::ExitCode::from(1))
+        }
+    }
+}
+
 /// Rates over each interval, redrawn in place until the process exits
 /// (or `count` screens).
 pub fn watch(dir: &Path, pid: u32, interval: Duration, count: Option<u64>) -> Result<(), ReadError> {

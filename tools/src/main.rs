@@ -62,6 +62,10 @@ enum Command {
         /// With --prometheus: label series with `pid` as well as `command`.
         #[arg(long, requires = "prometheus")]
         pid_label: bool,
+        /// Also write an SVG to FILE: call latency as a CCDF per operation
+        /// and scope, and how long NORECLAIM scopes were held, per thread.
+        #[arg(long, value_name = "FILE")]
+        plot: Option<PathBuf>,
         /// List every event counter, zeros included.
         #[arg(long)]
         all_events: bool,
@@ -164,8 +168,14 @@ fn main() -> ExitCode {
             json,
             prometheus,
             pid_label,
+            plot,
             all_events,
         } => {
+            if let Some(file) = plot {
+                if let Err(code) = commands::plot(&dir.path(), pid, &file) {
+                    return code;
+                }
+            }
             let format = if json {
                 commands::Format::Json
             } else if prometheus {

@@ -105,6 +105,7 @@ fn exercise(path: &Path) -> bool {
             // Grouping by command: the snapshot twice, and as departed.
             let group = [snap.clone(), snap.clone(), snap.clone().departed()];
             let _ = report::prometheus(&group, report::Labels::Command);
+            let _ = memscope_stat::plot::svg(&snap);
             let _ = commands::violations(&snap);
             let _ = commands::rates(&snap, &snap);
             true
