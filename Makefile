@@ -25,7 +25,7 @@ CLI := target/release/memscope-stat
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 MAJOR := $(firstword $(subst ., ,$(VERSION)))
 
-.PHONY: all deps test lint unit-test c-test stats-test profile-test demo-smoke e2e e2e-quick real-programs rust-guard-test install-test bench-smoke demo bench install uninstall clean
+.PHONY: all deps test lint unit-test c-test stats-test cgroup-test profile-test demo-smoke e2e e2e-quick real-programs rust-guard-test install-test bench-smoke demo bench install uninstall clean
 
 all: $(LIB) $(CLI)
 
@@ -35,7 +35,7 @@ all: $(LIB) $(CLI)
 $(LIB) $(CLI):
 	MEMSCOPE_LIBDIR=$(LIBDIR) $(CARGO) build --release --workspace
 
-test: deps all lint unit-test c-test stats-test profile-test rust-guard-test install-test real-programs e2e-quick demo-smoke bench-smoke
+test: deps all lint unit-test c-test stats-test cgroup-test profile-test rust-guard-test install-test real-programs e2e-quick demo-smoke bench-smoke
 	@echo "make test: all suites passed"
 
 # What the tests need on a fresh Debian machine (apt-get as root).
@@ -61,6 +61,11 @@ c-test: $(LIB)
 # The stats segment and memscope-stat against live processes.
 stats-test: all
 	c-tests/stats-tests.sh $(LIB) $(CLI) $(BUILD)/stats-tests
+
+# Limits from the cgroup and memory pressure, in cgroups made for the test
+# (each part the machine cannot host is skipped with a line saying why).
+cgroup-test: all
+	c-tests/cgroup-tests.sh $(LIB) $(CLI) $(BUILD)/cgroup-tests
 
 # Heap profiles asked of live processes (memscope-stat profile), read by jeprof.
 profile-test: all

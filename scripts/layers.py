@@ -20,7 +20,7 @@ FLOORS = [
     ["os"],
     # 1. platform: per-thread state, options, diagnostics, counters,
     #    jemalloc's mallctl, the NORECLAIM front end's size classes
-    ["tls", "log", "config", "counters", "ctl", "sizeclass"],
+    ["tls", "log", "config", "cgroup", "counters", "ctl", "sizeclass"],
     # 2. beside the stack, fed from below: stats (the observer) and the
     #    maintenance thread's mailbox (flags, counters, a queue)
     ["stats", "mailbox"],
@@ -34,14 +34,15 @@ FLOORS = [
     #    the routing of a call to the source its scope asks for
     ["scope", "reclaim", "nofail", "route"],
     # 6. the maintenance thread: above all it serves, told through the mailbox
-    ["maintenance"],
+    ["maintenance", "pressure"],
     # 7. entry points: C semantics, glibc extras, the memscope_* API,
     #    changes of user id, memscope's own allocator, the exported symbols
     ["posix", "glibc", "api", "ids", "own_alloc", "exports"],
 ]
 # Uses within one floor that are allowed (user, used): an order inside it.
 SAME_FLOOR = {
-    ("config", "log"),
+    ("config", "log"), ("config", "cgroup"),
+    ("maintenance", "pressure"),
     ("stats", "config"), ("mailbox", "ctl"),
     ("tls", "sizeclass"),
     ("depot", "pool"), ("magazine", "depot"), ("magazine", "pool"), ("purge", "ctl"), ("lockstats", "pool"),

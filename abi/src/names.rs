@@ -6,8 +6,9 @@ pub const OPS: [&str; crate::OPS] = ["alloc", "free", "realloc"];
 pub const CONTEXTS: [&str; crate::CONTEXTS] = ["normal", "noreclaim", "nofail"];
 
 /// Gauges, `Header::gauges` order (ABI 1.3). Each line: name (the
-/// Prometheus metric is `memscope_<name>`), meaning. All in bytes.
-pub const GAUGES: [(&str, &str); 11] = [
+/// Prometheus metric is `memscope_<name>`), meaning. Bytes, except
+/// `memory_limit_from` (a code).
+pub const GAUGES: [(&str, &str); 14] = [
     (
         "pool_reserved_bytes",
         "address space reserved for the NORECLAIM pool and the NOFAIL reserve (not memory)",
@@ -52,10 +53,22 @@ pub const GAUGES: [(&str, &str); 11] = [
         "pool_thread_held_bytes",
         "free NORECLAIM blocks kept in threads' own lists (not in use, not in the depot)",
     ),
+    (
+        "memory_limit_bytes",
+        "the memory limit percentages are of: the cgroup's (memory.max, else memory.high, else v1) or physical memory",
+    ),
+    (
+        "memory_limit_from",
+        "where memory_limit_bytes came from: 0 physical memory, 1 memory.max, 2 memory.high, 3 v1 memory.limit_in_bytes",
+    ),
+    (
+        "soft_limit_bytes",
+        "MEMSCOPE_SOFT_LIMIT in bytes as resolved now (0: off)",
+    ),
 ];
 
 /// Event counters, `Header::events` order. Each line: name, meaning.
-pub const EVENTS: [(&str, &str); 24] = [
+pub const EVENTS: [(&str, &str); 27] = [
     (
         "pool_refills",
         "the maintenance thread committed and pre-faulted more NORECLAIM pool",
@@ -134,6 +147,18 @@ pub const EVENTS: [(&str, &str); 24] = [
         "scopes_bypassed",
         "scopes that found the program's allocations served by another allocator",
     ),
+    (
+        "pressure_triggers",
+        "memory pressure (PSI) reached MEMSCOPE_PRESSURE's stall within its window",
+    ),
+    (
+        "memory_high_events",
+        "the cgroup's memory use went over memory.high (memory.events)",
+    ),
+    (
+        "pressure_reclaims",
+        "reclaim rounds (reclaimers, then a purge) run for memory pressure",
+    ),
 ];
 
 /// Slow-event timers, `Header::timers` order: always timed.
@@ -154,7 +179,7 @@ pub const TIMERS: [(&str, &str); 4] = [
 /// name, default (as a user would write it), what it does. The library
 /// parses them (`memscope-core`'s `config`), the CLI documents them (its
 /// man page), the README's table repeats them (a test checks).
-pub const OPTIONS: [(&str, &str, &str); 12] = [
+pub const OPTIONS: [(&str, &str, &str); 13] = [
     (
         "MEMSCOPE_NORECLAIM_POOL",
         "32M",
@@ -178,7 +203,7 @@ pub const OPTIONS: [(&str, &str, &str); 12] = [
     (
         "MEMSCOPE_NOFAIL_MAX",
         "100%",
-        "largest request NOFAIL retries for (bytes, or a percentage of physical memory); larger ones follow the policy",
+        "largest request NOFAIL retries for (bytes, or a percentage of the memory limit: the cgroup's memory.max, else memory.high, else physical memory); larger ones follow the policy",
     ),
     (
         "MEMSCOPE_NOFAIL_POLICY",
@@ -193,7 +218,12 @@ pub const OPTIONS: [(&str, &str, &str); 12] = [
     (
         "MEMSCOPE_SOFT_LIMIT",
         "0",
-        "RSS above which the maintenance thread runs reclaimers (0: off)",
+        "RSS above which the maintenance thread runs reclaimers (bytes, or a percentage of the memory limit as for MEMSCOPE_NOFAIL_MAX; 0: off)",
+    ),
+    (
+        "MEMSCOPE_PRESSURE",
+        "200ms/2s",
+        "run reclaimers and purge when the cgroup's memory pressure (PSI) reaches STALL within WINDOW, or its memory.high is hit; `off`: never",
     ),
     (
         "MEMSCOPE_STATS",

@@ -47,15 +47,13 @@ pub unsafe extern "C" fn memscope_reclaimer_register(
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
         let id = reclaim::register(name, reclaim, arg, needs);
-        // The soft limit is watched by the maintenance thread: make sure it
-        // runs (never from inside NORECLAIM, where starting a thread is out).
-        if id > 0
-            && crate::config::CONFIG
-                .soft_limit
-                .load(core::sync::atomic::Ordering::Relaxed)
-                > 0
-            && scope::current() & scope::NORECLAIM == 0
-        {
+        // The soft limit and memory pressure are watched by the maintenance
+        // thread: make sure it runs (never from inside NORECLAIM, where
+        // starting a thread is out).
+        let config = &crate::config::CONFIG;
+        let relaxed = core::sync::atomic::Ordering::Relaxed;
+        let watched = config.soft_limit.load(relaxed) > 0 || config.pressure_window_us.load(relaxed) > 0;
+        if id > 0 && watched && scope::current() & scope::NORECLAIM == 0 {
             crate::maintenance::ensure_started();
         }
         id

@@ -65,6 +65,7 @@ pub const OPTIONS: &[Opt] = &[
     opt("MEMSCOPE_NOFAIL_POLICY", set_nofail_policy),
     opt("MEMSCOPE_NOFAIL_DEADLINE_MS", set_nofail_deadline_ms),
     opt("MEMSCOPE_SOFT_LIMIT", set_soft_limit),
+    opt("MEMSCOPE_PRESSURE", set_pressure),
     opt("MEMSCOPE_STATS", set_stats),
     opt("MEMSCOPE_STATS_SAMPLE", set_stats_sample),
     opt("MEMSCOPE_STATS_DIR", set_stats_dir),
@@ -125,7 +126,23 @@ pub struct Config {
     pub nofail_max_resolved: AtomicU64,
     pub nofail_policy: AtomicU8,
     pub nofail_deadline_ms: AtomicU64,
+    /// Absolute bytes, or a percentage when `soft_limit_percent` is set.
     pub soft_limit: AtomicU64,
+    pub soft_limit_percent: AtomicBool,
+    /// `soft_limit` in bytes (0: off), resolved like `nofail_max_resolved`.
+    pub soft_limit_resolved: AtomicU64,
+    /// What percentages are of: the cgroup's memory limit (or physical
+    /// memory, whichever is smaller), and where it came from
+    /// (`LIMIT_FROM_*`). Resolved at load, again by the maintenance thread
+    /// about once a second (`resolve_limits`).
+    pub memory_limit: AtomicU64,
+    pub memory_limit_from: AtomicU8,
+    /// A percentage came from the environment (so load reads the cgroup).
+    percent_explicit: AtomicBool,
+    /// `MEMSCOPE_PRESSURE`: the PSI trigger's stall and window in
+    /// microseconds; 0 and 0: off.
+    pub pressure_stall_us: AtomicU64,
+    pub pressure_window_us: AtomicU64,
     pub stats: AtomicBool,
     pub stats_sample: AtomicU64,
     stats_dir: PathBuf,
@@ -156,6 +173,13 @@ pub static CONFIG: Config = Config {
     nofail_policy: AtomicU8::new(NofailPolicy::Null as u8),
     nofail_deadline_ms: AtomicU64::new(0),
     soft_limit: AtomicU64::new(0),
+    soft_limit_percent: AtomicBool::new(false),
+    soft_limit_resolved: AtomicU64::new(0),
+    memory_limit: AtomicU64::new(0),
+    memory_limit_from: AtomicU8::new(LIMIT_FROM_PHYSICAL),
+    percent_explicit: AtomicBool::new(false),
+    pressure_stall_us: AtomicU64::new(0),
+    pressure_window_us: AtomicU64::new(0),
     stats: AtomicBool::new(false),
     stats_sample: AtomicU64::new(0),
     stats_dir: PathBuf {
@@ -180,19 +204,62 @@ impl Config {
         &bytes[..=len]
     }
 
-    /// `MEMSCOPE_NOFAIL_MAX` in bytes (resolved at load).
+    /// `MEMSCOPE_NOFAIL_MAX` in bytes (resolved).
     pub fn nofail_max_bytes(&self) -> u64 {
         self.nofail_max_resolved.load(Relaxed)
     }
 
-    /// Resolves a percentage against physical memory.
-    fn resolve_nofail_max(&self) -> u64 {
-        let v = self.nofail_max.load(Relaxed);
-        if !self.nofail_max_percent.load(Relaxed) {
-            return v;
-        }
-        (crate::os::physical_memory() / 100).saturating_mul(v)
+    /// `MEMSCOPE_SOFT_LIMIT` in bytes (resolved; 0: off).
+    pub fn soft_limit_bytes(&self) -> u64 {
+        self.soft_limit_resolved.load(Relaxed)
     }
+}
+
+/// `Config::memory_limit_from` values.
+pub const LIMIT_FROM_PHYSICAL: u8 = 0;
+pub const LIMIT_FROM_MEMORY_MAX: u8 = 1;
+pub const LIMIT_FROM_MEMORY_HIGH: u8 = 2;
+pub const LIMIT_FROM_V1: u8 = 3;
+
+/// Resolves the percentages (`MEMSCOPE_NOFAIL_MAX`, `MEMSCOPE_SOFT_LIMIT`)
+/// against the memory limit: the cgroup's when `with_cgroup` (a few small
+/// file reads), else physical memory. Never on a scoped thread.
+pub fn resolve_limits(with_cgroup: bool) {
+    let physical = crate::os::physical_memory();
+    let (base, from) = match with_cgroup.then(crate::cgroup::memory_limit).flatten() {
+        Some((v, src)) if v < physical => (
+            v,
+            match src {
+                crate::cgroup::LimitSource::MemoryMax => LIMIT_FROM_MEMORY_MAX,
+                crate::cgroup::LimitSource::MemoryHigh => LIMIT_FROM_MEMORY_HIGH,
+                crate::cgroup::LimitSource::V1Limit => LIMIT_FROM_V1,
+            },
+        ),
+        _ => (physical, LIMIT_FROM_PHYSICAL),
+    };
+    CONFIG.memory_limit.store(base, Relaxed);
+    CONFIG.memory_limit_from.store(from, Relaxed);
+    let of = |v: u64, pct: bool| {
+        if pct {
+            (u128::from(base) * u128::from(v) / 100) as u64
+        } else {
+            v
+        }
+    };
+    CONFIG.nofail_max_resolved.store(
+        of(
+            CONFIG.nofail_max.load(Relaxed),
+            CONFIG.nofail_max_percent.load(Relaxed),
+        ),
+        Relaxed,
+    );
+    CONFIG.soft_limit_resolved.store(
+        of(
+            CONFIG.soft_limit.load(Relaxed),
+            CONFIG.soft_limit_percent.load(Relaxed),
+        ),
+        Relaxed,
+    );
 }
 
 /// A parse failure: what was wrong, for the warning line.
@@ -366,6 +433,50 @@ fn set_nofail_max(_: &Opt, value: &[u8]) -> Result<(), BadValue> {
     Ok(())
 }
 
+fn set_pressure(_: &Opt, value: &[u8]) -> Result<(), BadValue> {
+    let (stall, window) = parse_pressure(value)?;
+    CONFIG.pressure_stall_us.store(stall, Relaxed);
+    CONFIG.pressure_window_us.store(window, Relaxed);
+    Ok(())
+}
+
+/// `off`, or `STALL/WINDOW` (each a number with `us`, `ms` or `s`): a PSI
+/// trigger, "some STALL of stall time within WINDOW". The kernel takes
+/// windows of 500 ms to 10 s, and a stall shorter than the window.
+pub fn parse_pressure(s: &[u8]) -> Result<(u64, u64), BadValue> {
+    if s == b"off" {
+        return Ok((0, 0));
+    }
+    let mut parts = s.splitn(2, |&c| c == b'/');
+    let (Some(stall), Some(window)) = (parts.next(), parts.next()) else {
+        return Err(BadValue("expected `off` or STALL/WINDOW, e.g. `200ms/2s`"));
+    };
+    let (stall, window) = (parse_duration_us(stall)?, parse_duration_us(window)?);
+    if !(500_000..=10_000_000).contains(&window) {
+        return Err(BadValue("the window must be 500ms to 10s"));
+    }
+    if stall == 0 || stall >= window {
+        return Err(BadValue("the stall must be above 0 and shorter than the window"));
+    }
+    Ok((stall, window))
+}
+
+/// A duration with its unit (`us`, `ms`, `s`), in microseconds.
+fn parse_duration_us(s: &[u8]) -> Result<u64, BadValue> {
+    let (num, scale) = if let Some(n) = s.strip_suffix(b"us") {
+        (n, 1)
+    } else if let Some(n) = s.strip_suffix(b"ms") {
+        (n, 1_000)
+    } else if let Some(n) = s.strip_suffix(b"s") {
+        (n, 1_000_000)
+    } else {
+        return Err(BadValue("a duration needs a unit: us, ms or s"));
+    };
+    parse_count(num)?
+        .checked_mul(scale)
+        .ok_or(BadValue("duration too large"))
+}
+
 fn set_nofail_policy(_: &Opt, value: &[u8]) -> Result<(), BadValue> {
     let p = match value {
         b"null" => NofailPolicy::Null,
@@ -382,7 +493,9 @@ fn set_nofail_deadline_ms(_: &Opt, value: &[u8]) -> Result<(), BadValue> {
 }
 
 fn set_soft_limit(_: &Opt, value: &[u8]) -> Result<(), BadValue> {
-    CONFIG.soft_limit.store(parse_size(value)?, Relaxed);
+    let (v, pct) = parse_size_or_percent(value)?;
+    CONFIG.soft_limit.store(v, Relaxed);
+    CONFIG.soft_limit_percent.store(pct, Relaxed);
     Ok(())
 }
 
@@ -474,9 +587,7 @@ pub fn load() {
         let _ = (opt.set)(opt, opt.default.as_bytes());
     }
     if secure_execution() {
-        CONFIG
-            .nofail_max_resolved
-            .store(CONFIG.resolve_nofail_max(), Relaxed);
+        resolve_limits(false);
         return;
     }
     for_each_env(|name, value| {
@@ -496,6 +607,9 @@ pub fn load() {
         if name == b"MEMSCOPE_NORECLAIM_MAX" {
             CONFIG.noreclaim_max_explicit.store(true, Relaxed);
         }
+        if value.ends_with(b"%") {
+            CONFIG.percent_explicit.store(true, Relaxed);
+        }
         match OPTIONS.iter().find(|o| o.name.as_bytes() == name) {
             Some(opt) => apply(opt, value),
             None => log::warn(format_args!(
@@ -504,9 +618,11 @@ pub fn load() {
             )),
         }
     });
-    CONFIG
-        .nofail_max_resolved
-        .store(CONFIG.resolve_nofail_max(), Relaxed);
+    // The default percentage (NOFAIL_MAX 100%) resolves against physical
+    // memory here, the cgroup's limit once the maintenance thread runs: a
+    // percentage the user gave reads the cgroup at once (a few file reads
+    // at every exec otherwise).
+    resolve_limits(CONFIG.percent_explicit.load(Relaxed));
 }
 
 #[cfg(test)]

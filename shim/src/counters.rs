@@ -64,9 +64,16 @@ pub enum Event {
     /// (`memscope_lib_check_routed`, run by the Rust guard at the first
     /// NORECLAIM scope).
     ScopesBypassed,
+    /// The PSI trigger on the cgroup's (or the machine's) memory pressure
+    /// fired (`pressure`).
+    PressureTrigger,
+    /// The cgroup's `memory.events` `high` count rose.
+    MemoryHigh,
+    /// Reclaim rounds (reclaimers, then a purge) run for memory pressure.
+    PressureReclaim,
 }
 
-pub const EVENT_COUNT: usize = Event::ScopesBypassed as usize + 1;
+pub const EVENT_COUNT: usize = Event::PressureReclaim as usize + 1;
 
 /// Where counts go before the stats segment exists, or when stats are off.
 static LOCAL: [AtomicU64; EVENT_COUNT] = [const { AtomicU64::new(0) }; EVENT_COUNT];

@@ -1,7 +1,9 @@
 //! Memory gauges for operators, in the stats segment's header (ABI 1.3,
 //! `names::GAUGES`): what the NORECLAIM pool and the NOFAIL reserve hold
-//! (reserved, committed, carved, ready in the depot) and jemalloc's own
-//! totals (allocated, active, resident, mapped, retained).
+//! (reserved, committed, carved, ready in the depot, held in threads'
+//! lists), jemalloc's own totals (allocated, active, resident, mapped,
+//! retained), and the limits in force (the memory limit percentages are
+//! of, and where it came from; the soft limit).
 //!
 //! Refreshed by the maintenance thread right after `lockstats` has made
 //! jemalloc merge its statistics (`epoch`), about once a second. Nothing
@@ -11,6 +13,7 @@
 
 use core::sync::atomic::Ordering::{Relaxed, Release};
 
+use crate::config::CONFIG;
 use crate::stats::{clock, segment};
 use crate::{ctl, depot, pool};
 
@@ -34,6 +37,9 @@ pub fn refresh(thread_held: usize) {
         heap(c"stats.mapped"),
         heap(c"stats.retained"),
         thread_held,
+        CONFIG.memory_limit.load(Relaxed) as usize,
+        usize::from(CONFIG.memory_limit_from.load(Relaxed)),
+        CONFIG.soft_limit_bytes() as usize,
     ];
     for (slot, v) in h.gauges.iter().zip(values) {
         slot.store(v as u64, Relaxed);

@@ -19,6 +19,7 @@
 
 #[doc(hidden)]
 pub mod api;
+pub(crate) mod cgroup;
 pub(crate) mod config;
 pub(crate) mod counters;
 pub(crate) mod ctl;
@@ -41,6 +42,7 @@ pub(crate) mod os;
 pub mod own_alloc;
 pub(crate) mod pool;
 pub(crate) mod posix;
+pub(crate) mod pressure;
 pub(crate) mod purge;
 pub(crate) mod reclaim;
 pub(crate) mod route;

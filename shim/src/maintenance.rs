@@ -26,6 +26,11 @@ const ACTIVE_FOR_NS: u64 = 1_000_000_000;
 const LOCKSTATS_EVERY_NS: u64 = 1_000_000_000;
 /// How often the maintenance thread compares RSS with the soft limit.
 const SOFT_LIMIT_EVERY_NS: u64 = 100_000_000;
+/// How often it reads the cgroup's memory limit again (percentages).
+const LIMITS_EVERY_NS: u64 = 1_000_000_000;
+/// What a pressure event asks the reclaimers for, at least: a sixteenth
+/// of the resident set, and no less than this.
+const PRESSURE_RECLAIM_MIN: u64 = 1 << 20;
 
 // ------------------------------------------------------------ the thread
 
@@ -79,6 +84,8 @@ fn wait_started_up() {
 }
 
 fn run() {
+    crate::pressure::ensure_watching();
+    let mut last_limits = crate::log::coarse_nanos();
     let mut poll_us = POLL_MIN_US;
     let mut last_purges = 0;
     let mut last_soft_check = 0u64;
@@ -118,6 +125,15 @@ fn run() {
             lockstats::refresh();
             crate::gauges::refresh(thread_held);
         }
+        if now.wrapping_sub(last_limits) >= LIMITS_EVERY_NS {
+            // Follows the cgroup: a move, or a limit changed under us.
+            last_limits = now;
+            crate::config::resolve_limits(true);
+        }
+        if crate::pressure::take() {
+            busy = true;
+            respond_to_pressure();
+        }
         if now.wrapping_sub(last_soft_check) >= SOFT_LIMIT_EVERY_NS {
             last_soft_check = now;
             busy |= enforce_soft_limit();
@@ -148,8 +164,26 @@ fn sleep_us(us: u64) {
 /// Runs the reclaimers (all of them: this thread holds no locks) when RSS
 /// is above `MEMSCOPE_SOFT_LIMIT`, asking for the excess, then purges.
 /// Returns true if it ran them.
+/// Memory pressure (`pressure`): asks the reclaimers for what is above the
+/// soft limit, or else a sixteenth of the resident set (at least 1 MiB),
+/// then purges every arena so that what they freed leaves RSS: the kernel
+/// would otherwise reclaim it, with the same stalls, from whoever faults.
+fn respond_to_pressure() {
+    count(Event::PressureReclaim);
+    let rss = resident_bytes();
+    let soft = crate::config::CONFIG.soft_limit_bytes();
+    let want = if soft != 0 && rss > soft {
+        rss - soft
+    } else {
+        (rss / 16).max(PRESSURE_RECLAIM_MIN)
+    };
+    crate::reclaim::run(want as usize, 0);
+    purge::purge_all();
+    count(Event::MaintenancePurge);
+}
+
 fn enforce_soft_limit() -> bool {
-    let limit = crate::config::CONFIG.soft_limit.load(Relaxed);
+    let limit = crate::config::CONFIG.soft_limit_bytes();
     if limit == 0 {
         return false;
     }

@@ -241,6 +241,83 @@ pub fn open_read(path: &CStr) -> Result<Fd, i32> {
     }
 }
 
+/// Opens a pressure file (`memory.pressure`, `/proc/pressure/memory`)
+/// read-write without blocking, to write a PSI trigger into it.
+pub fn open_trigger(path: &CStr) -> Result<Fd, i32> {
+    let flags = libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC;
+    // SAFETY: a NUL-terminated path.
+    let fd = unsafe { libc::open(path.as_ptr(), flags) };
+    if fd >= 0 {
+        Ok(fd)
+    } else {
+        Err(errno())
+    }
+}
+
+/// Writes all of `bytes` to `fd` in one call (a PSI trigger must arrive
+/// whole); the errno otherwise.
+pub fn write_once(fd: Fd, bytes: &[u8]) -> Result<(), i32> {
+    // SAFETY: `bytes` is valid for reads of its length.
+    let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+    if n == bytes.len() as isize {
+        Ok(())
+    } else if n < 0 {
+        Err(errno())
+    } else {
+        Err(libc::EIO)
+    }
+}
+
+/// Reads `fd` from offset 0 into `buf` (one call); how many bytes.
+pub fn read_at_start(fd: Fd, buf: &mut [u8]) -> usize {
+    // SAFETY: `buf` is valid for writes of its length.
+    let n = unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+    n.max(0) as usize
+}
+
+/// Waits, without a timeout, until one of `fds` has an event; their
+/// `revents` say which. EINTR is not an error (the caller loops).
+pub fn poll_forever(fds: &mut [libc::pollfd]) -> Result<(), i32> {
+    // SAFETY: `fds` is valid for its length.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+    if n >= 0 || errno() == libc::EINTR {
+        Ok(())
+    } else {
+        Err(errno())
+    }
+}
+
+/// Starts a detached thread running `main` on a stack of `stack` bytes.
+/// Nothing here allocates with malloc in the new thread.
+pub fn spawn_small_thread(main: extern "C" fn(*mut c_void) -> *mut c_void, stack: usize) -> Result<(), i32> {
+    // SAFETY: attr is initialised before use and destroyed after; `main`
+    // is a valid start routine that ignores its argument.
+    unsafe {
+        let mut attr = core::mem::MaybeUninit::<libc::pthread_attr_t>::uninit();
+        if libc::pthread_attr_init(attr.as_mut_ptr()) != 0 {
+            return Err(libc::EAGAIN);
+        }
+        let attr = attr.as_mut_ptr();
+        libc::pthread_attr_setstacksize(attr, stack.max(libc::PTHREAD_STACK_MIN));
+        libc::pthread_attr_setdetachstate(attr, libc::PTHREAD_CREATE_DETACHED);
+        let mut tid = core::mem::MaybeUninit::<libc::pthread_t>::uninit();
+        let rc = libc::pthread_create(tid.as_mut_ptr(), attr, main, null_mut());
+        libc::pthread_attr_destroy(attr);
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(rc)
+        }
+    }
+}
+
+/// Names the calling thread (as `/proc/PID/task/TID/comm` shows it).
+pub fn name_thread(name: &CStr) {
+    // SAFETY: a NUL-terminated name of at most 15 bytes (longer is cut by
+    // the kernel's EINVAL, which is ignored: the name is cosmetic).
+    unsafe { libc::pthread_setname_np(libc::pthread_self(), name.as_ptr()) };
+}
+
 /// Reads up to `buf.len()` bytes of the small file at `path` (a `/proc`
 /// file) into `buf`; returns how many (0 if it cannot be read).
 pub fn read_small_file(path: &CStr, buf: &mut [u8]) -> usize {

@@ -108,6 +108,21 @@ pub fn text(s: &Snapshot, all_events: bool) -> String {
                 fmt_bytes(get("heap_mapped_bytes")),
                 fmt_bytes(get("heap_retained_bytes")),
             );
+            let from = match get("memory_limit_from") {
+                1 => "cgroup memory.max",
+                2 => "cgroup memory.high",
+                3 => "cgroup v1 memory.limit_in_bytes",
+                _ => "physical memory",
+            };
+            let soft = match get("soft_limit_bytes") {
+                0 => "off".to_string(),
+                b => fmt_bytes(b),
+            };
+            let _ = writeln!(
+                out,
+                "limits: {} memory ({from}), soft limit {soft}",
+                fmt_bytes(get("memory_limit_bytes")),
+            );
             let _ = writeln!(
                 out,
                 "pool: {} reserved, {} committed, {} carved, {} ready in the depot, {} held in threads' lists; reserve: {} ready\n",

@@ -310,7 +310,12 @@ impl Snapshot {
             m.gauges = match (m.gauges, s.gauges) {
                 (Some(mut a), Some(b)) => {
                     for (x, (_, y)) in a.iter_mut().zip(b) {
-                        x.1 = x.1.saturating_add(y);
+                        // Memory adds up across processes; limits do not.
+                        x.1 = if is_limit_gauge(x.0) {
+                            x.1.max(y)
+                        } else {
+                            x.1.saturating_add(y)
+                        };
                     }
                     Some(a)
                 }
@@ -394,6 +399,15 @@ pub fn candidates(dir: &Path) -> Result<Vec<(u32, PathBuf)>, ReadError> {
         .collect();
     v.sort();
     Ok(v)
+}
+
+/// Gauges that are limits or codes, not amounts: a group shows the
+/// largest, not the sum.
+pub fn is_limit_gauge(name: &str) -> bool {
+    matches!(
+        name,
+        "memory_limit_bytes" | "memory_limit_from" | "soft_limit_bytes"
+    )
 }
 
 /// Resident bytes of `pid` now, from `/proc/PID/statm`.
