@@ -27,9 +27,23 @@
  *                        empty timed interval and of a 150 ns busy one
  *   xthread-scoped T N   xthread with the producer inside NORECLAIM and the
  *                        consumer freeing outside any scope (memscope only)
+ *   xthread-rss T N      xthread, then the process's peak RSS in KiB
+ *   mixed N              one thread replacing random blocks of a working set
+ *                        of 4096 (sizes 8-1024 B, skewed small, as
+ *                        mimalloc-bench's glibc-simple): ns per free+malloc
+ *   server T N           larson-like: T threads replacing random blocks of a
+ *                        shared array of 8192 (16-2048 B), most blocks freed
+ *                        by another thread than the one that made them:
+ *                        Mops/s (one op is a free and a malloc)
+ *   server-rss T N       server, then the peak RSS in KiB
+ *   spawn N              us per posix_spawn+wait of /bin/true, which inherits
+ *                        LD_PRELOAD: start-up cost of an exec under the
+ *                        allocator
  */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -168,6 +182,118 @@ static double bench_xthread(int pairs, long n)
     double dt = now_s() - t0;
     free(rings);
     return (double)n * pairs / dt / 1e6;
+}
+
+/* ---- working sets: one thread, and a shared server array --------------- */
+
+/* xorshift64*, per caller. */
+static uint64_t next_rand(uint64_t *x)
+{
+    *x ^= *x >> 12;
+    *x ^= *x << 25;
+    *x ^= *x >> 27;
+    return *x * 0x2545f4914f6cdd1dULL;
+}
+
+/* Sizes skewed small: half 8-64 B, a quarter 64-256 B, the rest to 1 KiB. */
+static size_t skewed_size(uint64_t r)
+{
+    switch (r & 3) {
+    case 0:
+    case 1:
+        return 8 + (r >> 8) % 57;
+    case 2:
+        return 64 + (r >> 8) % 193;
+    default:
+        return 256 + (r >> 8) % 769;
+    }
+}
+
+#define MIXED_SET 4096
+static double bench_mixed(long n)
+{
+    static void *set[MIXED_SET];
+    uint64_t x = 0x9e3779b97f4a7c15ULL;
+    for (int i = 0; i < MIXED_SET; i++)
+        set[i] = malloc(skewed_size(next_rand(&x)));
+    double t0 = now_s();
+    for (long i = 0; i < n; i++) {
+        uint64_t r = next_rand(&x);
+        size_t k = (size_t)(r >> 40) % MIXED_SET;
+        free(set[k]);
+        set[k] = malloc(skewed_size(r));
+        ((char *)set[k])[0] = (char)i;
+    }
+    double dt = now_s() - t0;
+    for (int i = 0; i < MIXED_SET; i++)
+        free(set[i]);
+    return dt * 1e9 / (double)n;
+}
+
+#define SERVER_SET 8192
+static void *_Atomic server_set[SERVER_SET];
+static long server_n;
+
+static void *server_worker(void *arg)
+{
+    uint64_t x = 0x2545f4914f6cdd1dULL ^ (uint64_t)(uintptr_t)arg * 0x9e3779b97f4a7c15ULL;
+    for (long i = 0; i < server_n; i++) {
+        uint64_t r = next_rand(&x);
+        void *fresh = malloc(16 + (size_t)(r >> 8) % 2033);
+        ((char *)fresh)[0] = (char)i;
+        /* Whoever made the block it replaces, it frees it. */
+        void *old = __atomic_exchange_n(&server_set[(r >> 40) % SERVER_SET], fresh, __ATOMIC_ACQ_REL);
+        free(old);
+    }
+    return NULL;
+}
+
+static double bench_server(int threads, long n)
+{
+    pthread_t t[64];
+    server_n = n;
+    for (int i = 0; i < SERVER_SET; i++)
+        server_set[i] = malloc(16 + (size_t)i % 2033);
+    double t0 = now_s();
+    for (int i = 0; i < threads; i++)
+        pthread_create(&t[i], NULL, server_worker, (void *)(uintptr_t)(i + 1));
+    for (int i = 0; i < threads; i++)
+        pthread_join(t[i], NULL);
+    double dt = now_s() - t0;
+    for (int i = 0; i < SERVER_SET; i++)
+        free(server_set[i]);
+    return (double)n * threads / dt / 1e6;
+}
+
+static long peak_rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %ld kB", &kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kib;
+}
+
+/* ---- start-up: exec under the allocator ------------------------------- */
+
+extern char **environ;
+
+static double bench_spawn(long n)
+{
+    char *argv[] = {"/bin/true", NULL};
+    double t0 = now_s();
+    for (long i = 0; i < n; i++) {
+        pid_t pid;
+        if (posix_spawn(&pid, "/bin/true", NULL, NULL, argv, environ) != 0)
+            return -1;
+        int status;
+        waitpid(pid, &status, 0);
+    }
+    return (now_s() - t0) * 1e6 / (double)n;
 }
 
 /* ---- tail latency ----------------------------------------------------- */
@@ -469,7 +595,19 @@ int main(int argc, char **argv)
         }
         producer_scoped = 1;
         printf("xthread_scoped_mops %.2f\n", bench_xthread(atoi(argv[2]), atol(argv[3])));
-    } else if (!strcmp(m, "tails") && argc == 5)
+    } else if (!strcmp(m, "xthread-rss") && argc == 4) {
+        bench_xthread(atoi(argv[2]), atol(argv[3]));
+        printf("peak_rss_kib %ld\n", peak_rss_kib());
+    } else if (!strcmp(m, "mixed") && argc == 3)
+        printf("mixed_ns %.2f\n", bench_mixed(atol(argv[2])));
+    else if (!strcmp(m, "server") && argc == 4)
+        printf("server_mops %.2f\n", bench_server(atoi(argv[2]), atol(argv[3])));
+    else if (!strcmp(m, "server-rss") && argc == 4) {
+        bench_server(atoi(argv[2]), atol(argv[3]));
+        printf("peak_rss_kib %ld\n", peak_rss_kib());
+    } else if (!strcmp(m, "spawn") && argc == 3)
+        printf("spawn_us %.1f\n", bench_spawn(atol(argv[2])));
+    else if (!strcmp(m, "tails") && argc == 5)
         bench_tails(argv[2], atoi(argv[3]), atof(argv[4]));
     else if (!strcmp(m, "rss") && argc == 2) {
         for (int i = 0; i < 1000; i++)
