@@ -99,6 +99,9 @@ else
 fi
 
 # ------------------------------------------------------ drop-in behaviour
+# Start-up: every exec under the preload loads what the library needs;
+# the unwinder is linked in (preload/build.rs), so libgcc_s is not loaded.
+expect_exit "the library needs no libgcc_s" 0 -- sh -c "readelf -d '$lib' | grep -q NEEDED && ! readelf -d '$lib' | grep -q libgcc_s"
 expect_exit exports 0 "$P" -- "$out/exports"
 expect_exit threads 0 "$P" -- "$out/threads"
 # jemalloc starts a background thread from its constructor, under its

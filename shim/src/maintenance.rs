@@ -124,6 +124,7 @@ fn run() {
             last_lockstats = now;
             lockstats::refresh();
             crate::gauges::refresh(thread_held);
+            crate::stats::clock::refine();
         }
         if now.wrapping_sub(last_limits) >= LIMITS_EVERY_NS {
             // Follows the cgroup: a move, or a limit changed under us.
