@@ -342,9 +342,8 @@ pub extern "C" fn setresuid(ruid: libc::uid_t, euid: libc::uid_t, suid: libc::ui
 #[macro_export]
 macro_rules! export_c_abi {
     () => {
+        $crate::__export_malloc_free!();
         $crate::__export_fns! { exports;
-            malloc(size: usize) -> *mut ::core::ffi::c_void;
-            free(p: *mut ::core::ffi::c_void);
             calloc(n: usize, size: usize) -> *mut ::core::ffi::c_void;
             realloc(p: *mut ::core::ffi::c_void, size: usize) -> *mut ::core::ffi::c_void;
             reallocarray(p: *mut ::core::ffi::c_void, n: usize, size: usize) -> *mut ::core::ffi::c_void;
@@ -420,6 +419,80 @@ macro_rules! __export_fns {
             unsafe { $crate::$module::$name($($arg),*) }
         }
     )*};
+}
+
+/// What the assembly `malloc` and `free` name (`__export_malloc_free!`).
+#[doc(hidden)]
+pub mod fast {
+    pub use crate::pool::{BASE_OFFSET, POOL, RESERVED_OFFSET};
+    pub use crate::posix::{free_pool_block_c, free_slow_c, malloc_slow_c};
+    pub use tikv_jemalloc_sys::{free as jem_free, malloc as jem_malloc};
+    /// Offsets of the alloc and free countdowns from the thread's block.
+    pub const ALLOC_COUNTDOWN: usize = crate::tls::countdown_offset(memscope_abi::OP_ALLOC);
+    pub const FREE_COUNTDOWN: usize = crate::tls::countdown_offset(memscope_abi::OP_FREE);
+}
+
+/// `malloc` and `free`: on x86_64 Linux, naked functions with the gate and
+/// a direct jump to jemalloc (Rust's tail call went through the GOT,
+/// `jmp *_rjem_malloc@GOTPCREL`, which the linker did not relax: 0.7 ns
+/// of a 7.3 ns malloc+free pair here, docs/BENCHMARKS.md); `free` also
+/// tests the pointer against the pool's range there, as `posix::free`
+/// does. Elsewhere, `posix`'s versions.
+#[doc(hidden)]
+#[macro_export]
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+macro_rules! __export_malloc_free {
+    () => {
+        /// C `malloc`: the gate, then jemalloc.
+        #[no_mangle]
+        #[unsafe(naked)]
+        pub unsafe extern "C" fn malloc(size: usize) -> *mut ::core::ffi::c_void {
+            ::core::arch::naked_asm!(
+                "mov rax, qword ptr [rip + memscope_thread_state@GOTTPOFF]",
+                "sub qword ptr fs:[rax + {cd}], 1",
+                "js {slow}",
+                "jmp {fast}",
+                cd = const $crate::exports::fast::ALLOC_COUNTDOWN,
+                slow = sym $crate::exports::fast::malloc_slow_c,
+                fast = sym $crate::exports::fast::jem_malloc,
+            )
+        }
+
+        /// C `free`: the gate, the pool's range, then jemalloc.
+        #[no_mangle]
+        #[unsafe(naked)]
+        pub unsafe extern "C" fn free(p: *mut ::core::ffi::c_void) {
+            ::core::arch::naked_asm!(
+                "mov rax, qword ptr [rip + memscope_thread_state@GOTTPOFF]",
+                "sub qword ptr fs:[rax + {cd}], 1",
+                "js {slow}",
+                "mov rcx, rdi",
+                "sub rcx, qword ptr [rip + {pool} + {base}]",
+                "cmp rcx, qword ptr [rip + {pool} + {reserved}]",
+                "jb {in_pool}",
+                "jmp {fast}",
+                cd = const $crate::exports::fast::FREE_COUNTDOWN,
+                slow = sym $crate::exports::fast::free_slow_c,
+                pool = sym $crate::exports::fast::POOL,
+                base = const $crate::exports::fast::BASE_OFFSET,
+                reserved = const $crate::exports::fast::RESERVED_OFFSET,
+                in_pool = sym $crate::exports::fast::free_pool_block_c,
+                fast = sym $crate::exports::fast::jem_free,
+            )
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+macro_rules! __export_malloc_free {
+    () => {
+        $crate::__export_fns! { exports;
+            malloc(size: usize) -> *mut ::core::ffi::c_void;
+            free(p: *mut ::core::ffi::c_void);
+        }
+    };
 }
 
 pub use libc::uid_t;

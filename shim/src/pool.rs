@@ -39,7 +39,10 @@ const ARENA_METADATA: usize = 2 << 20;
 /// radix-tree leaf covers 1 GiB on x86_64.
 const REGION_ALIGN: usize = 1 << 30;
 
-struct Pool {
+/// The pool's state. Public (fields private) only so that the exported
+/// `free`, written in assembly (`exports::fast`), can test a pointer
+/// against `base` and `reserved` by symbol.
+pub struct Pool {
     state: AtomicU8,
     arena: AtomicU32,
     /// The NOFAIL reserve's arena (same region and hooks), or u32::MAX.
@@ -56,7 +59,7 @@ struct Pool {
     carved: AtomicUsize,
 }
 
-static POOL: Pool = Pool {
+pub static POOL: Pool = Pool {
     state: AtomicU8::new(NONE),
     arena: AtomicU32::new(0),
     reserve_arena: AtomicU32::new(u32::MAX),
@@ -203,6 +206,10 @@ pub fn reserve_arena() -> Option<u32> {
     let a = POOL.reserve_arena.load(Relaxed);
     (is_ready() && a != u32::MAX).then_some(a)
 }
+
+/// Where `base` and `reserved` are in `POOL`, for the assembly `free`.
+pub const BASE_OFFSET: usize = core::mem::offset_of!(Pool, base);
+pub const RESERVED_OFFSET: usize = core::mem::offset_of!(Pool, reserved);
 
 /// True if `p` points into the pool region (a block a pool arena served).
 #[inline]

@@ -55,6 +55,34 @@ pub unsafe fn malloc(size: usize) -> *mut c_void {
     }
 }
 
+/// `malloc_slow` with the C ABI, for the assembly `malloc` to jump to.
+///
+/// # Safety
+/// As C `malloc`.
+pub unsafe extern "C" fn malloc_slow_c(size: usize) -> *mut c_void {
+    // SAFETY: the caller's contract.
+    unsafe { malloc_slow(size) }
+}
+
+/// `free_slow` with the C ABI, for the assembly `free`.
+///
+/// # Safety
+/// As C `free`.
+pub unsafe extern "C" fn free_slow_c(p: *mut c_void) {
+    // SAFETY: the caller's contract.
+    unsafe { free_slow(p) }
+}
+
+/// A pool block freed on the fast path, with the C ABI, for the assembly
+/// `free`.
+///
+/// # Safety
+/// `p` is a pool block, as for C `free`.
+pub unsafe extern "C" fn free_pool_block_c(p: *mut c_void) {
+    // SAFETY: the caller's contract.
+    unsafe { route::free_pool_block_outside(p) }
+}
+
 #[cold]
 #[inline(never)]
 unsafe fn malloc_slow(size: usize) -> *mut c_void {
