@@ -265,17 +265,23 @@ static double bench_server(int threads, long n)
     return (double)n * threads / dt / 1e6;
 }
 
-static long peak_rss_kib(void)
+/* A "Name: N kB" line of /proc/self/status (VmRSS, VmHWM), or -1. */
+static long status_kib(const char *format)
 {
     FILE *f = fopen("/proc/self/status", "r");
     char line[256];
     long kib = -1;
     while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "VmHWM: %ld kB", &kib) == 1)
+        if (sscanf(line, format, &kib) == 1)
             break;
     if (f)
         fclose(f);
     return kib;
+}
+
+static long peak_rss_kib(void)
+{
+    return status_kib("VmHWM: %ld kB");
 }
 
 /* ---- start-up: exec under the allocator ------------------------------- */
@@ -612,15 +618,7 @@ int main(int argc, char **argv)
     else if (!strcmp(m, "rss") && argc == 2) {
         for (int i = 0; i < 1000; i++)
             sink = malloc(64);
-        FILE *f = fopen("/proc/self/status", "r");
-        char line[256];
-        long kib = -1;
-        while (f && fgets(line, sizeof line, f))
-            if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
-                break;
-        if (f)
-            fclose(f);
-        printf("rss_kib %ld\n", kib);
+        printf("rss_kib %ld\n", status_kib("VmRSS: %ld kB"));
     } else if (!strcmp(m, "latency") && argc == 4)
         bench_latency(argv[2], atof(argv[3]));
     else {

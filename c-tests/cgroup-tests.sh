@@ -170,6 +170,22 @@ thrash() {
     tpid=$!
     pids+=("$tpid")
 }
+# reclaimer_under_load NAME PRESSURE: runs pressure_reclaimer (30 s at
+# most) in the test's cgroups with MEMSCOPE_PRESSURE=PRESSURE, then the
+# thrasher until the reclaimer ran or gave up; leaves its pid in $rpid and
+# its stdin open on $rfd (close it to let it exit).
+reclaimer_under_load() {
+    rm -f "$out/$1.fifo" && mkfifo "$out/$1.fifo"
+    (enter && exec env LD_PRELOAD="$lib" MEMSCOPE_PRESSURE="$2" "$out/pressure_reclaimer" 30) \
+        <"$out/$1.fifo" >"$out/$1.out" 2>"$out/$1.err" &
+    rpid=$!
+    pids+=("$rpid")
+    exec {rfd}>"$out/$1.fifo"
+    for _ in $(seq 100); do grep -q ready "$out/$1.out" 2>/dev/null && break; sleep 0.05; done
+    thrash
+    for _ in $(seq 300); do grep -q "reclaimer called\|no reclaimer call" "$out/$1.out" && break; sleep 0.1; done
+    stop_thrash
+}
 stop_thrash() { { pkill -9 -P "$tpid"; kill -9 "$tpid"; wait "$tpid"; } 2>/dev/null; }
 stall_us() { awk '/^some/ { sub("total=", "", $5); print $5 }' "$psi_dir/memory.pressure"; }
 
@@ -181,16 +197,8 @@ else
     # Room for the daemon (and its pool), not for the thrasher's page cache.
     echo $((160 << 20)) >"$limit_dir/$limit_file"
     before=$(stall_us)
-    rm -f "$out/pressure.fifo" && mkfifo "$out/pressure.fifo"
-    (enter && exec env LD_PRELOAD="$lib" MEMSCOPE_PRESSURE=20ms/1s "$out/pressure_reclaimer" 30) \
-        <"$out/pressure.fifo" >"$out/pressure.out" 2>"$out/pressure.err" &
-    ppid_=$!
-    pids+=("$ppid_")
-    exec {pfd}>"$out/pressure.fifo"
-    for _ in $(seq 100); do grep -q ready "$out/pressure.out" 2>/dev/null && break; sleep 0.05; done
-    thrash
-    for _ in $(seq 300); do grep -q "reclaimer called\|no reclaimer call" "$out/pressure.out" && break; sleep 0.1; done
-    stop_thrash
+    reclaimer_under_load pressure 20ms/1s
+    ppid_=$rpid pfd=$rfd
     after=$(stall_us)
     stalled=$((after - before))
     if grep -q "reclaimer called" "$out/pressure.out"; then
@@ -216,16 +224,9 @@ else
     else
         echo max >"$limit_dir/memory.max"
         echo $((32 << 20)) >"$limit_dir/memory.high"
-        rm -f "$out/high.fifo" && mkfifo "$out/high.fifo"
-        (enter && exec env LD_PRELOAD="$lib" MEMSCOPE_PRESSURE=9s/10s "$out/pressure_reclaimer" 30) \
-            <"$out/high.fifo" >"$out/high.out" 2>"$out/high.err" &
-        hpid=$!
-        pids+=("$hpid")
-        exec {hfd}>"$out/high.fifo"
-        for _ in $(seq 100); do grep -q ready "$out/high.out" 2>/dev/null && break; sleep 0.05; done
-        thrash
-        for _ in $(seq 300); do grep -q "reclaimer called\|no reclaimer call" "$out/high.out" && break; sleep 0.1; done
-        stop_thrash
+        # PSI set out of reach (9 s in 10 s): only memory.events can fire.
+        reclaimer_under_load high 9s/10s
+        hpid=$rpid hfd=$rfd
         highs=$(event $hpid memory_high_events)
         if grep -q "reclaimer called" "$out/high.out" && [ "${highs:-0}" -ge 1 ]; then
             pass "memory.high: going over it ran the reclaimer (memory_high_events $highs)"
