@@ -136,7 +136,8 @@ struct __attribute__((aligned(4096))) memscope_stats_slot {
     uint64_t nofail_wait_since_ns;
     uint64_t nofail_wait_bytes;
     /* ABI 1.3: sampled durations of the thread's outermost NORECLAIM scopes,
-     * push to pop (one in max(1, sample_period / 4) on average). */
+     * push to pop (the first, then the next one after each stats harvest,
+     * about every 40 ms). */
     struct memscope_scope_histogram noreclaim_scope;
 };
 

@@ -193,9 +193,10 @@ pub struct Slot {
     pub nofail_wait_since_ns: AtomicU64,
     pub nofail_wait_bytes: AtomicU64,
     /// ABI 1.3 (in the slot's former padding): sampled durations of the
-    /// thread's outermost NORECLAIM scopes, push to pop (one scope in
-    /// `max(1, sample_period / 4)` on average, random intervals). Where a
-    /// daemon scopes its critical sections, this is its lock-hold time.
+    /// thread's outermost NORECLAIM scopes, push to pop (its first scope,
+    /// then its next one after each stats harvest, about every 40 ms: at
+    /// most 25 a second). Where a daemon scopes its critical sections, this
+    /// is its lock-hold time.
     pub noreclaim_scope: ScopeHistogram,
 }
 
