@@ -22,12 +22,11 @@ const POLL_MIN_US: u64 = 250;
 const POLL_ACTIVE_MAX_US: u64 = 2_000;
 const POLL_MAX_US: u64 = 50_000;
 const ACTIVE_FOR_NS: u64 = 1_000_000_000;
-/// How often the lock-wait totals are refreshed (`lockstats`).
-const LOCKSTATS_EVERY_NS: u64 = 1_000_000_000;
+/// How often the slower upkeep runs: the cgroup's limits read again
+/// (percentages), lock-wait totals (`lockstats`), gauges, the TSC's rate.
+const ONCE_A_SECOND_NS: u64 = 1_000_000_000;
 /// How often the maintenance thread compares RSS with the soft limit.
 const SOFT_LIMIT_EVERY_NS: u64 = 100_000_000;
-/// How often it reads the cgroup's memory limit again (percentages).
-const LIMITS_EVERY_NS: u64 = 1_000_000_000;
 /// What a pressure event asks the reclaimers for, at least: a sixteenth
 /// of the resident set, and no less than this.
 const PRESSURE_RECLAIM_MIN: u64 = 1 << 20;
@@ -85,13 +84,12 @@ fn wait_started_up() {
 
 fn run() {
     crate::pressure::ensure_watching();
-    let mut last_limits = crate::log::coarse_nanos();
     let mut poll_us = POLL_MIN_US;
     let mut last_purges = 0;
     let mut last_soft_check = 0u64;
     let mut last_harvest = 0u64;
     let mut last_active = 0u64;
-    let mut last_lockstats = 0u64;
+    let mut last_once_a_second = 0u64;
     let mut thread_held = 0usize;
     loop {
         let mut busy = mailbox::take_wake();
@@ -120,16 +118,14 @@ fn run() {
             });
             thread_held = held;
         }
-        if now.wrapping_sub(last_lockstats) >= LOCKSTATS_EVERY_NS {
-            last_lockstats = now;
+        if now.wrapping_sub(last_once_a_second) >= ONCE_A_SECOND_NS {
+            last_once_a_second = now;
+            // Follows the cgroup (a move, or a limit changed under us)
+            // before the gauges report the limits.
+            crate::config::resolve_limits(true);
             lockstats::refresh();
             crate::gauges::refresh(thread_held);
             crate::stats::clock::refine();
-        }
-        if now.wrapping_sub(last_limits) >= LIMITS_EVERY_NS {
-            // Follows the cgroup: a move, or a limit changed under us.
-            last_limits = now;
-            crate::config::resolve_limits(true);
         }
         if crate::pressure::take() {
             busy = true;

@@ -16,6 +16,7 @@
 //! purges (`maintenance::respond_to_pressure`), before the kernel's own
 //! reclaim or the OOM killer has to.
 
+use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering::*};
 
 use crate::cgroup;
@@ -115,10 +116,7 @@ fn unarmed(psi: &cgroup::Path, errno: i32) {
 /// Opens `path` and writes the trigger "some STALL WINDOW" (microseconds).
 fn arm(path: &core::ffi::CStr, stall_us: u64, window_us: u64) -> Result<os::Fd, i32> {
     let fd = os::open_trigger(path)?;
-    let mut text = [0u8; 64];
-    let n = trigger_text(&mut text, stall_us, window_us);
-    // The kernel parses the string with its NUL.
-    match os::write_once(fd, &text[..=n]) {
+    match os::write_once(fd, trigger_text(stall_us, window_us).as_bytes()) {
         Ok(()) => Ok(fd),
         Err(e) => {
             os::close(fd);
@@ -127,36 +125,12 @@ fn arm(path: &core::ffi::CStr, stall_us: u64, window_us: u64) -> Result<os::Fd, 
     }
 }
 
-/// Writes "some STALL WINDOW" into `out` (NUL after it); its length.
-fn trigger_text(out: &mut [u8; 64], stall_us: u64, window_us: u64) -> usize {
-    let mut n = 0;
-    let mut put = |bytes: &[u8]| {
-        for &b in bytes {
-            if n < out.len() - 1 {
-                out[n] = b;
-                n += 1;
-            }
-        }
-    };
-    let mut digits = [0u8; 20];
-    put(b"some ");
-    put(decimal(stall_us, &mut digits));
-    put(b" ");
-    put(decimal(window_us, &mut digits));
-    out[n] = 0;
-    n
-}
-
-fn decimal(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            return &buf[i..];
-        }
-    }
+/// "some STALL WINDOW" with its NUL (the kernel parses the string whole),
+/// formatted on the stack.
+fn trigger_text(stall_us: u64, window_us: u64) -> log::StackLine {
+    let mut line = log::StackLine::new();
+    let _ = write!(line, "some {stall_us} {window_us}\0");
+    line
 }
 
 /// What woke the watcher.
@@ -253,10 +227,10 @@ mod tests {
 
     #[test]
     fn the_trigger_is_what_the_kernel_parses() {
-        let mut out = [0u8; 64];
-        let n = trigger_text(&mut out, 200_000, 2_000_000);
-        assert_eq!(&out[..n], b"some 200000 2000000");
-        assert_eq!(out[n], 0);
+        let line = trigger_text(200_000, 2_000_000);
+        let (text, nul) = line.as_bytes().split_at(line.as_bytes().len() - 1);
+        assert_eq!(text, b"some 200000 2000000");
+        assert_eq!(nul, [0]);
     }
 
     /// A simulated pressure source: a pipe stands for the PSI trigger;
