@@ -438,6 +438,12 @@ pub mod fast {
 /// of a 7.3 ns malloc+free pair here, docs/BENCHMARKS.md); `free` also
 /// tests the pointer against the pool's range there, as `posix::free`
 /// does. Elsewhere, `posix`'s versions.
+///
+/// Each starts with `.p2align 6`: rustc puts a naked function at the start
+/// of its own section (`.text.malloc`), where the directive pads nothing
+/// but raises the section's alignment, so the entry lands on a 64-byte
+/// boundary like every other function here (`.cargo/config.toml`; naked
+/// functions are not covered by it). c-tests/run-tests.sh checks it.
 #[doc(hidden)]
 #[macro_export]
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
@@ -448,6 +454,7 @@ macro_rules! __export_malloc_free {
         #[unsafe(naked)]
         pub unsafe extern "C" fn malloc(size: usize) -> *mut ::core::ffi::c_void {
             ::core::arch::naked_asm!(
+                ".p2align 6",
                 "mov rax, qword ptr [rip + memscope_thread_state@GOTTPOFF]",
                 "sub qword ptr fs:[rax + {cd}], 1",
                 "js {slow}",
@@ -463,6 +470,7 @@ macro_rules! __export_malloc_free {
         #[unsafe(naked)]
         pub unsafe extern "C" fn free(p: *mut ::core::ffi::c_void) {
             ::core::arch::naked_asm!(
+                ".p2align 6",
                 "mov rax, qword ptr [rip + memscope_thread_state@GOTTPOFF]",
                 "sub qword ptr fs:[rax + {cd}], 1",
                 "js {slow}",
