@@ -22,21 +22,14 @@ const DONE: u8 = 2;
 static GLOBAL: AtomicU8 = AtomicU8::new(UNINIT);
 
 /// jemalloc reads this string (its `malloc_conf` symbol, prefixed) when it
-/// initialises. memscope points it at its own defaults followed by a copy
-/// of `MALLOC_CONF`, so the variable users know keeps working although this
-/// jemalloc is built with the `_rjem_` prefix (whose own variable,
-/// `_RJEM_MALLOC_CONF`, is read after this and wins where both set an
-/// option). Later entries win, so `MALLOC_CONF` overrides the defaults.
+/// initialises. memscope points it at a copy of `MALLOC_CONF`, so the
+/// variable users know keeps working although this jemalloc is built with
+/// the `_rjem_` prefix (whose own variable, `_RJEM_MALLOC_CONF`, is read
+/// after this and wins where both set an option).
 #[no_mangle]
 pub static _rjem_malloc_conf: AtomicPtr<c_char> = AtomicPtr::new(core::ptr::null_mut());
 
 const CONF_MAX: usize = 1024;
-
-/// memscope's defaults for its jemalloc (5.3.1): large size classes as in
-/// jemalloc 5.3.0, whose large-allocation speed users compare against
-/// (5.3.1 disables them by default: malloc+free of 64 KiB measured 1.5x
-/// slower; see docs/DESIGN.md).
-const DEFAULT_CONF: &[u8] = b"disable_large_size_classes:false";
 
 /// The copy of `MALLOC_CONF` that `_rjem_malloc_conf` points at.
 struct ConfBuf(UnsafeCell<[u8; CONF_MAX]>);
@@ -73,8 +66,7 @@ fn global_slow() {
     }
 }
 
-/// Points `_rjem_malloc_conf` at memscope's defaults, followed by a copy of
-/// `MALLOC_CONF` if it is set.
+/// Points `_rjem_malloc_conf` at a copy of `MALLOC_CONF` if it is set.
 fn copy_malloc_conf() {
     let mut found: Option<&[u8]> = None;
     // In secure-execution mode the caller's MALLOC_CONF is not ours to
@@ -90,29 +82,21 @@ fn copy_malloc_conf() {
             found = Some(unsafe { core::slice::from_raw_parts(value.as_ptr(), value.len()) });
         }
     });
-    let user = found.unwrap_or(b"");
-    let user = if DEFAULT_CONF.len() + 1 + user.len() >= CONF_MAX {
+    let Some(user) = found else { return };
+    if user.len() >= CONF_MAX {
         log::warn(format_args!(
             "MALLOC_CONF is {} bytes, longer than {}: ignored",
             user.len(),
-            CONF_MAX - 2 - DEFAULT_CONF.len()
+            CONF_MAX - 1
         ));
-        &b""[..]
-    } else {
-        user
-    };
+        return;
+    }
     // SAFETY: CONF_BUF is written only here, once, while GLOBAL is RUNNING
     // (no other thread proceeds to jemalloc until DONE is published).
     unsafe {
         let buf = &mut *CONF_BUF.0.get();
-        let mut len = DEFAULT_CONF.len();
-        buf[..len].copy_from_slice(DEFAULT_CONF);
-        if !user.is_empty() {
-            buf[len] = b',';
-            buf[len + 1..len + 1 + user.len()].copy_from_slice(user);
-            len += 1 + user.len();
-        }
-        buf[len] = 0;
+        buf[..user.len()].copy_from_slice(user);
+        buf[user.len()] = 0;
         _rjem_malloc_conf.store(buf.as_mut_ptr().cast(), Ordering::Release);
     }
 }

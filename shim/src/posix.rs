@@ -168,10 +168,16 @@ pub unsafe fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
             free(p);
             return null_mut();
         }
-        if tls::gate::<OP_REALLOC>() {
-            return jem::realloc(p, size);
+        let q = if tls::gate::<OP_REALLOC>() {
+            jem::realloc(p, size)
+        } else {
+            realloc_slow(p, size)
+        };
+        if q.is_null() {
+            // jemalloc 5.3.0 leaves errno alone when a realloc fails.
+            set_errno(libc::ENOMEM);
         }
-        realloc_slow(p, size)
+        q
     }
 }
 
