@@ -107,6 +107,9 @@ expect_exit "the library needs no libgcc_s" 0 -- sh -c "readelf -d '$lib' | grep
 if [ "$(uname -m)" = x86_64 ]; then
     expect_exit "malloc and free start on 64-byte boundaries" 0 -- sh -c "nm -D --defined-only '$lib' | awk '\$3 == \"malloc\" || \$3 == \"free\" { n++; if (\$1 !~ /[048c]0\$/) bad++ } END { exit !(n == 2 && !bad) }'"
 fi
+# A short-lived process never builds jemalloc's mallctl tree (~40 page
+# faults per exec); naming background_thread in MALLOC_CONF builds it at load.
+expect_exit "start-up: no mallctl tree in a short-lived process" 0 -- python3 "$here/startup_faults.py" "$lib"
 expect_exit exports 0 "$P" -- "$out/exports"
 expect_exit threads 0 "$P" -- "$out/threads"
 # jemalloc starts a background thread from its constructor, under its

@@ -118,9 +118,7 @@ pub fn thread_first_call() -> u32 {
         // single-threaded process, which may rely on staying so, e.g. for
         // unshare(CLONE_NEWUSER); and never before jemalloc's mallctl tree
         // is ready: see `stats::thread::CTL_READY`.)
-        if h.threads_seen.load(core::sync::atomic::Ordering::Relaxed) >= 2
-            && stats::thread::CTL_READY.load(core::sync::atomic::Ordering::Acquire)
-        {
+        if h.threads_seen.load(core::sync::atomic::Ordering::Relaxed) >= 2 && stats::thread::ctl_ready() {
             mailbox::start_maintenance();
         }
     }
@@ -134,11 +132,14 @@ fn on_load() {
         return;
     }
     global();
-    // Initialise jemalloc's mallctl tree here, where this thread holds no
-    // jemalloc lock; stats may then read per-thread counters from anywhere
-    // (see `stats::thread::CTL_READY`).
-    if crate::ctl::read::<u32>(c"arenas.narenas").is_some() {
-        stats::thread::CTL_READY.store(true, core::sync::atomic::Ordering::Release);
+    // jemalloc's mallctl tree: initialised here, where this thread holds no
+    // jemalloc lock, only if a background thread could start before any
+    // mallctl; otherwise later, by the first thread to publish its numbers
+    // (see `stats::thread::CTL_LAZY`).
+    if background_threads_configured() {
+        stats::thread::init_ctl();
+    } else {
+        stats::thread::CTL_LAZY.store(true, core::sync::atomic::Ordering::Relaxed);
     }
     // Address space for the pool and the NOFAIL reserve, and the
     // maintenance thread's channel, before the program can use it all up
@@ -155,6 +156,24 @@ fn on_load() {
         );
         libc::atexit(stats::at_exit);
     }
+}
+
+/// True if jemalloc may have been told to run background threads from
+/// its start: its option is named in `MALLOC_CONF` or `_RJEM_MALLOC_CONF`,
+/// or `/etc/_rjem_malloc.conf` (a symbolic link jemalloc reads options
+/// from) exists. (memscope itself turns them on only through a mallctl.)
+fn background_threads_configured() -> bool {
+    let mut named = false;
+    config::for_each_env(|name, value| {
+        if (name == b"MALLOC_CONF" || name == b"_RJEM_MALLOC_CONF")
+            && value
+                .windows(b"background_thread".len())
+                .any(|w| w == b"background_thread")
+        {
+            named = true;
+        }
+    });
+    named || crate::os::is_symlink(c"/etc/_rjem_malloc.conf")
 }
 
 /// True in a copy of memscope linked into a program (the Rust crate

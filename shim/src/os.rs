@@ -349,6 +349,13 @@ pub fn chmod(path: &CStr, mode: libc::mode_t) -> Result<(), i32> {
     check(unsafe { libc::chmod(path.as_ptr(), mode) })
 }
 
+/// True if `path` is a symbolic link (whatever it points to).
+pub fn is_symlink(path: &CStr) -> bool {
+    let mut target = [0u8; 1];
+    // SAFETY: a NUL-terminated path and a buffer of the length given.
+    unsafe { libc::readlink(path.as_ptr(), target.as_mut_ptr().cast(), target.len()) >= 0 }
+}
+
 pub fn unlink(path: &CStr) -> Result<(), i32> {
     // SAFETY: a NUL-terminated path.
     check(unsafe { libc::unlink(path.as_ptr()) })

@@ -111,18 +111,62 @@ pub fn ran_out(st: &ThreadState, op: usize) -> bool {
     st.stats.countdown[op].get() == u64::MAX
 }
 
-/// Set once jemalloc's mallctl tree is initialised (by `init`'s load-time
-/// constructor). Before that, a mallctl may initialise it, which takes
-/// `background_thread_lock`: deadlock when the call comes from the
-/// `calloc` inside jemalloc's own `pthread_create` of a background thread,
-/// made under that lock (`MALLOC_CONF=background_thread:true` at start-up
-/// did exactly that). Afterwards, reading `thread.allocatedp` takes no lock.
+/// Set once jemalloc's mallctl tree is initialised. Before that, a mallctl
+/// initialises it, which takes `ctl_mtx` and `background_thread_lock`:
+/// deadlock when the call comes from the `calloc` inside jemalloc's own
+/// `pthread_create` of a background thread, made under that lock
+/// (`MALLOC_CONF=background_thread:true` at start-up did exactly that).
+/// Afterwards, reading `thread.allocatedp` takes no lock.
 pub static CTL_READY: AtomicBool = AtomicBool::new(false);
 
+/// Set at load when no background thread can start before a `mallctl`
+/// (jemalloc's configuration does not mention them; enabling them later
+/// takes a mallctl, which initialises the tree first): the tree may then
+/// be initialised from an allocator call, outside scopes, when a thread
+/// first publishes (`ctl_ready`). That spares every short-lived process
+/// its cost, 40-odd page faults and about 100 us per exec
+/// (docs/BENCHMARKS.md). Otherwise `init` initialises it at load.
+pub static CTL_LAZY: AtomicBool = AtomicBool::new(false);
+
+/// Initialises jemalloc's mallctl tree, as its first mallctl does, and
+/// says so in `CTL_READY`. Only from a thread holding no jemalloc lock
+/// and no scope; `thread.allocatedp` is read because its handler takes no
+/// lock (a thread inside a mallctl's handler may allocate, holding
+/// `ctl_mtx`; by then the tree exists and only a locking handler would
+/// deadlock).
+pub fn init_ctl() -> bool {
+    let ok = crate::ctl::read::<*mut u64>(c"thread.allocatedp").is_some();
+    if ok {
+        CTL_READY.store(true, Release);
+    }
+    ok
+}
+
+/// Whether per-thread mallctls may be made now; initialises jemalloc's
+/// tree first where that is safe (`CTL_LAZY`, and the calling thread in no
+/// scope: the first mallctl allocates jemalloc's metadata and takes locks).
+pub fn ctl_ready() -> bool {
+    if CTL_READY.load(Acquire) {
+        return true;
+    }
+    CTL_LAZY.load(Relaxed) && (tls::state().flags.get() & tls::ALL) == 0 && init_ctl()
+}
+
 /// Finds jemalloc's per-thread byte counters for this thread, if it is
-/// safe to ask yet (see `CTL_READY`).
-fn learn_byte_counters(s: &ThreadStats) {
-    if s.allocatedp.get() != 0 || !CTL_READY.load(Acquire) {
+/// safe to ask yet (see `CTL_READY`); `may_init`: the tree may be
+/// initialised for it now (`ctl_ready`). Until then the thread's bytes are
+/// not published; jemalloc counts from the thread's start, so nothing is
+/// lost by learning them late.
+fn learn_byte_counters(s: &ThreadStats, may_init: bool) {
+    if s.allocatedp.get() != 0 {
+        return;
+    }
+    let ready = if may_init {
+        ctl_ready()
+    } else {
+        CTL_READY.load(Acquire)
+    };
+    if !ready {
         return;
     }
     s.allocatedp
@@ -176,7 +220,9 @@ pub fn start(st: &ThreadState) {
     if st.flags.get() & !tls::THREAD_UNSEEN != 0 {
         bias(s);
     }
-    learn_byte_counters(s);
+    // Not initialising jemalloc's tree here: this is every thread's first
+    // call, and a short-lived process should never pay for it.
+    learn_byte_counters(s, false);
     let Some(h) = segment::header() else {
         s.mode.set(MODE_OFF);
         return;
@@ -315,7 +361,7 @@ pub fn flush(st: &ThreadState) {
 }
 
 fn publish_sample(s: &ThreadStats, sample: Option<(usize, usize, u64)>) {
-    learn_byte_counters(s);
+    learn_byte_counters(s, true);
     match s.mode.get() {
         MODE_SLOT => {
             // SAFETY: the slot this thread claimed, in the live mapping.
@@ -603,7 +649,7 @@ fn scope_sample_end(s: &ThreadStats) {
 /// to the overflow slot.
 pub fn exit(st: &ThreadState) {
     let s = &st.stats;
-    learn_byte_counters(s);
+    learn_byte_counters(s, true);
     match s.mode.get() {
         MODE_SLOT => {}
         MODE_OVERFLOW => return add_to_aggregate(s, abi::SLOT_OVERFLOW, None),
