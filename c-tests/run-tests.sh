@@ -116,6 +116,9 @@ expect_exit threads 0 "$P" -- "$out/threads"
 # background_thread_lock, and glibc's pthread_create then calls our calloc:
 # nothing on that path may take that lock again (it deadlocked once).
 expect_exit "threads, background threads from start-up" 0 "$P" MALLOC_CONF=background_thread:true -- "$out/threads"
+# The same turned on by the program while its threads run, with the
+# mallctl tree not built at load (no background_thread in MALLOC_CONF).
+expect_exit "threads, background threads turned on at run time" 0 "$P" -- "$out/threads" background-at-run-time
 expect_exit fork 0 "$P" -- "$out/fork"
 expect_exit dlopen 0 "$P" -- "$out/dlopen" "$out/libdlopen_lib.so"
 expect_exit cxx_new 0 "$P" -- "$out/cxx_new"

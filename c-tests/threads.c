@@ -1,8 +1,14 @@
 /* Many threads allocating and freeing, with blocks freed on other threads
  * than the ones that allocated them, and threads exiting while others
- * allocate. */
+ * allocate. With the argument "background-at-run-time", the main thread
+ * also turns on jemalloc's background threads through mallctl while the
+ * workers run: jemalloc creates them under its locks, and the allocations
+ * inside their pthread_create reach memscope, which may be building
+ * jemalloc's mallctl tree for the first time then (docs/DESIGN.md). */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,11 +70,20 @@ static void *short_lived(void *arg)
     return NULL;
 }
 
-int main(void)
+typedef int (*mallctl_fn)(const char *, void *, size_t *, void *, size_t);
+
+int main(int argc, char **argv)
 {
     pthread_t t[THREADS];
     for (long i = 0; i < THREADS; i++)
         CHECK(pthread_create(&t[i], NULL, worker, (void *)i) == 0);
+    if (argc > 1 && strcmp(argv[1], "background-at-run-time") == 0) {
+        mallctl_fn ctl = (mallctl_fn)(uintptr_t)dlsym(RTLD_DEFAULT, "mallctl");
+        CHECK(ctl != NULL);
+        bool on = true;
+        if (ctl)
+            CHECK(ctl("background_thread", NULL, NULL, &on, sizeof on) == 0);
+    }
     /* Threads that come and go while the workers run. */
     for (int wave = 0; wave < 200; wave++) {
         pthread_t s[4];
