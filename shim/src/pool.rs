@@ -618,6 +618,7 @@ pub fn ensure_process_pool() -> bool {
                 }
                 POOL.state.store(CREATING, Relaxed);
                 crate::counters::touch_all();
+                crate::stats::segment::prefault_for_scopes();
                 prefault_own_image();
                 let ok = create();
                 POOL.state.store(if ok { READY } else { FAILED }, Release);

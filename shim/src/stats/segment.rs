@@ -17,7 +17,7 @@
 //! Rule: nothing here allocates; this runs inside the first `malloc`.
 
 use core::fmt::Write as _;
-use core::sync::atomic::{AtomicI32, AtomicPtr, Ordering::*};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering::*};
 
 use memscope_abi as abi;
 
@@ -184,6 +184,31 @@ fn remove_if_stale(path: &SegPath) -> bool {
     removed
 }
 
+/// Set once the process may run NORECLAIM scopes (`prefault_for_scopes`);
+/// a fork child inherits it, so its own new segment is faulted in too.
+static PREFAULT: AtomicBool = AtomicBool::new(false);
+
+/// Faults in the header and the two aggregate slots, which any thread,
+/// NORECLAIM ones included, may write; segments made later (a fork
+/// child's) are faulted in when made. Called when the process's NORECLAIM
+/// pool is made, before its first scope is in force: a process that never
+/// pushes one never pays for the pages (about 17 faults per exec).
+pub fn prefault_for_scopes() {
+    PREFAULT.store(true, Relaxed);
+    let base = BASE.load(Acquire);
+    if !base.is_null() {
+        // SAFETY: a published BASE is the live, writable mapping.
+        unsafe { prefault_shared(base) };
+    }
+}
+
+/// # Safety
+/// `base` is a writable mapping of the segment.
+unsafe fn prefault_shared(base: *mut u8) {
+    // SAFETY: the caller's contract.
+    unsafe { os::prefault_write(base, abi::HEADER_SIZE + abi::SLOT_FIRST_THREAD * abi::SLOT_SIZE) };
+}
+
 fn map_and_fill(fd: i32, pid: u32) -> bool {
     if os::set_len(fd, abi::SEGMENT_SIZE).is_err() {
         return false;
@@ -191,10 +216,10 @@ fn map_and_fill(fd: i32, pid: u32) -> bool {
     let Some(base) = os::map_shared(fd, abi::SEGMENT_SIZE) else {
         return false;
     };
-    // Fault in the header and the two aggregate slots now: any thread,
-    // NORECLAIM ones included, may write them later.
-    // SAFETY: inside the fresh writable mapping.
-    unsafe { os::prefault_write(base, abi::HEADER_SIZE + abi::SLOT_FIRST_THREAD * abi::SLOT_SIZE) };
+    if PREFAULT.load(Relaxed) {
+        // SAFETY: the fresh writable mapping.
+        unsafe { prefault_shared(base) };
+    }
     // SAFETY: the mapping is at least HEADER_SIZE bytes, page-aligned.
     let h = unsafe { &mut *(base as *mut abi::Header) };
     super::clock::calibrate();
