@@ -145,6 +145,15 @@ fn on_load() {
     // maintenance thread's channel, before the program can use it all up
     // (nothing is committed until a scope; the thread starts later).
     crate::pool::reserve_at_load();
+    // jemalloc registers its fork handlers when it initialises; ours must
+    // come after them, so that ours run first at a fork (`pool::before_fork`
+    // waits for a pool being made, which takes jemalloc's locks). nallocx
+    // initialises jemalloc, allocating nothing. (The mallctl made here
+    // before the tree became lazy did it as a side effect; without it a
+    // program whose first malloc came after this point deadlocked at fork,
+    // c-tests/fork_noreclaim.c, about 1 run in 10.)
+    // SAFETY: nallocx has no preconditions.
+    unsafe { tikv_jemalloc_sys::nallocx(1, 0) };
     // Here, not in `global`: registering may allocate, and `global` may
     // run inside the first malloc.
     // SAFETY: registering a handler with no preconditions.
