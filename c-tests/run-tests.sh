@@ -94,6 +94,8 @@ build nofail $CC $CFLAGS -pthread "$here/nofail.c" -o "$out/nofail"
 build pool_classes $CC $CFLAGS -pthread "$here/pool_classes.c" -o "$out/pool_classes"
 if [ -n "$JEMALLOC_SO" ]; then
     build jemalloc_api $CC $CFLAGS "$here/jemalloc_api.c" -o "$out/jemalloc_api" "$JEMALLOC_SO"
+    build jemalloc_threads $CC $CFLAGS -pthread -I"$here/../ffi-include" "$here/jemalloc_threads.c" \
+        -o "$out/jemalloc_threads" "$JEMALLOC_SO"
 else
     fail "build jemalloc_api" "no libjemalloc.so.2 to link against (apt-get install libjemalloc2)"
 fi
@@ -131,6 +133,12 @@ expect_exit "align_sweep: header only, no library" 0 -- "$out/align_sweep"
 expect_exit "cxx_align_sweep: aligned new and delete in every scope" 0 "$P" -- "$out/cxx_align_sweep"
 expect_exit dlsym_malloc 0 "$P" -- "$out/dlsym_malloc"
 [ -x "$out/jemalloc_api" ] && expect_exit jemalloc_api 0 "$P" EXPECT_NARENAS=3 MALLOC_CONF=narenas:3 -- "$out/jemalloc_api"
+# The program's threads get jemalloc's arenas in order and a free-only
+# thread no tcache, as under plain jemalloc (checked first without us).
+if [ -x "$out/jemalloc_threads" ]; then
+    expect_exit "jemalloc_threads: plain jemalloc, no library" 0 MALLOC_CONF=narenas:8 -- "$out/jemalloc_threads"
+    expect_exit "jemalloc_threads: arenas and tcaches as jemalloc's" 0 "$P" MALLOC_CONF=narenas:8 -- "$out/jemalloc_threads"
+fi
 
 # -------------------------------------------------------- configuration
 env "$P" MEMSCOPE_NORECLAIM_POOL=12Q MEMSCOPE_STATS=maybe /bin/true 2>"$out/badenv.err"

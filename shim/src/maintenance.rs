@@ -43,6 +43,7 @@ pub fn ensure_started() {
         .name("memscope-maint".into())
         .stack_size(256 << 10)
         .spawn(move || {
+            leave_own_arena();
             // Its own first allocations (jemalloc's per-thread set-up picks
             // and may create an arena) are done: say so.
             STARTED_UP.store(true, Release);
@@ -61,6 +62,19 @@ pub fn ensure_started() {
         }
     }
     mailbox::end_start();
+}
+
+/// Moves the calling (maintenance) thread to arena 0, the main thread's.
+/// jemalloc gives each new thread the least-used arena, or creates one
+/// while an arena has no thread: a thread of memscope's own would hold an
+/// arena of the program's, and the program's threads would spread over one
+/// more arena, each holding a few MiB of slabs and dirty pages (larson: a
+/// worker replaced by a fresh thread takes the arena its predecessor left
+/// only if no other arena is empty). The maintenance thread allocates
+/// little, so sharing arena 0 costs nothing. Failure (e.g. `percpu_arena`
+/// set, where threads cannot be moved) leaves it where it is.
+fn leave_own_arena() {
+    let _ = crate::ctl::write::<u32>(c"thread.arena", 0);
 }
 
 /// Set by the new thread once its start-up allocations are done.

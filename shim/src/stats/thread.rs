@@ -30,7 +30,9 @@
 //! pages: no syscall, lock or allocation, so NORECLAIM threads count too.
 
 use core::cell::Cell;
-use core::sync::atomic::{compiler_fence, fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
+use core::sync::atomic::{
+    compiler_fence, fence, AtomicBool, AtomicIsize, AtomicU32, AtomicU64, AtomicUsize, Ordering::*,
+};
 
 use memscope_abi::{self as abi, Buckets, Histogram, Slot, CONTEXTS, OPS};
 
@@ -152,13 +154,42 @@ pub fn ctl_ready() -> bool {
     CTL_LAZY.load(Relaxed) && (tls::state().flags.get() & tls::ALL) == 0 && init_ctl()
 }
 
-/// Finds jemalloc's per-thread byte counters for this thread, if it is
-/// safe to ask yet (see `CTL_READY`); `may_init`: the tree may be
-/// initialised for it now (`ctl_ready`). Until then the thread's bytes are
-/// not published; jemalloc counts from the thread's start, so nothing is
-/// lost by learning them late.
+/// Where jemalloc's per-thread byte counters sit relative to the thread's
+/// own `ThreadStats`, once the first mallctl has told one thread
+/// (`COUNTERS_DERIVABLE`). Both live in the same module's TLS block
+/// (jemalloc's TSD and memscope's block are thread-locals of the library,
+/// or of the program for Rust users), so the distance is the same in every
+/// thread. Later threads derive their pointers from it instead of asking
+/// `thread.allocatedp`: that mallctl turns a thread's jemalloc TSD from
+/// "minimal" to "nominal", giving it a tcache, and a thread that only
+/// frees would then hold freed memory that plain jemalloc hands straight
+/// back to its bins (xmalloc's releaser threads: 1.8x jemalloc's peak RSS,
+/// docs/BENCHMARKS.md).
+static COUNTER_OFFSETS: [AtomicIsize; 2] = [AtomicIsize::new(0), AtomicIsize::new(0)];
+static COUNTERS_DERIVABLE: AtomicBool = AtomicBool::new(false);
+
+/// The largest distance believed to be within one TLS block: a pointer
+/// farther than this from the thread's own block is not a thread-local,
+/// and is then asked for in every thread.
+const TLS_SPAN: isize = 1 << 24;
+
+/// Finds jemalloc's per-thread byte counters for this thread: derived from
+/// the calling thread's TLS address once one thread has asked jemalloc
+/// (`COUNTER_OFFSETS`), else asked for by mallctl if that is safe yet (see
+/// `CTL_READY`); `may_init`: the tree may be initialised for it now
+/// (`ctl_ready`). Until then the thread's bytes are not published;
+/// jemalloc counts from the thread's start, so nothing is lost by learning
+/// them late.
 fn learn_byte_counters(s: &ThreadStats, may_init: bool) {
     if s.allocatedp.get() != 0 {
+        return;
+    }
+    let base = s as *const ThreadStats as isize;
+    if COUNTERS_DERIVABLE.load(Acquire) {
+        s.allocatedp
+            .set(base.wrapping_add(COUNTER_OFFSETS[0].load(Relaxed)) as usize);
+        s.deallocatedp
+            .set(base.wrapping_add(COUNTER_OFFSETS[1].load(Relaxed)) as usize);
         return;
     }
     let ready = if may_init {
@@ -169,10 +200,19 @@ fn learn_byte_counters(s: &ThreadStats, may_init: bool) {
     if !ready {
         return;
     }
-    s.allocatedp
-        .set(crate::ctl::read::<*mut u64>(c"thread.allocatedp").map_or(0, |p| p as usize));
-    s.deallocatedp
-        .set(crate::ctl::read::<*mut u64>(c"thread.deallocatedp").map_or(0, |p| p as usize));
+    let allocated = crate::ctl::read::<*mut u64>(c"thread.allocatedp").map_or(0, |p| p as usize);
+    let deallocated = crate::ctl::read::<*mut u64>(c"thread.deallocatedp").map_or(0, |p| p as usize);
+    s.allocatedp.set(allocated);
+    s.deallocatedp.set(deallocated);
+    let offsets = [
+        (allocated as isize).wrapping_sub(base),
+        (deallocated as isize).wrapping_sub(base),
+    ];
+    if allocated != 0 && deallocated != 0 && offsets.iter().all(|o| o.abs() < TLS_SPAN) {
+        COUNTER_OFFSETS[0].store(offsets[0], Relaxed);
+        COUNTER_OFFSETS[1].store(offsets[1], Relaxed);
+        COUNTERS_DERIVABLE.store(true, Release);
+    }
 }
 
 /// The calling thread's exact calls of `op` so far in the context of a
