@@ -71,6 +71,7 @@ trap 'rm -rf "$MEMSCOPE_STATS_DIR"' EXIT
 # ---------------------------------------------------------------- builds
 build exports $CC $CFLAGS "$here/exports.c" -o "$out/exports"
 build threads $CC $CFLAGS -pthread "$here/threads.c" -o "$out/threads"
+build slot_reuse $CC $CFLAGS -pthread "$here/slot_reuse.c" -o "$out/slot_reuse"
 build fork $CC $CFLAGS -pthread "$here/fork.c" -o "$out/fork"
 build dlopen_lib $CC $CFLAGS -shared -fPIC "$here/dlopen_lib.c" -o "$out/libdlopen_lib.so"
 build dlopen $CC $CFLAGS "$here/dlopen.c" -o "$out/dlopen" -ldl
@@ -121,6 +122,8 @@ expect_exit "threads, background threads from start-up" 0 "$P" MALLOC_CONF=backg
 # The same turned on by the program while its threads run, with the
 # mallctl tree not built at load (no background_thread in MALLOC_CONF).
 expect_exit "threads, background threads turned on at run time" 0 "$P" -- "$out/threads" background-at-run-time
+# 200 threads one after another reuse the same stats slots' pages.
+expect_exit "slot_reuse: thread churn keeps the segment small" 0 "$P" -- "$out/slot_reuse"
 expect_exit fork 0 "$P" -- "$out/fork"
 expect_exit dlopen 0 "$P" -- "$out/dlopen" "$out/libdlopen_lib.so"
 expect_exit cxx_new 0 "$P" -- "$out/cxx_new"
