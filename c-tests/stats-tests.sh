@@ -166,6 +166,28 @@ PY
     finish
 fi
 
+# Each thread's bytes are jemalloc's own counters for it, read through
+# pointers only the first thread asks jemalloc for (the others derive them
+# from their TLS address), a thread that only frees included.
+if start bytes -- bytes 4 500; then
+    json $pid >"$out/bytes.json"
+    check "bytes: every thread's bytes equal jemalloc's thread.allocated/deallocated" python3 - "$out/bytes.json" "$out/bytes.out" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+want = {}
+for line in open(sys.argv[2]):
+    f = line.split()
+    if len(f) == 3 and f[0].startswith("bytes-"):
+        want[f[0]] = (int(f[1]), int(f[2]))
+assert len(want) == 5, want
+got = {t["name"]: (t["allocated_bytes"], t["freed_bytes"]) for t in s["threads"] if t["name"] in want}
+assert got == want, (got, want)
+assert want["bytes-freer"][0] < want["bytes-freer"][1], want["bytes-freer"]
+assert all(want[f"bytes-{i}"][0] >= (500 + 100 * i) * 64 for i in range(4)), want
+PY
+    finish
+fi
+
 # A live thread that went idle without flushing: its counts are exact
 # within the harvest interval (100 ms at most; the check waits 300 ms).
 if start idle -- idle 777 500; then

@@ -38,12 +38,19 @@
  *                   the same loop inside NORECLAIM, for SECS; then waits
  *                   for the maintenance thread's lock-wait refresh, prints
  *                   "ready", waits for stdin
+ *   bytes T K       T threads named bytes-<i>, each K+i*100 plain mallocs
+ *                   of 64 B, freed, then bytes-freer freeing K blocks the
+ *                   main thread made; each reads jemalloc's own
+ *                   thread.allocated and thread.deallocated, flushes and
+ *                   waits; prints "<name> <allocated> <deallocated>" per
+ *                   thread and "ready", waits for stdin.
  *   events          makes each timed slow event happen: NOFAIL failures
  *                   (injected) that run a reclaimer, malloc_trim, and
  *                   NORECLAIM use deep enough to make the pool refill;
  *                   prints "ready", waits for stdin.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -477,6 +484,86 @@ static int contend(int secs)
     return 0;
 }
 
+/* ---- bytes: each thread's byte counts equal jemalloc's own ------------ */
+
+#define BYTES_MAX_THREADS 16
+struct bytes_worker {
+    char name[16];
+    int blocks;
+    void **given; /* blocks to free, made by another thread */
+    uint64_t allocated, deallocated;
+};
+
+static uint64_t jemalloc_counter(const char *name)
+{
+    int (*mallctl)(const char *, void *, size_t *, void *, size_t) = NULL;
+    void *sym = dlsym(RTLD_DEFAULT, "mallctl");
+    memcpy(&mallctl, &sym, sizeof sym); /* ISO C has no object-to-function cast */
+    uint64_t v = 0;
+    size_t len = sizeof v;
+    CHECK(mallctl != NULL && mallctl(name, &v, &len, NULL, 0) == 0);
+    return v;
+}
+
+static void *bytes_worker(void *arg)
+{
+    struct bytes_worker *w = arg;
+    pthread_setname_np(pthread_self(), w->name);
+    if (w->given) {
+        for (int i = 0; i < w->blocks; i++)
+            free(w->given[i]);
+    } else {
+        void *blocks[2000];
+        for (int i = 0; i < w->blocks; i++)
+            sink = blocks[i] = malloc(64);
+        for (int i = 0; i < w->blocks; i++)
+            free(blocks[i]);
+    }
+    /* Read, then publish: nothing in between allocates or frees. */
+    w->allocated = jemalloc_counter("thread.allocated");
+    w->deallocated = jemalloc_counter("thread.deallocated");
+    memscope_stats_flush();
+    pthread_barrier_wait(&started);
+    wait_gate();
+    return NULL;
+}
+
+static int bytes(int t, int k)
+{
+    static struct bytes_worker w[BYTES_MAX_THREADS + 1];
+    pthread_t th[BYTES_MAX_THREADS + 1];
+    if (t < 1 || t > BYTES_MAX_THREADS || k < 1 || k + 100 * t > 2000)
+        return 2;
+    void **given = calloc((size_t)k, sizeof *given);
+    CHECK(given != NULL);
+    for (int i = 0; i < k; i++)
+        given[i] = malloc(64);
+    pthread_barrier_init(&started, NULL, (unsigned)t + 2);
+    for (int i = 0; i <= t; i++) {
+        if (i < t) {
+            snprintf(w[i].name, sizeof w[i].name, "bytes-%d", i);
+            w[i].blocks = k + i * 100;
+        } else {
+            /* Last, so that the maintenance thread is started already. */
+            snprintf(w[i].name, sizeof w[i].name, "bytes-freer");
+            w[i].blocks = k;
+            w[i].given = given;
+        }
+        CHECK(pthread_create(&th[i], NULL, bytes_worker, &w[i]) == 0);
+    }
+    pthread_barrier_wait(&started);
+    for (int i = 0; i <= t; i++)
+        printf("%s %llu %llu\n", w[i].name, (unsigned long long)w[i].allocated,
+               (unsigned long long)w[i].deallocated);
+    ready();
+    wait_stdin();
+    open_gate();
+    for (int i = 0; i <= t; i++)
+        pthread_join(th[i], NULL);
+    free(given);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 2 && !strcmp(argv[1], "stall"))
@@ -503,6 +590,8 @@ int main(int argc, char **argv)
         return contend(atoi(argv[2]));
     if (argc >= 2 && !strcmp(argv[1], "events"))
         return events();
+    if (argc >= 4 && !strcmp(argv[1], "bytes"))
+        return bytes(atoi(argv[2]), atoi(argv[3]));
     fprintf(stderr, "usage: see the comment at the top of stats_workers.c\n");
     return 2;
 }
