@@ -90,6 +90,8 @@ build noreclaim_grow $CC $CFLAGS -I"$here/../ffi-include" "$here/noreclaim_grow.
 build noreclaim_burst $CC $CFLAGS -I"$here/../ffi-include" "$here/noreclaim_burst.c" -o "$out/noreclaim_burst"
 build sized_pool_free $CC $CFLAGS -I"$here/../ffi-include" "$here/sized_pool_free.c" -o "$out/sized_pool_free" -ldl
 build fork_noreclaim $CC $CFLAGS -pthread -I"$here/../ffi-include" "$here/fork_noreclaim.c" -o "$out/fork_noreclaim"
+build fork_during_pool_creation $CC $CFLAGS -pthread -I"$here/../ffi-include" "$here/fork_during_pool_creation.c" \
+    -o "$out/fork_during_pool_creation"
 build noreclaim_strict $CC $CFLAGS -pthread -I"$here/../ffi-include" "$here/noreclaim_strict.c" -o "$out/noreclaim_strict"
 build nofail $CC $CFLAGS -pthread "$here/nofail.c" -o "$out/nofail"
 build pool_classes $CC $CFLAGS -pthread "$here/pool_classes.c" -o "$out/pool_classes"
@@ -301,6 +303,12 @@ expect_signal "strict control: plain glibc dies of SIGSYS" 31 -- "$out/noreclaim
 # 300 scoped threads holding one small block each, two waves: no NULL.
 expect_exit "300 scoped threads on the default pool" 0 "$P" -- timeout 120 "$out/noreclaim_many" 300
 expect_exit "fork under NORECLAIM load: every child served" 0 "$P" -- timeout 120 "$out/fork_noreclaim"
+# fork() while another thread makes the pool (populating 256 MiB holds the
+# creation lock long enough to fork inside it): memscope's fork handler must
+# run before jemalloc's, or the fork deadlocks. Hangs every time with the
+# handlers in the wrong order.
+expect_exit "fork while another thread makes the pool" 0 "$P" MEMSCOPE_NORECLAIM_POOL=256M -- \
+    timeout 60 "$out/fork_during_pool_creation"
 # Pool blocks of a larger class than asked, freed outside the scope by a
 # sized free (jemalloc would file them in the asked size's bin).
 for how in free_sized sdallocx; do
