@@ -134,8 +134,7 @@ fn on_load() {
     global();
     // jemalloc's mallctl tree: initialised here, where this thread holds no
     // jemalloc lock, only if a background thread could start before any
-    // mallctl; otherwise later, by the first thread to publish its numbers
-    // (see `stats::thread::CTL_LAZY`).
+    // mallctl; otherwise when first needed (see `stats::thread::CTL_LAZY`).
     if background_threads_configured() {
         stats::thread::init_ctl();
     } else {

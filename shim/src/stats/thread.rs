@@ -30,9 +30,7 @@
 //! pages: no syscall, lock or allocation, so NORECLAIM threads count too.
 
 use core::cell::Cell;
-use core::sync::atomic::{
-    compiler_fence, fence, AtomicBool, AtomicIsize, AtomicU32, AtomicUsize, Ordering::*,
-};
+use core::sync::atomic::{compiler_fence, fence, AtomicBool, AtomicU32, AtomicUsize, Ordering::*};
 
 use memscope_abi::{self as abi, Buckets, Histogram, Slot, CONTEXTS, OPS};
 
@@ -124,10 +122,11 @@ pub static CTL_READY: AtomicBool = AtomicBool::new(false);
 /// Set at load when no background thread can start before a `mallctl`
 /// (jemalloc's configuration does not mention them; enabling them later
 /// takes a mallctl, which initialises the tree first): the tree may then
-/// be initialised from an allocator call, outside scopes, when a thread
-/// first publishes (`ctl_ready`). That spares every short-lived process
-/// its cost, 40-odd page faults and about 100 us per exec
-/// (docs/BENCHMARKS.md). Otherwise `init` initialises it at load.
+/// be initialised from an allocator call, outside scopes, when it is
+/// first needed: by the second thread's first call, before the maintenance
+/// thread starts (`ctl_ready`). That spares every single-threaded
+/// short-lived process its cost, 40-odd page faults and about 0.2 ms per
+/// exec (docs/BENCHMARKS.md). Otherwise `init` initialises it at load.
 pub static CTL_LAZY: AtomicBool = AtomicBool::new(false);
 
 /// Initialises jemalloc's mallctl tree, as its first mallctl does, and
@@ -144,7 +143,7 @@ pub fn init_ctl() -> bool {
     ok
 }
 
-/// Whether per-thread mallctls may be made now; initialises jemalloc's
+/// Whether mallctls may be made now; initialises jemalloc's
 /// tree first where that is safe (`CTL_LAZY`, and the calling thread in no
 /// scope: the first mallctl allocates jemalloc's metadata and takes locks).
 pub fn ctl_ready() -> bool {
@@ -154,65 +153,33 @@ pub fn ctl_ready() -> bool {
     CTL_LAZY.load(Relaxed) && (tls::state().flags.get() & tls::ALL) == 0 && init_ctl()
 }
 
-/// Where jemalloc's per-thread byte counters sit relative to the thread's
-/// own `ThreadStats`, once the first mallctl has told one thread
-/// (`COUNTERS_DERIVABLE`). Both live in the same module's TLS block
-/// (jemalloc's TSD and memscope's block are thread-locals of the library,
-/// or of the program for Rust users), so the distance is the same in every
-/// thread. Later threads derive their pointers from it instead of asking
-/// `thread.allocatedp`: that mallctl turns a thread's jemalloc TSD from
-/// "minimal" to "nominal", giving it a tcache, and a thread that only
-/// frees would then hold freed memory that plain jemalloc hands straight
-/// back to its bins (xmalloc's releaser threads: 1.8x jemalloc's peak RSS,
-/// docs/BENCHMARKS.md).
-static COUNTER_OFFSETS: [AtomicIsize; 2] = [AtomicIsize::new(0), AtomicIsize::new(0)];
-static COUNTERS_DERIVABLE: AtomicBool = AtomicBool::new(false);
+extern "C" {
+    /// The calling thread's jemalloc byte counters, the pointers
+    /// `thread.allocatedp` and `thread.deallocatedp` name, read from
+    /// jemalloc's thread data without a mallctl (`csrc/jemalloc_tsd.c`).
+    fn memscope_jemalloc_byte_counters(allocated: *mut *mut u64, deallocated: *mut *mut u64);
+}
 
-/// The largest distance believed to be within one TLS block: a pointer
-/// farther than this from the thread's own block is not a thread-local,
-/// and is then asked for in every thread.
-const TLS_SPAN: isize = 1 << 24;
-
-/// Finds jemalloc's per-thread byte counters for this thread: derived from
-/// the calling thread's TLS address once one thread has asked jemalloc
-/// (`COUNTER_OFFSETS`), else asked for by mallctl if that is safe yet (see
-/// `CTL_READY`); `may_init`: the tree may be initialised for it now
-/// (`ctl_ready`). Until then the thread's bytes are not published;
-/// jemalloc counts from the thread's start, so nothing is lost by learning
-/// them late.
-fn learn_byte_counters(s: &ThreadStats, may_init: bool) {
+/// Finds jemalloc's byte counters for the calling thread, whose stats `s`
+/// are. Not by mallctl: the first mallctl of a process builds jemalloc's
+/// control tree (about 40 page faults, 0.2 ms of every exec of a program
+/// that allocates, docs/BENCHMARKS.md), and any mallctl turns the thread's
+/// jemalloc state from "minimal" to "nominal", giving it a thread cache: a
+/// thread that only frees would then hold freed memory that plain jemalloc
+/// hands straight back to its bins (xmalloc's releaser threads: 1.8x
+/// jemalloc's peak RSS). The counters are jemalloc's from the thread's
+/// start, so learning them at its first call loses nothing.
+fn learn_byte_counters(s: &ThreadStats) {
     if s.allocatedp.get() != 0 {
         return;
     }
-    let base = s as *const ThreadStats as isize;
-    if COUNTERS_DERIVABLE.load(Acquire) {
-        s.allocatedp
-            .set(base.wrapping_add(COUNTER_OFFSETS[0].load(Relaxed)) as usize);
-        s.deallocatedp
-            .set(base.wrapping_add(COUNTER_OFFSETS[1].load(Relaxed)) as usize);
-        return;
-    }
-    let ready = if may_init {
-        ctl_ready()
-    } else {
-        CTL_READY.load(Acquire)
-    };
-    if !ready {
-        return;
-    }
-    let allocated = crate::ctl::read::<*mut u64>(c"thread.allocatedp").map_or(0, |p| p as usize);
-    let deallocated = crate::ctl::read::<*mut u64>(c"thread.deallocatedp").map_or(0, |p| p as usize);
-    s.allocatedp.set(allocated);
-    s.deallocatedp.set(deallocated);
-    let offsets = [
-        (allocated as isize).wrapping_sub(base),
-        (deallocated as isize).wrapping_sub(base),
-    ];
-    if allocated != 0 && deallocated != 0 && offsets.iter().all(|o| o.abs() < TLS_SPAN) {
-        COUNTER_OFFSETS[0].store(offsets[0], Relaxed);
-        COUNTER_OFFSETS[1].store(offsets[1], Relaxed);
-        COUNTERS_DERIVABLE.store(true, Release);
-    }
+    let mut allocated = core::ptr::null_mut();
+    let mut deallocated = core::ptr::null_mut();
+    // SAFETY: two valid out-pointers; the function only computes addresses
+    // in the calling thread's TLS block.
+    unsafe { memscope_jemalloc_byte_counters(&mut allocated, &mut deallocated) };
+    s.allocatedp.set(allocated as usize);
+    s.deallocatedp.set(deallocated as usize);
 }
 
 /// The calling thread's exact calls of `op` so far in the context of a
@@ -260,9 +227,7 @@ pub fn start(st: &ThreadState) {
     if st.flags.get() & !tls::THREAD_UNSEEN != 0 {
         bias(s);
     }
-    // Not initialising jemalloc's tree here: this is every thread's first
-    // call, and a short-lived process should never pay for it.
-    learn_byte_counters(s, false);
+    learn_byte_counters(s);
     let Some(h) = segment::header() else {
         s.mode.set(MODE_OFF);
         return;
@@ -404,7 +369,6 @@ pub fn flush(st: &ThreadState) {
 }
 
 fn publish_sample(s: &ThreadStats, sample: Option<(usize, usize, u64)>) {
-    learn_byte_counters(s, true);
     match s.mode.get() {
         MODE_SLOT => {
             // SAFETY: the slot this thread claimed, in the live mapping.
@@ -692,7 +656,6 @@ fn scope_sample_end(s: &ThreadStats) {
 /// to the overflow slot.
 pub fn exit(st: &ThreadState) {
     let s = &st.stats;
-    learn_byte_counters(s, true);
     match s.mode.get() {
         MODE_SLOT => {}
         MODE_OVERFLOW => return add_to_aggregate(s, abi::SLOT_OVERFLOW, None),
@@ -977,6 +940,58 @@ mod tests {
         })
         .join()
         .unwrap();
+    }
+
+    #[test]
+    fn byte_counters_are_the_ones_jemalloc_names_in_every_thread() {
+        fn ask(name: &core::ffi::CStr) -> usize {
+            let mut p: *mut u64 = core::ptr::null_mut();
+            let mut len = core::mem::size_of::<*mut u64>();
+            // SAFETY: a pointer-sized out-value for a pointer-valued name.
+            let rc = unsafe {
+                tikv_jemalloc_sys::mallctl(
+                    name.as_ptr(),
+                    (&mut p as *mut *mut u64).cast(),
+                    &mut len,
+                    core::ptr::null_mut(),
+                    0,
+                )
+            };
+            assert_eq!(rc, 0);
+            p as usize
+        }
+        // All four alive at once, so no two can share a TLS block.
+        let together = std::sync::Arc::new(std::sync::Barrier::new(4));
+        let threads: Vec<_> = (0..4)
+            .map(|i| {
+                let together = together.clone();
+                std::thread::spawn(move || {
+                    let s = &tls::state().stats;
+                    // Learned before jemalloc has seen the thread at all.
+                    learn_byte_counters(s);
+                    let (a, d) = (s.allocatedp.get(), s.deallocatedp.get());
+                    assert!(a != 0 && d != 0 && a != d);
+                    // SAFETY: `a` points at this thread's
+                    // counter, live while it runs; plain jemalloc calls, the
+                    // block freed once.
+                    let (before, after) = unsafe {
+                        let before = *(a as *const u64);
+                        let p = tikv_jemalloc_sys::malloc(100 + i);
+                        let after = *(a as *const u64);
+                        tikv_jemalloc_sys::free(p);
+                        (before, after)
+                    };
+                    assert!(after > before, "allocation not counted");
+                    assert_eq!((a, d), (ask(c"thread.allocatedp"), ask(c"thread.deallocatedp")));
+                    together.wait();
+                    a
+                })
+            })
+            .collect();
+        let mut seen: Vec<usize> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), 4, "every thread has its own counters");
     }
 
     #[test]
