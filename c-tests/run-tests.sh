@@ -72,6 +72,8 @@ trap 'rm -rf "$MEMSCOPE_STATS_DIR"' EXIT
 build exports $CC $CFLAGS "$here/exports.c" -o "$out/exports"
 build threads $CC $CFLAGS -pthread "$here/threads.c" -o "$out/threads"
 build slot_reuse $CC $CFLAGS -pthread "$here/slot_reuse.c" -o "$out/slot_reuse"
+# -rdynamic: its open() must interpose on the library's.
+build segment_cmdline $CC $CFLAGS -rdynamic -I"$here/../ffi-include" "$here/segment_cmdline.c" -o "$out/segment_cmdline"
 build fork $CC $CFLAGS -pthread "$here/fork.c" -o "$out/fork"
 build dlopen_lib $CC $CFLAGS -shared -fPIC "$here/dlopen_lib.c" -o "$out/libdlopen_lib.so"
 build dlopen $CC $CFLAGS "$here/dlopen.c" -o "$out/dlopen" -ldl
@@ -126,6 +128,7 @@ expect_exit "threads, background threads from start-up" 0 "$P" MALLOC_CONF=backg
 expect_exit "threads, background threads turned on at run time" 0 "$P" -- "$out/threads" background-at-run-time
 # 200 threads one after another reuse the same stats slots' pages.
 expect_exit "slot_reuse: thread churn keeps the segment small" 0 "$P" -- "$out/slot_reuse"
+expect_exit "segment_cmdline: the command line from argv, a fork child reads the file" 0 "$P" -- "$out/segment_cmdline" "two words" x
 expect_exit fork 0 "$P" -- "$out/fork"
 expect_exit dlopen 0 "$P" -- "$out/dlopen" "$out/libdlopen_lib.so"
 expect_exit cxx_new 0 "$P" -- "$out/cxx_new"

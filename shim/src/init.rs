@@ -9,8 +9,8 @@
 //! the global part. Rule: nothing here calls malloc.
 
 use core::cell::UnsafeCell;
-use core::ffi::c_char;
 use core::ffi::c_void;
+use core::ffi::{c_char, c_int};
 use core::sync::atomic::Ordering::{AcqRel, Acquire};
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8, Ordering};
 
@@ -125,11 +125,21 @@ pub fn thread_first_call() -> u32 {
     flags
 }
 
+/// `on_load`, in the module's initialisers. By hand rather than with the
+/// `ctor` crate because glibc calls initialisers with `argc`, `argv` and
+/// `envp`, and the stats segment's command line is taken from `argv`
+/// (`os::cmdline`).
+#[used]
+#[link_section = ".init_array"]
+static ON_LOAD: extern "C" fn(c_int, *const *const c_char, *const *const c_char) = on_load;
+
 /// Runs when the library is loaded, in case no allocation came first.
-#[ctor::ctor(unsafe)]
-fn on_load() {
+extern "C" fn on_load(argc: c_int, argv: *const *const c_char, _envp: *const *const c_char) {
     if another_copy_serves() {
         return;
+    }
+    if argc > 0 && !argv.is_null() {
+        crate::os::note_argv(argc as usize, argv);
     }
     global();
     // jemalloc's mallctl tree: initialised here, where this thread holds no
@@ -164,6 +174,7 @@ fn on_load() {
         );
         libc::atexit(stats::at_exit);
     }
+    stats::finish_start_up();
 }
 
 /// True if jemalloc may have been told to run background threads from
@@ -224,6 +235,7 @@ extern "C" fn after_fork_in_parent() {
 /// stats segment, where its one thread counts; and it has no maintenance
 /// thread, so the mailbox forgets the parent's (the next start makes one).
 extern "C" fn after_fork_in_child() {
+    crate::os::forget_argv();
     mailbox::forget();
     crate::pool::after_fork();
     crate::depot::after_fork_in_child();

@@ -9,8 +9,12 @@
 //! off scoped threads; scoped threads time themselves with the TSC
 //! (`stats::clock`).
 
-use core::ffi::{c_void, CStr};
+use core::ffi::{c_char, c_void, CStr};
 use core::ptr::null_mut;
+use core::sync::atomic::{
+    AtomicPtr, AtomicUsize,
+    Ordering::{Acquire, Relaxed, Release},
+};
 
 pub type Fd = i32;
 
@@ -336,6 +340,55 @@ pub fn read_small_file(path: &CStr, buf: &mut [u8]) -> usize {
         len += n as usize;
     }
     close(fd);
+    len
+}
+
+/// The process's arguments as glibc handed them to the library's
+/// constructor (`note_argv`), or null: not yet known, or forgotten in a
+/// fork child (`forget_argv`).
+static ARGV: AtomicPtr<*const c_char> = AtomicPtr::new(null_mut());
+static ARGC: AtomicUsize = AtomicUsize::new(0);
+
+/// Records the arguments glibc passes to initialisers (`argv` stays valid
+/// for the life of the process: it is the kernel's copy on the stack).
+pub fn note_argv(argc: usize, argv: *const *const c_char) {
+    ARGC.store(argc, Relaxed);
+    ARGV.store(argv.cast_mut(), Release);
+}
+
+/// A fork child reads `/proc/self/cmdline` again: a server that renames its
+/// children (PostgreSQL writes each backend's title over its arguments)
+/// shows the title there.
+pub fn forget_argv() {
+    ARGV.store(null_mut(), Relaxed);
+}
+
+/// The process's command line as `/proc/self/cmdline` gives it (each
+/// argument followed by a NUL), truncated to `out`; returns its length.
+/// From the noted arguments when they are known, which saves the open,
+/// two reads and the close of a /proc file (about 30 us of every exec in
+/// a VM); from the file otherwise.
+pub fn cmdline(out: &mut [u8]) -> usize {
+    let argv = ARGV.load(Acquire);
+    if argv.is_null() {
+        return read_small_file(c"/proc/self/cmdline", out);
+    }
+    let mut len = 0;
+    for i in 0..ARGC.load(Relaxed) {
+        // SAFETY: argv has ARGC valid entries, each a NUL-terminated string.
+        let arg = unsafe { *argv.add(i) };
+        if arg.is_null() {
+            break;
+        }
+        // SAFETY: as above.
+        let bytes = unsafe { CStr::from_ptr(arg) }.to_bytes_with_nul();
+        let n = bytes.len().min(out.len() - len);
+        out[len..len + n].copy_from_slice(&bytes[..n]);
+        len += n;
+        if len == out.len() {
+            break;
+        }
+    }
     len
 }
 

@@ -1,13 +1,22 @@
 //! Timestamps for latency samples: the TSC, read without a syscall (so a
 //! NORECLAIM thread may time itself), converted to nanoseconds with a
-//! factor calibrated against CLOCK_MONOTONIC: over 20 us when the segment
-//! is made (within about 0.5 %, well inside a histogram bucket's 25 %; a
-//! 200 us spin here was 0.2 ms of every exec under the preload), then
-//! refined by the maintenance thread over the whole time since (`refine`),
-//! which soon makes it exact. Elsewhere than x86_64 the monotonic clock
+//! factor calibrated against CLOCK_MONOTONIC: from a pair of readings
+//! taken when the segment is made (`start_calibration`) to a second pair
+//! at least 20 us later (within about 0.5 %, well inside a histogram
+//! bucket's 25 %), then refined by the maintenance thread over the whole
+//! time since (`refine`), which soon makes it exact. The second pair is
+//! taken at the end of the library's constructor (`finish_calibration`),
+//! by when jemalloc's start-up has let far more than 20 us pass, so no
+//! exec waits for it (spinning the 20 us was 21 us of every exec here; a
+//! 200 us spin before that was 0.2 ms); a sample converted before then
+//! (a call made by an earlier library's constructor) takes it itself,
+//! spinning for what is left. Elsewhere than x86_64 the monotonic clock
 //! itself is used.
 
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{
+    AtomicU64,
+    Ordering::{Acquire, Relaxed, Release},
+};
 
 /// Nanoseconds per tick, 32.32 fixed point (0 until calibrated).
 static NS_PER_TICK_FP: AtomicU64 = AtomicU64::new(0);
@@ -42,23 +51,42 @@ pub fn realtime_ns() -> u64 {
     crate::os::realtime_ns()
 }
 
-/// Measures the tick rate over ~20 us. Idempotent.
-pub fn calibrate() {
-    if NS_PER_TICK_FP.load(Relaxed) != 0 {
+/// Takes the calibration's starting pair. Idempotent (a fork child keeps
+/// its parent's factor).
+pub fn start_calibration() {
+    if NS_PER_TICK_FP.load(Relaxed) != 0 || BASE_NS.load(Relaxed) != 0 {
         return;
     }
     if cfg!(not(target_arch = "x86_64")) {
         NS_PER_TICK_FP.store(1 << 32, Relaxed);
         return;
     }
+    // The clock first, then the TSC, as at the other end: a process's first
+    // vDSO call faults its data page in before it reads the clock, and
+    // microseconds between the two reads would skew the factor (0.6 % here
+    // with the TSC read first). BASE_NS non-zero says both are stored.
     let (n0, t0) = (monotonic_ns(), ticks());
-    BASE_NS.store(n0, Relaxed);
     BASE_TICKS.store(t0, Relaxed);
+    BASE_NS.store(n0, Release);
+}
+
+/// Measures the tick rate from the starting pair (taken now if it was
+/// not), waiting until at least 20 us have passed since it. Idempotent.
+pub fn finish_calibration() {
+    if NS_PER_TICK_FP.load(Relaxed) != 0 {
+        return;
+    }
+    start_calibration();
+    let n0 = BASE_NS.load(Acquire);
+    if n0 == 0 {
+        return; // not x86_64: the factor is set
+    }
+    let t0 = BASE_TICKS.load(Relaxed);
     let (mut n1, mut t1);
     loop {
         n1 = monotonic_ns();
         t1 = ticks();
-        if n1 - n0 >= CALIBRATION_NS {
+        if n1.saturating_sub(n0) >= CALIBRATION_NS {
             break;
         }
         core::hint::spin_loop();
@@ -90,7 +118,20 @@ fn store_factor(dns: u64, dticks: u64) {
 /// Converts a tick interval to nanoseconds.
 #[inline]
 pub fn to_ns(dticks: u64) -> u64 {
-    ((dticks as u128 * NS_PER_TICK_FP.load(Relaxed) as u128) >> 32) as u64
+    let mut fp = NS_PER_TICK_FP.load(Relaxed);
+    if fp == 0 {
+        fp = factor_now();
+    }
+    ((dticks as u128 * fp as u128) >> 32) as u64
+}
+
+/// The factor for a conversion made before the constructor finished the
+/// calibration.
+#[cold]
+#[inline(never)]
+fn factor_now() -> u64 {
+    finish_calibration();
+    NS_PER_TICK_FP.load(Relaxed)
 }
 
 /// Nanoseconds since `start` (a `ticks()` value).
@@ -105,7 +146,8 @@ mod tests {
 
     #[test]
     fn calibrated_ticks_agree_with_the_monotonic_clock() {
-        calibrate();
+        // Started, not finished: the first conversion finishes it.
+        start_calibration();
         let (n0, t0) = (monotonic_ns(), ticks());
         while monotonic_ns() - n0 < 5_000_000 {}
         let measured = since(t0) as f64;

@@ -222,7 +222,7 @@ fn map_and_fill(fd: i32, pid: u32) -> bool {
     }
     // SAFETY: the mapping is at least HEADER_SIZE bytes, page-aligned.
     let h = unsafe { &mut *(base as *mut abi::Header) };
-    super::clock::calibrate();
+    super::clock::start_calibration();
     super::tid::learn_offset();
     h.magic = abi::MAGIC;
     h.byte_order.store(abi::BYTE_ORDER_MARK, Relaxed);
@@ -255,9 +255,10 @@ fn map_and_fill(fd: i32, pid: u32) -> bool {
     true
 }
 
-/// `/proc/self/cmdline` into `out`, without allocating. Returns its length.
+/// The command line (as `/proc/self/cmdline` has it) into `out`, without
+/// allocating. Returns its length.
 fn read_cmdline(out: &mut [u8; abi::CMDLINE_MAX]) -> usize {
-    os::read_small_file(c"/proc/self/cmdline", out)
+    os::cmdline(out)
 }
 
 /// Removes the file at normal exit (the mapping stays: destructors that
