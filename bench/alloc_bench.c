@@ -36,9 +36,10 @@
  *                        by another thread than the one that made them:
  *                        Mops/s (one op is a free and a malloc)
  *   server-rss T N       server, then the peak RSS in KiB
- *   spawn N              us per posix_spawn+wait of /bin/true, which inherits
- *                        LD_PRELOAD: start-up cost of an exec under the
- *                        allocator
+ *   spawn N [PROG ARG..] us per posix_spawn+wait of PROG (a path; default
+ *                        /bin/true, which makes no allocator call), which
+ *                        inherits LD_PRELOAD: start-up cost of an exec
+ *                        under the allocator
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -288,13 +289,13 @@ static long peak_rss_kib(void)
 
 extern char **environ;
 
-static double bench_spawn(long n)
+/* `argv`: the program and its arguments, NULL-terminated. */
+static double bench_spawn(long n, char **argv)
 {
-    char *argv[] = {"/bin/true", NULL};
     double t0 = now_s();
     for (long i = 0; i < n; i++) {
         pid_t pid;
-        if (posix_spawn(&pid, "/bin/true", NULL, NULL, argv, environ) != 0)
+        if (posix_spawn(&pid, argv[0], NULL, NULL, argv, environ) != 0)
             return -1;
         int status;
         waitpid(pid, &status, 0);
@@ -611,8 +612,10 @@ int main(int argc, char **argv)
     else if (!strcmp(m, "server-rss") && argc == 4) {
         bench_server(atoi(argv[2]), atol(argv[3]));
         printf("peak_rss_kib %ld\n", peak_rss_kib());
-    } else if (!strcmp(m, "spawn") && argc == 3)
-        printf("spawn_us %.1f\n", bench_spawn(atol(argv[2])));
+    } else if (!strcmp(m, "spawn") && argc >= 3) {
+        char *true_argv[] = {"/bin/true", NULL};
+        printf("spawn_us %.1f\n", bench_spawn(atol(argv[2]), argc > 3 ? argv + 3 : true_argv));
+    }
     else if (!strcmp(m, "tails") && argc == 5)
         bench_tails(argv[2], atoi(argv[3]), atof(argv[4]));
     else if (!strcmp(m, "rss") && argc == 2) {

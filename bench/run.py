@@ -94,6 +94,8 @@ def main():
         ("server: peak RSS (KiB)", ["server-rss", "2", str(n // 8)], "all"),
         ("idle RSS (KiB)", ["rss"], "all"),
         ("exec of /bin/true under it (us)", ["spawn", "50" if a.quick else "300"], "all"),
+        # sleep allocates about 260 times before it exits (setlocale).
+        ("exec of /bin/sleep 0 under it (us)", ["spawn", "50" if a.quick else "300", "/bin/sleep", "0"], "all"),
         ("NORECLAIM malloc+free 64 B (ns)", ["scoped-pair", "64", str(n)], "memscope"),
         ("cross-thread, producer in NORECLAIM (Mops/s)", ["xthread-scoped", "1", str(n // 2)], "memscope"),
         ("push+pop (ns)", ["pushpop", str(n * 5)], "memscope"),
