@@ -109,6 +109,9 @@ fi
 # Start-up: every exec under the preload loads what the library needs;
 # the unwinder is linked in (preload/build.rs), so libgcc_s is not loaded.
 expect_exit "the library needs no libgcc_s" 0 -- sh -c "readelf -d '$lib' | grep -q NEEDED && ! readelf -d '$lib' | grep -q libgcc_s"
+# jemalloc's profiler calls log and exp; they are the libm crate's, bound
+# inside the library (preload/build.rs), and not exported.
+expect_exit "the library needs no libm and exports no log or exp" 0 -- sh -c "readelf -d '$lib' | grep -q NEEDED && ! readelf -d '$lib' | grep -q 'libm\.so' && ! nm -D --defined-only '$lib' | grep -qwE 'log|exp'"
 # The naked malloc and free start on 64-byte boundaries (their `.p2align 6`,
 # shim/src/exports.rs); where they land moved the pair by 0.3-0.5 ns.
 if [ "$(uname -m)" = x86_64 ]; then
