@@ -14,6 +14,17 @@ fn main() {
         panic!("tikv-jemalloc-sys did not name its build directory (DEP_JEMALLOC_ROOT)");
     };
     let include = PathBuf::from(root).join("build").join("include");
+    // The headers of jemalloc's own build tree: absent when tikv-jemalloc-sys
+    // links a jemalloc built elsewhere (JEMALLOC_OVERRIDE), whose thread
+    // data layout nothing here could know.
+    let preamble = include.join("jemalloc/internal/jemalloc_preamble.h");
+    if !preamble.is_file() {
+        panic!(
+            "{} is missing: memscope needs the jemalloc that tikv-jemalloc-sys builds from \
+             source (JEMALLOC_OVERRIDE is not supported)",
+            preamble.display()
+        );
+    }
     cc::Build::new()
         .file("csrc/jemalloc_tsd.c")
         .include(&include)
