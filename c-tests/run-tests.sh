@@ -74,6 +74,9 @@ build threads $CC $CFLAGS -pthread "$here/threads.c" -o "$out/threads"
 build slot_reuse $CC $CFLAGS -pthread "$here/slot_reuse.c" -o "$out/slot_reuse"
 # -rdynamic: its open() must interpose on the library's.
 build segment_cmdline $CC $CFLAGS -rdynamic -I"$here/../ffi-include" "$here/segment_cmdline.c" -o "$out/segment_cmdline"
+build early_alloc $CC $CFLAGS -shared -fPIC -I"$here/../ffi-include" "$here/early_alloc.c" -o "$out/libearly_alloc.so"
+build segment_cmdline_early $CC $CFLAGS -DEARLY -rdynamic -I"$here/../ffi-include" "$here/segment_cmdline.c" \
+    -o "$out/segment_cmdline_early" -L"$out" -Wl,--no-as-needed -learly_alloc -Wl,-rpath,"$out"
 build fork $CC $CFLAGS -pthread "$here/fork.c" -o "$out/fork"
 build dlopen_lib $CC $CFLAGS -shared -fPIC "$here/dlopen_lib.c" -o "$out/libdlopen_lib.so"
 build dlopen $CC $CFLAGS "$here/dlopen.c" -o "$out/dlopen" -ldl
@@ -132,6 +135,7 @@ expect_exit "threads, background threads turned on at run time" 0 "$P" -- "$out/
 # 200 threads one after another reuse the same stats slots' pages.
 expect_exit "slot_reuse: thread churn keeps the segment small" 0 "$P" -- "$out/slot_reuse"
 expect_exit "segment_cmdline: the command line from argv, a fork child reads the file" 0 "$P" -- "$out/segment_cmdline" "two words" x
+expect_exit "segment_cmdline: a segment made by an earlier constructor gets argv too" 0 "$P" -- "$out/segment_cmdline_early" "two words" x
 expect_exit fork 0 "$P" -- "$out/fork"
 expect_exit dlopen 0 "$P" -- "$out/dlopen" "$out/libdlopen_lib.so"
 expect_exit cxx_new 0 "$P" -- "$out/cxx_new"

@@ -7,7 +7,13 @@
  * Run with arguments (the runner passes "two words" and "x"). The program
  * interposes open/open64, which memscope calls through the PLT, to count
  * opens of /proc/self/cmdline; it then compares the segment's command line,
- * found through its mapping in /proc/self/maps, with its own argv. */
+ * found through its mapping in /proc/self/maps, with its own argv.
+ *
+ * Built twice: alone, and with -DEARLY linked to libearly_alloc.so, whose
+ * constructor allocates before memscope's initialiser has run (as
+ * libstdc++'s does in every C++ program), so that the segment is made
+ * before the arguments are known; it must show the command line once the
+ * initialiser has run, still without reading the file. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdarg.h>
@@ -18,7 +24,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "memscope_stats.h"
+#include "segment_find.h"
 
 static volatile int cmdline_opens;
 
@@ -48,35 +54,6 @@ int open64(const char *path, int flags, ...)
     return fd;
 }
 
-/* The header of this process's segment, from its mapping; NULL if none. */
-static const struct memscope_stats_header *segment(void)
-{
-    char maps[1 << 16];
-    int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/maps", O_RDONLY);
-    if (fd < 0)
-        return NULL;
-    size_t len = 0;
-    ssize_t n;
-    while (len < sizeof maps - 1 && (n = read(fd, maps + len, sizeof maps - 1 - len)) > 0)
-        len += (size_t)n;
-    close(fd);
-    maps[len] = 0;
-    char want[64];
-    snprintf(want, sizeof want, "/memscope.%d", (int)getpid());
-    for (char *line = maps; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
-        char *end = strchr(line, '\n');
-        if (end)
-            *end = 0;
-        char *name = strstr(line, want);
-        int ours = name && (name[strlen(want)] == 0 || name[strlen(want)] == ' ');
-        if (end)
-            *end = '\n';
-        if (ours)
-            return (const struct memscope_stats_header *)strtoul(line, NULL, 16);
-    }
-    return NULL;
-}
-
 /* The segment's command line equals argv, NUL after each argument. */
 static int matches_argv(const struct memscope_stats_header *h, int argc, char **argv)
 {
@@ -97,9 +74,19 @@ static int matches_argv(const struct memscope_stats_header *h, int argc, char **
     return 1;
 }
 
+#ifdef EARLY
+/* libearly_alloc.so: the segment's command-line length its constructor
+ * saw, after allocating (-1: no segment then). */
+extern int early_cmdline_len;
+#endif
+
 int main(int argc, char **argv)
 {
     CHECK(argc == 3 && strcmp(argv[1], "two words") == 0);
+#ifdef EARLY
+    /* Made by the early allocation, before the arguments were known. */
+    CHECK(early_cmdline_len == 0);
+#endif
     const struct memscope_stats_header *h = segment();
     CHECK(h != NULL);
     if (!h)

@@ -138,10 +138,11 @@ extern "C" fn on_load(argc: c_int, argv: *const *const c_char, _envp: *const *co
     if another_copy_serves() {
         return;
     }
-    if argc > 0 && !argv.is_null() {
-        crate::os::note_argv(argc as usize, argv);
-    }
+    crate::os::note_argv(usize::try_from(argc).unwrap_or(0), argv);
     global();
+    // If an earlier library's constructor allocated first, the segment
+    // exists already, made without the arguments.
+    stats::segment::fill_cmdline();
     // jemalloc's mallctl tree: initialised here, where this thread holds no
     // jemalloc lock, only if a background thread could start before any
     // mallctl; otherwise when first needed (see `stats::thread::CTL_LAZY`).

@@ -12,7 +12,7 @@
 use core::ffi::{c_char, c_void, CStr};
 use core::ptr::null_mut;
 use core::sync::atomic::{
-    AtomicPtr, AtomicUsize,
+    AtomicPtr, AtomicU8, AtomicUsize,
     Ordering::{Acquire, Relaxed, Release},
 };
 
@@ -344,35 +344,51 @@ pub fn read_small_file(path: &CStr, buf: &mut [u8]) -> usize {
 }
 
 /// The process's arguments as glibc handed them to the library's
-/// constructor (`note_argv`), or null: not yet known, or forgotten in a
-/// fork child (`forget_argv`).
+/// initialiser (`note_argv`); null before it runs, and in a fork child
+/// (`forget_argv`).
 static ARGV: AtomicPtr<*const c_char> = AtomicPtr::new(null_mut());
 static ARGC: AtomicUsize = AtomicUsize::new(0);
+/// Where `cmdline` takes the command line from.
+static ARGV_STATE: AtomicU8 = AtomicU8::new(ARGV_NOT_YET);
+/// The initialiser has not run: the arguments will be known.
+const ARGV_NOT_YET: u8 = 0;
+const ARGV_NOTED: u8 = 1;
+/// Read `/proc/self/cmdline`.
+const ARGV_FROM_PROC: u8 = 2;
 
 /// Records the arguments glibc passes to initialisers (`argv` stays valid
 /// for the life of the process: it is the kernel's copy on the stack).
+/// Null or empty: the command line is read from /proc.
 pub fn note_argv(argc: usize, argv: *const *const c_char) {
+    if argc == 0 || argv.is_null() {
+        ARGV_STATE.store(ARGV_FROM_PROC, Relaxed);
+        return;
+    }
     ARGC.store(argc, Relaxed);
-    ARGV.store(argv.cast_mut(), Release);
+    ARGV.store(argv.cast_mut(), Relaxed);
+    ARGV_STATE.store(ARGV_NOTED, Release);
 }
 
 /// A fork child reads `/proc/self/cmdline` again: a server that renames its
 /// children (PostgreSQL writes each backend's title over its arguments)
 /// shows the title there.
 pub fn forget_argv() {
-    ARGV.store(null_mut(), Relaxed);
+    ARGV_STATE.store(ARGV_FROM_PROC, Relaxed);
 }
 
 /// The process's command line as `/proc/self/cmdline` gives it (each
-/// argument followed by a NUL), truncated to `out`; returns its length.
-/// From the noted arguments when they are known, which saves the open,
-/// two reads and the close of a /proc file (about 30 us of every exec in
-/// a VM); from the file otherwise.
-pub fn cmdline(out: &mut [u8]) -> usize {
-    let argv = ARGV.load(Acquire);
-    if argv.is_null() {
-        return read_small_file(c"/proc/self/cmdline", out);
+/// argument followed by a NUL), truncated to `out`; returns its length, or
+/// None before the library's initialiser has run, when the arguments are
+/// about to be known (`note_argv`). From the noted arguments, which saves
+/// the open, two reads and the close of a /proc file (about 30 us of every
+/// exec in a VM); from the file in a fork child.
+pub fn cmdline(out: &mut [u8]) -> Option<usize> {
+    match ARGV_STATE.load(Acquire) {
+        ARGV_NOT_YET => return None,
+        ARGV_NOTED => {}
+        _ => return Some(read_small_file(c"/proc/self/cmdline", out)),
     }
+    let argv = ARGV.load(Relaxed);
     let mut len = 0;
     for i in 0..ARGC.load(Relaxed) {
         // SAFETY: argv has ARGC valid entries, each a NUL-terminated string.
@@ -389,7 +405,7 @@ pub fn cmdline(out: &mut [u8]) -> usize {
             break;
         }
     }
-    len
+    Some(len)
 }
 
 pub fn close(fd: Fd) {

@@ -240,7 +240,10 @@ fn map_and_fill(fd: i32, pid: u32) -> bool {
     h.lib_version.store(crate::config::VERSION, Relaxed);
     h.event_count.store(abi::names::EVENTS.len() as u32, Relaxed);
     h.timer_count.store(abi::names::TIMERS.len() as u32, Relaxed);
-    h.cmdline_len.store(read_cmdline(&mut h.cmdline) as u32, Relaxed);
+    match os::cmdline(&mut h.cmdline) {
+        Some(len) => h.cmdline_len.store(len as u32, Relaxed),
+        None => CMDLINE_PENDING.store(true, Relaxed),
+    }
     let hr: &'static abi::Header = h;
     slot(hr, abi::SLOT_RETIRED)
         .state
@@ -255,10 +258,28 @@ fn map_and_fill(fd: i32, pid: u32) -> bool {
     true
 }
 
-/// The command line (as `/proc/self/cmdline` has it) into `out`, without
-/// allocating. Returns its length.
-fn read_cmdline(out: &mut [u8; abi::CMDLINE_MAX]) -> usize {
-    os::cmdline(out)
+/// Set when the segment was made before the library's initialiser ran (a
+/// call from an earlier library's constructor: libstdc++'s, in every C++
+/// program), so before the arguments were known: `fill_cmdline` writes
+/// them when it runs. Until then readers show the command as "?".
+static CMDLINE_PENDING: AtomicBool = AtomicBool::new(false);
+
+/// The library's initialiser: writes the command line into a segment made
+/// before it knew the arguments. The bytes first, then their length with
+/// Release (readers read the length, then the bytes).
+pub fn fill_cmdline() {
+    if !CMDLINE_PENDING.swap(false, Relaxed) {
+        return;
+    }
+    let base = BASE.load(Acquire);
+    if base.is_null() {
+        return;
+    }
+    // SAFETY: the live mapping's header; only this initialiser writes its
+    // command line now (the segment's maker left it empty).
+    let h = unsafe { &mut *(base as *mut abi::Header) };
+    let len = os::cmdline(&mut h.cmdline).unwrap_or(0);
+    h.cmdline_len.store(len as u32, Release);
 }
 
 /// Removes the file at normal exit (the mapping stays: destructors that
