@@ -353,12 +353,12 @@ impl Snapshot {
         self
     }
 
+    /// The command line as a shell would take it back: an argument that is
+    /// empty or holds blanks or shell syntax is single-quoted (`bash -c
+    /// 'sleep 2; true'`, `--save ''`), so that arguments stay apart; control
+    /// characters become spaces, keeping a table row one line.
     pub fn command(&self) -> String {
-        if self.cmdline.is_empty() {
-            "?".into()
-        } else {
-            self.cmdline.join(" ").replace(['\n', '\t'], " ")
-        }
+        command_text(&self.cmdline)
     }
 
     pub fn uptime_s(&self) -> f64 {
@@ -629,11 +629,7 @@ impl Segment {
             hb[offset_of!(Header, abi_minor)],
             hb[offset_of!(Header, abi_minor) + 1],
         ]);
-        let cmdline = hb[cmd_off..cmd_off + cmd_len]
-            .split(|&c| c == 0)
-            .filter(|a| !a.is_empty())
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
+        let cmdline = split_cmdline(&hb[cmd_off..cmd_off + cmd_len]);
         let known_events = &abi::names::EVENTS[..event_count.min(abi::names::EVENTS.len())];
         let events = known_events
             .iter()
@@ -844,5 +840,74 @@ pub fn find(dir: &Path, pid: u32) -> Result<Segment, ReadError> {
             "no stats segment for pid {pid} in {} (is it running under memscope, with MEMSCOPE_STATS on and the same MEMSCOPE_STATS_DIR?)",
             dir.display()
         ))),
+    }
+}
+
+/// A command line's arguments from its bytes, each followed by a NUL as in
+/// `/proc/PID/cmdline` (the last one's may be cut off by the header's
+/// limit). Empty arguments are kept (`--save ''`), except at the end: a
+/// process that writes a title over its arguments (PostgreSQL) pads the
+/// rest of the area with NULs, which are not arguments.
+fn split_cmdline(bytes: &[u8]) -> Vec<String> {
+    let end = bytes.iter().rposition(|&c| c != 0).map_or(0, |i| i + 1);
+    if end == 0 {
+        return Vec::new();
+    }
+    bytes[..end]
+        .split(|&c| c == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
+}
+
+/// See `Snapshot::command`.
+fn command_text(args: &[String]) -> String {
+    if args.is_empty() {
+        return "?".into();
+    }
+    let words: Vec<String> = args.iter().map(|a| shell_word(a)).collect();
+    words.join(" ").replace(|c: char| c.is_control(), " ")
+}
+
+/// `arg` as one shell word: itself if it is plain, else single-quoted.
+fn shell_word(arg: &str) -> String {
+    const SPECIAL: &str = "'\"\\$`!*?[]{}()<>|&;#~";
+    let plain = !arg.is_empty()
+        && !arg
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || SPECIAL.contains(c));
+    if plain {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_lines_keep_their_arguments_apart() {
+        let args = split_cmdline(b"redis-server\0--save\0\0--port\x006379\0");
+        assert_eq!(args, ["redis-server", "--save", "", "--port", "6379"]);
+        let args: Vec<String> = ["bash", "-c", "sleep 2; true", "it's", "", "caf\u{e9}", "a\tb"]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(
+            command_text(&args),
+            "bash -c 'sleep 2; true' 'it'\\''s' '' caf\u{e9} 'a b'"
+        );
+        assert_eq!(command_text(&[]), "?");
+    }
+
+    #[test]
+    fn a_retitled_process_shows_its_title_not_the_padding() {
+        assert_eq!(
+            split_cmdline(b"postgres: checkpointer \0\0\0\0\0\0"),
+            ["postgres: checkpointer "]
+        );
+        assert_eq!(split_cmdline(b"cut-off-without-nul"), ["cut-off-without-nul"]);
+        assert!(split_cmdline(b"").is_empty() && split_cmdline(b"\0\0").is_empty());
     }
 }
