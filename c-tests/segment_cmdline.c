@@ -28,31 +28,19 @@
 
 static volatile int cmdline_opens;
 
-static int open_counted(const char *path, int flags, va_list ap)
+int open(const char *path, int flags, ...)
 {
+    va_list ap;
+    va_start(ap, flags);
     mode_t mode = (flags & (O_CREAT | O_TMPFILE)) ? va_arg(ap, mode_t) : 0;
+    va_end(ap);
     if (strcmp(path, "/proc/self/cmdline") == 0)
         cmdline_opens++;
     return (int)syscall(SYS_openat, AT_FDCWD, path, flags, mode);
 }
 
-int open(const char *path, int flags, ...)
-{
-    va_list ap;
-    va_start(ap, flags);
-    int fd = open_counted(path, flags, ap);
-    va_end(ap);
-    return fd;
-}
-
-int open64(const char *path, int flags, ...)
-{
-    va_list ap;
-    va_start(ap, flags);
-    int fd = open_counted(path, flags, ap);
-    va_end(ap);
-    return fd;
-}
+/* The library imports both names; they are one function in glibc too. */
+int open64(const char *path, int flags, ...) __attribute__((alias("open")));
 
 /* The segment's command line equals argv, NUL after each argument. */
 static int matches_argv(const struct memscope_stats_header *h, int argc, char **argv)

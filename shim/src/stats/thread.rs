@@ -971,9 +971,8 @@ mod tests {
                     learn_byte_counters(s);
                     let (a, d) = (s.allocatedp.get(), s.deallocatedp.get());
                     assert!(a != 0 && d != 0 && a != d);
-                    // SAFETY: `a` points at this thread's
-                    // counter, live while it runs; plain jemalloc calls, the
-                    // block freed once.
+                    // SAFETY: `a` points at this thread's counter, live while
+                    // it runs; plain jemalloc calls, the block freed once.
                     let (before, after) = unsafe {
                         let before = *(a as *const u64);
                         let p = tikv_jemalloc_sys::malloc(100 + i);
