@@ -39,6 +39,7 @@
 
 #include "check.h"
 #include "memscope.h"
+#include "segment_find.h"
 #include "seccomp.h"
 
 #define MAX_WORKERS 16
@@ -348,7 +349,20 @@ int main(int argc, char **argv)
     CHECK(pthread_join(helpers[0], NULL) == 0);
     CHECK(pthread_join(helpers[1], NULL) == 0);
     CHECK_MSG(bad == 0, "%ld blocks damaged, misaligned or not zeroed", (long)bad);
-    CHECK_MSG(served > ops * n_workers / 4, "only %ld allocations served", (long)served);
+    /* Service, not only no syscall: with the default pool every request
+     * of this mix fits in committed memory, and a scoped thread carves
+     * what the depot has not stocked yet; 0.5 % is left for requests
+     * above what the pool serves at once (none in this mix) and for a
+     * class carved dry in the instant another thread holds its blocks. */
+    if (scoped) {
+        /* Every refusal was an exhausted pool, none with memory free
+         * (noreclaim_refused_with_free, event 28 in abi/src/names.rs). */
+        const struct memscope_stats_header *h = segment();
+        CHECK_MSG(h && h->events[28] == 0, "NORECLAIM refusals while committed memory was free: %ld",
+                  h ? (long)h->events[28] : -1L);
+    }
+    CHECK_MSG(served * 1000 >= (served + nulls) * 995, "only %ld of %ld allocations served", (long)served,
+              (long)(served + nulls));
     say("noreclaim_strict: %d scoped worker(s) x %ld ops under a write-only filter: %ld served, %ld NULL, %ld handed "
         "between workers, %ld freed by the sink, %ld made outside freed inside; %ld voluntary context switches\n",
         n_workers, ops, (long)served, (long)nulls, (long)handed, (long)sunk, (long)outside_freed, blocked);

@@ -97,6 +97,10 @@ build sized_pool_free $CC $CFLAGS -I"$here/../ffi-include" "$here/sized_pool_fre
 build fork_noreclaim $CC $CFLAGS -pthread -I"$here/../ffi-include" "$here/fork_noreclaim.c" -o "$out/fork_noreclaim"
 build fork_during_pool_creation $CC $CFLAGS -pthread -I"$here/../ffi-include" "$here/fork_during_pool_creation.c" \
     -o "$out/fork_during_pool_creation"
+build huge_requests $CC $CFLAGS -I"$here/../ffi-include" "$here/huge_requests.c" -o "$out/huge_requests" -ldl
+build noreclaim_zero $CC $CFLAGS -I"$here/../ffi-include" "$here/noreclaim_zero.c" -o "$out/noreclaim_zero" -ldl
+build noreclaim_first_burst $CC $CFLAGS -I"$here/../ffi-include" -I"$here" "$here/noreclaim_first_burst.c" \
+    -o "$out/noreclaim_first_burst"
 build noreclaim_strict $CC $CFLAGS -pthread -I"$here/../ffi-include" "$here/noreclaim_strict.c" -o "$out/noreclaim_strict"
 build nofail $CC $CFLAGS -pthread "$here/nofail.c" -o "$out/nofail"
 build pool_classes $CC $CFLAGS -pthread "$here/pool_classes.c" -o "$out/pool_classes"
@@ -333,6 +337,25 @@ expect_exit "NORECLAIM pool grows to MEMSCOPE_NORECLAIM_MAX and stops" 0 "$P" $G
     MEMSCOPE_NORECLAIM_MAX=64M -- timeout 120 "$out/noreclaim_grow" 40 64
 expect_exit "NORECLAIM pool grows past 1 GiB" 0 "$P" $GROW MEMSCOPE_NORECLAIM_POOL=64M MEMSCOPE_NORECLAIM_MAX=1400M -- \
     timeout 120 "$out/noreclaim_grow" 1200 1400
+# Requests no allocator can meet (sizes near SIZE_MAX, alignments to 2^62,
+# overflowing products) through every entry point in every scope: refused,
+# nothing handed out (NORECLAIM wrapped the size and handed out 114 small
+# blocks before); under NOFAIL they follow the policy at once (an
+# alignment of 2^62 retried forever; overflows ignored policy=abort).
+expect_exit "huge requests: refused everywhere" 0 "$P" -- timeout 120 "$out/huge_requests" sweep
+expect_exit "huge requests under NOFAIL abort: each aborts" 0 "$P" MEMSCOPE_NOFAIL_POLICY=abort -- \
+    timeout 300 "$out/huge_requests" abort-each
+# Zeroed allocations are zero to their usable size in every scope (NORECLAIM
+# zeroed only the bytes asked for: 8,584 dirty blocks in this sweep).
+expect_exit "zeroed blocks are zero to their usable size" 0 "$P" -- timeout 120 "$out/noreclaim_zero"
+# The first time a shape appears, in a fresh process with the default pool:
+# served from committed memory the thread carves itself, never refused
+# while such memory is free (a burst larger than the default headroom may
+# be refused in its first round only, each refusal counted as the pool
+# exhausted). Before, 7,321 of 10,000 small blocks were refused.
+for burst in "small 10000 2" "small 30000 3" large aligned; do
+    expect_exit "NORECLAIM first burst: $burst" 0 "$P" -- timeout 60 "$out/noreclaim_first_burst" $burst
+done
 # Repeated bursts (net demand zero): the stock follows the peak. Before,
 # 100 x 128 KiB was refused 60 blocks every time, for as long as it ran.
 for burst in "100 131072" "34 131072" "100 16384" "300 4096" "400 64"; do

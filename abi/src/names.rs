@@ -8,7 +8,7 @@ pub const CONTEXTS: [&str; crate::CONTEXTS] = ["normal", "noreclaim", "nofail"];
 /// Gauges, `Header::gauges` order (ABI 1.3). Each line: name (the
 /// Prometheus metric is `memscope_<name>`), meaning. Bytes, except
 /// `memory_limit_from` (a code).
-pub const GAUGES: [(&str, &str); 14] = [
+pub const GAUGES: [(&str, &str); 15] = [
     (
         "pool_reserved_bytes",
         "address space reserved for the NORECLAIM pool and the NOFAIL reserve (not memory)",
@@ -65,10 +65,14 @@ pub const GAUGES: [(&str, &str); 14] = [
         "soft_limit_bytes",
         "MEMSCOPE_SOFT_LIMIT in bytes as resolved now (0: off)",
     ),
+    (
+        "pool_self_carved_bytes",
+        "pool memory scoped threads carved into blocks themselves (part of pool_carved_bytes; stays blocks of its class)",
+    ),
 ];
 
 /// Event counters, `Header::events` order. Each line: name, meaning.
-pub const EVENTS: [(&str, &str); 27] = [
+pub const EVENTS: [(&str, &str); 31] = [
     (
         "pool_refills",
         "the maintenance thread committed and pre-faulted more NORECLAIM pool",
@@ -158,6 +162,22 @@ pub const EVENTS: [(&str, &str); 27] = [
     (
         "pressure_reclaims",
         "reclaim rounds (reclaimers, then a purge) run for memory pressure",
+    ),
+    (
+        "noreclaim_pool_exhausted",
+        "NORECLAIM allocations refused with the pool exhausted (nothing ready serves them, committed memory used up)",
+    ),
+    (
+        "noreclaim_refused_with_free",
+        "NORECLAIM allocations refused while committed pool memory was still free (must stay 0)",
+    ),
+    (
+        "noreclaim_carves",
+        "spans scoped threads carved from committed pool memory themselves (a class not stocked yet)",
+    ),
+    (
+        "policy_impossible",
+        "impossible NOFAIL requests: a size that overflows, an alignment none can give, or in NORECLAIM larger than any pool block",
     ),
 ];
 

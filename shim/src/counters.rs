@@ -71,9 +71,21 @@ pub enum Event {
     MemoryHigh,
     /// Reclaim rounds (reclaimers, then a purge) run for memory pressure.
     PressureReclaim,
+    /// A NORECLAIM allocation refused because the pool was exhausted: no
+    /// block that serves it ready, and too little committed memory left
+    /// uncarved for one.
+    NoreclaimPoolExhausted,
+    /// A NORECLAIM allocation refused while committed memory that no
+    /// thread held was still free (must stay 0: it would be a bug).
+    NoreclaimRefusedWithFree,
+    /// Spans scoped threads carved from committed pool memory themselves.
+    NoreclaimCarve,
+    /// Impossible NOFAIL requests: a size that overflows, an alignment no
+    /// allocator can give, or (in NORECLAIM) larger than any pool block.
+    PolicyImpossible,
 }
 
-pub const EVENT_COUNT: usize = Event::PressureReclaim as usize + 1;
+pub const EVENT_COUNT: usize = Event::PolicyImpossible as usize + 1;
 
 /// Where counts go before the stats segment exists, or when stats are off.
 static LOCAL: [AtomicU64; EVENT_COUNT] = [const { AtomicU64::new(0) }; EVENT_COUNT];

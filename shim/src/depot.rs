@@ -198,6 +198,26 @@ pub fn take(c: usize, wanted: bool) -> Option<(usize, usize)> {
     got
 }
 
+/// A request of class `c` that neither the stack nor a carve could serve:
+/// demand the maintenance thread stocks for.
+#[cold]
+pub fn note_miss(c: usize) {
+    MISSED[c].fetch_add(1, Relaxed);
+    mailbox::wake();
+}
+
+/// Accounts `n` blocks of class `c` a scoped thread carved and kept as
+/// if taken from the stack (`take`'s flow counts): the demand the stock
+/// follows, without the miss that would have the maintenance thread stock
+/// a block for a request already served.
+pub fn note_carved_taken(c: usize, n: usize) {
+    TAKEN[c].fetch_add(n as u32, Relaxed);
+    let out = OUT[c].fetch_add(n as u64, Relaxed).wrapping_add(n as u64);
+    if out.wrapping_sub(PEAK[c].load(Relaxed)) as i64 > 0 {
+        note_peak(c, out);
+    }
+}
+
 /// Raises class `c`'s peak to `out` (wrapping order), unless another
 /// thread raised it further meanwhile.
 #[cold]
@@ -241,6 +261,29 @@ pub unsafe fn give(c: usize, first: usize, len: usize) {
     OUT[c].fetch_sub(len as u64, Relaxed);
     // SAFETY: the caller's contract.
     unsafe { POOL_STACKS[c].push(first, len) }
+}
+
+/// Gives a chain of `len` new blocks of class `c` to the pool's stacks
+/// (carved by a scoped thread, never taken from a stack: not demand
+/// flowing back, so the flow counts stay as they are).
+///
+/// # Safety
+/// As `give`.
+pub unsafe fn give_new(c: usize, first: usize, len: usize) {
+    // SAFETY: the caller's contract.
+    unsafe { POOL_STACKS[c].push(first, len) }
+}
+
+/// Gives a chain of `len` blocks of class `c` back to the NOFAIL reserve's
+/// stacks: the part of a reserve chain a NOFAIL request did not need,
+/// which must stay for NOFAIL requests (on the pool's stacks any thread
+/// took it).
+///
+/// # Safety
+/// As `give`, for blocks taken from the reserve's stacks.
+pub unsafe fn give_reserve(c: usize, first: usize, len: usize) {
+    // SAFETY: the caller's contract.
+    unsafe { RESERVE_STACKS[c].push(first, len) }
 }
 
 // ------------------------------------------------- stocking (maintenance)
@@ -503,17 +546,31 @@ fn trim(stack: &Stack, c: usize, target: u64, cache: i32) -> bool {
     let Some((first, n)) = stack.pop() else {
         return false;
     };
+    // Blocks memscope carved itself (`carve`) are not jemalloc's to take:
+    // they go back on the stack as a chain of their own.
+    let (mut kept, mut kept_len, mut freed) = (0usize, 0usize, false);
     let mut b = first;
     for _ in 0..n {
         // SAFETY: a chain just taken off the stack: ours, `n` linked blocks,
-        // each a live jemalloc allocation.
+        // each a live jemalloc allocation or a block carved by memscope.
         unsafe {
             let next = next_of(b);
-            jem::dallocx(b as *mut c_void, cache);
+            if pool::carved_class(b as *const c_void).is_some() {
+                set_next(b, kept);
+                kept = b;
+                kept_len += 1;
+            } else {
+                jem::dallocx(b as *mut c_void, cache);
+                freed = true;
+            }
             b = next;
         }
     }
-    true
+    if kept_len > 0 {
+        // SAFETY: the carved blocks of the chain, relinked, still ours.
+        unsafe { stack.push(kept, kept_len) };
+    }
+    freed
 }
 
 /// Pushes chains of class `c` made through `arena` until `stack` holds

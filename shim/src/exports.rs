@@ -148,7 +148,7 @@ pub unsafe extern "C" fn rallocx(p: *mut c_void, size: usize, flags: c_int) -> *
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
         if tls::gate::<OP_REALLOC>() {
-            return jem::rallocx(p, size, flags);
+            return route::rallocx_unscoped(p, size, flags, 0);
         }
         rallocx_slow(p, size, flags)
     }
@@ -159,7 +159,7 @@ pub unsafe extern "C" fn xallocx(p: *mut c_void, size: usize, extra: usize, flag
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
         if tls::gate::<OP_REALLOC>() {
-            return jem::xallocx(p, size, extra, flags);
+            return route::xallocx_unscoped(p, size, extra, flags);
         }
         xallocx_slow(p, size, extra, flags)
     }
@@ -168,7 +168,12 @@ pub unsafe extern "C" fn xallocx(p: *mut c_void, size: usize, extra: usize, flag
 #[inline]
 pub unsafe extern "C" fn sallocx(p: *const c_void, flags: c_int) -> usize {
     // SAFETY: within this function's own contract (its `# Safety`).
-    unsafe { jem::sallocx(p, flags) }
+    unsafe {
+        match crate::pool::carved_class(p) {
+            Some(c) => crate::sizeclass::size_of(c),
+            None => jem::sallocx(p, flags),
+        }
+    }
 }
 
 #[inline]
@@ -176,7 +181,7 @@ pub unsafe extern "C" fn dallocx(p: *mut c_void, flags: c_int) {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
         if tls::gate::<OP_FREE>() {
-            return jem::dallocx(p, flags);
+            return route::free_unscoped(p, flags);
         }
         dallocx_slow(p, flags)
     }
@@ -262,7 +267,7 @@ unsafe fn rallocx_slow(p: *mut c_void, size: usize, flags: c_int) -> *mut c_void
     unsafe {
         posix::off_fast(
             OP_REALLOC,
-            || jem::rallocx(p, size, flags),
+            || route::rallocx_unscoped(p, size, flags, 0),
             || route::rallocx(p, size, flags),
         )
     }
@@ -275,7 +280,7 @@ unsafe fn xallocx_slow(p: *mut c_void, size: usize, extra: usize, flags: c_int) 
     unsafe {
         posix::off_fast(
             OP_REALLOC,
-            || jem::xallocx(p, size, extra, flags),
+            || route::xallocx_unscoped(p, size, extra, flags),
             || route::xallocx(p, size, extra, flags),
         )
     }
@@ -288,7 +293,7 @@ unsafe fn dallocx_slow(p: *mut c_void, flags: c_int) {
     unsafe {
         posix::off_fast(
             OP_FREE,
-            || jem::dallocx(p, flags),
+            || route::free_unscoped(p, flags),
             || route::sdallocx(p, 0, flags),
         )
     }

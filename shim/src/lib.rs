@@ -19,6 +19,7 @@
 
 #[doc(hidden)]
 pub mod api;
+pub(crate) mod carve;
 pub(crate) mod cgroup;
 pub(crate) mod config;
 pub(crate) mod counters;

@@ -21,6 +21,7 @@
 use core::ffi::c_void;
 use core::ptr::null_mut;
 
+use crate::carve;
 use crate::depot::{self, next_of, set_next};
 use crate::sizeclass::{self, COUNT, PLAIN};
 use crate::tls::{self, Magazines};
@@ -52,10 +53,19 @@ pub fn held_bytes(m: &Magazines) -> usize {
 }
 
 /// A kept block of class `c`, or NULL when the thread keeps none (no
-/// depot: the caller takes the general path).
+/// depot: the caller takes the general path), or when the lists are busy
+/// underneath a signal handler.
 #[inline(always)]
 pub fn take(c: usize) -> *mut c_void {
     let m = magazines();
+    let Some(_busy) = tls::enter_lists() else {
+        return null_mut();
+    };
+    take_listed(m, c)
+}
+
+#[inline(always)]
+fn take_listed(m: &Magazines, c: usize) -> *mut c_void {
     let mut head = m.head[c].get();
     if head == 0 {
         head = m.spare[c].get();
@@ -97,50 +107,106 @@ pub unsafe fn alloc_request(size: usize, mallocx_bits: i32, reserve: bool) -> *m
     let Some(c) = sizeclass::for_request(size, align_of_bits(mallocx_bits)) else {
         return null_mut();
     };
-    let p = alloc(c, align_of_bits(mallocx_bits), reserve);
+    let (p, k) = alloc(c, align_of_bits(mallocx_bits), reserve);
     if !p.is_null() && mallocx_bits & tikv_jemalloc_sys::MALLOCX_ZERO != 0 {
-        // SAFETY: a block of at least `size` bytes, ours.
-        unsafe { core::ptr::write_bytes(p.cast::<u8>(), 0, size) };
+        // Zero what the caller may use (`malloc_usable_size`), not only
+        // what it asked for: the block's whole class, as jemalloc does.
+        // SAFETY: a block of class `k`, ours.
+        unsafe { core::ptr::write_bytes(p.cast::<u8>(), 0, sizeclass::size_of(k)) };
     }
     p
 }
 
-/// A block of class `c` for a request aligned to `align` (or, when its
-/// stacks are empty, of one of the next classes up that serves it: up to
-/// about twice the size), or NULL when the pool has none ready. With
-/// `reserve`, the NOFAIL reserve's stacks are tried last.
+/// A block of class `c` for a request aligned to `align`, and the class
+/// of the block served: from this thread's list, the depot, or memory it
+/// carves itself from the committed pool; when the pool has no uncarved
+/// memory left, one of the larger classes that serves it; with `reserve`
+/// (NOFAIL), the reserve's stacks last. NULL when none of these has one.
 #[inline]
-pub fn alloc(c: usize, align: usize, reserve: bool) -> *mut c_void {
-    let p = take(c);
+pub fn alloc(c: usize, align: usize, reserve: bool) -> (*mut c_void, usize) {
+    let m = magazines();
+    let Some(_busy) = tls::enter_lists() else {
+        return alloc_reentrant(c, align, reserve);
+    };
+    let p = take_listed(m, c);
     if !p.is_null() {
-        return p;
+        return (p, c);
     }
-    refill_and_take(c, align, reserve)
+    refill_and_take(m, c, align, reserve)
 }
 
 #[cold]
 #[inline(never)]
-fn refill_and_take(c: usize, align: usize, reserve: bool) -> *mut c_void {
-    let last = fallback_limit(c);
-    for k in (c..=last).filter(|&k| sizeclass::serves(k, c, align)) {
-        if k > c {
-            let p = take(k);
-            if !p.is_null() {
-                return p;
-            }
+fn refill_and_take(m: &Magazines, c: usize, align: usize, reserve: bool) -> (*mut c_void, usize) {
+    // An empty stack is not a miss yet: the thread carves what it needs
+    // (counted as taken), and only a refusal asks for stock.
+    if let Some((first, len)) = depot::take(c, false) {
+        return (install(m, c, first, len, Origin::Pool), c);
+    }
+    if let Some((first, len)) = carve::carve(c) {
+        return (install(m, c, first, len, Origin::Carved), c);
+    }
+    depot::note_miss(c);
+    let serving = || (c + 1..=fallback_limit(c)).filter(|&k| sizeclass::serves(k, c, align));
+    for k in serving() {
+        let p = take_listed(m, k);
+        if !p.is_null() {
+            return (p, k);
         }
-        if let Some((first, len)) = depot::take(k, k == c) {
-            return install(k, first, len);
+        if let Some((first, len)) = depot::take(k, false) {
+            return (install(m, k, first, len, Origin::Pool), k);
         }
     }
     if reserve {
-        for k in (c..=last).filter(|&k| sizeclass::serves(k, c, align)) {
-            if let Some((first, len)) = depot::take_reserve(k) {
-                return install(k, first, len);
+        for k in core::iter::once(c).chain(serving()) {
+            if let Some(p) = take_one_from_reserve(k) {
+                return (p, k);
             }
         }
     }
-    null_mut()
+    (null_mut(), c)
+}
+
+/// One block of class `k` from the NOFAIL reserve's stacks, the rest of
+/// its chain put back there: what a NOFAIL request does not use stays for
+/// NOFAIL requests (given to the pool's stacks, any thread took it).
+fn take_one_from_reserve(k: usize) -> Option<*mut c_void> {
+    let (first, len) = depot::take_reserve(k)?;
+    if len > 1 {
+        // SAFETY: the chain is ours; its tail after `first` is a chain of
+        // `len - 1` reserve blocks of class `k`.
+        unsafe {
+            depot::give_reserve(k, next_of(first), len - 1);
+            set_next(first, 0);
+        }
+    }
+    Some(first as *mut c_void)
+}
+
+/// `alloc` for a signal handler that interrupted this thread's own list
+/// operation: the lists are left alone; a chain from the depot (or a span
+/// carved) gives one block, the rest of it going back to the depot.
+#[cold]
+#[inline(never)]
+fn alloc_reentrant(c: usize, align: usize, reserve: bool) -> (*mut c_void, usize) {
+    for k in (c..=fallback_limit(c)).filter(|&k| sizeclass::serves(k, c, align)) {
+        let got = depot::take(k, k == c).or_else(|| if k == c { carve::carve(c) } else { None });
+        if let Some((first, len)) = got {
+            if len > 1 {
+                // SAFETY: ours; the tail is a chain of `len - 1` blocks of `k`.
+                unsafe { depot::give(k, next_of(first), len - 1) };
+            }
+            return (first as *mut c_void, k);
+        }
+    }
+    if reserve {
+        for k in (c..=fallback_limit(c)).filter(|&k| sizeclass::serves(k, c, align)) {
+            if let Some(p) = take_one_from_reserve(k) {
+                return (p, k);
+            }
+        }
+    }
+    (null_mut(), c)
 }
 
 /// The last class a request of class `c` may be served from when its own
@@ -157,10 +223,18 @@ fn fallback_limit(c: usize) -> usize {
     }
 }
 
+/// Where a chain being installed came from: the pool's stacks (what is
+/// not kept flows back), or a span just carved (what is not kept is new
+/// stock, given in chains of the class's length).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Pool,
+    Carved,
+}
+
 /// Keeps up to this thread's allowance of a chain just taken, gives the
-/// rest back, and returns one block.
-fn install(c: usize, first: usize, len: usize) -> *mut c_void {
-    let m = magazines();
+/// rest to the depot, and returns one block. The class's list is empty.
+fn install(m: &Magazines, c: usize, first: usize, len: usize, origin: Origin) -> *mut c_void {
     let allowance = (m.allowance[c].get() as usize).max(1);
     let keep = allowance.min(len);
     // Cut after `keep` blocks.
@@ -174,8 +248,14 @@ fn install(c: usize, first: usize, len: usize) -> *mut c_void {
         unsafe {
             let rest = next_of(cut);
             set_next(cut, 0);
-            depot::give(c, rest, len - keep);
+            match origin {
+                Origin::Pool => depot::give(c, rest, len - keep),
+                Origin::Carved => give_new_in_chains(c, rest, len - keep),
+            }
         }
+    }
+    if origin == Origin::Carved {
+        depot::note_carved_taken(c, keep);
     }
     m.allowance[c].set((allowance * 2).min(sizeclass::chain_len(c)) as u32);
     // The list was empty: the kept blocks become it, minus the one served.
@@ -189,14 +269,49 @@ fn install(c: usize, first: usize, len: usize) -> *mut c_void {
     first as *mut c_void
 }
 
+/// Gives a chain of `len` new blocks of class `c` to the depot in chains
+/// of the class's length (a carved span of a small class holds several).
+///
+/// # Safety
+/// The chain is made of free pool blocks of class `c`, new, the caller's.
+unsafe fn give_new_in_chains(c: usize, mut first: usize, mut len: usize) {
+    let chain = sizeclass::chain_len(c);
+    while len > 0 {
+        let n = chain.min(len);
+        let mut last = first;
+        for _ in 1..n {
+            // SAFETY: the caller's chain.
+            last = unsafe { next_of(last) };
+        }
+        // SAFETY: as above; cut after `n` blocks.
+        unsafe {
+            let rest = next_of(last);
+            set_next(last, 0);
+            depot::give_new(c, first, n);
+            first = rest;
+        }
+        len -= n;
+    }
+}
+
 /// Keeps a freed pool block of class `c`. A list that reaches a chain's
-/// length becomes the spare chain; the old spare goes to the depot.
+/// length becomes the spare chain; the old spare goes to the depot. Under
+/// a signal handler that interrupted this thread's own list operation, the
+/// block goes straight to the depot instead.
 ///
 /// # Safety
 /// `p` is a live pool block of class `c`, given up by the caller.
 #[inline]
 pub unsafe fn free(p: *mut c_void, c: usize) {
     let m = magazines();
+    let Some(_busy) = tls::enter_lists() else {
+        // SAFETY: the caller gives `p` up: a one-block chain.
+        unsafe {
+            set_next(p as usize, 0);
+            depot::give(c, p as usize, 1);
+        }
+        return;
+    };
     let p = p as usize;
     // SAFETY: the caller gives `p` up; it is at least 16 bytes.
     unsafe { set_next(p, m.head[c].get()) };
@@ -269,10 +384,13 @@ fn give_list(c: usize) {
 #[inline]
 pub fn on_leaving_noreclaim() {
     let m = magazines();
+    let Some(_busy) = tls::enter_lists() else {
+        return;
+    };
     let epoch = depot::recall_epoch();
     if m.epoch.get() != epoch {
         m.epoch.set(epoch);
-        drain();
+        release(|_| true);
     } else if m.large_held.get() != 0 {
         release(is_large);
     }
@@ -280,6 +398,9 @@ pub fn on_leaving_noreclaim() {
 
 /// Gives every kept block back to the depot (thread exit).
 pub fn drain() {
+    let Some(_busy) = tls::enter_lists() else {
+        return;
+    };
     release(|_| true);
 }
 

@@ -33,10 +33,29 @@ static RUNNING: AtomicBool = AtomicBool::new(false);
 static WAKE: AtomicBool = AtomicBool::new(false);
 static PURGE_REQUESTED: AtomicBool = AtomicBool::new(false);
 
-/// NORECLAIM fast-fails on threads without NOWARN, not yet reported.
-pub static FAST_FAILS_TO_REPORT: AtomicU64 = AtomicU64::new(0);
-/// The largest request among them (bytes).
-pub static FAST_FAIL_LARGEST: AtomicU64 = AtomicU64::new(0);
+/// Why a NORECLAIM allocation was refused (`route::fast_fail`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The pool was exhausted: nothing ready served it, and the committed
+    /// memory no arena or thread had carved could not hold one block.
+    Exhausted,
+    /// Larger (or more aligned) than any block the pool serves.
+    TooLarge,
+    /// Refused while committed memory was free (a bug if it happens).
+    WithFree,
+}
+
+/// NORECLAIM fast-fails on threads without NOWARN, not yet reported, per
+/// `Refusal`, and the largest request among each (bytes).
+pub static FAST_FAILS_TO_REPORT: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+pub static FAST_FAIL_LARGEST: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+
+/// Notes a refused NORECLAIM allocation for the maintenance thread to
+/// report (a scoped thread may not write to stderr).
+pub fn note_refusal(why: Refusal, size: usize) {
+    FAST_FAILS_TO_REPORT[why as usize].fetch_add(1, Relaxed);
+    FAST_FAIL_LARGEST[why as usize].fetch_max(size as u64, Relaxed);
+}
 /// Impossible NOFAIL requests inside NORECLAIM answered NULL, not yet
 /// reported (threads without NOWARN).
 pub static POLICY_NULLS_TO_REPORT: AtomicU64 = AtomicU64::new(0);
@@ -77,6 +96,18 @@ pub unsafe fn defer_free(p: *mut c_void) {
     // SAFETY: `p` is a live block (this function's contract); the size
     // lookup reads jemalloc's radix tree, lock-free.
     let size = unsafe { jem::sallocx(p, 0) };
+    let Some(_busy) = tls::enter_lists() else {
+        // A signal handler's free landing inside this thread's own: the
+        // block is handed off alone, the thread's list left as it is.
+        let mut alone = Deferred {
+            head: p as usize,
+            tail: p as usize,
+            len: 1,
+            bytes: size,
+        };
+        hand_off(&mut alone);
+        return;
+    };
     // SAFETY: the only reference, for the rest of this call.
     let d = unsafe { deferred() };
     // SAFETY: `p` is given up; every jemalloc block holds a word.
@@ -150,6 +181,9 @@ pub fn flush_thread() {
 #[cold]
 #[inline(never)]
 fn flush_thread_now() {
+    let Some(_busy) = tls::enter_lists() else {
+        return;
+    };
     // SAFETY: the only reference, for the rest of this call.
     hand_off(unsafe { deferred() });
 }

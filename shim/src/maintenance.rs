@@ -237,15 +237,36 @@ fn report_fast_fails() {
              (MEMSCOPE_NOFAIL_POLICY=null)"
         ));
     }
-    let n = mailbox::FAST_FAILS_TO_REPORT.swap(0, Relaxed);
-    if n == 0 {
-        return;
+    use mailbox::Refusal;
+    let take = |why: Refusal| {
+        let n = mailbox::FAST_FAILS_TO_REPORT[why as usize].swap(0, Relaxed);
+        (n, mailbox::FAST_FAIL_LARGEST[why as usize].swap(0, Relaxed))
+    };
+    let (n, largest) = take(Refusal::Exhausted);
+    if n > 0 {
+        let u = pool::usage();
+        log::warn(format_args!(
+            "{n} NORECLAIM allocation(s) failed at once: pool exhausted (largest request {largest} bytes; all of the \
+             {} committed bytes carved or set aside for the NOFAIL reserve, {} reserved); refilling. Raise \
+             MEMSCOPE_NORECLAIM_POOL (the committed headroom), prepare known shapes with memscope_prepare(), \
+             or add NOWARN to silence",
+            u.committed, u.reserved
+        ));
     }
-    let largest = mailbox::FAST_FAIL_LARGEST.swap(0, Relaxed);
-    let u = pool::usage();
-    log::warn(format_args!(
-        "{n} NORECLAIM allocation(s) failed at once: pool exhausted (largest request {largest} bytes; \
-         pool committed {} of {} reserved bytes); refilling. Raise MEMSCOPE_NORECLAIM_POOL, or add NOWARN to silence",
-        u.committed, u.reserved
-    ));
+    let (n, largest) = take(Refusal::TooLarge);
+    if n > 0 {
+        log::warn(format_args!(
+            "{n} NORECLAIM allocation(s) failed at once: larger than any block the pool serves (largest request \
+             {largest} bytes; the pool serves up to {} bytes and alignments up to that); make them outside the \
+             scope, or add NOWARN to silence",
+            crate::sizeclass::MAX_SIZE
+        ));
+    }
+    let (n, largest) = take(Refusal::WithFree);
+    if n > 0 {
+        log::warn(format_args!(
+            "{n} NORECLAIM allocation(s) were refused while committed pool memory was still free (largest request \
+             {largest} bytes): a memscope bug (counted as noreclaim_refused_with_free), please report it"
+        ));
+    }
 }

@@ -92,6 +92,19 @@ pub unsafe fn alloc(size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
         if size as u64 > CONFIG.nofail_max_bytes() {
             return policy(Event::PolicyTooLarge, size, flags);
         }
+        // Before any retry: a size and alignment jemalloc can never serve
+        // (nallocx says 0), or an alignment beyond the address space (an
+        // alignment of 2^62 retried forever: jemalloc's usable size for it
+        // is small, the mapping it needs impossible). An alignment needs
+        // up to its size in padding: that counts against the maximum.
+        let align = crate::magazine::align_of_bits(caller_bits);
+        let usable = jem::nallocx(size.max(1), caller_bits & ALIGN_BITS);
+        if usable == 0 || align > MAX_ALIGN {
+            return policy(Event::PolicyImpossible, size, flags);
+        }
+        if usable.saturating_add(align) as u64 > CONFIG.nofail_max_bytes() {
+            return policy(Event::PolicyTooLarge, size, flags);
+        }
         let p = ordinary(size, caller_bits);
         if !p.is_null() {
             return p;
@@ -193,6 +206,11 @@ pub unsafe fn noreclaim_fallback(size: usize, caller_bits: i32, flags: u32) -> *
         if size as u64 > CONFIG.nofail_max_bytes() {
             return policy(Event::PolicyTooLarge, size, flags);
         }
+        let align = crate::magazine::align_of_bits(caller_bits);
+        if crate::sizeclass::for_request(size, align).is_none() {
+            // No block of the pool or the reserve is that large.
+            return policy(Event::PolicyImpossible, size, flags);
+        }
         // The reserve's stacks in the front end: no lock, no syscall.
         let p = crate::magazine::alloc_request(size, caller_bits, true);
         if !p.is_null() {
@@ -203,6 +221,28 @@ pub unsafe fn noreclaim_fallback(size: usize, caller_bits: i32, flags: u32) -> *
     }
 }
 
+/// The alignment bits of a `mallocx` flags word.
+const ALIGN_BITS: i32 = 0x3f;
+
+/// No alignment above this can be given: x86_64 and AArch64 user address
+/// spaces are 2^47 (four-level page tables) or at most 2^56 bytes.
+const MAX_ALIGN: usize = 1 << 47;
+
+/// A request no allocator can meet, seen by an entry point before it
+/// reaches the allocator (a size that overflows, an alignment that cannot
+/// be given): NULL with `errno` (ENOMEM or EINVAL, as C says), or, under
+/// NOFAIL, what `MEMSCOPE_NOFAIL_POLICY` says (counted as
+/// `policy_impossible`; with `null`, errno is still `errno`).
+#[cold]
+pub fn impossible(size: usize, errno: i32) -> *mut c_void {
+    let flags = crate::tls::flags();
+    if flags & crate::tls::NOFAIL != 0 && flags & crate::tls::THREAD_UNSEEN == 0 {
+        policy(Event::PolicyImpossible, size, flags);
+    }
+    set_errno(errno);
+    null_mut()
+}
+
 /// NULL with ENOMEM, or a diagnostic and `abort()`.
 #[cold]
 fn policy(kind: Event, size: usize, flags: u32) -> *mut c_void {
@@ -210,6 +250,11 @@ fn policy(kind: Event, size: usize, flags: u32) -> *mut c_void {
     let why = match kind {
         Event::PolicyTooLarge => "larger than MEMSCOPE_NOFAIL_MAX",
         Event::PolicyDeadline => "MEMSCOPE_NOFAIL_DEADLINE_MS passed",
+        Event::PolicyImpossible if flags & NORECLAIM != 0 => {
+            "can never be met: its size overflows, its alignment cannot be given, or it is larger than any block \
+             the NORECLAIM pool serves"
+        }
+        Event::PolicyImpossible => "can never be met: its size overflows or its alignment cannot be given",
         _ => "NORECLAIM pool and NOFAIL reserve both empty",
     };
     match CONFIG.nofail_policy() {

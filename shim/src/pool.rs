@@ -192,8 +192,37 @@ pub unsafe fn note_request(p: *mut c_void) {
 /// The class recorded for `p`, a live block inside the pool region.
 #[inline(always)]
 pub fn class_of(p: *const c_void) -> Option<usize> {
-    let e = table_entry(p as usize).load(Relaxed);
+    let e = table_entry(p as usize).load(Relaxed) & !CARVED_BY_MEMSCOPE;
     (e != 0).then(|| e as usize - 1)
+}
+
+/// Set in the table entries of every page of a span a scoped thread carved
+/// itself (`carve`): memory jemalloc never saw, whose blocks only memscope
+/// may free, resize or measure. (Classes fit in the low 7 bits.)
+pub const CARVED_BY_MEMSCOPE: u8 = 0x80;
+const _: () = assert!(crate::sizeclass::COUNT < CARVED_BY_MEMSCOPE as usize);
+
+/// The class of `p` if it is a block memscope carved itself (any pointer
+/// may be asked: None outside the pool, and for jemalloc's pool blocks).
+#[inline]
+pub fn carved_class(p: *const c_void) -> Option<usize> {
+    if !contains(p) {
+        return None;
+    }
+    let e = table_entry(p as usize).load(Relaxed);
+    (e & CARVED_BY_MEMSCOPE != 0).then(|| (e & !CARVED_BY_MEMSCOPE) as usize - 1)
+}
+
+/// Records a span of `len` bytes at `start` (both page-aligned, inside
+/// claimed memory) as carved by memscope for class `class`: every page, as
+/// a block of the class may start on any of them.
+pub fn mark_carved(start: usize, len: usize, class: usize) {
+    let entry = CARVED_BY_MEMSCOPE | (class as u8 + 1);
+    let mut page = start;
+    while page < start + len {
+        table_entry(page).store(entry, Relaxed);
+        page += 1 << TABLE_PAGE_SHIFT;
+    }
 }
 
 /// The pool arena's index (valid once `is_ready`).
@@ -223,13 +252,45 @@ pub fn high_watermark() -> usize {
     (CONFIG.noreclaim_pool.load(Relaxed) as usize).max(CHUNK)
 }
 
+/// Below this much uncarved committed memory the pool is refilled: a
+/// quarter of its size, or twice what scoped threads carved themselves
+/// (demand the stock had not foreseen) in the busiest recent 100 ms
+/// window, whichever is more, so that a burst that carves faster than a
+/// quarter of the pool per refill finds the next chunks committed.
 fn low_watermark() -> usize {
-    high_watermark() / 4
+    (high_watermark() / 4).max(2 * CARVE_RATE.load(Relaxed))
+}
+
+/// What a refill tops the headroom up to: the pool's size, or four times
+/// the recent carve rate (see `low_watermark`).
+fn refill_target() -> usize {
+    high_watermark().max(4 * CARVE_RATE.load(Relaxed))
+}
+
+/// Bytes scoped threads carved themselves in the busiest recent 100 ms
+/// window, decaying by a quarter per quiet window; and the
+/// cursor and time the current window started at. The maintenance thread
+/// updates them (`note_carve_rate`).
+static CARVE_RATE: AtomicUsize = AtomicUsize::new(0);
+static RATE_WINDOW_CARVED: AtomicUsize = AtomicUsize::new(0);
+static RATE_WINDOW_START_NS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+const RATE_WINDOW_NS: u64 = 100_000_000;
+
+fn note_carve_rate() {
+    let now = crate::log::coarse_nanos();
+    if now.wrapping_sub(RATE_WINDOW_START_NS.load(Relaxed)) < RATE_WINDOW_NS {
+        return;
+    }
+    RATE_WINDOW_START_NS.store(now, Relaxed);
+    let carved = SELF_CARVED.load(Relaxed);
+    let delta = carved.saturating_sub(RATE_WINDOW_CARVED.swap(carved, Relaxed));
+    let old = CARVE_RATE.load(Relaxed);
+    CARVE_RATE.store(delta.max(old - old / 4), Relaxed);
 }
 
 /// Committed bytes the pool arena may still carve (the reserve's share
 /// excluded).
-fn headroom() -> usize {
+pub fn headroom() -> usize {
     POOL.committed
         .load(Acquire)
         .saturating_sub(POOL.carved.load(Relaxed))
@@ -245,6 +306,59 @@ pub fn reserve_flags() -> i32 {
     } else {
         jem::MALLOCX_ARENA(a as usize) | jem::MALLOCX_TCACHE_NONE
     }
+}
+
+/// Claims `size` bytes aligned to `align` (a power of two) of committed,
+/// pre-faulted pool memory no arena has carved, for a scoped thread to
+/// carve blocks from itself (`carve`): one compare-and-swap on the carve
+/// cursor, the pool arena's own hook's, so neither can hand out the same
+/// bytes, and the reserve's share stays fenced off. Returns the claimed
+/// start and the cursor it moved from (the bytes in between, padding for
+/// the alignment, are the caller's too), or None when the uncarved
+/// committed memory is too small: then the maintenance thread is asked
+/// to commit more. No syscall, no lock, no page fault.
+pub fn claim(size: usize, align: usize) -> Option<(usize, usize)> {
+    if !is_ready() {
+        return None;
+    }
+    let base = POOL.base.load(Relaxed);
+    let mut carved = POOL.carved.load(Relaxed);
+    loop {
+        let from = base + carved;
+        let start = from.checked_next_multiple_of(align)?;
+        let end = start.checked_add(size)?;
+        let limit = POOL
+            .committed
+            .load(Acquire)
+            .saturating_sub(POOL.reserve_left.load(Relaxed));
+        if end - base > limit {
+            mailbox::wake();
+            return None;
+        }
+        match POOL
+            .carved
+            .compare_exchange_weak(carved, end - base, Relaxed, Relaxed)
+        {
+            Ok(_) => {
+                SELF_CARVED.fetch_add(end - from, Relaxed);
+                if headroom() < low_watermark() {
+                    count(Event::PoolLowWatermark);
+                    mailbox::wake();
+                }
+                return Some((start, from));
+            }
+            Err(now) => carved = now,
+        }
+    }
+}
+
+/// Bytes scoped threads claimed (`claim`), padding included: part of
+/// `carved`, never returned to jemalloc (a gauge, and the carve rate the
+/// refill follows).
+static SELF_CARVED: AtomicUsize = AtomicUsize::new(0);
+
+pub fn self_carved_bytes() -> usize {
+    SELF_CARVED.load(Relaxed)
 }
 
 // ---------------------------------------------------------------- hooks
@@ -322,7 +436,13 @@ unsafe extern "C" fn hook_alloc(
             {
                 Ok(_) => {
                     if for_reserve {
-                        POOL.reserve_left.fetch_sub(used, Relaxed);
+                        // Saturating: jemalloc calls this hook under the
+                        // arena's grow lock, so reserve carves do not race
+                        // one another, but a wrapped budget would let the
+                        // pool arena carve into memory that is not there.
+                        let _ = POOL
+                            .reserve_left
+                            .fetch_update(Relaxed, Relaxed, |l| Some(l.saturating_sub(used)));
                     } else if headroom() < low_watermark() {
                         count(Event::PoolLowWatermark);
                         mailbox::wake();
@@ -449,8 +569,9 @@ pub fn refill_step() -> bool {
     if !is_ready() {
         return false;
     }
+    note_carve_rate();
     let room = headroom();
-    let high = high_watermark();
+    let high = refill_target();
     if REFILLING.load(Relaxed) == 0 {
         if room >= low_watermark() {
             return false;

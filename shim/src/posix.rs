@@ -13,7 +13,7 @@ use tikv_jemalloc_sys as jem;
 
 use crate::log::set_errno;
 use crate::os::page_size;
-use crate::{pool, route, stats, tls};
+use crate::{nofail, pool, route, stats, tls};
 use memscope_abi::{OP_ALLOC, OP_FREE, OP_REALLOC};
 
 /// glibc's `MALLOC_ALIGNMENT` on 64-bit targets: what plain malloc gives.
@@ -120,7 +120,7 @@ unsafe fn free_slow(p: *mut c_void) {
         if route::noreclaim_lane_free(p) {
             return;
         }
-        off_fast(OP_FREE, || jem::free(p), || route::free(p))
+        off_fast(OP_FREE, || route::free_unscoped(p, 0), || route::free(p))
     }
 }
 
@@ -147,7 +147,7 @@ unsafe fn calloc_slow(n: usize, size: usize) -> *mut c_void {
             || jem::calloc(n, size),
             || match n.checked_mul(size) {
                 Some(total) => route::alloc(total, jem::MALLOCX_ZERO),
-                None => enomem(),
+                None => nofail::impossible(usize::MAX, libc::ENOMEM),
             },
         )
     }
@@ -169,7 +169,7 @@ pub unsafe fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
             return null_mut();
         }
         let q = if tls::gate::<OP_REALLOC>() {
-            jem::realloc(p, size)
+            route::realloc_unscoped(p, size, 0)
         } else {
             realloc_slow(p, size)
         };
@@ -185,7 +185,13 @@ pub unsafe fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
 #[inline(never)]
 unsafe fn realloc_slow(p: *mut c_void, size: usize) -> *mut c_void {
     // SAFETY: within this function's own contract (its `# Safety`).
-    unsafe { off_fast(OP_REALLOC, || jem::realloc(p, size), || route::realloc(p, size)) }
+    unsafe {
+        off_fast(
+            OP_REALLOC,
+            || route::realloc_unscoped(p, size, 0),
+            || route::realloc(p, size),
+        )
+    }
 }
 
 /// # Safety
@@ -195,7 +201,7 @@ pub unsafe fn reallocarray(p: *mut c_void, n: usize, size: usize) -> *mut c_void
     unsafe {
         match n.checked_mul(size) {
             Some(total) => realloc(p, total),
-            None => enomem(),
+            None => nofail::impossible(usize::MAX, libc::ENOMEM),
         }
     }
 }
@@ -206,6 +212,7 @@ pub unsafe fn posix_memalign(memptr: *mut *mut c_void, align: usize, size: usize
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
         if !align.is_power_of_two() || !align.is_multiple_of(core::mem::size_of::<*mut c_void>()) {
+            nofail::impossible(size, libc::EINVAL);
             return libc::EINVAL;
         }
         let p = aligned(align, size);
@@ -227,8 +234,7 @@ pub unsafe fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
         if !align.is_power_of_two() {
-            set_errno(libc::EINVAL);
-            return null_mut();
+            return nofail::impossible(size, libc::EINVAL);
         }
         aligned_or_enomem(align, size)
     }
@@ -243,8 +249,7 @@ pub unsafe fn memalign(align: usize, size: usize) -> *mut c_void {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
         if align > usize::MAX / 2 + 1 {
-            set_errno(libc::EINVAL);
-            return null_mut();
+            return nofail::impossible(size, libc::EINVAL);
         }
         aligned_or_enomem(align.max(1).next_power_of_two(), size)
     }
@@ -268,7 +273,7 @@ pub unsafe fn pvalloc(size: usize) -> *mut c_void {
         let page = page_size();
         match size.max(1).checked_add(page - 1) {
             Some(s) => aligned_or_enomem(page, s & !(page - 1)),
-            None => enomem(),
+            None => nofail::impossible(size, libc::ENOMEM),
         }
     }
 }
@@ -281,7 +286,7 @@ pub unsafe fn malloc_usable_size(p: *mut c_void) -> usize {
         if p.is_null() {
             0
         } else {
-            jem::malloc_usable_size(p)
+            route::usable_size(p)
         }
     }
 }
@@ -355,9 +360,4 @@ unsafe fn aligned_or_enomem(align: usize, size: usize) -> *mut c_void {
         }
         p
     }
-}
-
-fn enomem() -> *mut c_void {
-    set_errno(libc::ENOMEM);
-    null_mut()
 }

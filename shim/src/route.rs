@@ -13,7 +13,6 @@
 
 use core::ffi::c_void;
 use core::ptr::null_mut;
-use core::sync::atomic::Ordering::Relaxed;
 
 use tikv_jemalloc_sys as jem;
 
@@ -94,7 +93,7 @@ pub unsafe fn free(p: *mut c_void) {
             if flags & NORECLAIM != 0 {
                 pool_free(p)
             } else {
-                jem::free(p)
+                free_unscoped(p, 0)
             }
         })
     }
@@ -117,7 +116,7 @@ unsafe fn realloc_in(p: *mut c_void, size: usize, flags: u32) -> *mut c_void {
         let q = if flags & NORECLAIM != 0 {
             pool_realloc(p, size, 0, flags)
         } else {
-            jem::realloc(p, size)
+            realloc_unscoped(p, size, flags)
         };
         let q = if q.is_null() && flags & NOFAIL != 0 {
             nofail_move(p, size, 0, flags)
@@ -143,11 +142,11 @@ unsafe fn nofail_move(p: *mut c_void, size: usize, caller_bits: i32, flags: u32)
             nofail::alloc(size, caller_bits, flags)
         };
         if !q.is_null() {
-            core::ptr::copy_nonoverlapping(p.cast::<u8>(), q.cast::<u8>(), jem::sallocx(p, 0).min(size));
+            core::ptr::copy_nonoverlapping(p.cast::<u8>(), q.cast::<u8>(), usable_size(p).min(size));
             if flags & NORECLAIM != 0 {
                 pool_free(p)
             } else {
-                jem::free(p)
+                free_unscoped(p, 0)
             }
         }
         q
@@ -188,7 +187,7 @@ pub unsafe fn rallocx(p: *mut c_void, size: usize, mflags: i32) -> *mut c_void {
             let q = if flags & NORECLAIM != 0 {
                 pool_realloc(p, size, mflags & CALLER_BITS, flags)
             } else {
-                jem::rallocx(p, size, mflags)
+                rallocx_unscoped(p, size, mflags, flags)
             };
             if q.is_null() && flags & NOFAIL != 0 {
                 nofail_move(p, size, mflags & CALLER_BITS, flags)
@@ -218,7 +217,7 @@ unsafe fn xallocx_in(p: *mut c_void, size: usize, extra: usize, mflags: i32, fla
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
         if flags & NORECLAIM == 0 {
-            return jem::xallocx(p, size, extra, mflags);
+            return xallocx_unscoped(p, size, extra, mflags);
         }
         // Never resized in scope: a pool block's size is its class's (or
         // jemalloc's, read lock-free), and resizing others could purge.
@@ -242,7 +241,7 @@ pub unsafe fn sdallocx(p: *mut c_void, size: usize, mflags: i32) {
             if flags & NORECLAIM != 0 {
                 pool_free(p)
             } else if size == 0 {
-                jem::dallocx(p, mflags)
+                free_unscoped(p, mflags)
             } else {
                 sized_free_unscoped(p, size, mflags)
             }
@@ -259,7 +258,7 @@ unsafe fn pool_alloc(size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
     // SAFETY: within this function's own contract (its `# Safety`).
     let p = unsafe { magazine::alloc_request(size, caller_bits, false) };
     if p.is_null() {
-        fast_fail(size, flags);
+        fast_fail(size, caller_bits, flags);
     }
     p
 }
@@ -276,7 +275,8 @@ unsafe fn pool_block_class(p: *mut c_void) -> Option<usize> {
         return None;
     }
     let c = pool::class_of(p)?;
-    if sizeclass::INFO[c].trusted {
+    if sizeclass::INFO[c].trusted || pool::carved_class(p).is_some() {
+        // A block memscope carved is never resized: its class is its size.
         return Some(c);
     }
     // SAFETY: `p` is a live block (our caller's contract).
@@ -351,13 +351,26 @@ fn lane_count(st: &tls::ThreadState, op: usize) {
     stats::thread::slow_count_untimed(st, op, memscope_abi::CTX_NORECLAIM);
 }
 
-/// GFP_NOWAIT: count, ask for a refill, report later (never here).
+/// GFP_NOWAIT: count, ask for a refill, report later (never here), and
+/// say why: the request is larger than any block the pool serves, or the
+/// pool is exhausted (nothing ready serves it, and the uncarved committed
+/// memory cannot hold one block), or, which would be a bug, neither.
 #[cold]
-fn fast_fail(size: usize, flags: u32) {
+fn fast_fail(size: usize, caller_bits: i32, flags: u32) {
     count(Event::NoreclaimFastFail);
+    let why = match sizeclass::for_request(size, magazine::align_of_bits(caller_bits)) {
+        None => mailbox::Refusal::TooLarge,
+        Some(c) if crate::carve::fits_one(c) => {
+            count(Event::NoreclaimRefusedWithFree);
+            mailbox::Refusal::WithFree
+        }
+        Some(_) => {
+            count(Event::NoreclaimPoolExhausted);
+            mailbox::Refusal::Exhausted
+        }
+    };
     if flags & NOWARN == 0 {
-        mailbox::FAST_FAILS_TO_REPORT.fetch_add(1, Relaxed);
-        mailbox::FAST_FAIL_LARGEST.fetch_max(size as u64, Relaxed);
+        mailbox::note_refusal(why, size);
     }
     mailbox::wake();
 }
@@ -409,6 +422,132 @@ pub unsafe fn sized_free_unscoped(p: *mut c_void, size: usize, mflags: i32) {
     }
 }
 
+/// jemalloc's `dallocx` (`free` for flags 0, NULL allowed) outside
+/// NORECLAIM, except for pool blocks, which go
+/// back to the front end (see `sized_free_unscoped`; a block memscope
+/// carved itself is not jemalloc's to free at all).
+///
+/// # Safety
+/// As jemalloc's `dallocx`.
+#[inline(always)]
+pub unsafe fn free_unscoped(p: *mut c_void, mflags: i32) {
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        if pool::contains(p) {
+            free_pool_block_outside(p)
+        } else if mflags == 0 {
+            jem::free(p)
+        } else {
+            jem::dallocx(p, mflags)
+        }
+    }
+}
+
+/// The usable size of a live block: its class's for a block memscope
+/// carved (jemalloc never saw it), else jemalloc's (`sallocx`, a
+/// lock-free radix-tree read).
+///
+/// # Safety
+/// `p` is a live block from this allocator.
+#[inline]
+pub unsafe fn usable_size(p: *const c_void) -> usize {
+    match pool::carved_class(p) {
+        Some(c) => sizeclass::size_of(c),
+        // SAFETY: the caller's contract.
+        None => unsafe { jem::sallocx(p, 0) },
+    }
+}
+
+/// `realloc`/`rallocx` outside NORECLAIM of a block memscope carved: it
+/// keeps its block while the request fits its class and uses more than
+/// half of it, and otherwise moves to a block made as the caller's
+/// context makes them (`alloc_in`, `flags`), the contents copied and the
+/// old block back to the front end: jemalloc cannot resize what it never
+/// made. NULL (old block untouched) if the new block cannot be had.
+///
+/// # Safety
+/// `p` is a live block memscope carved; `caller_bits` as for `alloc`;
+/// `flags` has no NORECLAIM.
+#[cold]
+#[inline(never)]
+unsafe fn realloc_carved_outside(p: *mut c_void, size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        let Some(c) = pool::carved_class(p) else {
+            return null_mut();
+        };
+        let old = sizeclass::size_of(c);
+        let align = magazine::align_of_bits(caller_bits);
+        let fits = size <= old && (align <= 16 || (p as usize) & (align - 1) == 0);
+        // A block more than twice the request moves (memory back to use).
+        if fits && size > old / 2 {
+            return p;
+        }
+        let q = alloc_in(size.max(1), caller_bits & !jem::MALLOCX_ZERO, flags);
+        if q.is_null() && fits {
+            return p;
+        }
+        if !q.is_null() {
+            core::ptr::copy_nonoverlapping(p.cast::<u8>(), q.cast::<u8>(), old.min(size));
+            if caller_bits & jem::MALLOCX_ZERO != 0 {
+                let usable = usable_size(q);
+                if usable > old {
+                    core::ptr::write_bytes(q.cast::<u8>().add(old), 0, usable - old);
+                }
+            }
+            free_pool_block_outside(p);
+        }
+        q
+    }
+}
+
+/// `realloc` outside NORECLAIM (`flags`: the scope in force, if any).
+///
+/// # Safety
+/// As C `realloc`, `size > 0`.
+#[inline(always)]
+pub unsafe fn realloc_unscoped(p: *mut c_void, size: usize, flags: u32) -> *mut c_void {
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        if pool::carved_class(p).is_some() {
+            return realloc_carved_outside(p, size, 0, flags);
+        }
+        jem::realloc(p, size)
+    }
+}
+
+/// `rallocx` outside NORECLAIM (`flags`: the scope in force, if any).
+///
+/// # Safety
+/// As jemalloc's `rallocx`.
+#[inline(always)]
+pub unsafe fn rallocx_unscoped(p: *mut c_void, size: usize, mflags: i32, flags: u32) -> *mut c_void {
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        if pool::carved_class(p).is_some() {
+            // The arena and cache bits are jemalloc's, for its own blocks.
+            return realloc_carved_outside(p, size, mflags & CALLER_BITS, flags);
+        }
+        jem::rallocx(p, size, mflags)
+    }
+}
+
+/// `xallocx` outside NORECLAIM: a block memscope carved is never resized
+/// (its size is returned, "could not").
+///
+/// # Safety
+/// As jemalloc's `xallocx`.
+#[inline(always)]
+pub unsafe fn xallocx_unscoped(p: *mut c_void, size: usize, extra: usize, mflags: i32) -> usize {
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
+        match pool::carved_class(p) {
+            Some(c) => sizeclass::size_of(c),
+            None => jem::xallocx(p, size, extra, mflags),
+        }
+    }
+}
+
 /// A free inside NORECLAIM: a pool block onto the thread's list, anything
 /// else deferred to the maintenance thread.
 unsafe fn pool_free(p: *mut c_void) {
@@ -446,8 +585,10 @@ unsafe fn pool_realloc(p: *mut c_void, size: usize, caller_bits: i32, flags: u32
         let q = pool_alloc(size, caller_bits & !jem::MALLOCX_ZERO, flags);
         if !q.is_null() {
             core::ptr::copy_nonoverlapping(p.cast::<u8>(), q.cast::<u8>(), old.min(size));
-            if caller_bits & jem::MALLOCX_ZERO != 0 && size > old {
-                core::ptr::write_bytes(q.cast::<u8>().add(old), 0, size - old);
+            // Zeroed to the new block's usable size, as a zeroed allocation.
+            let usable = pool::class_of(q).map_or(size, sizeclass::size_of);
+            if caller_bits & jem::MALLOCX_ZERO != 0 && usable > old {
+                core::ptr::write_bytes(q.cast::<u8>().add(old), 0, usable - old);
             }
             match class {
                 Some(c) => magazine::free(p, c),

@@ -113,6 +113,11 @@ pub const fn for_request(size: usize, align: usize) -> Option<usize> {
         return Some(of_size(size));
     }
     if align <= PAGE {
+        // Checked: a size near usize::MAX wrapped to a small class here,
+        // and NORECLAIM handed out a 64-byte block for SIZE_MAX - 1.
+        if size > MAX_SIZE {
+            return None;
+        }
         let rounded = (if size == 0 { 1 } else { size } + align - 1) & !(align - 1);
         if rounded > MAX_SIZE {
             return None;
@@ -219,6 +224,17 @@ mod tests {
         }
         assert_eq!(for_request(MAX_SIZE + 1, 0), None);
         assert_eq!(for_request(1, 2 * MAX_SIZE), None);
+        for align in (0..usize::BITS).map(|s| 1usize << s) {
+            for size in [
+                usize::MAX,
+                usize::MAX - 1,
+                usize::MAX - align + 1,
+                usize::MAX / 2 + 1,
+                MAX_SIZE + 1,
+            ] {
+                assert_eq!(for_request(size, align), None, "size {size:#x} align {align:#x}");
+            }
+        }
     }
 
     #[test]

@@ -20,7 +20,7 @@
 //! Rule: everything here is plain loads and stores; nothing allocates.
 
 use core::cell::{Cell, UnsafeCell};
-use core::sync::atomic::AtomicU32;
+use core::sync::atomic::{compiler_fence, AtomicU32, Ordering::SeqCst};
 
 use memscope_abi::{CONTEXTS, OPS};
 
@@ -203,8 +203,41 @@ pub struct Deferred {
 pub struct ThreadBss {
     pub magazines: Magazines,
     /// The thread's deferred frees not yet handed off (only this thread
-    /// touches it, never re-entrantly: no allocation happens in between).
+    /// touches it, inside `enter_lists`).
     pub deferred: UnsafeCell<Deferred>,
+    /// Non-zero while this thread is inside an operation on its lists or
+    /// its deferred frees (`enter_lists`).
+    pub busy: Cell<u32>,
+}
+
+/// Marks this thread's lists (magazines, deferred frees) busy for one
+/// operation, or returns None if they are busy already: the caller is a
+/// signal handler that interrupted the thread's own list operation, and
+/// must leave the lists alone (plain loads and stores, half done
+/// underneath it); it takes a lock-free way round instead. A signal
+/// landing between the test and the store runs to completion before the
+/// store; the compiler fences keep the lists' loads and stores between
+/// the flag's two stores.
+#[inline(always)]
+pub fn enter_lists() -> Option<ListsBusy> {
+    let b = &bss().busy;
+    if b.get() != 0 {
+        return None;
+    }
+    b.set(1);
+    compiler_fence(SeqCst);
+    Some(ListsBusy(()))
+}
+
+/// The lists are this thread's until this is dropped (`enter_lists`).
+pub struct ListsBusy(());
+
+impl Drop for ListsBusy {
+    #[inline(always)]
+    fn drop(&mut self) {
+        compiler_fence(SeqCst);
+        bss().busy.set(0);
+    }
 }
 
 /// What a scope subtracts from every countdown (see `gate`): far above any
