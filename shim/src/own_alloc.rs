@@ -20,13 +20,15 @@ use crate::pool;
 
 pub struct OwnAlloc;
 
-/// `mallocx` flags for `layout`'s alignment (none when plain malloc's
-/// alignment already serves it).
-fn align_flags(layout: &Layout) -> i32 {
-    if layout.align() <= crate::posix::MIN_ALIGN && layout.align() <= layout.size() {
+/// `mallocx` flags for a block of `size` bytes aligned to `align` (none
+/// when plain malloc's alignment already serves it), as tikv-jemallocator
+/// computes them. The size counts too: a class of 8 B or less is only
+/// 8-aligned, and the sized free must name the class the block is in.
+fn align_flags(align: usize, size: usize) -> i32 {
+    if align <= crate::posix::MIN_ALIGN && align <= size {
         0
     } else {
-        jem::MALLOCX_ALIGN(layout.align())
+        jem::MALLOCX_ALIGN(align)
     }
 }
 
@@ -47,7 +49,7 @@ unsafe fn from_reserve(size: usize, flags: i32) -> *mut u8 {
 // which finds its arena from the pointer.
 unsafe impl GlobalAlloc for OwnAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let flags = align_flags(&layout);
+        let flags = align_flags(layout.align(), layout.size());
         // SAFETY: Rust's allocator contract: size > 0.
         let p: *mut u8 = unsafe { jem::mallocx(layout.size(), flags).cast() };
         if p.is_null() {
@@ -58,7 +60,7 @@ unsafe impl GlobalAlloc for OwnAlloc {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let flags = align_flags(&layout) | jem::MALLOCX_ZERO;
+        let flags = align_flags(layout.align(), layout.size()) | jem::MALLOCX_ZERO;
         // SAFETY: as `alloc`.
         let p: *mut u8 = unsafe { jem::mallocx(layout.size(), flags).cast() };
         if p.is_null() {
@@ -70,11 +72,21 @@ unsafe impl GlobalAlloc for OwnAlloc {
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: `ptr` came from `alloc` with this layout.
-        unsafe { jem::sdallocx(ptr.cast::<c_void>(), layout.size(), align_flags(&layout)) }
+        unsafe {
+            jem::sdallocx(
+                ptr.cast::<c_void>(),
+                layout.size(),
+                align_flags(layout.align(), layout.size()),
+            )
+        }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let flags = align_flags(&layout);
+        // The new layout's flags (new_size, the same alignment): the block
+        // is freed with that layout later, and from the old one a 16-aligned
+        // block shrunk to 8 B or less came back 8-aligned, then was freed
+        // into the 16 B class (misaligned, overlapping blocks after it).
+        let flags = align_flags(layout.align(), new_size);
         // SAFETY: `ptr` is live with `layout`; new_size > 0.
         let q: *mut u8 = unsafe { jem::rallocx(ptr.cast(), new_size, flags).cast() };
         if !q.is_null() {
@@ -85,7 +97,12 @@ unsafe impl GlobalAlloc for OwnAlloc {
             let q = from_reserve(new_size, flags);
             if !q.is_null() {
                 core::ptr::copy_nonoverlapping(ptr, q, layout.size().min(new_size));
-                jem::sdallocx(ptr.cast(), layout.size(), flags);
+                // The old block goes back with its own (old) layout's flags.
+                jem::sdallocx(
+                    ptr.cast(),
+                    layout.size(),
+                    align_flags(layout.align(), layout.size()),
+                );
             }
             q
         }

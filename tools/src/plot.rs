@@ -35,7 +35,7 @@ fn ccdf(h: &Hist) -> Vec<(f64, f64)> {
         if count == 0 {
             continue;
         }
-        let p = (n - before) as f64 / n as f64;
+        let p = n.saturating_sub(before) as f64 / n as f64;
         let lo = (h.lower(i).max(1) as f64).min(max);
         let hi = (h.upper(i) as f64).min(max).max(lo);
         if let Some(&(prev_hi, _)) = points.last() {
@@ -43,7 +43,9 @@ fn ccdf(h: &Hist) -> Vec<(f64, f64)> {
         }
         points.push((lo, p));
         points.push((hi, p));
-        before += count;
+        // Saturating, as `samples` is: buckets are a segment's numbers
+        // (a wrap would make `n - before` underflow).
+        before = before.saturating_add(count);
     }
     points
 }

@@ -288,7 +288,10 @@ impl Snapshot {
     /// One snapshot standing for several processes (of one command): calls,
     /// bytes, histograms, events, threads and resident bytes added; the
     /// oldest start; the version if they agree (else 0). `pid` is the
-    /// first's; the group's size is `processes`.
+    /// first's; the group's size is `processes`. Every sum saturates: the
+    /// values are a segment's, which any user can write, and a sum that
+    /// wrapped would show another process's counters reset (two events at
+    /// 2^63 read 0 under `serve`) and panic a debug build.
     pub fn merge(group: Vec<Snapshot>) -> Option<Snapshot> {
         let mut it = group.into_iter();
         let mut m = it.next()?;
@@ -304,7 +307,7 @@ impl Snapshot {
                 m.lib_version = 0;
             }
             m.resident = match (m.resident, s.resident) {
-                (Some(a), Some(b)) => Some(a + b),
+                (Some(a), Some(b)) => Some(a.saturating_add(b)),
                 (a, b) => a.or(b),
             };
             m.gauges = match (m.gauges, s.gauges) {
@@ -321,11 +324,11 @@ impl Snapshot {
                 }
                 (a, b) => a.or(b),
             };
-            m.processes += s.processes;
-            m.threads_seen += s.threads_seen;
-            m.threads_overflowed += s.threads_overflowed;
+            m.processes = m.processes.saturating_add(s.processes);
+            m.threads_seen = m.threads_seen.saturating_add(s.threads_seen);
+            m.threads_overflowed = m.threads_overflowed.saturating_add(s.threads_overflowed);
             for (e, (_, n)) in m.events.iter_mut().zip(&s.events) {
-                e.1 += n;
+                e.1 = e.1.saturating_add(*n);
             }
             for (t, (_, h)) in m.timers.iter_mut().zip(&s.timers) {
                 t.1.add(h);
@@ -416,7 +419,7 @@ fn read_resident(pid: u32) -> Option<u64> {
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    Some(pages * page.max(4096) as u64)
+    Some(pages.saturating_mul(page.max(4096) as u64))
 }
 
 /// The ABI minor version a validated segment was written with.
