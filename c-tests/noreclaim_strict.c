@@ -360,6 +360,11 @@ int main(int argc, char **argv)
         const struct memscope_stats_header *h = segment();
         CHECK_MSG(h && h->events[28] == 0, "NORECLAIM refusals while committed memory was free: %ld",
                   h ? (long)h->events[28] : -1L);
+        if (h && getenv("STRICT_GAUGES"))
+            say("pool MiB: committed %lu carved %lu self-carved %lu ready %lu held %lu; carves %lu exhausted %lu\n",
+                (unsigned long)(h->gauges[1] >> 20), (unsigned long)(h->gauges[2] >> 20),
+                (unsigned long)(h->gauges[14] >> 20), (unsigned long)(h->gauges[3] >> 20),
+                (unsigned long)(h->gauges[10] >> 20), (unsigned long)h->events[29], (unsigned long)h->events[27]);
     }
     CHECK_MSG(served * 1000 >= (served + nulls) * 995, "only %ld of %ld allocations served", (long)served,
               (long)(served + nulls));

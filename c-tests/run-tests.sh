@@ -99,6 +99,9 @@ build fork_during_pool_creation $CC $CFLAGS -pthread -I"$here/../ffi-include" "$
     -o "$out/fork_during_pool_creation"
 build huge_requests $CC $CFLAGS -I"$here/../ffi-include" "$here/huge_requests.c" -o "$out/huge_requests" -ldl
 build noreclaim_zero $CC $CFLAGS -I"$here/../ffi-include" "$here/noreclaim_zero.c" -o "$out/noreclaim_zero" -ldl
+build reserve_kept $CC $CFLAGS -pthread -I"$here/../ffi-include" "$here/reserve_kept.c" -o "$out/reserve_kept"
+build signal_reentry $CC $CFLAGS -pthread -I"$here/../ffi-include" "$here/signal_reentry.c" -o "$out/signal_reentry"
+build prepare $CC $CFLAGS -I"$here/../ffi-include" "$here/prepare.c" -o "$out/prepare"
 build noreclaim_first_burst $CC $CFLAGS -I"$here/../ffi-include" -I"$here" "$here/noreclaim_first_burst.c" \
     -o "$out/noreclaim_first_burst"
 build noreclaim_strict $CC $CFLAGS -pthread -I"$here/../ffi-include" "$here/noreclaim_strict.c" -o "$out/noreclaim_strict"
@@ -356,6 +359,20 @@ expect_exit "zeroed blocks are zero to their usable size" 0 "$P" -- timeout 120 
 for burst in "small 10000 2" "small 30000 3" large aligned; do
     expect_exit "NORECLAIM first burst: $burst" 0 "$P" -- timeout 60 "$out/noreclaim_first_burst" $burst
 done
+# memscope_prepare stocks a burst larger than the pool's headroom before the
+# scope: served in full under a write-only filter; the control is not.
+expect_exit "memscope_prepare: a prepared burst is served in full" 0 "$P" MEMSCOPE_NORECLAIM_POOL=4M -- \
+    "$out/prepare" prepared
+expect_exit "memscope_prepare control: unprepared, refused" 0 "$P" MEMSCOPE_NORECLAIM_POOL=4M -- \
+    "$out/prepare" unprepared
+# The NOFAIL reserve serves NOFAIL requests only: with the pool exhausted, a
+# NORECLAIM-only thread beside a NOFAIL one gets nothing (it took 381-2,065
+# reserve blocks before).
+expect_exit "NOFAIL reserve kept for NOFAIL" 0 "$P" MEMSCOPE_NORECLAIM_POOL=2M MEMSCOPE_RESERVE=2M \
+    MEMSCOPE_NORECLAIM_MAX=64M -- timeout 120 "$out/reserve_kept"
+# Signal handlers that push NORECLAIM and allocate, landing inside the
+# thread's own NORECLAIM mallocs and frees (SIGSEGV 3 runs of 3 before).
+expect_exit "signal handlers allocating inside NORECLAIM calls" 0 "$P" -- timeout 60 "$out/signal_reentry" 3
 # Repeated bursts (net demand zero): the stock follows the peak. Before,
 # 100 x 128 KiB was refused 60 blocks every time, for as long as it ran.
 for burst in "100 131072" "34 131072" "100 16384" "300 4096" "400 64"; do

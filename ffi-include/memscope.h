@@ -32,6 +32,7 @@
 #ifndef MEMSCOPE_H
 #define MEMSCOPE_H
 
+#include <errno.h>
 #include <stddef.h>
 
 #ifdef __cplusplus
@@ -65,6 +66,7 @@ void memscope_lib_test_fail_next(unsigned long n) __attribute__((weak));
 void memscope_lib_stats_flush(void) __attribute__((weak));
 int memscope_lib_note_header(unsigned header_version) __attribute__((weak));
 int memscope_lib_check_routed(void (*probe)(void)) __attribute__((weak));
+int memscope_lib_prepare(size_t size, size_t count) __attribute__((weak));
 
 /* 1 if libmemscope.so is loaded in this process. */
 static inline int memscope_loaded(void) { return memscope_lib_push != 0; }
@@ -159,6 +161,26 @@ static inline void memscope_reclaimer_unregister(int id)
 {
     if (memscope_lib_reclaimer_unregister)
         memscope_lib_reclaimer_unregister(id);
+}
+
+/* Makes sure `count` blocks of `size` bytes can be served inside
+ * MEMSCOPE_NORECLAIM on this thread without waiting for memscope's
+ * maintenance thread: stocks them now (committing pool memory if needed),
+ * keeps at least that many ready from then on, and sets this thread up
+ * for NORECLAIM. What a daemon calls at start-up, outside its locks, for
+ * the shapes it allocates under them (a scoped thread also carves what it
+ * needs from committed pool memory by itself, but a stocked block is the
+ * cheapest it can get). Makes syscalls and takes locks: call it outside
+ * NORECLAIM. Returns 0, or -1 with errno EINVAL (size 0, larger than the
+ * pool serves (4 MiB), or called inside NORECLAIM), ENOMEM (the pool
+ * cannot hold them) or ENOSYS (libmemscope.so is not loaded). */
+static inline int memscope_prepare(size_t size, size_t count)
+{
+    if (!memscope_lib_prepare) {
+        errno = ENOSYS;
+        return -1;
+    }
+    return memscope_lib_prepare(size, count);
 }
 
 /* Testing only: the next `n` ordinary allocation attempts made under

@@ -25,9 +25,10 @@ FLOORS = [
     #    maintenance thread's mailbox (flags, counters, a queue)
     ["stats", "mailbox"],
     # 3. memory sources: the pool region and arenas (with the NOFAIL
-    #    reserve), the depot of ready pool blocks, the per-thread lists
+    #    reserve), the depot of ready pool blocks, a scoped thread's own
+    #    carving from committed pool memory, the per-thread lists
     #    (magazines), purging
-    ["pool", "depot", "magazine", "purge", "lockstats", "gauges"],
+    ["pool", "depot", "carve", "magazine", "purge", "lockstats", "gauges"],
     # 4. thread lifecycle (first call, exit)
     ["init"],
     # 5. context policy: scopes, reclaimers, the NOFAIL retry loop, and
@@ -45,7 +46,8 @@ SAME_FLOOR = {
     ("maintenance", "pressure"),
     ("stats", "config"), ("mailbox", "ctl"),
     ("tls", "sizeclass"),
-    ("depot", "pool"), ("magazine", "depot"), ("magazine", "pool"), ("purge", "ctl"), ("lockstats", "pool"),
+    ("depot", "pool"), ("magazine", "depot"), ("magazine", "pool"),
+    ("carve", "pool"), ("carve", "depot"), ("magazine", "carve"), ("purge", "ctl"), ("lockstats", "pool"),
     ("gauges", "pool"), ("gauges", "depot"),
     ("reclaim", "scope"), ("nofail", "reclaim"), ("route", "scope"),
     ("route", "nofail"),

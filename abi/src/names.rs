@@ -5,7 +5,7 @@ pub const OPS: [&str; crate::OPS] = ["alloc", "free", "realloc"];
 /// Contexts, indexed by `CTX_*`.
 pub const CONTEXTS: [&str; crate::CONTEXTS] = ["normal", "noreclaim", "nofail"];
 
-/// Gauges, `Header::gauges` order (ABI 1.3). Each line: name (the
+/// Gauges, `Header::gauges` order (ABI 1.3; the last one since 1.4). Each line: name (the
 /// Prometheus metric is `memscope_<name>`), meaning. Bytes, except
 /// `memory_limit_from` (a code).
 pub const GAUGES: [(&str, &str); 15] = [

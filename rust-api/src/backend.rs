@@ -25,7 +25,7 @@ const LOADED: u8 = 2;
 static MODE: AtomicU8 = AtomicU8::new(UNRESOLVED);
 
 /// The loaded library's entry points, by the names its header uses.
-const NAMES: [&core::ffi::CStr; 11] = [
+const NAMES: [&core::ffi::CStr; 12] = [
     c"mallocx",
     c"rallocx",
     c"sdallocx",
@@ -37,6 +37,7 @@ const NAMES: [&core::ffi::CStr; 11] = [
     c"memscope_lib_reclaimer_register",
     c"memscope_lib_reclaimer_unregister",
     c"memscope_lib_check_routed",
+    c"memscope_lib_prepare",
 ];
 const MALLOCX: usize = 0;
 const RALLOCX: usize = 1;
@@ -49,6 +50,7 @@ const FLUSH: usize = 7;
 const REGISTER: usize = 8;
 const UNREGISTER: usize = 9;
 const CHECK_ROUTED: usize = 10;
+const PREPARE: usize = 11;
 
 static LOADED_FNS: [AtomicPtr<c_void>; NAMES.len()] =
     [const { AtomicPtr::new(core::ptr::null_mut()) }; NAMES.len()];
@@ -250,4 +252,20 @@ pub fn check_routed(probe: ProbeFn) -> c_int {
     type CheckFn = unsafe extern "C" fn(Option<ProbeFn>) -> c_int;
     // SAFETY: as above.
     loaded::<CheckFn>(CHECK_ROUTED).map_or(-1, |f| unsafe { f(Some(probe)) })
+}
+
+/// 0, or -1 with errno set (see `memscope_lib_prepare`); -1 with ENOSYS
+/// from a loaded library too old to have it.
+pub fn prepare(size: usize, count: usize) -> c_int {
+    if mode() == LINKED {
+        return api::memscope_prepare(size, count);
+    }
+    match loaded::<extern "C" fn(usize, usize) -> c_int>(PREPARE) {
+        Some(f) => f(size, count),
+        None => {
+            // SAFETY: errno is this thread's.
+            unsafe { *libc::__errno_location() = libc::ENOSYS };
+            -1
+        }
+    }
 }

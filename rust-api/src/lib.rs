@@ -88,6 +88,33 @@ pub fn version() -> u32 {
     backend::version()
 }
 
+/// Makes sure `count` blocks of `size` bytes can be served inside
+/// NORECLAIM on this thread without waiting for memscope's maintenance
+/// thread: stocks them now (committing pool memory if needed), keeps at
+/// least that many ready from then on, and sets the thread up for
+/// NORECLAIM. What a daemon calls at start-up, outside its locks, for the
+/// shapes it allocates under them. It makes system calls and takes locks:
+/// call it outside a NORECLAIM scope.
+///
+/// Errors: `InvalidInput` (size 0, larger than the pool serves (4 MiB),
+/// or called inside NORECLAIM), `OutOfMemory` (the pool cannot hold
+/// them), `Unsupported` (a loaded libmemscope.so too old to have it).
+///
+/// ```
+/// // Before the first request is served under the store lock:
+/// memscope::prepare(256, 1000).expect("pool for the index nodes");
+/// let _scope = memscope::noreclaim();
+/// let node = Box::new([0u8; 256]); // served from the stock, no syscall
+/// # drop(node);
+/// ```
+pub fn prepare(size: usize, count: usize) -> std::io::Result<()> {
+    if backend::prepare(size, count) == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// Publishes the calling thread's exact counts to the stats segment now
 /// (they are otherwise published as the thread goes on, and at its exit).
 ///

@@ -118,6 +118,41 @@ fn noreclaim_makes_no_syscall() {
     );
 }
 
+/// A cold process, no warm-up: Rust's first NORECLAIM allocations of
+/// every shape are served (a scoped thread carves from committed pool
+/// memory what the depot has not stocked yet; a refusal would abort the
+/// program) under a filter that allows no syscall. Then
+/// `memscope::prepare` stocks a live set larger than the default
+/// headroom left after the cold run, served in full as well.
+#[test]
+fn cold_noreclaim_is_served_and_prepare_stocks() {
+    if is_child("cold_noreclaim_is_served_and_prepare_stocks") {
+        assert!(memscope::prepare(0, 1).is_err());
+        {
+            let _s = memscope::noreclaim();
+            assert_eq!(
+                memscope::prepare(64, 1).map_err(|e| e.kind()),
+                Err(std::io::ErrorKind::InvalidInput)
+            );
+        }
+        memscope::prepare(256 << 10, 160).expect("prepare 40 MiB of 256 KiB blocks");
+        let s = memscope::noreclaim();
+        strict_filter();
+        let got = workload(2000);
+        let live: Vec<Vec<u8>> = (0..160).map(|i| vec![i as u8; 256 << 10]).collect();
+        let ok = live.iter().enumerate().all(|(i, v)| v[v.len() - 1] == i as u8);
+        drop(live);
+        drop(s);
+        // SAFETY: ending the process (no harness syscalls).
+        unsafe { libc::_exit(if got > 0 && ok { 0 } else { 3 }) };
+    }
+    if expect_loaded() {
+        return; // the preloaded library's C tests cover that case
+    }
+    let out = run_child("cold_noreclaim_is_served_and_prepare_stocks", &[]);
+    assert_eq!(out.status.code(), Some(0), "cold NORECLAIM: {out:?}");
+}
+
 #[test]
 fn scopes_are_served_and_no_bypass_is_reported() {
     if is_child("scopes_are_served_and_no_bypass_is_reported") {

@@ -65,6 +65,40 @@ pub extern "C" fn memscope_reclaimer_unregister(id: c_int) {
     reclaim::unregister(id)
 }
 
+/// Makes sure `count` blocks of `size` bytes can be served inside
+/// NORECLAIM without waiting for the maintenance thread (see the header).
+/// 0, or -1 with errno: EINVAL (size 0 or above what the pool serves;
+/// called inside NORECLAIM), ENOMEM (the pool could not hold them).
+#[inline]
+pub extern "C" fn memscope_prepare(size: usize, count: usize) -> c_int {
+    let fail = |e: c_int| {
+        crate::log::set_errno(e);
+        -1
+    };
+    if size == 0 || scope::current() & scope::NORECLAIM != 0 {
+        return fail(libc::EINVAL);
+    }
+    let Some(c) = crate::sizeclass::for_request(size, 0) else {
+        return fail(libc::EINVAL);
+    };
+    if crate::tls::flags() & crate::tls::THREAD_UNSEEN != 0 {
+        crate::init::thread_first_call();
+    }
+    let st = crate::tls::state();
+    if !scope::set_up_noreclaim(st) {
+        return fail(libc::ENOMEM);
+    }
+    if !crate::depot::prepare(c, count as u64) {
+        return fail(libc::ENOMEM);
+    }
+    0
+}
+
+#[inline]
+pub extern "C" fn memscope_lib_prepare(size: usize, count: usize) -> c_int {
+    memscope_prepare(size, count)
+}
+
 /// Testing: the next `n` ordinary allocation attempts made under NOFAIL
 /// fail as if memory were exhausted.
 #[inline]

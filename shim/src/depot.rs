@@ -486,9 +486,25 @@ pub fn restock() -> bool {
             WINDOW_BURST[c].store(0, Relaxed);
             target = (old - old / 8).max(2 * window).max(window_burst);
         }
-        let cap = (ready / sizeclass::size_of(c) as u64).max(4 * chain);
-        let target = target.min(cap).max(floors[c].load(Relaxed));
+        // A quarter of the pool per class: beyond that a burst is carved.
+        let cap = (ready / 4 / sizeclass::size_of(c) as u64).max(4 * chain);
+        let target = target
+            .min(cap)
+            .max(floors[c].load(Relaxed))
+            .max(PREPARED[c].load(Relaxed));
         TARGET[c].store(target, Relaxed);
+        // Beyond its floor (and what `prepare` asked for), a class is
+        // stocked only from the upper half of the pool's headroom: the
+        // lower half stays for scoped threads to carve from (a forecast
+        // that takes it all leaves the classes it did not foresee nothing:
+        // 268 MiB stood ready in the depot while an 8-thread mix was
+        // refused thousands of requests), and stocking alone never makes
+        // the pool grow.
+        let target = if pool::may_stock() {
+            target
+        } else {
+            target.min(floors[c].load(Relaxed).max(PREPARED[c].load(Relaxed)))
+        };
         let (filled, short) = fill(&POOL_STACKS[c], pool::arena(), c, target, cache);
         worked |= filled;
         if short {
@@ -534,6 +550,32 @@ pub fn stock_floors() {
             );
         }
     }
+}
+
+/// Blocks per class that `memscope_prepare` asked to keep ready: a floor
+/// of the class's target from then on.
+static PREPARED: [AtomicU64; COUNT] = [const { AtomicU64::new(0) }; COUNT];
+
+/// `memscope_prepare`: stocks `count` blocks of class `c` on the pool's
+/// stacks now (committing pool memory first if the headroom would not
+/// hold them), and keeps at least that many ready from then on. Runs
+/// outside NORECLAIM (it calls jemalloc, may commit memory). True if the
+/// stock is there.
+pub fn prepare(c: usize, count: u64) -> bool {
+    if !pool::is_ready() {
+        return false;
+    }
+    PREPARED[c].fetch_max(count, Relaxed);
+    TARGET[c].fetch_max(count, Relaxed);
+    let have = POOL_STACKS[c].blocks.load(Relaxed);
+    let want = count.saturating_sub(have) as usize;
+    let bytes = want.saturating_mul(sizeclass::size_of(c) + sizeclass::alignment_of(c));
+    // The pool's own headroom stays on top for everything else.
+    if !pool::ensure_headroom(bytes.saturating_add(pool::high_watermark() / 4)) {
+        return false;
+    }
+    fill(&POOL_STACKS[c], pool::arena(), c, count, jem::MALLOCX_TCACHE_NONE);
+    POOL_STACKS[c].blocks.load(Relaxed) >= count
 }
 
 /// Gives one chain back to the arena when a stack holds more than four

@@ -394,6 +394,7 @@ macro_rules! export_c_abi {
                                         arg: *mut ::core::ffi::c_void, needs: ::core::ffi::c_uint) -> ::core::ffi::c_int;
             memscope_reclaimer_unregister(id: ::core::ffi::c_int);
             memscope_test_fail_next(n: ::core::ffi::c_ulong);
+            memscope_prepare(size: usize, count: usize) -> ::core::ffi::c_int;
             memscope_version() -> ::core::ffi::c_uint;
             memscope_lib_push(flags: ::core::ffi::c_uint) -> ::core::ffi::c_uint;
             memscope_lib_pop(saved: ::core::ffi::c_uint);
@@ -404,6 +405,7 @@ macro_rules! export_c_abi {
                                             arg: *mut ::core::ffi::c_void, needs: ::core::ffi::c_uint) -> ::core::ffi::c_int;
             memscope_lib_reclaimer_unregister(id: ::core::ffi::c_int);
             memscope_lib_test_fail_next(n: ::core::ffi::c_ulong);
+            memscope_lib_prepare(size: usize, count: usize) -> ::core::ffi::c_int;
             memscope_lib_check_routed(probe: Option<unsafe extern "C" fn()>) -> ::core::ffi::c_int;
             memscope_lib_note_header(header_version: ::core::ffi::c_uint) -> ::core::ffi::c_int;
         }

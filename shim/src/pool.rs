@@ -261,6 +261,16 @@ fn low_watermark() -> usize {
     (high_watermark() / 4).max(2 * CARVE_RATE.load(Relaxed))
 }
 
+/// True while the maintenance thread may stock the depot beyond the
+/// classes' floors: the uncarved headroom is a quarter of the pool's size
+/// above the refill mark. Below that it is kept for scoped threads to
+/// carve from, and stocking never drives the headroom into a refill by
+/// itself: the pool grows for what threads carve, not for a forecast
+/// (see `depot::restock`).
+pub fn may_stock() -> bool {
+    headroom() > low_watermark() + high_watermark() / 4
+}
+
 /// What a refill tops the headroom up to: the pool's size, or four times
 /// the recent carve rate (see `low_watermark`).
 fn refill_target() -> usize {
@@ -525,8 +535,34 @@ unsafe extern "C" fn hook_merge(
 // ---------------------------------------------------------------- growth
 
 /// Commits and pre-faults `bytes` more of the region (rounded to chunks).
-/// Runs outside every scope: setup, or the maintenance thread.
+/// Runs outside every scope: setup, the maintenance thread, or
+/// `memscope_prepare` (serialized: each reads and moves the commit mark).
 pub fn grow(bytes: usize) -> bool {
+    while GROWING
+        .compare_exchange_weak(false, true, Acquire, Relaxed)
+        .is_err()
+    {
+        os::yield_now();
+    }
+    let grown = grow_locked(bytes);
+    GROWING.store(false, Release);
+    grown
+}
+
+static GROWING: AtomicBool = AtomicBool::new(false);
+
+/// Grows the pool until at least `bytes` of committed memory are left
+/// uncarved (`memscope_prepare`). False if the region cannot hold that.
+pub fn ensure_headroom(bytes: usize) -> bool {
+    while headroom() < bytes {
+        if !grow(bytes - headroom()) {
+            return false;
+        }
+    }
+    true
+}
+
+fn grow_locked(bytes: usize) -> bool {
     let bytes = (bytes + CHUNK - 1) & !(CHUNK - 1);
     let base = POOL.base.load(Relaxed);
     let committed = POOL.committed.load(Relaxed);

@@ -197,9 +197,15 @@ fn noreclaim_ready(st: &tls::ThreadState) -> bool {
 /// maintenance thread (again after a fork).
 #[cold]
 fn enter_noreclaim(st: &tls::ThreadState) {
+    set_up_noreclaim(st);
+}
+
+/// `enter_noreclaim`, for `memscope_prepare` too. False if the process
+/// has no pool (it could not be made).
+pub(crate) fn set_up_noreclaim(st: &tls::ThreadState) -> bool {
     if !pool::ensure_process_pool() {
         count(Event::NoreclaimWithoutPool);
-        return;
+        return false;
     }
     crate::depot::stock_floors();
     mailbox::start_maintenance();
@@ -218,6 +224,7 @@ fn enter_noreclaim(st: &tls::ThreadState) {
         // `noreclaim_fast` stays 0: the thread's first scope is timed.
         st.noreclaim_set_up.set(1);
     }
+    true
 }
 
 #[cold]
