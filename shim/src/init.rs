@@ -270,12 +270,19 @@ pub fn register_thread_exit() {
     unsafe { libc::pthread_setspecific(key, core::ptr::dangling::<c_void>()) };
 }
 
+/// The thread's exit hook. The key is made at the process's first
+/// allocation, so the program's own keys' destructors, and glibc's frees
+/// after all of them, come later: the thread is marked exited (no scope,
+/// every call on the slow path, see `tls::THREAD_EXITED`) rather than made
+/// plain, so that those calls are counted and their pool blocks reach the
+/// depot. Runs again if a later destructor registers it anew (its first
+/// NORECLAIM push): each run drains and folds what came since.
 extern "C" fn on_thread_exit(_: *mut c_void) {
-    // The thread may exit inside a scope: from here on it is plain.
+    // The thread may exit inside a scope: from here on it is in none.
     let st = tls::state();
-    crate::stats::thread::unbias(&st.stats);
-    st.flags.set(0);
+    st.flags.set(tls::THREAD_EXITED);
     st.depth.set(0);
+    crate::stats::thread::bias(&st.stats);
     crate::mailbox::flush_thread();
     crate::magazine::drain();
     crate::stats::thread::exit(st);

@@ -125,7 +125,8 @@ pub fn pop(saved: u32) {
 
 #[inline(always)]
 fn restore(st: &tls::ThreadState, saved: u32, cur: u32, top: u32) {
-    let new = saved & cur & ALL;
+    // An exited thread (a scope in a key destructor) stays marked.
+    let new = (saved & cur & ALL) | (cur & tls::THREAD_EXITED);
     if new == 0 {
         // Before the flags, for the same reason as in `record_push`: a
         // handler between the two sees the scope gone. (One that pushes
