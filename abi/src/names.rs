@@ -68,7 +68,7 @@ pub const GAUGES: [(&str, &str); 14] = [
 ];
 
 /// Event counters, `Header::events` order. Each line: name, meaning.
-pub const EVENTS: [(&str, &str); 27] = [
+pub const EVENTS: [(&str, &str); 28] = [
     (
         "pool_refills",
         "the maintenance thread committed and pre-faulted more NORECLAIM pool",
@@ -158,6 +158,10 @@ pub const EVENTS: [(&str, &str); 27] = [
     (
         "pressure_reclaims",
         "reclaim rounds (reclaimers, then a purge) run for memory pressure",
+    ),
+    (
+        "maintenance_start_failures",
+        "attempts to start the maintenance thread that failed (the pool does not refill)",
     ),
 ];
 

@@ -71,9 +71,12 @@ pub enum Event {
     MemoryHigh,
     /// Reclaim rounds (reclaimers, then a purge) run for memory pressure.
     PressureReclaim,
+    /// Attempts to start the maintenance thread that failed (`clone`
+    /// refused); scopes then run without it (`mailbox::start_failed`).
+    MaintenanceStartFailure,
 }
 
-pub const EVENT_COUNT: usize = Event::PressureReclaim as usize + 1;
+pub const EVENT_COUNT: usize = Event::MaintenanceStartFailure as usize + 1;
 
 /// Where counts go before the stats segment exists, or when stats are off.
 static LOCAL: [AtomicU64; EVENT_COUNT] = [const { AtomicU64::new(0) }; EVENT_COUNT];

@@ -117,9 +117,10 @@ pub fn thread_first_call() -> u32 {
         // keeps idle threads' counts current in the segment. (Never in a
         // single-threaded process, which may rely on staying so, e.g. for
         // unshare(CLONE_NEWUSER); and never before jemalloc's mallctl tree
-        // is ready: see `stats::thread::CTL_READY`.)
+        // is ready: see `stats::thread::CTL_READY`.) A new thread's
+        // set-up may make syscalls: it tries again after a failed start.
         if h.threads_seen.load(core::sync::atomic::Ordering::Relaxed) >= 2 && stats::thread::ctl_ready() {
-            mailbox::start_maintenance();
+            mailbox::retry_start();
         }
     }
     flags
