@@ -89,6 +89,8 @@ build check_routed $CC $CFLAGS -I"$here/../ffi-include" "$here/check_routed.c" -
 build stats_layout $CC $CFLAGS -I"$here/../ffi-include" "$here/stats_layout.c" -o "$out/stats_layout"
 build scopes $CC $CFLAGS -pthread "$here/scopes.c" -o "$out/scopes"
 build pool_exhaustion $CC $CFLAGS "$here/pool_exhaustion.c" -o "$out/pool_exhaustion"
+build exit_pool_free $CC $CFLAGS -pthread "$here/exit_pool_free.c" -o "$out/exit_pool_free"
+build no_maintenance_thread $CC $CFLAGS -I"$here/../ffi-include" "$here/no_maintenance_thread.c" -o "$out/no_maintenance_thread"
 build seccomp_noreclaim $CC $CFLAGS -pthread "$here/seccomp_noreclaim.c" -o "$out/seccomp_noreclaim"
 build noreclaim_many $CC $CFLAGS -pthread -I"$here/../ffi-include" "$here/noreclaim_many.c" -o "$out/noreclaim_many"
 build noreclaim_grow $CC $CFLAGS -I"$here/../ffi-include" "$here/noreclaim_grow.c" -o "$out/noreclaim_grow"
@@ -288,9 +290,22 @@ else
     fail "scopes: a mismatched pop is reported" "stderr: $(cat "$out/scopes.err")"
 fi
 expect_exit pool_exhaustion 0 "$P" MEMSCOPE_NORECLAIM_POOL=4M -- "$out/pool_exhaustion"
+# Pool blocks freed in key destructors after memscope's exit hook go back
+# to the pool (a 2 MiB pool, no reserve, 1 MiB a round, 160 rounds).
+expect_exit "exit_pool_free: blocks freed after the exit hook are not stranded" 0 "$P" \
+    MEMSCOPE_NORECLAIM_POOL=2M MEMSCOPE_RESERVE=0 -- "$out/exit_pool_free" 160
 # Frees in scope trust memscope's page-class table for a block's size.
 expect_exit "pool_classes: every block in scope holds its request" 0 "$P" -- "$out/pool_classes"
 expect_exit "pool_classes: with a pool that runs dry" 0 "$P" MEMSCOPE_NORECLAIM_POOL=4M -- "$out/pool_classes"
+
+# No maintenance thread (clone refused): said once, counted, and pushes
+# after the first make no syscall (a write-only filter kills on any).
+expect_exit "no maintenance thread: scopes still make no syscall" 0 "$P" -- "$out/no_maintenance_thread"
+if [ "$(grep -c 'could not start the maintenance thread' "$out/no maintenance thread: scopes still make no syscall.err")" = 1 ]; then
+    pass "no maintenance thread: said once"
+else
+    fail "no maintenance thread: said once" "$(head -c 600 "$out/no maintenance thread: scopes still make no syscall.err")"
+fi
 
 # The NORECLAIM proof, against default and aggressive decay, and the
 # control that shows the filter bites without the scope.

@@ -166,6 +166,34 @@ PY
     finish
 fi
 
+# The shapes of threads users have, none of them touching the API: plain
+# C threads that exit within milliseconds (joined, detached), threads
+# keeping their blocks (one inside NORECLAIM, its scope found with dlsym),
+# a thread whose key destructors (run after memscope's exit hook) allocate
+# over two destructor rounds. Every call they made, and glibc's frees on
+# their behalf after the last destructor, is in the retired slot: exactly.
+if start shapes -- shapes 10000; then
+    sleep 1
+    json $pid >"$out/shapes.json"
+    check "shapes: every call of short-lived threads is counted, key destructors included" python3 - "$out/shapes.json" "$out/shapes.out" <<'PY'
+import json, re, sys
+s = json.load(open(sys.argv[1]))
+m = re.search(r"expect alloc.normal (\d+) free.normal (\d+) alloc.noreclaim (\d+) threads (\d+) glibc_exit_frees (\d+)",
+              open(sys.argv[2]).read())
+assert m, "no expect line"
+an, fn, ar, threads, glibc = map(int, m.groups())
+assert 0 <= glibc <= 8, glibc
+r, o = s["retired"], s["overflow"]
+got = (r["calls"]["alloc"]["normal"], r["calls"]["free"]["normal"], r["calls"]["alloc"]["noreclaim"], r["threads"])
+assert got == (an, fn, ar, threads), ("retired (alloc, free, noreclaim alloc, threads)", got, "expected", (an, fn, ar, threads))
+assert all(v == 0 for op in r["calls"].values() for ctx, v in op.items() if ctx == "nofail"), r["calls"]
+assert r["calls"]["free"]["noreclaim"] == 0 and r["calls"]["realloc"]["normal"] == 0, r["calls"]
+assert all(v == 0 for op in o["calls"].values() for v in op.values()), ("overflow", o["calls"])
+assert s["total"]["calls"]["alloc"]["noreclaim"] == ar, s["total"]["calls"]["alloc"]
+PY
+    finish
+fi
+
 # Each thread's bytes are jemalloc's own counters for it, read through
 # pointers only the first thread asks jemalloc for (the others derive them
 # from their TLS address), a thread that only frees included.

@@ -48,10 +48,19 @@
  *                   (injected) that run a reclaimer, malloc_trim, and
  *                   NORECLAIM use deep enough to make the pool refill;
  *                   prints "ready", waits for stdin.
+ *   shapes N        the shapes of threads users have, none touching the
+ *                   API: a thread making N malloc+free pairs, joined; the
+ *                   same detached; two threads keeping N blocks of 32 to
+ *                   2,031 B, one inside NORECLAIM (push and pop found with
+ *                   dlsym); a thread whose key destructors make N/100 pairs
+ *                   over two destructor rounds. All exit within
+ *                   milliseconds, before "ready"; prints what they did
+ *                   ("expect ...") and "ready"; waits for stdin.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <malloc.h>
@@ -63,6 +72,7 @@
 
 #include "check.h"
 #include "memscope.h"
+#include "segment_find.h"
 
 static void *volatile sink; /* keeps allocations from being elided */
 static int n_pairs, m_pairs;
@@ -564,6 +574,121 @@ static int bytes(int t, int k)
     return 0;
 }
 
+/* ---------------------------------------------------------------- shapes */
+
+static int shape_n;
+static pthread_key_t shape_key;
+static void *shape_kept[2][10000];
+static sem_t shape_done;
+
+static void shape_pairs(int n)
+{
+    for (int i = 0; i < n; i++) {
+        void *p = malloc(32 + (size_t)(i % 2000));
+        CHECK(p != NULL);
+        sink = p;
+        free(p);
+    }
+}
+
+static void *shape_plain(void *arg)
+{
+    shape_pairs(shape_n);
+    if (arg)
+        sem_post(&shape_done);
+    return NULL;
+}
+
+static void *shape_keeper(void *arg)
+{
+    long k = (long)arg;
+    unsigned (*push)(unsigned) = NULL;
+    void (*pop)(unsigned) = NULL;
+    unsigned saved = 0;
+    if (k) {
+        /* As a program that does not include memscope.h finds them. */
+        *(void **)&push = dlsym(RTLD_DEFAULT, "memscope_lib_push");
+        *(void **)&pop = dlsym(RTLD_DEFAULT, "memscope_lib_pop");
+        CHECK(push != NULL && pop != NULL);
+        saved = push(MEMSCOPE_NORECLAIM | MEMSCOPE_NOWARN);
+    }
+    /* Refusals (NULL, a cold pool) are calls too: counted all the same. */
+    for (int i = 0; i < shape_n; i++)
+        shape_kept[k][i] = malloc(32 + (size_t)(i % 2000));
+    if (k)
+        pop(saved);
+    sink = shape_kept[k];
+    return NULL;
+}
+
+/* Runs after memscope's own exit hook (its key is older): two rounds. */
+static void shape_destructor(void *value)
+{
+    shape_pairs(shape_n / 200);
+    if (value == (void *)1)
+        CHECK(pthread_setspecific(shape_key, (void *)2) == 0);
+}
+
+static void *shape_keyed(void *arg)
+{
+    (void)arg;
+    shape_pairs(shape_n / 100);
+    CHECK(pthread_setspecific(shape_key, (void *)1) == 0);
+    return NULL;
+}
+
+static int shapes(int n)
+{
+    if (n > 10000)
+        n = 10000;
+    shape_n = n;
+    /* The main thread allocates first: memscope's exit key exists before
+     * the program's, so the program's destructor runs after memscope's. */
+    sink = malloc(1);
+    free(sink);
+    /* The pool and the maintenance thread are made here, so that what the
+     * workers' calls are is known exactly (the first scope or second
+     * thread of a process starts that thread, allocating on the way). */
+    memscope_pop(memscope_push(MEMSCOPE_NORECLAIM));
+    CHECK(pthread_key_create(&shape_key, shape_destructor) == 0);
+    CHECK(sem_init(&shape_done, 0, 0) == 0);
+    /* glibc frees on each exiting thread's behalf after the last key
+     * destructor (2 per thread in 2.36): counted too. A thread that makes
+     * one pair tells how many, read from the retired slot. */
+    const struct memscope_stats_header *h = segment();
+    CHECK(h != NULL);
+    if (!h)
+        return 1;
+    const struct memscope_stats_slot *retired =
+        (const void *)((const char *)h + h->slots_offset + MEMSCOPE_SLOT_RETIRED * (size_t)h->slot_size);
+    pthread_t th;
+    shape_n = 1;
+    CHECK(pthread_create(&th, NULL, shape_plain, NULL) == 0);
+    CHECK(pthread_join(th, NULL) == 0);
+    shape_n = n;
+    long glibc_frees = (long)__atomic_load_n(&retired->ops[MEMSCOPE_OP_FREE][MEMSCOPE_CTX_NORMAL], __ATOMIC_RELAXED) - 1;
+    CHECK(pthread_create(&th, NULL, shape_plain, NULL) == 0);
+    CHECK(pthread_join(th, NULL) == 0);
+    CHECK(pthread_create(&th, NULL, shape_plain, (void *)1L) == 0);
+    CHECK(pthread_detach(th) == 0);
+    sem_wait(&shape_done);
+    pthread_t keepers[2];
+    for (long k = 0; k < 2; k++)
+        CHECK(pthread_create(&keepers[k], NULL, shape_keeper, (void *)k) == 0);
+    for (int k = 0; k < 2; k++)
+        CHECK(pthread_join(keepers[k], NULL) == 0);
+    CHECK(pthread_create(&th, NULL, shape_keyed, NULL) == 0);
+    CHECK(pthread_join(th, NULL) == 0);
+    usleep(100000); /* the detached thread finishes exiting */
+    /* What the six exited threads called, by operation and context. */
+    long plain = 1 + 2L * n + n / 100 + 2 * (n / 200);
+    printf("expect alloc.normal %ld free.normal %ld alloc.noreclaim %d threads 6 glibc_exit_frees %ld\n", plain + n,
+           plain + 6 * glibc_frees, n, glibc_frees);
+    ready();
+    wait_stdin();
+    return check_failures;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 2 && !strcmp(argv[1], "stall"))
@@ -590,6 +715,8 @@ int main(int argc, char **argv)
         return contend(atoi(argv[2]));
     if (argc >= 2 && !strcmp(argv[1], "events"))
         return events();
+    if (argc >= 3 && !strcmp(argv[1], "shapes"))
+        return shapes(atoi(argv[2]));
     if (argc >= 4 && !strcmp(argv[1], "bytes"))
         return bytes(atoi(argv[2]), atoi(argv[3]));
     fprintf(stderr, "usage: see the comment at the top of stats_workers.c\n");

@@ -72,7 +72,7 @@ pub const GAUGES: [(&str, &str); 15] = [
 ];
 
 /// Event counters, `Header::events` order. Each line: name, meaning.
-pub const EVENTS: [(&str, &str); 31] = [
+pub const EVENTS: [(&str, &str); 32] = [
     (
         "pool_refills",
         "the maintenance thread committed and pre-faulted more NORECLAIM pool",
@@ -178,6 +178,10 @@ pub const EVENTS: [(&str, &str); 31] = [
     (
         "policy_impossible",
         "impossible NOFAIL requests: a size that overflows, an alignment none can give, or in NORECLAIM larger than any pool block",
+    ),
+    (
+        "maintenance_start_failures",
+        "attempts to start the maintenance thread that failed (the pool does not refill)",
     ),
 ];
 

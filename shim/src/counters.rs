@@ -83,9 +83,12 @@ pub enum Event {
     /// Impossible NOFAIL requests: a size that overflows, an alignment no
     /// allocator can give, or (in NORECLAIM) larger than any pool block.
     PolicyImpossible,
+    /// Attempts to start the maintenance thread that failed (`clone`
+    /// refused); scopes then run without it (`mailbox::start_failed`).
+    MaintenanceStartFailure,
 }
 
-pub const EVENT_COUNT: usize = Event::PolicyImpossible as usize + 1;
+pub const EVENT_COUNT: usize = Event::MaintenanceStartFailure as usize + 1;
 
 /// Where counts go before the stats segment exists, or when stats are off.
 static LOCAL: [AtomicU64; EVENT_COUNT] = [const { AtomicU64::new(0) }; EVENT_COUNT];

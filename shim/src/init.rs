@@ -117,9 +117,10 @@ pub fn thread_first_call() -> u32 {
         // keeps idle threads' counts current in the segment. (Never in a
         // single-threaded process, which may rely on staying so, e.g. for
         // unshare(CLONE_NEWUSER); and never before jemalloc's mallctl tree
-        // is ready: see `stats::thread::CTL_READY`.)
+        // is ready: see `stats::thread::CTL_READY`.) A new thread's
+        // set-up may make syscalls: it tries again after a failed start.
         if h.threads_seen.load(core::sync::atomic::Ordering::Relaxed) >= 2 && stats::thread::ctl_ready() {
-            mailbox::start_maintenance();
+            mailbox::retry_start();
         }
     }
     flags
@@ -270,12 +271,19 @@ pub fn register_thread_exit() {
     unsafe { libc::pthread_setspecific(key, core::ptr::dangling::<c_void>()) };
 }
 
+/// The thread's exit hook. The key is made at the process's first
+/// allocation, so the program's own keys' destructors, and glibc's frees
+/// after all of them, come later: the thread is marked exited (no scope,
+/// every call on the slow path, see `tls::THREAD_EXITED`) rather than made
+/// plain, so that those calls are counted and their pool blocks reach the
+/// depot. Runs again if a later destructor registers it anew (its first
+/// NORECLAIM push): each run drains and folds what came since.
 extern "C" fn on_thread_exit(_: *mut c_void) {
-    // The thread may exit inside a scope: from here on it is plain.
+    // The thread may exit inside a scope: from here on it is in none.
     let st = tls::state();
-    crate::stats::thread::unbias(&st.stats);
-    st.flags.set(0);
+    st.flags.set(tls::THREAD_EXITED);
     st.depth.set(0);
+    crate::stats::thread::bias(&st.stats);
     crate::mailbox::flush_thread();
     crate::magazine::drain();
     crate::stats::thread::exit(st);

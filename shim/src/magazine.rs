@@ -235,7 +235,12 @@ enum Origin {
 /// Keeps up to this thread's allowance of a chain just taken, gives the
 /// rest to the depot, and returns one block. The class's list is empty.
 fn install(m: &Magazines, c: usize, first: usize, len: usize, origin: Origin) -> *mut c_void {
-    let allowance = (m.allowance[c].get() as usize).max(1);
+    // An exited thread keeps none: its lists are not drained again.
+    let allowance = if tls::flags() & tls::THREAD_EXITED != 0 {
+        1
+    } else {
+        (m.allowance[c].get() as usize).max(1)
+    };
     let keep = allowance.min(len);
     // Cut after `keep` blocks.
     let mut cut = first;
@@ -323,6 +328,21 @@ pub unsafe fn free(p: *mut c_void, c: usize) {
     }
     if len >= sizeclass::INFO[c].chain {
         retire_list(c);
+    }
+}
+
+/// Gives a freed pool block of class `c` straight to the depot, as a
+/// chain of one: for a thread whose lists will not be drained again (its
+/// exit hook ran, `tls::THREAD_EXITED`).
+///
+/// # Safety
+/// As `free`.
+#[cold]
+pub unsafe fn give_one(p: *mut c_void, c: usize) {
+    // SAFETY: the caller gives `p` up; a chain of one ends in 0.
+    unsafe {
+        set_next(p as usize, 0);
+        depot::give(c, p as usize, 1);
     }
 }
 

@@ -30,6 +30,12 @@ const HAND_OFF_BYTES: usize = 1 << 20;
 /// a full queue made the scoped thread free the batch itself.
 static DEFERRED: AtomicUsize = AtomicUsize::new(0);
 static RUNNING: AtomicBool = AtomicBool::new(false);
+/// Set when the maintenance thread could not be started (`clone` refused:
+/// RLIMIT_NPROC, the cgroup's pids.max, a sandbox), until it is. While
+/// set, only the unscoped set-up paths (`retry_start`) try again: a scope
+/// push must stay free of syscalls, and used to retry (and die under a
+/// seccomp filter) on every NORECLAIM push.
+static START_FAILED: AtomicBool = AtomicBool::new(false);
 static WAKE: AtomicBool = AtomicBool::new(false);
 static PURGE_REQUESTED: AtomicBool = AtomicBool::new(false);
 
@@ -198,12 +204,58 @@ pub fn touch_thread_buffer() {
 
 // ------------------------------------------------------------ the thread's side
 
-/// Starts the maintenance thread if it is not running. Call only outside
-/// NORECLAIM.
+/// Starts the maintenance thread if it is not running and no start has
+/// failed (then only `retry_start` tries). Call only outside NORECLAIM.
 pub fn start_maintenance() {
-    if !is_running() {
+    if !is_running() && !start_failed() {
         (crate::START_MAINTENANCE)();
     }
+}
+
+/// Starts the maintenance thread if it is not running, even after a
+/// failed start (at most once a second then: a daemon whose threads come
+/// and go under RLIMIT_NPROC would otherwise retry for each): from a
+/// thread's set-up (its first allocator call, its first NORECLAIM push),
+/// which may make syscalls, never from a scope.
+pub fn retry_start() {
+    if is_running() {
+        return;
+    }
+    if start_failed() {
+        let now = crate::log::coarse_nanos();
+        let last = LAST_FAILED_START_NS.load(Relaxed);
+        if now.wrapping_sub(last) < RETRY_EVERY_NS
+            || LAST_FAILED_START_NS
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_err()
+        {
+            return;
+        }
+    }
+    (crate::START_MAINTENANCE)();
+}
+
+/// When a start last failed (coarse clock), and how long retries wait.
+static LAST_FAILED_START_NS: AtomicU64 = AtomicU64::new(0);
+const RETRY_EVERY_NS: u64 = 1_000_000_000;
+
+/// True while the maintenance thread could not be started: a scope takes
+/// it as started (the pool does not refill; said once on stderr, counted
+/// in `maintenance_start_failures`).
+#[inline]
+pub fn start_failed() -> bool {
+    START_FAILED.load(Relaxed)
+}
+
+/// Records a failed start; true the first time (since the last success).
+pub(crate) fn note_start_failed() -> bool {
+    LAST_FAILED_START_NS.store(crate::log::coarse_nanos(), Relaxed);
+    !START_FAILED.swap(true, Relaxed)
+}
+
+/// Records a start.
+pub(crate) fn note_started() {
+    START_FAILED.store(false, Relaxed);
 }
 
 /// Marks the maintenance thread running (by `maintenance`, once started).
@@ -229,6 +281,8 @@ pub fn forget() {
     RUNNING.store(false, Relaxed);
     WAKE.store(false, Relaxed);
     STARTING.store(false, Relaxed);
+    // The child may well be allowed a thread: its first scope tries.
+    START_FAILED.store(false, Relaxed);
 }
 
 /// Takes the wake-up flag (the thread, once per round).

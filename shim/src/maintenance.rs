@@ -52,13 +52,19 @@ pub fn ensure_started() {
     match spawned {
         Ok(_) => {
             wait_started_up();
+            mailbox::note_started();
             mailbox::set_running();
         }
         Err(e) => {
-            let code = e.raw_os_error().unwrap_or(0);
-            log::warn(format_args!(
-                "could not start the maintenance thread (errno {code}); the NORECLAIM pool will not refill"
-            ));
+            count(Event::MaintenanceStartFailure);
+            // Once: new threads try again, and each failure is counted.
+            if mailbox::note_start_failed() {
+                let code = e.raw_os_error().unwrap_or(0);
+                log::warn(format_args!(
+                    "could not start the maintenance thread (errno {code}); the NORECLAIM pool will not refill \
+                     until it starts (tried again when a thread starts or first enters NORECLAIM)"
+                ));
+            }
         }
     }
     mailbox::end_start();

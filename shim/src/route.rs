@@ -92,6 +92,10 @@ pub unsafe fn free(p: *mut c_void) {
         stats::counted(OP_FREE, flags, || {
             if flags & NORECLAIM != 0 {
                 pool_free(p)
+            } else if flags & tls::THREAD_EXITED != 0 && pool::contains(p) {
+                // As the fast path does for plain threads, which an
+                // exited thread no longer takes.
+                free_pool_block_outside(p)
             } else {
                 free_unscoped(p, 0)
             }
@@ -240,6 +244,8 @@ pub unsafe fn sdallocx(p: *mut c_void, size: usize, mflags: i32) {
         stats::counted(OP_FREE, flags, || {
             if flags & NORECLAIM != 0 {
                 pool_free(p)
+            } else if flags & tls::THREAD_EXITED != 0 && pool::contains(p) {
+                free_pool_block_outside(p)
             } else if size == 0 {
                 free_unscoped(p, mflags)
             } else {
@@ -335,11 +341,11 @@ pub unsafe fn noreclaim_lane_free(p: *mut c_void) -> bool {
     true
 }
 
-/// A lane may serve this call of `op`: the thread is seen, in NORECLAIM,
-/// and the call is not the one its stats sample times.
+/// A lane may serve this call of `op`: the thread is seen, not exited, in
+/// NORECLAIM, and the call is not the one its stats sample times.
 #[inline(always)]
 fn lane_open(st: &tls::ThreadState, op: usize) -> bool {
-    st.flags.get() & (NORECLAIM | tls::THREAD_UNSEEN) == NORECLAIM
+    st.flags.get() & (NORECLAIM | tls::THREAD_UNSEEN | tls::THREAD_EXITED) == NORECLAIM
         && stats::thread::slow_untimed_next(st, op, memscope_abi::CTX_NORECLAIM)
 }
 
@@ -393,11 +399,31 @@ pub unsafe fn free_pool_block_outside(p: *mut c_void) {
             return jem::free(p);
         };
         let st = tls::state();
-        if st.lists_exit_hook.get() == 0 {
+        if st.lists_exit_hook.get() == 0 && st.flags.get() & tls::THREAD_EXITED == 0 {
             st.lists_exit_hook.set(1);
             init::register_thread_exit();
         }
-        magazine::free(p, c)
+        keep_pool_block(p, c)
+    }
+}
+
+/// A freed pool block of class `c` onto the calling thread's lists, or,
+/// once its exit hook has drained them (a free in a later key destructor,
+/// `tls::THREAD_EXITED`), straight to the depot: the lists of an exiting
+/// thread are not drained again, and a block left there was lost to the
+/// pool for good.
+///
+/// # Safety
+/// `p` is a live pool block of class `c`, given up by the caller.
+#[inline(always)]
+unsafe fn keep_pool_block(p: *mut c_void, c: usize) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        if tls::flags() & tls::THREAD_EXITED != 0 {
+            magazine::give_one(p, c)
+        } else {
+            magazine::free(p, c)
+        }
     }
 }
 
@@ -557,7 +583,7 @@ unsafe fn pool_free(p: *mut c_void) {
             return;
         }
         match pool_block_class(p) {
-            Some(c) => magazine::free(p, c),
+            Some(c) => keep_pool_block(p, c),
             None => mailbox::defer_free(p),
         }
     }
@@ -591,7 +617,7 @@ unsafe fn pool_realloc(p: *mut c_void, size: usize, caller_bits: i32, flags: u32
                 core::ptr::write_bytes(q.cast::<u8>().add(old), 0, usable - old);
             }
             match class {
-                Some(c) => magazine::free(p, c),
+                Some(c) => keep_pool_block(p, c),
                 None => mailbox::defer_free(p),
             }
         }

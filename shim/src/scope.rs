@@ -49,7 +49,10 @@ fn push_slow(flags: u32) -> u32 {
     let add = flags & ALL;
     if cur & NORECLAIM == 0 {
         if add & NORECLAIM != 0 {
-            if st.noreclaim_set_up.get() == 0 || !mailbox::is_running() {
+            // Not again after a failed start of the maintenance thread:
+            // a set-up thread's push makes no syscall (a thread's first
+            // NORECLAIM push, or a new thread, tries the start again).
+            if st.noreclaim_set_up.get() == 0 || !mailbox::is_running() && !mailbox::start_failed() {
                 enter_noreclaim(st);
             }
             if st.noreclaim_set_up.get() != 0 && st.noreclaim_fast.load(Relaxed) == 0 {
@@ -125,7 +128,8 @@ pub fn pop(saved: u32) {
 
 #[inline(always)]
 fn restore(st: &tls::ThreadState, saved: u32, cur: u32, top: u32) {
-    let new = saved & cur & ALL;
+    // An exited thread (a scope in a key destructor) stays marked.
+    let new = (saved & cur & ALL) | (cur & tls::THREAD_EXITED);
     if new == 0 {
         // Before the flags, for the same reason as in `record_push`: a
         // handler between the two sees the scope gone. (One that pushes
@@ -188,7 +192,7 @@ pub fn current() -> u32 {
 /// thread runs: the usual case, checked inline.
 #[inline(always)]
 fn noreclaim_ready(st: &tls::ThreadState) -> bool {
-    st.noreclaim_fast.load(Relaxed) != 0 && mailbox::is_running()
+    st.noreclaim_fast.load(Relaxed) != 0 && (mailbox::is_running() || mailbox::start_failed())
 }
 
 /// Sets up what NORECLAIM needs, before its flag takes effect: the
@@ -208,7 +212,13 @@ pub(crate) fn set_up_noreclaim(st: &tls::ThreadState) -> bool {
         return false;
     }
     crate::depot::stock_floors();
-    mailbox::start_maintenance();
+    if st.noreclaim_set_up.get() == 0 {
+        // The thread's set-up, which may make syscalls: tries again after
+        // a failed start.
+        mailbox::retry_start();
+    } else {
+        mailbox::start_maintenance();
+    }
     if st.noreclaim_set_up.get() == 0 {
         // Its lists go back to the depot when it exits.
         init::register_thread_exit();

@@ -41,6 +41,14 @@ pub const ALL: u32 = NORECLAIM | NOWARN | NOFAIL | NOFS | NOIO;
 /// path, seeing this bit, runs `init::thread_first_call` once.
 pub const THREAD_UNSEEN: u32 = 1 << 31;
 
+/// Set by the thread's exit hook (`init::on_thread_exit`) and kept for the
+/// rest of its life, its countdowns biased as in a scope: every later call
+/// (the program's own key destructors run after ours, glibc frees after
+/// them all) takes the slow path, which counts it straight into the
+/// retired slot, and gives pool blocks back to the depot, not to lists
+/// nobody will drain again. Never a scope flag: `ALL` excludes it.
+pub const THREAD_EXITED: u32 = 1 << 30;
+
 /// Marks a `ThreadState::ring` entry whose scope is being timed (never a
 /// flag; see `scope` and `stats::thread`'s scope durations).
 pub const SCOPE_TIMED: u32 = 1 << 29;
@@ -51,7 +59,8 @@ pub const SCOPE_RING: usize = 16;
 /// The calling thread's allocator state. Zero (but for `flags`) is valid.
 #[repr(C)]
 pub struct ThreadState {
-    /// Scope flags (`MEMSCOPE_*`) in the low bits, `THREAD_UNSEEN` on top.
+    /// Scope flags (`MEMSCOPE_*`) in the low bits, `THREAD_UNSEEN` and
+    /// `THREAD_EXITED` on top.
     /// Zero means: plain jemalloc. Whenever it holds scope flags, the
     /// countdowns in `stats` are biased negative (`stats::thread::bias`):
     /// that, not this word, is what keeps scoped calls off the fast path.

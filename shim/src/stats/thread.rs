@@ -42,6 +42,21 @@ use crate::tls::MODE_UNSTARTED;
 const MODE_SLOT: u32 = 1;
 const MODE_OVERFLOW: u32 = 2;
 const MODE_OFF: u32 = 3;
+/// After the exit fold of a thread that had a slot: what it does later
+/// (key destructors after ours, glibc's own frees) is added to the retired
+/// slot, each call at once (the thread is marked `tls::THREAD_EXITED`, so
+/// every call is a slow-path one).
+const MODE_EXITED: u32 = 4;
+
+/// The aggregate slot a thread without a slot of its own adds to.
+#[inline(always)]
+fn aggregate_of(mode: u32) -> Option<usize> {
+    match mode {
+        MODE_OVERFLOW => Some(abi::SLOT_OVERFLOW),
+        MODE_EXITED => Some(abi::SLOT_RETIRED),
+        _ => None,
+    }
+}
 
 impl ThreadStats {
     /// Exact calls so far for `op` in `ctx`.
@@ -351,15 +366,22 @@ fn add_to_aggregate(s: &ThreadStats, i: usize, sample: Option<(usize, usize, u64
             }
         }
     }
+    add_bytes(s, slot);
+    if let Some((op, ctx, ns)) = sample {
+        record_shared(&slot.latency[op][ctx], ns);
+    }
+}
+
+/// Adds the thread's bytes since its last addition to aggregate `slot`.
+fn add_bytes(s: &ThreadStats, slot: &Slot) {
     let bytes = s.bytes();
     let fields = [&slot.allocated_bytes, &slot.deallocated_bytes];
     for k in 0..2 {
         let delta = bytes[k].wrapping_sub(s.added_bytes[k].get());
-        fields[k].fetch_add(delta, Relaxed);
-        s.added_bytes[k].set(bytes[k]);
-    }
-    if let Some((op, ctx, ns)) = sample {
-        record_shared(&slot.latency[op][ctx], ns);
+        if delta != 0 {
+            fields[k].fetch_add(delta, Relaxed);
+            s.added_bytes[k].set(bytes[k]);
+        }
     }
 }
 
@@ -375,8 +397,11 @@ fn publish_sample(s: &ThreadStats, sample: Option<(usize, usize, u64)>) {
             let slot = unsafe { &*(s.slot.get() as *const Slot) };
             publish(s, slot, sample);
         }
-        MODE_OVERFLOW => add_to_aggregate(s, abi::SLOT_OVERFLOW, sample),
-        _ => {}
+        mode => {
+            if let Some(i) = aggregate_of(mode) {
+                add_to_aggregate(s, i, sample)
+            }
+        }
     }
 }
 
@@ -523,26 +548,33 @@ pub fn slow_count_untimed(st: &ThreadState, op: usize, ctx: usize) {
 
 /// Makes a slow-path count visible at once: a store into the thread's own
 /// slot (no sequence bump: readers take each counter as it is), or, for a
-/// thread in the overflow slot, an atomic add there.
+/// thread without one (overflowed, or exited), an atomic add to its
+/// aggregate slot.
 #[inline(always)]
 fn store_count(s: &ThreadStats, op: usize, ctx: usize) {
     let slot = s.slot.get();
     if slot != 0 {
         // SAFETY: the slot this thread claimed, in the live mapping.
         unsafe { &*(slot as *const Slot) }.ops[op][ctx].store(s.total(op, ctx), Relaxed);
-    } else if s.mode.get() == MODE_OVERFLOW {
-        add_count_to_overflow(s, op, ctx);
+    } else if let Some(i) = aggregate_of(s.mode.get()) {
+        add_count_to_aggregate(s, i, op, ctx);
     }
 }
 
 #[cold]
-fn add_count_to_overflow(s: &ThreadStats, op: usize, ctx: usize) {
+fn add_count_to_aggregate(s: &ThreadStats, i: usize, op: usize, ctx: usize) {
     let Some(h) = segment::header() else { return };
+    let slot = segment::slot(h, i);
     let t = s.total(op, ctx);
     let delta = t.wrapping_sub(s.added[op][ctx].get());
     if delta != 0 {
-        segment::slot(h, abi::SLOT_OVERFLOW).ops[op][ctx].fetch_add(delta, Relaxed);
+        slot.ops[op][ctx].fetch_add(delta, Relaxed);
         s.added[op][ctx].set(t);
+    }
+    // An exited thread publishes nothing later (no sample need come, no
+    // harvest reads it): its bytes go with each call.
+    if i == abi::SLOT_RETIRED {
+        add_bytes(s, slot);
     }
 }
 
@@ -639,27 +671,32 @@ fn scope_sample_end(s: &ThreadStats) {
             record_owned(&slot.noreclaim_scope, abi::buckets::scope_bucket_of(ns), ns);
             slot.seq.store(seq + 2, Release);
         }
-        MODE_OVERFLOW => {
-            if let Some(h) = segment::header() {
-                let overflow = &segment::slot(h, abi::SLOT_OVERFLOW).noreclaim_scope;
-                record_shared_in(overflow, abi::buckets::scope_bucket_of(ns), ns);
+        mode => {
+            if let (Some(i), Some(h)) = (aggregate_of(mode), segment::header()) {
+                let shared = &segment::slot(h, i).noreclaim_scope;
+                record_shared_in(shared, abi::buckets::scope_bucket_of(ns), ns);
             }
         }
-        _ => {}
     }
 }
 
 // ------------------------------------------------------ exit, fork, scopes
 
 /// The thread is exiting: fold its numbers into the retired slot and free
-/// its slot. Anything it does afterwards (later TLS destructors) is added
-/// to the overflow slot.
+/// its slot. Anything it does afterwards (later key destructors, glibc's
+/// frees after them) is added to the retired slot as it happens
+/// (`MODE_EXITED`); an overflowed thread keeps adding to the overflow
+/// slot. Runs again if the exit hook is registered again.
 pub fn exit(st: &ThreadState) {
     let s = &st.stats;
     match s.mode.get() {
         MODE_SLOT => {}
-        MODE_OVERFLOW => return add_to_aggregate(s, abi::SLOT_OVERFLOW, None),
-        _ => return,
+        mode => {
+            if let Some(i) = aggregate_of(mode) {
+                add_to_aggregate(s, i, None);
+            }
+            return;
+        }
     }
     let Some(h) = segment::header() else { return };
     // The harvester reads this thread's TLS: not from here on.
@@ -702,7 +739,7 @@ pub fn exit(st: &ThreadState) {
     slot.state.store(abi::SLOT_FREE, Release);
     h.folds_finished.fetch_add(1, SeqCst);
     s.slot.set(0);
-    s.mode.set(MODE_OVERFLOW);
+    s.mode.set(MODE_EXITED);
 }
 
 fn merge_and_clear<const N: usize>(mine: &Buckets<N>, into: &Buckets<N>) {
