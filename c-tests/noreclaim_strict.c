@@ -122,6 +122,7 @@ static _Atomic int workers_done, stop_helpers;
 static _Atomic long bad, nulls, served, handed, sunk, outside_freed;
 
 static _Atomic int workers_in_scope, go;
+static long first_null[64], last_null[64];
 
 struct worker {
     int id;
@@ -185,6 +186,9 @@ static void *worker(void *arg)
                     my_bad++;
             }
             if (!p) {
+                if (my_nulls == 0)
+                    first_null[w->id] = i;
+                last_null[w->id] = i;
                 my_nulls++;
                 continue;
             }
@@ -360,7 +364,10 @@ int main(int argc, char **argv)
         const struct memscope_stats_header *h = segment();
         CHECK_MSG(h && h->events[28] == 0, "NORECLAIM refusals while committed memory was free: %ld",
                   h ? (long)h->events[28] : -1L);
-        if (h && getenv("STRICT_GAUGES"))
+        if (nulls > 0) /* when in the run: a cold start, or later */
+            for (int i = 0; i < n_workers; i++)
+                say("worker %d: first NULL at op %ld, last at %ld\n", i, first_null[i], last_null[i]);
+        if (h && (nulls > 0 || getenv("STRICT_GAUGES")))
             say("pool MiB: committed %lu carved %lu self-carved %lu ready %lu held %lu; carves %lu exhausted %lu\n",
                 (unsigned long)(h->gauges[1] >> 20), (unsigned long)(h->gauges[2] >> 20),
                 (unsigned long)(h->gauges[14] >> 20), (unsigned long)(h->gauges[3] >> 20),

@@ -39,11 +39,13 @@ fn span_of(c: usize, blocks: usize) -> (usize, usize) {
 }
 
 /// True if the uncarved committed pool could hold one block of class `c`
-/// right now, its alignment padding included (a refusal then was not for
-/// want of memory).
-pub fn fits_one(c: usize) -> bool {
+/// when `committed` bytes were committed (the value read before a carve
+/// that failed), its alignment padding included: a refusal then was not
+/// for want of memory. Judged against that value, not today's: the pool
+/// may have grown since.
+pub fn fitted_one(c: usize, committed: usize) -> bool {
     let (bytes, align) = span_of(c, 1);
-    pool::is_ready() && pool::headroom() >= bytes + align - PAGE
+    pool::is_ready() && pool::headroom_at(committed) >= bytes + align - PAGE
 }
 
 /// Carves a span of class `c` and returns it as a chain (first block,

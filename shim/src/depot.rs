@@ -198,6 +198,14 @@ pub fn take(c: usize, wanted: bool) -> Option<(usize, usize)> {
     got
 }
 
+/// Takes a chain of class `k` to stand in for a smaller class whose stack
+/// and carve came up empty: not demand for `k` (the miss of the class
+/// asked for is), so its flow counts stay as they are and its stock does
+/// not grow for requests that are not its own.
+pub fn take_stand_in(k: usize) -> Option<(usize, usize)> {
+    POOL_STACKS[k].pop()
+}
+
 /// A request of class `c` that neither the stack nor a carve could serve:
 /// demand the maintenance thread stocks for.
 #[cold]
@@ -494,13 +502,17 @@ pub fn restock() -> bool {
             .max(PREPARED[c].load(Relaxed));
         TARGET[c].store(target, Relaxed);
         // Beyond its floor (and what `prepare` asked for), a class is
-        // stocked only from the upper half of the pool's headroom: the
-        // lower half stays for scoped threads to carve from (a forecast
-        // that takes it all leaves the classes it did not foresee nothing:
-        // 268 MiB stood ready in the depot while an 8-thread mix was
-        // refused thousands of requests), and stocking alone never makes
-        // the pool grow.
-        let target = if pool::may_stock() {
+        // stocked only from the headroom above the refill mark (the rest
+        // stays for scoped threads to carve from: a forecast that takes it
+        // all leaves the classes it did not foresee nothing; 268 MiB stood
+        // ready in the depot while an 8-thread mix was refused thousands
+        // of requests), so stocking alone never makes the pool grow; and
+        // only small plain classes are: a large or aligned block is carved
+        // with one CAS when asked for, while stocking them through jemalloc
+        // churned (a class made 38 MiB and gave 23 back to the arena) and
+        // left its memory in jemalloc's extents, out of carving's reach.
+        let stock_more = pool::may_stock() && !sizeclass::INFO[c].large && c < sizeclass::PLAIN;
+        let target = if stock_more {
             target
         } else {
             target.min(floors[c].load(Relaxed).max(PREPARED[c].load(Relaxed)))

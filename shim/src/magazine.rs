@@ -21,10 +21,10 @@
 use core::ffi::c_void;
 use core::ptr::null_mut;
 
-use crate::carve;
 use crate::depot::{self, next_of, set_next};
 use crate::sizeclass::{self, COUNT, PLAIN};
 use crate::tls::{self, Magazines};
+use crate::{carve, pool};
 
 /// The calling thread's lists (in its `.tbss` block, `tls::bss`).
 #[inline(always)]
@@ -143,9 +143,11 @@ fn refill_and_take(m: &Magazines, c: usize, align: usize, reserve: bool) -> (*mu
     if let Some((first, len)) = depot::take(c, false) {
         return (install(m, c, first, len, Origin::Pool), c);
     }
+    let committed = pool::committed();
     if let Some((first, len)) = carve::carve(c) {
         return (install(m, c, first, len, Origin::Carved), c);
     }
+    m.refused_at_committed.set(committed);
     depot::note_miss(c);
     let serving = || (c + 1..=fallback_limit(c)).filter(|&k| sizeclass::serves(k, c, align));
     for k in serving() {
@@ -153,12 +155,12 @@ fn refill_and_take(m: &Magazines, c: usize, align: usize, reserve: bool) -> (*mu
         if !p.is_null() {
             return (p, k);
         }
-        if let Some((first, len)) = depot::take(k, false) {
+        if let Some((first, len)) = depot::take_stand_in(k) {
             return (install(m, k, first, len, Origin::Pool), k);
         }
     }
     if reserve {
-        for k in core::iter::once(c).chain(serving()) {
+        for k in (c..=reserve_limit(c)).filter(|&k| sizeclass::serves(k, c, align)) {
             if let Some(p) = take_one_from_reserve(k) {
                 return (p, k);
             }
@@ -200,7 +202,7 @@ fn alloc_reentrant(c: usize, align: usize, reserve: bool) -> (*mut c_void, usize
         }
     }
     if reserve {
-        for k in (c..=fallback_limit(c)).filter(|&k| sizeclass::serves(k, c, align)) {
+        for k in (c..=reserve_limit(c)).filter(|&k| sizeclass::serves(k, c, align)) {
             if let Some(p) = take_one_from_reserve(k) {
                 return (p, k);
             }
@@ -210,12 +212,31 @@ fn alloc_reentrant(c: usize, align: usize, reserve: bool) -> (*mut c_void, usize
 }
 
 /// The last class a request of class `c` may be served from when its own
-/// is empty: any larger class of its kind (plain, or aligned), nearest
-/// first. A burst can empty a class faster than the maintenance thread
-/// restocks it (a scoped thread cannot wake it); a larger block serves
-/// the request meanwhile and goes back to its own class when freed.
+/// is empty and the pool has no uncarved memory left for it: the larger
+/// classes of its kind (plain, or aligned) up to twice its size, nearest
+/// first. A larger block serves the request meanwhile and goes back to
+/// its own class when freed. Not further: a 64 KiB request served with a
+/// 1 MiB block wastes 15/16 of it, and a thread waiting for the pool to
+/// grow kept taking the floor block the maintenance thread restocked in
+/// every large class, until the pool reached its maximum with half of it
+/// in such blocks (`c-tests/noreclaim_grow.c`).
 #[inline]
 fn fallback_limit(c: usize) -> usize {
+    if c >= PLAIN {
+        return (c + 1).min(COUNT - 1);
+    }
+    let twice = 2 * sizeclass::size_of(c);
+    let mut k = c;
+    while k + 1 < PLAIN && sizeclass::size_of(k + 1) <= twice {
+        k += 1;
+    }
+    k
+}
+
+/// The last class the NOFAIL reserve may serve a request of class `c`
+/// from: any larger class of its kind (the reserve is for survival).
+#[inline]
+fn reserve_limit(c: usize) -> usize {
     if c >= PLAIN {
         COUNT - 1
     } else {
@@ -274,6 +295,12 @@ fn install(m: &Magazines, c: usize, first: usize, len: usize, origin: Origin) ->
     first as *mut c_void
 }
 
+/// The pool's committed bytes when this thread's last carve failed (see
+/// `tls::Magazines::refused_at_committed`).
+pub fn refused_at_committed() -> usize {
+    magazines().refused_at_committed.get()
+}
+
 /// Gives a chain of `len` new blocks of class `c` to the depot in chains
 /// of the class's length (a carved span of a small class holds several).
 ///
@@ -309,7 +336,14 @@ unsafe fn give_new_in_chains(c: usize, mut first: usize, mut len: usize) {
 #[inline]
 pub unsafe fn free(p: *mut c_void, c: usize) {
     let m = magazines();
-    let Some(_busy) = tls::enter_lists() else {
+    // A large block goes straight back to the depot (one CAS, nothing
+    // against its size): kept in a thread's lists until it left the scope,
+    // large blocks of every class stranded on every thread, and eight
+    // threads that never leave their scope made the others carve anew
+    // what sat there (tens of MiB); and under a signal handler that
+    // interrupted this thread's own list operation, any block does.
+    let busy = if is_large(c) { None } else { tls::enter_lists() };
+    let Some(_busy) = busy else {
         // SAFETY: the caller gives `p` up: a one-block chain.
         unsafe {
             set_next(p as usize, 0);

@@ -252,18 +252,19 @@ pub fn high_watermark() -> usize {
     (CONFIG.noreclaim_pool.load(Relaxed) as usize).max(CHUNK)
 }
 
-/// Below this much uncarved committed memory the pool is refilled: a
-/// quarter of its size, or twice what scoped threads carved themselves
-/// (demand the stock had not foreseen) in the busiest recent 100 ms
-/// window, whichever is more, so that a burst that carves faster than a
-/// quarter of the pool per refill finds the next chunks committed.
+/// Below this much uncarved committed memory the pool is refilled: half
+/// its size, or twice what scoped threads carved themselves (demand the
+/// stock had not foreseen) in the busiest recent 100 ms window, whichever
+/// is more, so that a burst that carves faster than that per refill finds
+/// the next chunks committed. (A quarter, as before carving, left an
+/// 8-thread cold start refused up to 400 requests of a million.)
 fn low_watermark() -> usize {
-    (high_watermark() / 4).max(2 * CARVE_RATE.load(Relaxed))
+    (high_watermark() / 2).max(2 * CARVE_RATE.load(Relaxed))
 }
 
 /// True while the maintenance thread may stock the depot beyond the
 /// classes' floors: the uncarved headroom is a quarter of the pool's size
-/// above the refill mark. Below that it is kept for scoped threads to
+/// above the refill mark (only small classes: see `depot::restock`). Below that it is kept for scoped threads to
 /// carve from, and stocking never drives the headroom into a refill by
 /// itself: the pool grows for what threads carve, not for a forecast
 /// (see `depot::restock`).
@@ -296,6 +297,19 @@ fn note_carve_rate() {
     let delta = carved.saturating_sub(RATE_WINDOW_CARVED.swap(carved, Relaxed));
     let old = CARVE_RATE.load(Relaxed);
     CARVE_RATE.store(delta.max(old - old / 4), Relaxed);
+}
+
+/// Bytes of the region committed so far.
+pub fn committed() -> usize {
+    POOL.committed.load(Acquire)
+}
+
+/// `headroom` as it was when only `committed` bytes were committed (a
+/// lower bound of it then: carving only moves forward).
+pub fn headroom_at(committed: usize) -> usize {
+    committed
+        .saturating_sub(POOL.carved.load(Relaxed))
+        .saturating_sub(POOL.reserve_left.load(Relaxed))
 }
 
 /// Committed bytes the pool arena may still carve (the reserve's share

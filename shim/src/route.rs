@@ -366,7 +366,7 @@ fn fast_fail(size: usize, caller_bits: i32, flags: u32) {
     count(Event::NoreclaimFastFail);
     let why = match sizeclass::for_request(size, magazine::align_of_bits(caller_bits)) {
         None => mailbox::Refusal::TooLarge,
-        Some(c) if crate::carve::fits_one(c) => {
+        Some(c) if crate::carve::fitted_one(c, magazine::refused_at_committed()) => {
             count(Event::NoreclaimRefusedWithFree);
             mailbox::Refusal::WithFree
         }

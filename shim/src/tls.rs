@@ -192,6 +192,10 @@ pub struct Magazines {
     pub(crate) large_held: Cell<u32>,
     /// The depot's recall count when this thread last gave its lists back.
     pub(crate) epoch: Cell<u32>,
+    /// The pool's committed bytes read just before this thread's last
+    /// carve that failed: what a refusal is judged against (the pool may
+    /// have grown by the time it is counted).
+    pub(crate) refused_at_committed: Cell<usize>,
 }
 
 /// Frees of non-pool blocks deferred by a NORECLAIM thread, linked through
