@@ -79,9 +79,6 @@ fn take_listed(m: &Magazines, c: usize) -> *mut c_void {
     // SAFETY: `head` is a free pool block this thread's list owns.
     m.head[c].set(unsafe { next_of(head) });
     m.len[c].set(m.len[c].get() - 1);
-    if is_large(c) {
-        m.large_held.set(m.large_held.get() - 1);
-    }
     head as *mut c_void
 }
 
@@ -256,8 +253,9 @@ enum Origin {
 /// Keeps up to this thread's allowance of a chain just taken, gives the
 /// rest to the depot, and returns one block. The class's list is empty.
 fn install(m: &Magazines, c: usize, first: usize, len: usize, origin: Origin) -> *mut c_void {
-    // An exited thread keeps none: its lists are not drained again.
-    let allowance = if tls::flags() & tls::THREAD_EXITED != 0 {
+    // An exited thread keeps none: its lists are not drained again; and a
+    // large block is never kept (see `free`).
+    let allowance = if is_large(c) || tls::flags() & tls::THREAD_EXITED != 0 {
         1
     } else {
         (m.allowance[c].get() as usize).max(1)
@@ -289,9 +287,6 @@ fn install(m: &Magazines, c: usize, first: usize, len: usize, origin: Origin) ->
     let rest = unsafe { next_of(first) };
     m.head[c].set(rest);
     m.len[c].set(keep as u32 - 1);
-    if is_large(c) {
-        m.large_held.set(m.large_held.get() + keep as u32 - 1);
-    }
     first as *mut c_void
 }
 
@@ -351,15 +346,43 @@ pub unsafe fn free(p: *mut c_void, c: usize) {
         }
         return;
     };
+    // SAFETY: the caller's contract; `c` is small (not kept otherwise).
+    unsafe { keep(m, p, c) };
+}
+
+/// `free` for a block of a small class (the NORECLAIM lane's trusted
+/// classes), which lists keep.
+///
+/// # Safety
+/// As `free`; `c` is not large.
+#[inline(always)]
+pub unsafe fn free_small(p: *mut c_void, c: usize) {
+    let m = magazines();
+    let Some(_busy) = tls::enter_lists() else {
+        // SAFETY: the caller gives `p` up: a one-block chain.
+        unsafe {
+            set_next(p as usize, 0);
+            depot::give(c, p as usize, 1);
+        }
+        return;
+    };
+    // SAFETY: the caller's contract.
+    unsafe { keep(m, p, c) };
+}
+
+/// Puts a freed block of small class `c` on its list; a list that reaches
+/// a chain's length becomes the spare.
+///
+/// # Safety
+/// The lists are this thread's (`tls::enter_lists`); `p` as for `free`.
+#[inline(always)]
+unsafe fn keep(m: &Magazines, p: *mut c_void, c: usize) {
     let p = p as usize;
     // SAFETY: the caller gives `p` up; it is at least 16 bytes.
     unsafe { set_next(p, m.head[c].get()) };
     m.head[c].set(p);
     let len = m.len[c].get() + 1;
     m.len[c].set(len);
-    if is_large(c) {
-        m.large_held.set(m.large_held.get() + 1);
-    }
     if len >= sizeclass::INFO[c].chain {
         retire_list(c);
     }
@@ -405,9 +428,6 @@ fn give_spare(c: usize) {
     unsafe { depot::give(c, first, n as usize) };
     m.spare[c].set(0);
     m.spare_len[c].set(0);
-    if is_large(c) {
-        m.large_held.set(m.large_held.get() - n);
-    }
 }
 
 /// Gives the whole list of class `c` to the depot as one chain.
@@ -423,18 +443,13 @@ fn give_list(c: usize) {
     unsafe { depot::give(c, first, n as usize) };
     m.head[c].set(0);
     m.len[c].set(0);
-    if is_large(c) {
-        m.large_held.set(m.large_held.get() - n);
-    }
 }
 
-/// What a thread's lists give back as it leaves NORECLAIM: every
-/// large-class block (at most two per class can sit here, but at up to
-/// 4 MiB each they should serve other threads), and everything when the
-/// pool fell short of stocking some class since this thread last looked
-/// (`depot::recall_epoch`). So what a thread strands is bounded (a list
-/// and a spare chain of each small class, 64 KiB at most) and given back
-/// once others need it.
+/// What a thread's lists give back as it leaves NORECLAIM: everything
+/// when the pool fell short of stocking some class since this thread last
+/// looked (`depot::recall_epoch`). So what a thread strands is bounded (a
+/// list and a spare chain of each small class, 64 KiB at most; large
+/// blocks are never kept: see `free`) and given back once others need it.
 #[inline]
 pub fn on_leaving_noreclaim() {
     let m = magazines();
@@ -445,8 +460,6 @@ pub fn on_leaving_noreclaim() {
     if m.epoch.get() != epoch {
         m.epoch.set(epoch);
         release(|_| true);
-    } else if m.large_held.get() != 0 {
-        release(is_large);
     }
 }
 

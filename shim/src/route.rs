@@ -336,7 +336,7 @@ pub unsafe fn noreclaim_lane_free(p: *mut c_void) -> bool {
         return false;
     }
     // SAFETY: a live pool block of a trusted small class, given up.
-    unsafe { magazine::free(p, c) };
+    unsafe { magazine::free_small(p, c) };
     lane_count(st, OP_FREE);
     true
 }

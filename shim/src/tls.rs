@@ -188,8 +188,6 @@ pub struct Magazines {
     pub(crate) spare_len: [Cell<u32>; crate::sizeclass::COUNT],
     /// Blocks the next refill of each list keeps (slow start).
     pub(crate) allowance: [Cell<u32>; crate::sizeclass::COUNT],
-    /// Blocks of large classes (over `sizeclass::SMALL_MAX`) kept.
-    pub(crate) large_held: Cell<u32>,
     /// The depot's recall count when this thread last gave its lists back.
     pub(crate) epoch: Cell<u32>,
     /// The pool's committed bytes read just before this thread's last
