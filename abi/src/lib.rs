@@ -27,9 +27,9 @@ pub const MAGIC: [u8; 8] = *b"MEMSCOPE";
 /// is on the wrong machine.
 pub const BYTE_ORDER_MARK: u32 = 0x0102_0304;
 pub const ABI_MAJOR: u16 = 1;
-/// 1.4: events 27-30 (NORECLAIM refusals by cause, self-carved spans,
-/// impossible NOFAIL requests) and the `pool_self_carved_bytes` gauge, in
-/// the slots 1.3 reserved for them.
+/// 1.4: events 27-31 (NORECLAIM refusals by cause, self-carved spans,
+/// impossible NOFAIL requests, failed maintenance-thread starts) and the
+/// `pool_self_carved_bytes` gauge, in the slots 1.3 reserved for them.
 pub const ABI_MINOR: u16 = 4;
 /// `Header::ready` holds this once the segment is initialised.
 pub const READY: u32 = 0x5245_4459; // "READ" "Y"
