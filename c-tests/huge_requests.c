@@ -192,6 +192,25 @@ static void abort_each(void)
     say("huge_requests abort-each: %ld of %ld impossible NOFAIL requests aborted\n", aborted, cases);
 }
 
+/* An alignment is address space, not memory: one the machine maps
+ * without a scope is served under NOFAIL too (NOFAIL counted it against
+ * MEMSCOPE_NOFAIL_MAX and refused 2^35 on a 23 GiB machine). */
+static void servable_alignments(void)
+{
+    for (int lg = 30; lg <= 40; lg++) {
+        size_t align = (size_t)1 << lg;
+        void *plain = aligned_alloc(align, 16);
+        if (!plain)
+            break;
+        free(plain);
+        unsigned s = memscope_push(MEMSCOPE_NOFAIL | MEMSCOPE_NOWARN);
+        void *p = aligned_alloc(align, 16);
+        memscope_pop(s);
+        CHECK_MSG(p != NULL, "aligned_alloc(2^%d, 16) served without a scope, refused under NOFAIL", lg);
+        free(p);
+    }
+}
+
 int main(int argc, char **argv)
 {
     mallocx_p = (mallocx_fn)(uintptr_t)dlsym(RTLD_DEFAULT, "mallocx");
@@ -199,8 +218,10 @@ int main(int argc, char **argv)
     CHECK(mallocx_p != NULL && rallocx_p != NULL);
     /* Scopes set up once, outside (the pool made, the thread's lists). */
     memscope_pop(memscope_push(MEMSCOPE_NORECLAIM | MEMSCOPE_NOFAIL));
-    if (argc == 2 && strcmp(argv[1], "sweep") == 0)
+    if (argc == 2 && strcmp(argv[1], "sweep") == 0) {
         sweep();
+        servable_alignments();
+    }
     else if (argc == 2 && strcmp(argv[1], "abort-each") == 0)
         abort_each();
     else

@@ -102,6 +102,23 @@ int main(void)
             memscope_pop(s);
             checked += 3 * n;
         }
+    /* A zeroing rallocx that moves a block to a smaller one: zero past
+     * what it copied (it zeroed from the old size only, leaving the
+     * reused block's bytes). */
+    for (size_t sc = 0; sc < sizeof scopes / sizeof *scopes; sc++) {
+        unsigned s = memscope_push(scopes[sc]);
+        n = N;
+        dirty(16);
+        void *b[N];
+        for (int i = 0; i < N; i++) {
+            b[i] = mallocx_p(1, ZERO_BIT | 6 /* 64-aligned */);
+            b[i] = b[i] ? rallocx_p(b[i], 3, ZERO_BIT) : NULL;
+            check_zero("rallocx(ZERO) shrinking", 3, b[i]);
+        }
+        for (int i = 0; i < N; i++)
+            free(b[i]);
+        memscope_pop(s);
+    }
     CHECK_MSG(dirty_blocks == 0, "%ld zeroed blocks with dirty bytes within their usable size", dirty_blocks);
     if (dirty_blocks == 0)
         say("noreclaim_zero: %ld zeroed blocks, each zero to its usable size\n", checked);

@@ -9,6 +9,7 @@
  *   prepare prepared | unprepared */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,19 @@
 #include "seccomp.h"
 
 enum { COUNT = 200, SIZE = 100000 };
+
+static long rss_mib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "VmRSS:", 6) == 0)
+            kib = atol(line + 6);
+    if (f)
+        fclose(f);
+    return kib / 1024;
+}
 
 /* Every syscall but write and exit_group kills the process. */
 static int allow_only_write(void)
@@ -38,8 +52,20 @@ int main(int argc, char **argv)
     int inside_errno = errno;
     memscope_pop(s);
     CHECK(inside == -1 && inside_errno == EINVAL);
-    if (prepared)
+    if (prepared) {
         CHECK(memscope_prepare(SIZE, COUNT) == 0);
+        /* Large blocks, feasible: once refused (stocked through jemalloc,
+         * whose extents cost up to twice their size). */
+        CHECK_MSG(memscope_prepare(1 << 20, 40) == 0, "prepare(1 MiB, 40) refused (errno %d)", errno);
+        /* Beyond the pool's maximum: refused at once, committing nothing
+         * (it once committed all 4 GiB, and kept it, before refusing). */
+        long before = rss_mib();
+        errno = 0;
+        CHECK(memscope_prepare(4 << 20, 2000) == -1 && errno == ENOMEM);
+        errno = 0;
+        CHECK(memscope_prepare(16, (size_t)-1) == -1 && errno == ENOMEM);
+        CHECK_MSG(rss_mib() - before < 64, "a refused prepare grew RSS from %ld to %ld MiB", before, rss_mib());
+    }
     static void *p[COUNT];
     CHECK(allow_only_write() == 0);
     s = memscope_push(MEMSCOPE_NORECLAIM | MEMSCOPE_NOWARN);

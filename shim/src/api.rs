@@ -88,7 +88,7 @@ pub extern "C" fn memscope_prepare(size: usize, count: usize) -> c_int {
     if !scope::set_up_noreclaim(st) {
         return fail(libc::ENOMEM);
     }
-    if !crate::depot::prepare(c, count as u64) {
+    if !crate::carve::prepare(c, count as u64) {
         return fail(libc::ENOMEM);
     }
     0

@@ -117,6 +117,74 @@ fn padding_class(piece: usize) -> Option<usize> {
     sizeclass::for_request(piece, piece).filter(|&c| sizeclass::size_of(c) == piece)
 }
 
+/// `memscope_prepare`: makes `count` blocks of class `c` ready on the
+/// pool's stacks now, carved as a scoped thread would carve them (exact
+/// sizes: stocking large blocks through jemalloc cost it up to twice their
+/// size in extents, and a feasible prepare of 20 x 1 MiB was refused),
+/// committing pool memory first if the headroom would not hold them, and
+/// keeps at least that many ready from then on. Checks first that the
+/// region can hold them at all: a request beyond it fails at once (it
+/// once committed the whole 4 GiB maximum, and kept it, before failing).
+/// Runs outside NORECLAIM (it may commit memory). True if the stock is
+/// there; nothing is kept as a target otherwise.
+pub fn prepare(c: usize, count: u64) -> bool {
+    if !pool::is_ready() {
+        return false;
+    }
+    let want = count.saturating_sub(depot::ready_blocks(c));
+    let size = sizeclass::size_of(c);
+    // Each span may be preceded by up to its alignment in padding (given
+    // to the depot, but not to this class).
+    let (span, align) = span_of(c, sizeclass::chain_len(c));
+    let spans = want.div_ceil((span / size) as u64);
+    let bytes = spans.saturating_mul((span + align - PAGE) as u64);
+    // The pool's own headroom stays on top for everything else.
+    let need = bytes.saturating_add((pool::high_watermark() / 4) as u64);
+    if need > pool::room_to_grow() as u64 || !pool::ensure_headroom(need as usize) {
+        return false;
+    }
+    let before = pool::self_carved_bytes();
+    let mut stocked = true;
+    while depot::ready_blocks(c) < count {
+        let Some((first, n)) = carve(c) else {
+            stocked = false;
+            break;
+        };
+        // SAFETY: a chain of `n` new blocks of class `c`, ours.
+        unsafe { give_new_in_chains(c, first, n) };
+    }
+    pool::discount_carved(pool::self_carved_bytes().saturating_sub(before));
+    if stocked {
+        depot::keep_prepared(c, count);
+    }
+    stocked
+}
+
+/// Gives a chain of `len` new blocks of class `c` to the depot in chains
+/// of the class's length (a carved span of a small class holds several).
+///
+/// # Safety
+/// The chain is made of free pool blocks of class `c`, new, the caller's.
+pub unsafe fn give_new_in_chains(c: usize, mut first: usize, mut len: usize) {
+    let chain = sizeclass::chain_len(c);
+    while len > 0 {
+        let n = chain.min(len);
+        let mut last = first;
+        for _ in 1..n {
+            // SAFETY: the caller's chain.
+            last = unsafe { depot::next_of(last) };
+        }
+        // SAFETY: as above; cut after `n` blocks.
+        unsafe {
+            let rest = depot::next_of(last);
+            set_next(last, 0);
+            depot::give_new(c, first, n);
+            first = rest;
+        }
+        len -= n;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -568,26 +568,16 @@ pub fn stock_floors() {
 /// of the class's target from then on.
 static PREPARED: [AtomicU64; COUNT] = [const { AtomicU64::new(0) }; COUNT];
 
-/// `memscope_prepare`: stocks `count` blocks of class `c` on the pool's
-/// stacks now (committing pool memory first if the headroom would not
-/// hold them), and keeps at least that many ready from then on. Runs
-/// outside NORECLAIM (it calls jemalloc, may commit memory). True if the
-/// stock is there.
-pub fn prepare(c: usize, count: u64) -> bool {
-    if !pool::is_ready() {
-        return false;
-    }
+/// Blocks of class `c` ready on the pool's stacks.
+pub fn ready_blocks(c: usize) -> u64 {
+    POOL_STACKS[c].blocks.load(Relaxed)
+}
+
+/// Keeps at least `count` blocks of class `c` ready from now on (a floor
+/// of its target: `memscope_prepare`, once the blocks are there).
+pub fn keep_prepared(c: usize, count: u64) {
     PREPARED[c].fetch_max(count, Relaxed);
     TARGET[c].fetch_max(count, Relaxed);
-    let have = POOL_STACKS[c].blocks.load(Relaxed);
-    let want = count.saturating_sub(have) as usize;
-    let bytes = want.saturating_mul(sizeclass::size_of(c) + sizeclass::alignment_of(c));
-    // The pool's own headroom stays on top for everything else.
-    if !pool::ensure_headroom(bytes.saturating_add(pool::high_watermark() / 4)) {
-        return false;
-    }
-    fill(&POOL_STACKS[c], pool::arena(), c, count, jem::MALLOCX_TCACHE_NONE);
-    POOL_STACKS[c].blocks.load(Relaxed) >= count
 }
 
 /// Gives one chain back to the arena when a stack holds more than four

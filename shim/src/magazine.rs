@@ -276,7 +276,7 @@ fn install(m: &Magazines, c: usize, first: usize, len: usize, origin: Origin) ->
             set_next(cut, 0);
             match origin {
                 Origin::Pool => depot::give(c, rest, len - keep),
-                Origin::Carved => give_new_in_chains(c, rest, len - keep),
+                Origin::Carved => carve::give_new_in_chains(c, rest, len - keep),
             }
         }
     }
@@ -296,31 +296,6 @@ fn install(m: &Magazines, c: usize, first: usize, len: usize, origin: Origin) ->
 /// `tls::Magazines::refused_at_committed`).
 pub fn refused_at_committed() -> usize {
     magazines().refused_at_committed.get()
-}
-
-/// Gives a chain of `len` new blocks of class `c` to the depot in chains
-/// of the class's length (a carved span of a small class holds several).
-///
-/// # Safety
-/// The chain is made of free pool blocks of class `c`, new, the caller's.
-unsafe fn give_new_in_chains(c: usize, mut first: usize, mut len: usize) {
-    let chain = sizeclass::chain_len(c);
-    while len > 0 {
-        let n = chain.min(len);
-        let mut last = first;
-        for _ in 1..n {
-            // SAFETY: the caller's chain.
-            last = unsafe { next_of(last) };
-        }
-        // SAFETY: as above; cut after `n` blocks.
-        unsafe {
-            let rest = next_of(last);
-            set_next(last, 0);
-            depot::give_new(c, first, n);
-            first = rest;
-        }
-        len -= n;
-    }
 }
 
 /// Keeps a freed pool block of class `c`. A list that reaches a chain's

@@ -95,19 +95,24 @@ pub unsafe fn alloc(size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
         // Before any retry: a size and alignment jemalloc can never serve
         // (nallocx says 0), or an alignment beyond the address space (an
         // alignment of 2^62 retried forever: jemalloc's usable size for it
-        // is small, the mapping it needs impossible). An alignment needs
-        // up to its size in padding: that counts against the maximum.
+        // is small, the mapping it needs impossible).
         let align = crate::magazine::align_of_bits(caller_bits);
         let usable = jem::nallocx(size.max(1), caller_bits & ALIGN_BITS);
         if usable == 0 || align > MAX_ALIGN {
             return policy(Event::PolicyImpossible, size, flags);
         }
-        if usable.saturating_add(align) as u64 > CONFIG.nofail_max_bytes() {
+        if usable as u64 > CONFIG.nofail_max_bytes() {
             return policy(Event::PolicyTooLarge, size, flags);
         }
         let p = ordinary(size, caller_bits);
         if !p.is_null() {
             return p;
+        }
+        // An alignment is address space, not memory: tried as it is (the
+        // machine may map it), but one above MEMSCOPE_NOFAIL_MAX that the
+        // ordinary path refused cannot be helped by reclaim.
+        if align as u64 > CONFIG.nofail_max_bytes() {
+            return policy(Event::PolicyImpossible, size, flags);
         }
         retry(size, caller_bits, flags)
     }

@@ -385,6 +385,13 @@ pub fn self_carved_bytes() -> usize {
     SELF_CARVED.load(Relaxed)
 }
 
+/// Takes `bytes` carved on purpose (`memscope_prepare`) out of the carve
+/// rate the refill follows: planned stock, not demand to grow for (the
+/// pool grew by four times a prepared amount right after it).
+pub fn discount_carved(bytes: usize) {
+    RATE_WINDOW_CARVED.fetch_add(bytes, Relaxed);
+}
+
 // ---------------------------------------------------------------- hooks
 
 type AllocHook = unsafe extern "C" fn(
@@ -564,6 +571,15 @@ pub fn grow(bytes: usize) -> bool {
 }
 
 static GROWING: AtomicBool = AtomicBool::new(false);
+
+/// Bytes the pool could still hand out if it grew to its maximum: the
+/// region's size less what is carved and what the reserve keeps.
+pub fn room_to_grow() -> usize {
+    POOL.reserved
+        .load(Relaxed)
+        .saturating_sub(POOL.carved.load(Relaxed))
+        .saturating_sub(POOL.reserve_left.load(Relaxed))
+}
 
 /// Grows the pool until at least `bytes` of committed memory are left
 /// uncarved (`memscope_prepare`). False if the region cannot hold that.

@@ -514,11 +514,12 @@ unsafe fn realloc_carved_outside(p: *mut c_void, size: usize, caller_bits: i32, 
             return p;
         }
         if !q.is_null() {
-            core::ptr::copy_nonoverlapping(p.cast::<u8>(), q.cast::<u8>(), old.min(size));
+            let copied = old.min(size);
+            core::ptr::copy_nonoverlapping(p.cast::<u8>(), q.cast::<u8>(), copied);
             if caller_bits & jem::MALLOCX_ZERO != 0 {
                 let usable = usable_size(q);
-                if usable > old {
-                    core::ptr::write_bytes(q.cast::<u8>().add(old), 0, usable - old);
+                if usable > copied {
+                    core::ptr::write_bytes(q.cast::<u8>().add(copied), 0, usable - copied);
                 }
             }
             free_pool_block_outside(p);
@@ -610,11 +611,14 @@ unsafe fn pool_realloc(p: *mut c_void, size: usize, caller_bits: i32, flags: u32
         };
         let q = pool_alloc(size, caller_bits & !jem::MALLOCX_ZERO, flags);
         if !q.is_null() {
-            core::ptr::copy_nonoverlapping(p.cast::<u8>(), q.cast::<u8>(), old.min(size));
-            // Zeroed to the new block's usable size, as a zeroed allocation.
+            let copied = old.min(size);
+            core::ptr::copy_nonoverlapping(p.cast::<u8>(), q.cast::<u8>(), copied);
+            // Zero past what was copied to the new block's usable size, as
+            // jemalloc's zeroed move does (from the old size only, a
+            // shrinking move left the reused block's bytes in between).
             let usable = pool::class_of(q).map_or(size, sizeclass::size_of);
-            if caller_bits & jem::MALLOCX_ZERO != 0 && usable > old {
-                core::ptr::write_bytes(q.cast::<u8>().add(old), 0, usable - old);
+            if caller_bits & jem::MALLOCX_ZERO != 0 && usable > copied {
+                core::ptr::write_bytes(q.cast::<u8>().add(copied), 0, usable - copied);
             }
             match class {
                 Some(c) => keep_pool_block(p, c),
