@@ -18,9 +18,9 @@
  * may be refused while committed memory no thread holds is free: the
  * stats segment's noreclaim_refused_with_free stays 0, and every NULL is
  * a counted exhaustion. With the default pool (32 MiB of committed
- * headroom, of which the first scope stocks about 11 MiB as each class's
- * floor) only the first round of a burst larger than that may see one,
- * once the pool is really exhausted; every other case sees none.
+ * headroom, of which the first scope stocks 4 MiB as the classes' floors)
+ * only the first round of a burst larger than that may see one, once the
+ * pool is really exhausted; every other case sees none.
  *   noreclaim_first_burst small N R | large | aligned */
 #define _DEFAULT_SOURCE
 #include <malloc.h>
