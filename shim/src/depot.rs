@@ -300,15 +300,12 @@ pub unsafe fn give_reserve(c: usize, first: usize, len: usize) {
 /// stocking rounds, and never below one chain (two for small classes).
 static TARGET: [AtomicU64; COUNT] = [const { AtomicU64::new(0) }; COUNT];
 
-/// The least stock of each class, within an eighth of the pool's size
-/// (`MEMSCOPE_NORECLAIM_POOL`), from the smallest class up while the
-/// budget lasts: `SMALL_FLOOR_MAX` or less of blocks of each small class,
-/// one block of each large class up to 1 MiB (with the default 32 MiB
-/// pool: 32 KiB of each small class and the large ones up to the budget,
-/// 4 MiB in all). Small since scoped threads carve what is not stocked:
-/// a third of the pool (10 MiB) in floors, restocked as a burst took
-/// them, left a first burst of 10 MiB racing the refill (948 of 10,000
-/// refused once in `make test`).
+/// The least stock of each class, within a third of the pool's size
+/// (`MEMSCOPE_NORECLAIM_POOL`) and at most `FLOOR_BUDGET_MAX`, from the
+/// smallest class up while the budget lasts: `SMALL_FLOOR_MAX` or less of
+/// blocks of each small class, one block of each large class up to 1 MiB
+/// (with the default 32 MiB pool: 32 KiB of each small class and the large
+/// ones up to the budget; with a 4 MiB pool, classes up to about 64 KiB).
 fn floors() -> &'static [AtomicU64; COUNT] {
     // Computed once: they depend only on the configuration.
     static FLOORS: [AtomicU64; COUNT] = [const { AtomicU64::new(0) }; COUNT];
@@ -323,8 +320,8 @@ fn floors() -> &'static [AtomicU64; COUNT] {
 }
 
 fn compute_floors() -> [u64; COUNT] {
-    let mut budget = pool::high_watermark() as u64 / 8;
-    let small_floor = (pool::high_watermark() as u64 / 1024).clamp(8 << 10, SMALL_FLOOR_MAX);
+    let mut budget = (pool::high_watermark() as u64 / 3).min(FLOOR_BUDGET_MAX);
+    let small_floor = (pool::high_watermark() as u64 / 256).clamp(8 << 10, SMALL_FLOOR_MAX);
     let mut out = [0u64; COUNT];
     // Every class by size, the aligned ones among the plain ones.
     let mut by_size = [0usize; COUNT];
@@ -344,11 +341,17 @@ fn compute_floors() -> [u64; COUNT] {
     out
 }
 
-/// Bytes of each small class kept at least: a 1024th of the pool, from
+/// Bytes of each small class kept at least: a 256th of the pool, from
 /// 8 KiB to this (with the default 32 MiB pool: 32 KiB, about 1 MiB over
 /// all small classes). A thread can take that much of one class in tens of
 /// microseconds, faster than any restock; deeper stock comes from demand.
-const SMALL_FLOOR_MAX: u64 = 64 << 10;
+const SMALL_FLOOR_MAX: u64 = 32 << 10;
+
+/// At most this much in floors: scoped threads carve what is not stocked,
+/// and a third of the default pool (10 MiB), restocked as a burst took
+/// it, left a first burst of 10 MiB racing the refill (948 of 10,000
+/// refused once in `make test`).
+const FLOOR_BUDGET_MAX: u64 = 4 << 20;
 
 /// No class above this size gets a floor.
 const FLOOR_MAX_SIZE: u64 = 1 << 20;
