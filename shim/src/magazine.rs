@@ -307,28 +307,22 @@ pub fn refused_at_committed() -> usize {
 /// `p` is a live pool block of class `c`, given up by the caller.
 #[inline]
 pub unsafe fn free(p: *mut c_void, c: usize) {
-    let m = magazines();
     // A large block goes straight back to the depot (one CAS, nothing
     // against its size): kept in a thread's lists until it left the scope,
     // large blocks of every class stranded on every thread, and eight
     // threads that never leave their scope made the others carve anew
-    // what sat there (tens of MiB); and under a signal handler that
-    // interrupted this thread's own list operation, any block does.
-    let busy = if is_large(c) { None } else { tls::enter_lists() };
-    let Some(_busy) = busy else {
-        // SAFETY: the caller gives `p` up: a one-block chain.
-        unsafe {
-            set_next(p as usize, 0);
-            depot::give(c, p as usize, 1);
-        }
-        return;
-    };
-    // SAFETY: the caller's contract; `c` is small (not kept otherwise).
-    unsafe { keep(m, p, c) };
+    // what sat there (tens of MiB).
+    if is_large(c) {
+        // SAFETY: the caller's contract.
+        return unsafe { give_one(p, c) };
+    }
+    // SAFETY: the caller's contract; `c` is small.
+    unsafe { free_small(p, c) }
 }
 
 /// `free` for a block of a small class (the NORECLAIM lane's trusted
-/// classes), which lists keep.
+/// classes), which lists keep; under a signal handler that interrupted
+/// this thread's own list operation, it goes to the depot instead.
 ///
 /// # Safety
 /// As `free`; `c` is not large.
@@ -336,12 +330,8 @@ pub unsafe fn free(p: *mut c_void, c: usize) {
 pub unsafe fn free_small(p: *mut c_void, c: usize) {
     let m = magazines();
     let Some(_busy) = tls::enter_lists() else {
-        // SAFETY: the caller gives `p` up: a one-block chain.
-        unsafe {
-            set_next(p as usize, 0);
-            depot::give(c, p as usize, 1);
-        }
-        return;
+        // SAFETY: the caller's contract.
+        return unsafe { give_one(p, c) };
     };
     // SAFETY: the caller's contract.
     unsafe { keep(m, p, c) };
@@ -366,8 +356,9 @@ unsafe fn keep(m: &Magazines, p: *mut c_void, c: usize) {
 }
 
 /// Gives a freed pool block of class `c` straight to the depot, as a
-/// chain of one: for a thread whose lists will not be drained again (its
-/// exit hook ran, `tls::THREAD_EXITED`).
+/// chain of one: a large block, a block freed by a signal handler inside
+/// this thread's own list operation, or one freed by a thread whose lists
+/// will not be drained again (its exit hook ran, `tls::THREAD_EXITED`).
 ///
 /// # Safety
 /// As `free`.
