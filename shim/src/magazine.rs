@@ -170,16 +170,32 @@ fn refill_and_take(m: &Magazines, c: usize, align: usize, reserve: bool) -> (*mu
 /// its chain put back there: what a NOFAIL request does not use stays for
 /// NOFAIL requests (given to the pool's stacks, any thread took it).
 fn take_one_from_reserve(k: usize) -> Option<*mut c_void> {
-    let (first, len) = depot::take_reserve(k)?;
+    let chain = depot::take_reserve(k)?;
+    // SAFETY: a chain of reserve blocks of class `k`, ours.
+    Some(unsafe { first_of(k, chain, depot::give_reserve) })
+}
+
+/// The first block of a chain of class `k` just taken, the rest given
+/// back with `give_rest` (which stacks, and how they are counted, is the
+/// caller's choice).
+///
+/// # Safety
+/// `chain` (first block, length) is the caller's; `give_rest` takes a
+/// chain of that origin.
+unsafe fn first_of(
+    k: usize,
+    (first, len): (usize, usize),
+    give_rest: unsafe fn(usize, usize, usize),
+) -> *mut c_void {
     if len > 1 {
         // SAFETY: the chain is ours; its tail after `first` is a chain of
-        // `len - 1` reserve blocks of class `k`.
+        // `len - 1` blocks of class `k`.
         unsafe {
-            depot::give_reserve(k, next_of(first), len - 1);
+            give_rest(k, next_of(first), len - 1);
             set_next(first, 0);
         }
     }
-    Some(first as *mut c_void)
+    first as *mut c_void
 }
 
 /// `alloc` for a signal handler that interrupted this thread's own list
@@ -189,13 +205,13 @@ fn take_one_from_reserve(k: usize) -> Option<*mut c_void> {
 #[inline(never)]
 fn alloc_reentrant(c: usize, align: usize, reserve: bool) -> (*mut c_void, usize) {
     for k in (c..=fallback_limit(c)).filter(|&k| sizeclass::serves(k, c, align)) {
-        let got = depot::take(k, k == c).or_else(|| if k == c { carve::carve(c) } else { None });
-        if let Some((first, len)) = got {
-            if len > 1 {
-                // SAFETY: ours; the tail is a chain of `len - 1` blocks of `k`.
-                unsafe { depot::give(k, next_of(first), len - 1) };
-            }
-            return (first as *mut c_void, k);
+        if let Some(chain) = depot::take(k, k == c) {
+            // SAFETY: a chain just taken from the pool's stacks, ours.
+            return (unsafe { first_of(k, chain, depot::give) }, k);
+        }
+        if let Some(chain) = if k == c { carve::carve(c) } else { None } {
+            // SAFETY: a chain just carved, new, ours.
+            return (unsafe { first_of(k, chain, carve::give_new_in_chains) }, k);
         }
     }
     if reserve {

@@ -263,11 +263,11 @@ fn low_watermark() -> usize {
 }
 
 /// True while the maintenance thread may stock the depot beyond the
-/// classes' floors: the uncarved headroom is a quarter of the pool's size
-/// above the refill mark (only small classes: see `depot::restock`). Below that it is kept for scoped threads to
-/// carve from, and stocking never drives the headroom into a refill by
-/// itself: the pool grows for what threads carve, not for a forecast
-/// (see `depot::restock`).
+/// classes' floors (small classes only, see `depot::restock`): the
+/// uncarved headroom is a quarter of the pool's size above the refill
+/// mark. Below that it is kept for scoped threads to carve from, and
+/// stocking never drives the headroom into a refill by itself: the pool
+/// grows for what threads carve, not for a forecast.
 pub fn may_stock() -> bool {
     headroom() > low_watermark() + high_watermark() / 4
 }
@@ -307,7 +307,13 @@ pub fn committed() -> usize {
 /// `headroom` as it was when only `committed` bytes were committed (a
 /// lower bound of it then: carving only moves forward).
 pub fn headroom_at(committed: usize) -> usize {
-    committed
+    uncarved_of(committed)
+}
+
+/// Of the first `bytes` of the region, what no arena or thread has carved
+/// and the reserve does not keep.
+fn uncarved_of(bytes: usize) -> usize {
+    bytes
         .saturating_sub(POOL.carved.load(Relaxed))
         .saturating_sub(POOL.reserve_left.load(Relaxed))
 }
@@ -315,10 +321,7 @@ pub fn headroom_at(committed: usize) -> usize {
 /// Committed bytes the pool arena may still carve (the reserve's share
 /// excluded).
 pub fn headroom() -> usize {
-    POOL.committed
-        .load(Acquire)
-        .saturating_sub(POOL.carved.load(Relaxed))
-        .saturating_sub(POOL.reserve_left.load(Relaxed))
+    uncarved_of(POOL.committed.load(Acquire))
 }
 
 /// `mallocx` flags for an allocation from the NOFAIL reserve (0: no
@@ -575,10 +578,7 @@ static GROWING: AtomicBool = AtomicBool::new(false);
 /// Bytes the pool could still hand out if it grew to its maximum: the
 /// region's size less what is carved and what the reserve keeps.
 pub fn room_to_grow() -> usize {
-    POOL.reserved
-        .load(Relaxed)
-        .saturating_sub(POOL.carved.load(Relaxed))
-        .saturating_sub(POOL.reserve_left.load(Relaxed))
+    uncarved_of(POOL.reserved.load(Relaxed))
 }
 
 /// Grows the pool until at least `bytes` of committed memory are left

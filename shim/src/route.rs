@@ -92,10 +92,6 @@ pub unsafe fn free(p: *mut c_void) {
         stats::counted(OP_FREE, flags, || {
             if flags & NORECLAIM != 0 {
                 pool_free(p)
-            } else if flags & tls::THREAD_EXITED != 0 && pool::contains(p) {
-                // As the fast path does for plain threads, which an
-                // exited thread no longer takes.
-                free_pool_block_outside(p)
             } else {
                 free_unscoped(p, 0)
             }
@@ -244,8 +240,6 @@ pub unsafe fn sdallocx(p: *mut c_void, size: usize, mflags: i32) {
         stats::counted(OP_FREE, flags, || {
             if flags & NORECLAIM != 0 {
                 pool_free(p)
-            } else if flags & tls::THREAD_EXITED != 0 && pool::contains(p) {
-                free_pool_block_outside(p)
             } else if size == 0 {
                 free_unscoped(p, mflags)
             } else {
@@ -449,9 +443,9 @@ pub unsafe fn sized_free_unscoped(p: *mut c_void, size: usize, mflags: i32) {
 }
 
 /// jemalloc's `dallocx` (`free` for flags 0, NULL allowed) outside
-/// NORECLAIM, except for pool blocks, which go
-/// back to the front end (see `sized_free_unscoped`; a block memscope
-/// carved itself is not jemalloc's to free at all).
+/// NORECLAIM, except for pool blocks, which go back to the front end (see
+/// `sized_free_unscoped`; a block memscope carved itself is not jemalloc's
+/// to free at all), on an exited thread too (`keep_pool_block`).
 ///
 /// # Safety
 /// As jemalloc's `dallocx`.
@@ -514,17 +508,37 @@ unsafe fn realloc_carved_outside(p: *mut c_void, size: usize, caller_bits: i32, 
             return p;
         }
         if !q.is_null() {
-            let copied = old.min(size);
-            core::ptr::copy_nonoverlapping(p.cast::<u8>(), q.cast::<u8>(), copied);
-            if caller_bits & jem::MALLOCX_ZERO != 0 {
-                let usable = usable_size(q);
-                if usable > copied {
-                    core::ptr::write_bytes(q.cast::<u8>().add(copied), 0, usable - copied);
-                }
-            }
+            move_contents(p, old, q, usable_size(q), size, caller_bits);
             free_pool_block_outside(p);
         }
         q
+    }
+}
+
+/// The contents of `p` (`old` usable bytes) into `q` (`usable` bytes), a
+/// move for a request of `size` bytes; with `MALLOCX_ZERO` in
+/// `caller_bits`, `q` is zeroed past what was copied to its usable size,
+/// as jemalloc's zeroed move does (zeroed from the old size only, a
+/// shrinking move left the reused block's bytes in between).
+///
+/// # Safety
+/// `p` and `q` are live, distinct blocks of at least `old` and `usable`
+/// bytes.
+unsafe fn move_contents(
+    p: *const c_void,
+    old: usize,
+    q: *mut c_void,
+    usable: usize,
+    size: usize,
+    caller_bits: i32,
+) {
+    let copied = old.min(size);
+    // SAFETY: the caller's contract.
+    unsafe {
+        core::ptr::copy_nonoverlapping(p.cast::<u8>(), q.cast::<u8>(), copied);
+        if caller_bits & jem::MALLOCX_ZERO != 0 && usable > copied {
+            core::ptr::write_bytes(q.cast::<u8>().add(copied), 0, usable - copied);
+        }
     }
 }
 
@@ -611,15 +625,8 @@ unsafe fn pool_realloc(p: *mut c_void, size: usize, caller_bits: i32, flags: u32
         };
         let q = pool_alloc(size, caller_bits & !jem::MALLOCX_ZERO, flags);
         if !q.is_null() {
-            let copied = old.min(size);
-            core::ptr::copy_nonoverlapping(p.cast::<u8>(), q.cast::<u8>(), copied);
-            // Zero past what was copied to the new block's usable size, as
-            // jemalloc's zeroed move does (from the old size only, a
-            // shrinking move left the reused block's bytes in between).
             let usable = pool::class_of(q).map_or(size, sizeclass::size_of);
-            if caller_bits & jem::MALLOCX_ZERO != 0 && usable > copied {
-                core::ptr::write_bytes(q.cast::<u8>().add(copied), 0, usable - copied);
-            }
+            move_contents(p, old, q, usable, size, caller_bits);
             match class {
                 Some(c) => keep_pool_block(p, c),
                 None => mailbox::defer_free(p),
