@@ -115,7 +115,7 @@ install-test: all
 	rm -rf $(BUILD)/cli-elsewhere && mkdir -p $(BUILD)/cli-elsewhere
 	cp $(BUILD)/prefix/bin/memscope-stat $(BUILD)/cli-elsewhere/
 	env -u MEMSCOPE_LIB LD_LIBRARY_PATH= $(BUILD)/cli-elsewhere/memscope-stat run -- $(BUILD)/pkgconfig-user present
-	for v in $$(sed -n 's/^ *opt("\(MEMSCOPE_[A-Z_]*\)".*/\1/p' shim/src/config.rs) MEMSCOPE_LIB; do \
+	for v in $$(sed -n 's/^ *opt("\(MEMSCOPE_[A-Z_]*\)".*/\1/p' shim/src/base/config.rs) MEMSCOPE_LIB; do \
 	    grep -qx "\.B $$v" $(BUILD)/prefix/share/man/man1/memscope-stat.1 || { echo "man page lacks $$v"; exit 1; }; done
 	for c in run list show watch check gc serve; do test -s $(BUILD)/prefix/share/man/man1/memscope-stat-$$c.1; done
 	bash -c 'source $(BUILD)/prefix/share/bash-completion/completions/memscope-stat && complete -p memscope-stat' >/dev/null

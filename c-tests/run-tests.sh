@@ -125,7 +125,7 @@ expect_exit "the library needs no libgcc_s" 0 -- sh -c "readelf -d '$lib' | grep
 # inside the library (preload/build.rs), and not exported.
 expect_exit "the library needs no libm and exports no log or exp" 0 -- sh -c "readelf -d '$lib' | grep -q NEEDED && ! readelf -d '$lib' | grep -q 'libm\.so' && ! nm -D --defined-only '$lib' | grep -qwE 'log|exp'"
 # The naked malloc and free start on 64-byte boundaries (their `.p2align 6`,
-# shim/src/exports.rs); where they land moved the pair by 0.3-0.5 ns.
+# shim/src/entry/exports.rs); where they land moved the pair by 0.3-0.5 ns.
 if [ "$(uname -m)" = x86_64 ]; then
     expect_exit "malloc and free start on 64-byte boundaries" 0 -- sh -c "nm -D --defined-only '$lib' | awk '\$3 == \"malloc\" || \$3 == \"free\" { n++; if (\$1 !~ /[048c]0\$/) bad++ } END { exit !(n == 2 && !bad) }'"
 fi

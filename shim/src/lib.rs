@@ -17,42 +17,25 @@
 // The entry points are public; whatever they do not reach is dead code.
 #![allow(clippy::missing_safety_doc)]
 
+// The tiers, lowest first: each may use only the tiers above it in this
+// list (and, inside a folder, the files its own comment lists before it).
+// scripts/layers.py checks it; docs/DESIGN.md draws it.
+pub(crate) mod base;
+pub(crate) mod daemon;
 #[doc(hidden)]
-pub mod api;
-pub(crate) mod carve;
-pub(crate) mod cgroup;
-pub(crate) mod config;
-pub(crate) mod counters;
-pub(crate) mod ctl;
-pub(crate) mod depot;
-#[doc(hidden)]
-pub mod exports;
-pub(crate) mod gauges;
-#[doc(hidden)]
-pub mod glibc;
-pub(crate) mod ids;
-pub(crate) mod init;
-pub(crate) mod lockstats;
-pub(crate) mod log;
-pub(crate) mod magazine;
-pub(crate) mod mailbox;
-pub(crate) mod maintenance;
+pub mod entry;
+pub(crate) mod front;
 pub(crate) mod nofail;
 pub(crate) mod os;
-#[doc(hidden)]
-pub mod own_alloc;
 pub(crate) mod pool;
-pub(crate) mod posix;
-pub(crate) mod pressure;
-pub(crate) mod purge;
-pub(crate) mod reclaim;
-pub(crate) mod route;
 pub(crate) mod scope;
-pub(crate) mod sizeclass;
 pub(crate) mod stats;
-pub(crate) mod tls;
+
+// What the two products (preload/, rust-api/) use, by their old names.
+#[doc(hidden)]
+pub use entry::{api, exports, glibc, own_alloc};
 
 /// How the layers below the maintenance thread start it (through
 /// `mailbox::start_maintenance`) without depending on it: wired here, at
 /// the crate root, the one place that sees every layer.
-pub(crate) static START_MAINTENANCE: fn() = maintenance::ensure_started;
+pub(crate) static START_MAINTENANCE: fn() = daemon::maintenance::ensure_started;

@@ -17,7 +17,7 @@ pub mod tid;
 
 use core::sync::atomic::Ordering::Relaxed;
 
-use crate::config::CONFIG;
+use crate::base::config::CONFIG;
 
 /// Slow events timed into the header's histograms (`names::TIMERS` order).
 #[derive(Clone, Copy)]

@@ -47,7 +47,7 @@ fn serve(h: &abi::Header, req: u64) {
 
 /// Writes the profile; 0 or an errno.
 fn dump(req: u64) -> u32 {
-    if crate::ctl::read::<bool>(c"opt.prof") != Some(true) {
+    if crate::base::ctl::read::<bool>(c"opt.prof") != Some(true) {
         return abi::PROFILE_OFF;
     }
     let Some(seg) = segment::path() else {
@@ -81,11 +81,11 @@ fn dump(req: u64) -> u32 {
 }
 
 /// A path built on the stack (no allocation here).
-struct PathBuf([u8; crate::config::PATH_MAX_LEN + 64], usize);
+struct PathBuf([u8; crate::base::config::PATH_MAX_LEN + 64], usize);
 
 impl Default for PathBuf {
     fn default() -> Self {
-        PathBuf([0; crate::config::PATH_MAX_LEN + 64], 0)
+        PathBuf([0; crate::base::config::PATH_MAX_LEN + 64], 0)
     }
 }
 

@@ -21,13 +21,14 @@ use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering::*};
 
 use memscope_abi as abi;
 
-use crate::config::CONFIG;
-use crate::{log, os};
+use crate::base::config::CONFIG;
+use crate::base::log;
+use crate::os;
 
 static BASE: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
 static FD: AtomicI32 = AtomicI32::new(-1);
 
-const PATH_CAP: usize = crate::config::PATH_MAX_LEN + 32;
+const PATH_CAP: usize = crate::base::config::PATH_MAX_LEN + 32;
 
 /// The segment's path, kept for the unlink at exit.
 struct PathCell(core::cell::UnsafeCell<[u8; PATH_CAP]>);
@@ -237,7 +238,7 @@ fn map_and_fill(fd: i32, pid: u32) -> bool {
     h.slots_offset.store(abi::HEADER_SIZE as u64, Relaxed);
     h.start_unix_ns.store(super::clock::realtime_ns(), Relaxed);
     h.sample_period.store(super::sample_period(), Relaxed);
-    h.lib_version.store(crate::config::VERSION, Relaxed);
+    h.lib_version.store(crate::base::config::VERSION, Relaxed);
     h.event_count.store(abi::names::EVENTS.len() as u32, Relaxed);
     h.timer_count.store(abi::names::TIMERS.len() as u32, Relaxed);
     match os::cmdline(&mut h.cmdline) {
@@ -251,7 +252,7 @@ fn map_and_fill(fd: i32, pid: u32) -> bool {
     slot(hr, abi::SLOT_OVERFLOW)
         .state
         .store(abi::SLOT_AGGREGATE, Relaxed);
-    crate::counters::move_into(&hr.events);
+    crate::base::counters::move_into(&hr.events);
     hr.ready.store(abi::READY, Release);
     FD.store(fd, Relaxed);
     BASE.store(base, Release);
@@ -327,7 +328,7 @@ pub fn after_fork_in_child() {
     if old.is_null() {
         return;
     }
-    crate::counters::detach();
+    crate::base::counters::detach();
     // SAFETY: the parent's mapping; the child has one thread, and it
     // stops using it here.
     unsafe { os::unmap(old.cast(), abi::SEGMENT_SIZE) };

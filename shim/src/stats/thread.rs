@@ -35,10 +35,10 @@ use core::sync::atomic::{compiler_fence, fence, AtomicBool, AtomicU32, AtomicUsi
 use memscope_abi::{self as abi, Buckets, Histogram, Slot, CONTEXTS, OPS};
 
 use super::{clock, segment, tid};
-use crate::tls::{self, ThreadState, ThreadStats};
-use crate::tls::{NOFAIL, NORECLAIM};
+use crate::base::tls::{self, ThreadState, ThreadStats};
+use crate::base::tls::{NOFAIL, NORECLAIM};
 
-use crate::tls::MODE_UNSTARTED;
+use crate::base::tls::MODE_UNSTARTED;
 const MODE_SLOT: u32 = 1;
 const MODE_OVERFLOW: u32 = 2;
 const MODE_OFF: u32 = 3;
@@ -151,7 +151,7 @@ pub static CTL_LAZY: AtomicBool = AtomicBool::new(false);
 /// `ctl_mtx`; by then the tree exists and only a locking handler would
 /// deadlock).
 pub fn init_ctl() -> bool {
-    let ok = crate::ctl::read::<*mut u64>(c"thread.allocatedp").is_some();
+    let ok = crate::base::ctl::read::<*mut u64>(c"thread.allocatedp").is_some();
     if ok {
         CTL_READY.store(true, Release);
     }

@@ -10,9 +10,12 @@
 
 use core::sync::atomic::{AtomicBool, Ordering::*};
 
-use crate::counters::{self, count, Event};
-use crate::mailbox;
-use crate::{depot, lockstats, log, pool, purge};
+use crate::base::counters::{self, count, Event};
+use crate::base::log;
+use crate::base::mailbox;
+use crate::daemon::{lockstats, purge};
+use crate::front::depot;
+use crate::pool;
 
 /// Poll interval bounds: 250 us while busy, doubling to 2 ms while
 /// NORECLAIM scopes took pool blocks in the last second (so the depot is
@@ -80,7 +83,7 @@ pub fn ensure_started() {
 /// little, so sharing arena 0 costs nothing. Failure (e.g. `percpu_arena`
 /// set, where threads cannot be moved) leaves it where it is.
 fn leave_own_arena() {
-    let _ = crate::ctl::write::<u32>(c"thread.arena", 0);
+    let _ = crate::base::ctl::write::<u32>(c"thread.arena", 0);
 }
 
 /// Set by the new thread once its start-up allocations are done.
@@ -103,7 +106,7 @@ fn wait_started_up() {
 }
 
 fn run() {
-    crate::pressure::ensure_watching();
+    crate::daemon::pressure::ensure_watching();
     let mut poll_us = POLL_MIN_US;
     let mut last_purges = 0;
     let mut last_soft_check = 0u64;
@@ -125,15 +128,15 @@ fn run() {
         busy |= more_refill;
         report_fast_fails();
         crate::stats::profile::poll();
-        let now = crate::log::coarse_nanos();
+        let now = crate::base::log::coarse_nanos();
         if now.wrapping_sub(last_harvest) >= crate::stats::thread::HARVEST_EVERY_NS {
             last_harvest = now;
             // Pool blocks kept in threads' lists, for the gauges.
             let mut held = 0usize;
             crate::stats::thread::harvest_all(&mut |st| {
                 // SAFETY: `st` is held alive by the harvest's handshake.
-                held = held.saturating_add(crate::magazine::held_bytes(
-                    &unsafe { crate::tls::bss_of(st) }.magazines,
+                held = held.saturating_add(crate::front::magazine::held_bytes(
+                    &unsafe { crate::base::tls::bss_of(st) }.magazines,
                 ));
             });
             thread_held = held;
@@ -142,12 +145,12 @@ fn run() {
             last_once_a_second = now;
             // Follows the cgroup (a move, or a limit changed under us)
             // before the gauges report the limits.
-            crate::config::resolve_limits(true);
+            crate::base::config::resolve_limits(true);
             lockstats::refresh();
-            crate::gauges::refresh(thread_held);
+            crate::daemon::gauges::refresh(thread_held);
             crate::stats::clock::refine();
         }
-        if crate::pressure::take() {
+        if crate::daemon::pressure::take() {
             busy = true;
             respond_to_pressure();
         }
@@ -188,19 +191,19 @@ fn sleep_us(us: u64) {
 fn respond_to_pressure() {
     count(Event::PressureReclaim);
     let rss = resident_bytes();
-    let soft = crate::config::CONFIG.soft_limit_bytes();
+    let soft = crate::base::config::CONFIG.soft_limit_bytes();
     let want = if soft != 0 && rss > soft {
         rss - soft
     } else {
         (rss / 16).max(PRESSURE_RECLAIM_MIN)
     };
-    crate::reclaim::run(want as usize, 0);
+    crate::nofail::reclaim::run(want as usize, 0);
     purge::purge_all();
     count(Event::MaintenancePurge);
 }
 
 fn enforce_soft_limit() -> bool {
-    let limit = crate::config::CONFIG.soft_limit_bytes();
+    let limit = crate::base::config::CONFIG.soft_limit_bytes();
     if limit == 0 {
         return false;
     }
@@ -209,7 +212,7 @@ fn enforce_soft_limit() -> bool {
         return false;
     }
     count(Event::SoftLimitReclaim);
-    if crate::reclaim::run((rss - limit) as usize, 0) > 0 {
+    if crate::nofail::reclaim::run((rss - limit) as usize, 0) > 0 {
         // What the reclaimers freed is dirty memory until purged; purge it
         // here (this thread may) so RSS, which the limit is about, drops
         // and the next look does not reclaim again for the same bytes.
@@ -265,7 +268,7 @@ fn report_fast_fails() {
             "{n} NORECLAIM allocation(s) failed at once: larger than any block the pool serves (largest request \
              {largest} bytes; the pool serves up to {} bytes and alignments up to that); make them outside the \
              scope, or add NOWARN to silence",
-            crate::sizeclass::MAX_SIZE
+            crate::base::sizeclass::MAX_SIZE
         ));
     }
     let (n, largest) = take(Refusal::WithFree);

@@ -7,7 +7,7 @@
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
 
-use crate::log;
+use crate::base::log;
 
 /// What `MEMSCOPE_NOFAIL_POLICY` asks for an impossible NOFAIL request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -226,13 +226,13 @@ pub const LIMIT_FROM_V1: u8 = 3;
 /// file reads), else physical memory. Never on a scoped thread.
 pub fn resolve_limits(with_cgroup: bool) {
     let physical = crate::os::physical_memory();
-    let (base, from) = match with_cgroup.then(crate::cgroup::memory_limit).flatten() {
+    let (base, from) = match with_cgroup.then(crate::os::cgroup::memory_limit).flatten() {
         Some((v, src)) if v < physical => (
             v,
             match src {
-                crate::cgroup::LimitSource::MemoryMax => LIMIT_FROM_MEMORY_MAX,
-                crate::cgroup::LimitSource::MemoryHigh => LIMIT_FROM_MEMORY_HIGH,
-                crate::cgroup::LimitSource::V1Limit => LIMIT_FROM_V1,
+                crate::os::cgroup::LimitSource::MemoryMax => LIMIT_FROM_MEMORY_MAX,
+                crate::os::cgroup::LimitSource::MemoryHigh => LIMIT_FROM_MEMORY_HIGH,
+                crate::os::cgroup::LimitSource::V1Limit => LIMIT_FROM_V1,
             },
         ),
         _ => (physical, LIMIT_FROM_PHYSICAL),
@@ -702,7 +702,7 @@ mod tests {
             let row = format!("| `{}` | `{}` | {} |", opt.name, opt.default, opt.help);
             assert!(
                 readme.lines().any(|l| l == row),
-                "README.md's options table lacks this row (copy it from shim/src/config.rs):\n{row}"
+                "README.md's options table lacks this row (copy it from shim/src/base/config.rs):\n{row}"
             );
         }
     }

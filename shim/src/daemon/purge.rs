@@ -2,7 +2,7 @@
 //! limit): one jemalloc call, timed as a slow event. Never on a NORECLAIM
 //! thread (it returns memory to the OS).
 
-use crate::ctl;
+use crate::base::ctl;
 
 /// Purges all arenas now, on the calling thread.
 pub fn purge_all() {

@@ -11,9 +11,11 @@ use core::ptr::null_mut;
 
 use tikv_jemalloc_sys as jem;
 
-use crate::log::set_errno;
+use crate::base::log::set_errno;
+use crate::base::tls;
+use crate::entry::route;
 use crate::os::page_size;
-use crate::{nofail, pool, route, stats, tls};
+use crate::{nofail, pool, stats};
 use memscope_abi::{OP_ALLOC, OP_FREE, OP_REALLOC};
 
 /// glibc's `MALLOC_ALIGNMENT` on 64-bit targets: what plain malloc gives.

@@ -11,6 +11,12 @@
 //! past the deadline; or in NORECLAIM with pool and reserve empty) follow
 //! `MEMSCOPE_NOFAIL_POLICY`: `null` (NULL + ENOMEM, one rate-limited line
 //! unless NOWARN) or `abort` (one line, then `abort()`). Every case counts.
+//!
+//! Tier 6. Owns the NOFAIL retry loop (here) and the reclaimers it runs
+//! (`reclaim`, which comes before this file). May call: `scope`, `front`,
+//! `pool`, `stats`, `base`, `os`.
+
+pub(crate) mod reclaim;
 
 use core::ffi::c_void;
 use core::fmt::Write;
@@ -19,11 +25,12 @@ use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use tikv_jemalloc_sys as jem;
 
-use crate::config::{NofailPolicy, CONFIG};
-use crate::counters::{count, Event};
-use crate::log::{self, set_errno};
-use crate::tls::{NORECLAIM, NOWARN};
-use crate::{mailbox, pool, reclaim};
+use crate::base::config::{NofailPolicy, CONFIG};
+use crate::base::counters::{count, Event};
+use crate::base::log::{self, set_errno};
+use crate::base::mailbox;
+use crate::base::tls::{NORECLAIM, NOWARN};
+use crate::pool;
 
 /// How often a NOFAIL request that keeps waiting says so (the kernel's
 /// `warn_alloc` "page allocation stalls for N ms", every 10 s).
@@ -96,7 +103,7 @@ pub unsafe fn alloc(size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
         // (nallocx says 0), or an alignment beyond the address space (an
         // alignment of 2^62 retried forever: jemalloc's usable size for it
         // is small, the mapping it needs impossible).
-        let align = crate::magazine::align_of_bits(caller_bits);
+        let align = crate::front::magazine::align_of_bits(caller_bits);
         let usable = jem::nallocx(size.max(1), caller_bits & ALIGN_BITS);
         if usable == 0 || align > MAX_ALIGN {
             return policy(Event::PolicyImpossible, size, flags);
@@ -211,13 +218,13 @@ pub unsafe fn noreclaim_fallback(size: usize, caller_bits: i32, flags: u32) -> *
         if size as u64 > CONFIG.nofail_max_bytes() {
             return policy(Event::PolicyTooLarge, size, flags);
         }
-        let align = crate::magazine::align_of_bits(caller_bits);
-        if crate::sizeclass::for_request(size, align).is_none() {
+        let align = crate::front::magazine::align_of_bits(caller_bits);
+        if crate::base::sizeclass::for_request(size, align).is_none() {
             // No block of the pool or the reserve is that large.
             return policy(Event::PolicyImpossible, size, flags);
         }
         // The reserve's stacks in the front end: no lock, no syscall.
-        let p = crate::magazine::alloc_request(size, caller_bits, true);
+        let p = crate::front::magazine::alloc_request(size, caller_bits, true);
         if !p.is_null() {
             return p;
         }
@@ -240,8 +247,8 @@ const MAX_ALIGN: usize = 1 << 47;
 /// `policy_impossible`; with `null`, errno is still `errno`).
 #[cold]
 pub fn impossible(size: usize, errno: i32) -> *mut c_void {
-    let flags = crate::tls::flags();
-    if flags & crate::tls::NOFAIL != 0 && flags & crate::tls::THREAD_UNSEEN == 0 {
+    let flags = crate::base::tls::flags();
+    if flags & crate::base::tls::NOFAIL != 0 && flags & crate::base::tls::THREAD_UNSEEN == 0 {
         policy(Event::PolicyImpossible, size, flags);
     }
     set_errno(errno);

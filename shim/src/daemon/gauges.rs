@@ -13,9 +13,11 @@
 
 use core::sync::atomic::Ordering::{Relaxed, Release};
 
-use crate::config::CONFIG;
+use crate::base::config::CONFIG;
+use crate::base::ctl;
+use crate::front::depot;
+use crate::pool;
 use crate::stats::{clock, segment};
-use crate::{ctl, depot, pool};
 
 /// Reads every gauge and stores it, `names::GAUGES` order; `thread_held`:
 /// pool bytes in threads' own lists, as the last harvest summed them. Call

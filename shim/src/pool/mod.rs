@@ -15,6 +15,10 @@
 //! memory the arena has once had is reused, never returned or re-faulted.
 //!
 //! Rule: the hooks run on scoped threads: atomics only, no syscalls.
+//!
+//! Tier 3. Owns the pool region, its commit and growth, the arena hooks,
+//! the page-class table, the NOFAIL reserve and the carve cursor. May
+//! call: `stats`, `base`, `os`.
 
 use core::ffi::{c_uint, c_void};
 use core::ptr::null_mut;
@@ -22,9 +26,10 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering:
 
 use tikv_jemalloc_sys as jem;
 
-use crate::config::CONFIG;
-use crate::counters::{count, Event};
-use crate::{ctl, log, mailbox, os};
+use crate::base::config::CONFIG;
+use crate::base::counters::{count, Event};
+use crate::base::{ctl, log, mailbox};
+use crate::os;
 
 const NONE: u8 = 0;
 const CREATING: u8 = 1;
@@ -185,7 +190,7 @@ pub unsafe fn note_request(p: *mut c_void) {
     }
     // SAFETY: a live block (our contract).
     let usable = unsafe { jem::sallocx(p, 0) };
-    let entry = crate::sizeclass::exact(usable).map_or(0, |c| c as u8 + 1);
+    let entry = crate::base::sizeclass::exact(usable).map_or(0, |c| c as u8 + 1);
     table_entry(p as usize).store(entry, Relaxed);
 }
 
@@ -200,7 +205,7 @@ pub fn class_of(p: *const c_void) -> Option<usize> {
 /// itself (`carve`): memory jemalloc never saw, whose blocks only memscope
 /// may free, resize or measure. (Classes fit in the low 7 bits.)
 pub const CARVED_BY_MEMSCOPE: u8 = 0x80;
-const _: () = assert!(crate::sizeclass::COUNT < CARVED_BY_MEMSCOPE as usize);
+const _: () = assert!(crate::base::sizeclass::COUNT < CARVED_BY_MEMSCOPE as usize);
 
 /// The class of `p` if it is a block memscope carved itself (any pointer
 /// may be asked: None outside the pool, and for jemalloc's pool blocks).
@@ -288,7 +293,7 @@ static RATE_WINDOW_START_NS: core::sync::atomic::AtomicU64 = core::sync::atomic:
 const RATE_WINDOW_NS: u64 = 100_000_000;
 
 fn note_carve_rate() {
-    let now = crate::log::coarse_nanos();
+    let now = crate::base::log::coarse_nanos();
     if now.wrapping_sub(RATE_WINDOW_START_NS.load(Relaxed)) < RATE_WINDOW_NS {
         return;
     }
@@ -804,7 +809,7 @@ pub fn ensure_process_pool() -> bool {
                     continue;
                 }
                 POOL.state.store(CREATING, Relaxed);
-                crate::counters::touch_all();
+                crate::base::counters::touch_all();
                 crate::stats::segment::prefault_for_scopes();
                 prefault_own_image();
                 let ok = create();

@@ -14,8 +14,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 
 use tikv_jemalloc_sys as jem;
 
-use crate::counters::{count, Event};
-use crate::tls::{self, Deferred};
+use crate::base::counters::{count, Event};
+use crate::base::tls::{self, Deferred};
 
 /// A thread hands its deferred frees off once it holds this many blocks or
 /// bytes (so that large blocks go back soon).
@@ -222,7 +222,7 @@ pub fn retry_start() {
         return;
     }
     if start_failed() {
-        let now = crate::log::coarse_nanos();
+        let now = crate::base::log::coarse_nanos();
         let last = LAST_FAILED_START_NS.load(Relaxed);
         if now.wrapping_sub(last) < RETRY_EVERY_NS
             || LAST_FAILED_START_NS
@@ -249,7 +249,7 @@ pub fn start_failed() -> bool {
 
 /// Records a failed start; true the first time (since the last success).
 pub(crate) fn note_start_failed() -> bool {
-    LAST_FAILED_START_NS.store(crate::log::coarse_nanos(), Relaxed);
+    LAST_FAILED_START_NS.store(crate::base::log::coarse_nanos(), Relaxed);
     !START_FAILED.swap(true, Relaxed)
 }
 

@@ -5,8 +5,9 @@
 
 use core::ffi::{c_char, c_int, c_uint, c_ulong, c_void};
 
-pub use crate::reclaim::ReclaimFn;
-use crate::{nofail, reclaim, scope};
+use crate::nofail::reclaim;
+pub use crate::nofail::reclaim::ReclaimFn;
+use crate::{nofail, scope};
 
 /// # Safety
 /// None: callable from any thread, including signal handlers once the
@@ -29,8 +30,8 @@ pub extern "C" fn memscope_current() -> c_uint {
 /// Publishes the calling thread's exact counts (see the header).
 #[inline]
 pub extern "C" fn memscope_stats_flush() {
-    if crate::tls::flags() & crate::tls::THREAD_UNSEEN == 0 {
-        crate::stats::thread::flush(crate::tls::state());
+    if crate::base::tls::flags() & crate::base::tls::THREAD_UNSEEN == 0 {
+        crate::stats::thread::flush(crate::base::tls::state());
     }
 }
 
@@ -50,11 +51,11 @@ pub unsafe extern "C" fn memscope_reclaimer_register(
         // The soft limit and memory pressure are watched by the maintenance
         // thread: make sure it runs (never from inside NORECLAIM, where
         // starting a thread is out).
-        let config = &crate::config::CONFIG;
+        let config = &crate::base::config::CONFIG;
         let relaxed = core::sync::atomic::Ordering::Relaxed;
         let watched = config.soft_limit.load(relaxed) > 0 || config.pressure_window_us.load(relaxed) > 0;
         if id > 0 && watched && scope::current() & scope::NORECLAIM == 0 {
-            crate::maintenance::ensure_started();
+            crate::daemon::maintenance::ensure_started();
         }
         id
     }
@@ -72,23 +73,23 @@ pub extern "C" fn memscope_reclaimer_unregister(id: c_int) {
 #[inline]
 pub extern "C" fn memscope_prepare(size: usize, count: usize) -> c_int {
     let fail = |e: c_int| {
-        crate::log::set_errno(e);
+        crate::base::log::set_errno(e);
         -1
     };
     if size == 0 || scope::current() & scope::NORECLAIM != 0 {
         return fail(libc::EINVAL);
     }
-    let Some(c) = crate::sizeclass::for_request(size, 0) else {
+    let Some(c) = crate::base::sizeclass::for_request(size, 0) else {
         return fail(libc::EINVAL);
     };
-    if crate::tls::flags() & crate::tls::THREAD_UNSEEN != 0 {
-        crate::init::thread_first_call();
+    if crate::base::tls::flags() & crate::base::tls::THREAD_UNSEEN != 0 {
+        crate::scope::init::thread_first_call();
     }
-    let st = crate::tls::state();
+    let st = crate::base::tls::state();
     if !scope::set_up_noreclaim(st) {
         return fail(libc::ENOMEM);
     }
-    if !crate::carve::prepare(c, count as u64) {
+    if !crate::front::carve::prepare(c, count as u64) {
         return fail(libc::ENOMEM);
     }
     0
@@ -193,10 +194,10 @@ pub unsafe extern "C" fn memscope_lib_check_routed(probe: Option<unsafe extern "
     if calls() != before {
         return 1;
     }
-    crate::counters::count(crate::counters::Event::ScopesBypassed);
+    crate::base::counters::count(crate::base::counters::Event::ScopesBypassed);
     static WARNED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
     if !WARNED.swap(true, core::sync::atomic::Ordering::Relaxed) {
-        crate::log::warn(format_args!(
+        crate::base::log::warn(format_args!(
             "a scope was entered but this program's allocations do not go through memscope (another allocator serves them): its scopes do nothing"
         ));
     }
@@ -217,7 +218,7 @@ pub extern "C" fn memscope_lib_note_header(header_version: c_uint) -> c_int {
         if !SAID.swap(true, core::sync::atomic::Ordering::Relaxed) {
             let v = |x: c_uint| (x >> 16, (x >> 8) & 0xff, x & 0xff);
             let (h, l) = (v(header_version), v(VERSION));
-            crate::log::warn(format_args!(
+            crate::base::log::warn(format_args!(
                 "this program was built with memscope.h {}.{}.{} and runs with libmemscope {}.{}.{}: what one of them lacks does nothing; rebuild against the installed header",
                 h.0, h.1, h.2, l.0, l.1, l.2
             ));
@@ -227,7 +228,7 @@ pub extern "C" fn memscope_lib_note_header(header_version: c_uint) -> c_int {
 }
 
 /// `MAJOR << 16 | MINOR << 8 | PATCH` of this build.
-pub const VERSION: c_uint = crate::config::VERSION;
+pub const VERSION: c_uint = crate::base::config::VERSION;
 
 #[cfg(test)]
 mod tests {

@@ -13,8 +13,9 @@
 
 use core::ffi::c_uint;
 
-use crate::counters::{store, Event};
-use crate::{ctl, pool};
+use crate::base::counters::{store, Event};
+use crate::base::ctl;
+use crate::pool;
 
 /// Per-arena mutexes jemalloc 5.3 profiles (`stats.arenas.<i>.mutexes.*`);
 /// a name this jemalloc does not know is skipped.

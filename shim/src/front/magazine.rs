@@ -21,10 +21,11 @@
 use core::ffi::c_void;
 use core::ptr::null_mut;
 
-use crate::depot::{self, next_of, set_next};
-use crate::sizeclass::{self, COUNT, PLAIN};
-use crate::tls::{self, Magazines};
-use crate::{carve, pool};
+use crate::base::sizeclass::{self, COUNT, PLAIN};
+use crate::base::tls::{self, Magazines};
+use crate::front::carve;
+use crate::front::depot::{self, next_of, set_next};
+use crate::pool;
 
 /// The calling thread's lists (in its `.tbss` block, `tls::bss`).
 #[inline(always)]

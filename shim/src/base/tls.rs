@@ -180,14 +180,14 @@ const _: () = assert!(countdown_offset(1) == countdown_offset(0) + 8);
 #[repr(C)]
 pub struct Magazines {
     /// First free block of each list (linked through first words), or 0.
-    pub(crate) head: [Cell<usize>; crate::sizeclass::COUNT],
-    pub(crate) len: [Cell<u32>; crate::sizeclass::COUNT],
+    pub(crate) head: [Cell<usize>; crate::base::sizeclass::COUNT],
+    pub(crate) len: [Cell<u32>; crate::base::sizeclass::COUNT],
     /// A full chain kept beside each list (its first block, or 0), so a
     /// list that fills swaps lists instead of walking one to cut a chain.
-    pub(crate) spare: [Cell<usize>; crate::sizeclass::COUNT],
-    pub(crate) spare_len: [Cell<u32>; crate::sizeclass::COUNT],
+    pub(crate) spare: [Cell<usize>; crate::base::sizeclass::COUNT],
+    pub(crate) spare_len: [Cell<u32>; crate::base::sizeclass::COUNT],
     /// Blocks the next refill of each list keeps (slow start).
-    pub(crate) allowance: [Cell<u32>; crate::sizeclass::COUNT],
+    pub(crate) allowance: [Cell<u32>; crate::base::sizeclass::COUNT],
     /// The depot's recall count when this thread last gave its lists back.
     pub(crate) epoch: Cell<u32>,
     /// The pool's committed bytes read just before this thread's last

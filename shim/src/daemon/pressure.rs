@@ -19,10 +19,11 @@
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering::*};
 
-use crate::cgroup;
-use crate::config::CONFIG;
-use crate::counters::{count, Event};
-use crate::{log, mailbox, os};
+use crate::base::config::CONFIG;
+use crate::base::counters::{count, Event};
+use crate::base::{log, mailbox};
+use crate::os;
+use crate::os::cgroup;
 
 /// Pressure seen and not yet answered by the maintenance thread.
 static PENDING: AtomicBool = AtomicBool::new(false);

@@ -24,9 +24,9 @@
 //! pre-faulted memory (the table entries are committed with the region
 //! they describe); no syscall, no lock, no jemalloc.
 
-use crate::depot::{self, set_next};
+use crate::base::sizeclass::{self, PAGE, PLAIN};
+use crate::front::depot::{self, set_next};
 use crate::pool;
-use crate::sizeclass::{self, PAGE, PLAIN};
 
 /// The span a carve of class `c` claims: its bytes (whole pages, whole
 /// blocks) and alignment.
@@ -76,7 +76,7 @@ pub fn carve(c: usize) -> Option<(usize, usize)> {
     }
     // SAFETY: as above.
     unsafe { set_next(b, 0) };
-    crate::counters::count(crate::counters::Event::NoreclaimCarve);
+    crate::base::counters::count(crate::base::counters::Event::NoreclaimCarve);
     Some((start, n))
 }
 

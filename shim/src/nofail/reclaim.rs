@@ -14,9 +14,9 @@
 use core::ffi::{c_char, c_uint, c_void};
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
 
-use crate::counters::{count, Event};
+use crate::base::counters::{count, Event};
+use crate::base::tls;
 use crate::scope::{self, NOFAIL, NOFS, NOIO, NORECLAIM};
-use crate::tls;
 
 /// `MEMSCOPE_RECLAIM_FS`: may take filesystem-level locks.
 pub const NEEDS_FS: u32 = 0x1;

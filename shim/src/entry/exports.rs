@@ -15,8 +15,9 @@ use core::ffi::{c_char, c_int, c_void};
 
 use tikv_jemalloc_sys as jem;
 
-use crate::glibc::{Mallinfo, Mallinfo2};
-use crate::{glibc, posix, route, tls};
+use crate::base::tls;
+use crate::entry::glibc::{Mallinfo, Mallinfo2};
+use crate::entry::{glibc, posix, route};
 use memscope_abi::{OP_ALLOC, OP_FREE, OP_REALLOC};
 
 pub type WriteCb = Option<unsafe extern "C" fn(*mut c_void, *const c_char)>;
@@ -170,7 +171,7 @@ pub unsafe extern "C" fn sallocx(p: *const c_void, flags: c_int) -> usize {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
         match crate::pool::carved_class(p) {
-            Some(c) => crate::sizeclass::size_of(c),
+            Some(c) => crate::base::sizeclass::size_of(c),
             None => jem::sallocx(p, flags),
         }
     }
@@ -318,22 +319,22 @@ unsafe fn sdallocx_slow(p: *mut c_void, size: usize, flags: c_int) {
 
 #[inline]
 pub extern "C" fn setuid(uid: libc::uid_t) -> c_int {
-    crate::ids::setuid(uid)
+    crate::entry::ids::setuid(uid)
 }
 
 #[inline]
 pub extern "C" fn seteuid(euid: libc::uid_t) -> c_int {
-    crate::ids::seteuid(euid)
+    crate::entry::ids::seteuid(euid)
 }
 
 #[inline]
 pub extern "C" fn setreuid(ruid: libc::uid_t, euid: libc::uid_t) -> c_int {
-    crate::ids::setreuid(ruid, euid)
+    crate::entry::ids::setreuid(ruid, euid)
 }
 
 #[inline]
 pub extern "C" fn setresuid(ruid: libc::uid_t, euid: libc::uid_t, suid: libc::uid_t) -> c_int {
-    crate::ids::setresuid(ruid, euid, suid)
+    crate::entry::ids::setresuid(ruid, euid, suid)
 }
 
 // ------------------------------------------------------------ the C names
@@ -361,8 +362,8 @@ macro_rules! export_c_abi {
             free_sized(p: *mut ::core::ffi::c_void, size: usize);
             free_aligned_sized(p: *mut ::core::ffi::c_void, align: usize, size: usize);
             malloc_trim(pad: usize) -> ::core::ffi::c_int;
-            mallinfo2() -> $crate::glibc::Mallinfo2;
-            mallinfo() -> $crate::glibc::Mallinfo;
+            mallinfo2() -> $crate::entry::glibc::Mallinfo2;
+            mallinfo() -> $crate::entry::glibc::Mallinfo;
             mallopt(param: ::core::ffi::c_int, value: ::core::ffi::c_int) -> ::core::ffi::c_int;
             malloc_stats();
             mallocx(size: usize, flags: ::core::ffi::c_int) -> *mut ::core::ffi::c_void;
@@ -377,20 +378,20 @@ macro_rules! export_c_abi {
             mallctlnametomib(name: *const ::core::ffi::c_char, mibp: *mut usize, miblenp: *mut usize) -> ::core::ffi::c_int;
             mallctlbymib(mib: *const usize, miblen: usize, oldp: *mut ::core::ffi::c_void, oldlenp: *mut usize,
                          newp: *mut ::core::ffi::c_void, newlen: usize) -> ::core::ffi::c_int;
-            malloc_stats_print(write_cb: $crate::exports::WriteCb, cbopaque: *mut ::core::ffi::c_void,
+            malloc_stats_print(write_cb: $crate::entry::exports::WriteCb, cbopaque: *mut ::core::ffi::c_void,
                                opts: *const ::core::ffi::c_char);
-            setuid(uid: $crate::exports::uid_t) -> ::core::ffi::c_int;
-            seteuid(euid: $crate::exports::uid_t) -> ::core::ffi::c_int;
-            setreuid(ruid: $crate::exports::uid_t, euid: $crate::exports::uid_t) -> ::core::ffi::c_int;
-            setresuid(ruid: $crate::exports::uid_t, euid: $crate::exports::uid_t,
-                      suid: $crate::exports::uid_t) -> ::core::ffi::c_int;
+            setuid(uid: $crate::entry::exports::uid_t) -> ::core::ffi::c_int;
+            seteuid(euid: $crate::entry::exports::uid_t) -> ::core::ffi::c_int;
+            setreuid(ruid: $crate::entry::exports::uid_t, euid: $crate::entry::exports::uid_t) -> ::core::ffi::c_int;
+            setresuid(ruid: $crate::entry::exports::uid_t, euid: $crate::entry::exports::uid_t,
+                      suid: $crate::entry::exports::uid_t) -> ::core::ffi::c_int;
         }
         $crate::__export_fns! { api;
             memscope_push(flags: ::core::ffi::c_uint) -> ::core::ffi::c_uint;
             memscope_pop(saved: ::core::ffi::c_uint);
             memscope_current() -> ::core::ffi::c_uint;
             memscope_stats_flush();
-            memscope_reclaimer_register(name: *const ::core::ffi::c_char, reclaim: Option<$crate::api::ReclaimFn>,
+            memscope_reclaimer_register(name: *const ::core::ffi::c_char, reclaim: Option<$crate::entry::api::ReclaimFn>,
                                         arg: *mut ::core::ffi::c_void, needs: ::core::ffi::c_uint) -> ::core::ffi::c_int;
             memscope_reclaimer_unregister(id: ::core::ffi::c_int);
             memscope_test_fail_next(n: ::core::ffi::c_ulong);
@@ -401,7 +402,7 @@ macro_rules! export_c_abi {
             memscope_lib_current() -> ::core::ffi::c_uint;
             memscope_lib_version() -> ::core::ffi::c_uint;
             memscope_lib_stats_flush();
-            memscope_lib_reclaimer_register(name: *const ::core::ffi::c_char, reclaim: Option<$crate::api::ReclaimFn>,
+            memscope_lib_reclaimer_register(name: *const ::core::ffi::c_char, reclaim: Option<$crate::entry::api::ReclaimFn>,
                                             arg: *mut ::core::ffi::c_void, needs: ::core::ffi::c_uint) -> ::core::ffi::c_int;
             memscope_lib_reclaimer_unregister(id: ::core::ffi::c_int);
             memscope_lib_test_fail_next(n: ::core::ffi::c_ulong);
@@ -431,12 +432,12 @@ macro_rules! __export_fns {
 /// What the assembly `malloc` and `free` name (`__export_malloc_free!`).
 #[doc(hidden)]
 pub mod fast {
+    pub use crate::entry::posix::{free_pool_block_c, free_slow_c, malloc_slow_c};
     pub use crate::pool::{BASE_OFFSET, POOL, RESERVED_OFFSET};
-    pub use crate::posix::{free_pool_block_c, free_slow_c, malloc_slow_c};
     pub use tikv_jemalloc_sys::{free as jem_free, malloc as jem_malloc};
     /// Offsets of the alloc and free countdowns from the thread's block.
-    pub const ALLOC_COUNTDOWN: usize = crate::tls::countdown_offset(memscope_abi::OP_ALLOC);
-    pub const FREE_COUNTDOWN: usize = crate::tls::countdown_offset(memscope_abi::OP_FREE);
+    pub const ALLOC_COUNTDOWN: usize = crate::base::tls::countdown_offset(memscope_abi::OP_ALLOC);
+    pub const FREE_COUNTDOWN: usize = crate::base::tls::countdown_offset(memscope_abi::OP_FREE);
 }
 
 /// `malloc` and `free`: on x86_64 Linux, naked functions with the gate and
@@ -466,9 +467,9 @@ macro_rules! __export_malloc_free {
                 "sub qword ptr fs:[rax + {cd}], 1",
                 "js {slow}",
                 "jmp {fast}",
-                cd = const $crate::exports::fast::ALLOC_COUNTDOWN,
-                slow = sym $crate::exports::fast::malloc_slow_c,
-                fast = sym $crate::exports::fast::jem_malloc,
+                cd = const $crate::entry::exports::fast::ALLOC_COUNTDOWN,
+                slow = sym $crate::entry::exports::fast::malloc_slow_c,
+                fast = sym $crate::entry::exports::fast::jem_malloc,
             )
         }
 
@@ -486,13 +487,13 @@ macro_rules! __export_malloc_free {
                 "cmp rcx, qword ptr [rip + {pool} + {reserved}]",
                 "jb {in_pool}",
                 "jmp {fast}",
-                cd = const $crate::exports::fast::FREE_COUNTDOWN,
-                slow = sym $crate::exports::fast::free_slow_c,
-                pool = sym $crate::exports::fast::POOL,
-                base = const $crate::exports::fast::BASE_OFFSET,
-                reserved = const $crate::exports::fast::RESERVED_OFFSET,
-                in_pool = sym $crate::exports::fast::free_pool_block_c,
-                fast = sym $crate::exports::fast::jem_free,
+                cd = const $crate::entry::exports::fast::FREE_COUNTDOWN,
+                slow = sym $crate::entry::exports::fast::free_slow_c,
+                pool = sym $crate::entry::exports::fast::POOL,
+                base = const $crate::entry::exports::fast::BASE_OFFSET,
+                reserved = const $crate::entry::exports::fast::RESERVED_OFFSET,
+                in_pool = sym $crate::entry::exports::fast::free_pool_block_c,
+                fast = sym $crate::entry::exports::fast::jem_free,
             )
         }
     };

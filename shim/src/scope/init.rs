@@ -14,7 +14,9 @@ use core::ffi::{c_char, c_int};
 use core::sync::atomic::Ordering::{AcqRel, Acquire};
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8, Ordering};
 
-use crate::{config, log, mailbox, stats, tls};
+use crate::stats;
+
+use crate::base::{config, log, mailbox, tls};
 
 const UNINIT: u8 = 0;
 const RUNNING: u8 = 1;
@@ -240,7 +242,7 @@ extern "C" fn after_fork_in_child() {
     crate::os::forget_argv();
     mailbox::forget();
     crate::pool::after_fork();
-    crate::depot::after_fork_in_child();
+    crate::front::depot::after_fork_in_child();
     stats::segment::after_fork_in_child();
     stats::thread::after_fork_in_child(tls::state());
 }
@@ -284,7 +286,7 @@ extern "C" fn on_thread_exit(_: *mut c_void) {
     st.flags.set(tls::THREAD_EXITED);
     st.depth.set(0);
     crate::stats::thread::bias(&st.stats);
-    crate::mailbox::flush_thread();
-    crate::magazine::drain();
+    crate::base::mailbox::flush_thread();
+    crate::front::magazine::drain();
     crate::stats::thread::exit(st);
 }

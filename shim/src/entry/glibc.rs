@@ -8,8 +8,11 @@
 //! would return), `hblkhd` = `stats.retained` (mapped but returned),
 //! the rest 0.
 
-use crate::counters::{count, Event};
-use crate::{ctl, mailbox, purge, route, scope};
+use crate::base::counters::{count, Event};
+use crate::base::{ctl, mailbox};
+use crate::daemon::purge;
+use crate::entry::route;
+use crate::scope;
 use core::ffi::c_int;
 
 #[repr(C)]

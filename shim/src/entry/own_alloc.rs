@@ -25,7 +25,7 @@ pub struct OwnAlloc;
 /// computes them. The size counts too: a class of 8 B or less is only
 /// 8-aligned, and the sized free must name the class the block is in.
 fn align_flags(align: usize, size: usize) -> i32 {
-    if align <= crate::posix::MIN_ALIGN && align <= size {
+    if align <= crate::entry::posix::MIN_ALIGN && align <= size {
         0
     } else {
         jem::MALLOCX_ALIGN(align)

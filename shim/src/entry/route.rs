@@ -16,10 +16,13 @@ use core::ptr::null_mut;
 
 use tikv_jemalloc_sys as jem;
 
-use crate::counters::{count, Event};
-use crate::log::set_errno;
-use crate::tls::{NOFAIL, NORECLAIM, NOWARN};
-use crate::{init, magazine, mailbox, nofail, pool, sizeclass, stats, tls};
+use crate::base::counters::{count, Event};
+use crate::base::log::set_errno;
+use crate::base::tls::{NOFAIL, NORECLAIM, NOWARN};
+use crate::base::{mailbox, sizeclass, tls};
+use crate::front::magazine;
+use crate::scope::init;
+use crate::{nofail, pool, stats};
 use memscope_abi::{OP_ALLOC, OP_FREE, OP_REALLOC};
 
 /// `mallocx` flag bits a caller may choose in a scope: alignment and zero.
@@ -360,7 +363,7 @@ fn fast_fail(size: usize, caller_bits: i32, flags: u32) {
     count(Event::NoreclaimFastFail);
     let why = match sizeclass::for_request(size, magazine::align_of_bits(caller_bits)) {
         None => mailbox::Refusal::TooLarge,
-        Some(c) if crate::carve::fitted_one(c, magazine::refused_at_committed()) => {
+        Some(c) if crate::front::carve::fitted_one(c, magazine::refused_at_committed()) => {
             count(Event::NoreclaimRefusedWithFree);
             mailbox::Refusal::WithFree
         }

@@ -30,9 +30,10 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 
 use tikv_jemalloc_sys as jem;
 
-use crate::counters::{count, Event};
-use crate::sizeclass::{self, COUNT};
-use crate::{mailbox, pool};
+use crate::base::counters::{count, Event};
+use crate::base::mailbox;
+use crate::base::sizeclass::{self, COUNT};
+use crate::pool;
 
 const PTR_BITS: u32 = 44;
 const PTR_MASK: u64 = (1 << PTR_BITS) - 1;
@@ -392,7 +393,7 @@ pub fn after_fork_in_child() {
 fn stock_cache_flags() -> i32 {
     let mut id = STOCK_TCACHE.load(Relaxed);
     if id == 0 {
-        match crate::ctl::read::<u32>(c"tcache.create") {
+        match crate::base::ctl::read::<u32>(c"tcache.create") {
             Some(t) => {
                 id = t + 1;
                 STOCK_TCACHE.store(id, Relaxed);
@@ -469,7 +470,7 @@ pub fn restock() -> bool {
     if !pool::is_ready() {
         return false;
     }
-    let now = crate::log::coarse_nanos();
+    let now = crate::base::log::coarse_nanos();
     let new_window = now.wrapping_sub(WINDOW_START_NS.load(Relaxed)) >= WINDOW_NS;
     if new_window {
         WINDOW_START_NS.store(now, Relaxed);

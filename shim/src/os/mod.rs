@@ -1,4 +1,4 @@
-//! Floor 0 of the shim: every OS call the allocator makes, in one place
+//! Tier 0 of the shim: every OS call the allocator makes, in one place
 //! (mimalloc's `prim/`):
 //! "this path makes no syscall" is audited by reading this file's callers.
 //! Thin, allocation-free wrappers; errors come back as `errno` values.
@@ -8,6 +8,12 @@
 //! the vDSO where the kernel allows (no syscall), but are still used only
 //! off scoped threads; scoped threads time themselves with the TSC
 //! (`stats::clock`).
+//!
+//! Tier 0. Owns every OS call, and the process's memory cgroup (`cgroup`:
+//! limits and the pressure files, read through this file). May call:
+//! nothing else in the crate.
+
+pub(crate) mod cgroup;
 
 use core::ffi::{c_char, c_void, CStr};
 use core::ptr::null_mut;

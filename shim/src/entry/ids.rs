@@ -45,16 +45,16 @@ fn with_owner(euid: Uid, call: impl FnOnce() -> c_int) -> c_int {
     if rc != 0 {
         if let Some(uid) = before {
             // Keep the failed call's errno for the caller.
-            let e = crate::log::errno();
+            let e = crate::base::log::errno();
             segment::restore_owner(uid);
-            crate::log::set_errno(e);
+            crate::base::log::set_errno(e);
         }
     }
     rc
 }
 
 fn no_symbol() -> c_int {
-    crate::log::set_errno(libc::ENOSYS);
+    crate::base::log::set_errno(libc::ENOSYS);
     -1
 }
 

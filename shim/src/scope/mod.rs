@@ -6,13 +6,21 @@
 //! loads and stores on the thread's own TLS block: no allocation, no lock,
 //! no syscall, async-signal-safe. Pops are checked against a small ring of
 //! the values pushes returned; a mismatch is counted and reported.
+//!
+//! Tier 5. Owns the scope word's push and pop (here) and the life of
+//! threads and the process (`init`: load, fork, a thread's first call and
+//! its exit, which drains its lists). May call: `front`, `pool`, `stats`,
+//! `base`, `os`; `init` comes before this file.
+
+pub(crate) mod init;
 
 use core::sync::atomic::{compiler_fence, Ordering, Ordering::Relaxed};
 
-use crate::counters::{count, Event};
-use crate::{init, log, mailbox, pool, tls};
+use crate::base::counters::{count, Event};
+use crate::base::{log, mailbox, tls};
+use crate::pool;
 
-pub use crate::tls::{ALL, NOFAIL, NOFS, NOIO, NORECLAIM, NOWARN};
+pub use crate::base::tls::{ALL, NOFAIL, NOFS, NOIO, NORECLAIM, NOWARN};
 
 /// Enters a scope on the calling thread. See `memscope_push` in the header.
 ///
@@ -143,7 +151,7 @@ fn restore(st: &tls::ThreadState, saved: u32, cur: u32, top: u32) {
     st.depth.set(top);
     if cur & NORECLAIM != 0 && new & NORECLAIM == 0 {
         mailbox::flush_thread();
-        crate::magazine::on_leaving_noreclaim();
+        crate::front::magazine::on_leaving_noreclaim();
     }
 }
 
@@ -211,7 +219,7 @@ pub(crate) fn set_up_noreclaim(st: &tls::ThreadState) -> bool {
         count(Event::NoreclaimWithoutPool);
         return false;
     }
-    crate::depot::stock_floors();
+    crate::front::depot::stock_floors();
     if st.noreclaim_set_up.get() == 0 {
         // The thread's set-up, which may make syscalls: tries again after
         // a failed start.
@@ -223,7 +231,7 @@ pub(crate) fn set_up_noreclaim(st: &tls::ThreadState) -> bool {
         // Its lists go back to the depot when it exits.
         init::register_thread_exit();
         mailbox::touch_thread_buffer();
-        crate::magazine::touch();
+        crate::front::magazine::touch();
         // Walk the deferred-free path once (jemalloc's per-thread state and
         // radix-tree lookup cache included: `sallocx` is the one jemalloc
         // call a scoped thread makes), outside the scope, so its first use
