@@ -207,7 +207,7 @@ pub const OPTIONS: [(&str, &str, &str); 13] = [
     (
         "MEMSCOPE_NORECLAIM_POOL",
         "32M",
-        "free pre-faulted memory the NORECLAIM pool keeps ready (high watermark; refills start below a quarter of it); 2M to 512M. Sizes take K/M/G/T.",
+        "free pre-faulted memory the NORECLAIM pool keeps ready (high watermark; refills start below half of it, higher while scoped threads carve fast); 2M to 512M. Sizes take K/M/G/T.",
     ),
     (
         "MEMSCOPE_NORECLAIM_MAX",
