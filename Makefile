@@ -44,6 +44,7 @@ deps:
 
 lint:
 	scripts/layers.py shim/src
+	scripts/passdown.py shim/src
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --quiet

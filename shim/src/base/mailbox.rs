@@ -39,7 +39,7 @@ static START_FAILED: AtomicBool = AtomicBool::new(false);
 static WAKE: AtomicBool = AtomicBool::new(false);
 static PURGE_REQUESTED: AtomicBool = AtomicBool::new(false);
 
-/// Why a NORECLAIM allocation was refused (`route::fast_fail`).
+/// Why a NORECLAIM allocation was refused (`magazine::alloc_request`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
     /// The pool was exhausted: nothing ready served it, and the committed

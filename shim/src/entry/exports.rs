@@ -253,7 +253,7 @@ pub unsafe extern "C" fn malloc_stats_print(write_cb: WriteCb, cbopaque: *mut c_
 unsafe fn mallocx_slow(size: usize, flags: c_int) -> *mut c_void {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
-        posix::off_fast(
+        route::off_fast(
             OP_ALLOC,
             || jem::mallocx(size, flags),
             || route::mallocx(size, flags),
@@ -266,7 +266,7 @@ unsafe fn mallocx_slow(size: usize, flags: c_int) -> *mut c_void {
 unsafe fn rallocx_slow(p: *mut c_void, size: usize, flags: c_int) -> *mut c_void {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
-        posix::off_fast(
+        route::off_fast(
             OP_REALLOC,
             || route::rallocx_unscoped(p, size, flags, 0),
             || route::rallocx(p, size, flags),
@@ -279,7 +279,7 @@ unsafe fn rallocx_slow(p: *mut c_void, size: usize, flags: c_int) -> *mut c_void
 unsafe fn xallocx_slow(p: *mut c_void, size: usize, extra: usize, flags: c_int) -> usize {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
-        posix::off_fast(
+        route::off_fast(
             OP_REALLOC,
             || route::xallocx_unscoped(p, size, extra, flags),
             || route::xallocx(p, size, extra, flags),
@@ -292,7 +292,7 @@ unsafe fn xallocx_slow(p: *mut c_void, size: usize, extra: usize, flags: c_int) 
 unsafe fn dallocx_slow(p: *mut c_void, flags: c_int) {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
-        posix::off_fast(
+        route::off_fast(
             OP_FREE,
             || route::free_unscoped(p, flags),
             || route::sdallocx(p, 0, flags),
@@ -305,7 +305,7 @@ unsafe fn dallocx_slow(p: *mut c_void, flags: c_int) {
 unsafe fn sdallocx_slow(p: *mut c_void, size: usize, flags: c_int) {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
-        posix::off_fast(
+        route::off_fast(
             OP_FREE,
             || route::sized_free_unscoped(p, size, flags),
             || route::sdallocx(p, size, flags),

@@ -14,35 +14,12 @@ use tikv_jemalloc_sys as jem;
 use crate::base::log::set_errno;
 use crate::base::tls;
 use crate::entry::route;
+use crate::nofail;
 use crate::os::page_size;
-use crate::{nofail, pool, stats};
 use memscope_abi::{OP_ALLOC, OP_FREE, OP_REALLOC};
 
 /// glibc's `MALLOC_ALIGNMENT` on 64-bit targets: what plain malloc gives.
 pub const MIN_ALIGN: usize = 16;
-
-/// Where a gated entry point goes when `tls::gate` says no: a plain
-/// thread whose sample countdown ran out times the `plain` call; anything
-/// else (a scope, a new thread) takes the `routed` slow path, which counts
-/// the call itself.
-///
-/// Callers wrap this in a `#[cold]` function of plain arguments, so that
-/// their fast path keeps nothing on the stack and tail-jumps.
-#[inline(always)]
-pub fn off_fast<R>(op: usize, plain: impl FnOnce() -> R, routed: impl FnOnce() -> R) -> R {
-    let st = tls::state();
-    let flags = st.flags.get();
-    if flags == 0 && stats::thread::ran_out(st, op) {
-        return stats::timed_fast(op, plain);
-    }
-    stats::thread::uncount_fast(st, op);
-    if flags == 0 {
-        // Biased with no scope in force: a signal handler's push raced the
-        // pop that left the last scope. The words count again from here.
-        stats::thread::unbias(&st.stats);
-    }
-    routed()
-}
 
 /// # Safety
 /// As C `malloc`.
@@ -72,7 +49,7 @@ pub unsafe extern "C" fn malloc_slow_c(size: usize) -> *mut c_void {
 /// As C `free`.
 pub unsafe extern "C" fn free_slow_c(p: *mut c_void) {
     // SAFETY: the caller's contract.
-    unsafe { free_slow(p) }
+    unsafe { route::free_gated(p) }
 }
 
 /// A pool block freed on the fast path, with the C ABI, for the assembly
@@ -89,13 +66,7 @@ pub unsafe extern "C" fn free_pool_block_c(p: *mut c_void) {
 #[inline(never)]
 unsafe fn malloc_slow(size: usize) -> *mut c_void {
     // SAFETY: within this function's own contract (its `# Safety`).
-    unsafe {
-        let p = route::noreclaim_lane_alloc(size);
-        if !p.is_null() {
-            return p;
-        }
-        off_fast(OP_ALLOC, || jem::malloc(size), || route::alloc(size, 0))
-    }
+    unsafe { route::malloc(size) }
 }
 
 /// # Safety
@@ -103,27 +74,7 @@ unsafe fn malloc_slow(size: usize) -> *mut c_void {
 #[inline(always)]
 pub unsafe fn free(p: *mut c_void) {
     // SAFETY: within this function's own contract (its `# Safety`).
-    unsafe {
-        if tls::gate::<OP_FREE>() {
-            if !pool::contains(p) {
-                return jem::free(p);
-            }
-            return route::free_pool_block_outside(p);
-        }
-        free_slow(p)
-    }
-}
-
-#[cold]
-#[inline(never)]
-unsafe fn free_slow(p: *mut c_void) {
-    // SAFETY: within this function's own contract (its `# Safety`).
-    unsafe {
-        if route::noreclaim_lane_free(p) {
-            return;
-        }
-        off_fast(OP_FREE, || route::free_unscoped(p, 0), || route::free(p))
-    }
+    unsafe { route::free(p, tls::gate::<OP_FREE>()) }
 }
 
 /// # Safety
@@ -144,7 +95,7 @@ pub unsafe fn calloc(n: usize, size: usize) -> *mut c_void {
 unsafe fn calloc_slow(n: usize, size: usize) -> *mut c_void {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
-        off_fast(
+        route::off_fast(
             OP_ALLOC,
             || jem::calloc(n, size),
             || match n.checked_mul(size) {
@@ -188,7 +139,7 @@ pub unsafe fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
 unsafe fn realloc_slow(p: *mut c_void, size: usize) -> *mut c_void {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
-        off_fast(
+        route::off_fast(
             OP_REALLOC,
             || route::realloc_unscoped(p, size, 0),
             || route::realloc(p, size),
@@ -306,10 +257,10 @@ pub unsafe fn free_sized(p: *mut c_void, size: usize) {
         if tls::gate::<OP_FREE>() {
             return route::sized_free_unscoped(p, size.max(1), 0);
         }
-        off_fast(
+        route::off_fast(
             OP_FREE,
             || route::sized_free_unscoped(p, size.max(1), 0),
-            || route::free(p),
+            || route::free_scoped(p),
         )
     }
 }
@@ -329,13 +280,13 @@ pub unsafe fn free_aligned_sized(p: *mut c_void, align: usize, size: usize) {
             if tls::gate::<OP_FREE>() {
                 return route::sized_free_unscoped(p, size.max(1), flags);
             }
-            return off_fast(
+            return route::off_fast(
                 OP_FREE,
                 || route::sized_free_unscoped(p, size.max(1), flags),
-                || route::free(p),
+                || route::free_scoped(p),
             );
         }
-        route::free(p)
+        route::free_scoped(p)
     }
 }
 

@@ -16,11 +16,11 @@ use core::ptr::null_mut;
 
 use tikv_jemalloc_sys as jem;
 
-use crate::base::counters::{count, Event};
 use crate::base::log::set_errno;
-use crate::base::tls::{NOFAIL, NORECLAIM, NOWARN};
+use crate::base::tls::{NOFAIL, NORECLAIM};
 use crate::base::{mailbox, sizeclass, tls};
 use crate::front::magazine;
+use crate::pool::Freed;
 use crate::scope::init;
 use crate::{nofail, pool, stats};
 use memscope_abi::{OP_ALLOC, OP_FREE, OP_REALLOC};
@@ -40,6 +40,99 @@ pub fn scope_flags() -> u32 {
     }
 }
 
+/// Where a gated entry point goes when `tls::gate` says no: a plain
+/// thread whose sample countdown ran out times the `plain` call; anything
+/// else (a scope, a new thread) takes the `routed` slow path, which counts
+/// the call itself.
+///
+/// Callers wrap this in a `#[cold]` function of plain arguments, so that
+/// their fast path keeps nothing on the stack and tail-jumps.
+#[inline(always)]
+pub fn off_fast<R>(op: usize, plain: impl FnOnce() -> R, routed: impl FnOnce() -> R) -> R {
+    let st = tls::state();
+    let flags = st.flags.get();
+    if flags == 0 && stats::thread::ran_out(st, op) {
+        let t0 = stats::fast_timer();
+        let r = plain();
+        stats::fast_timed(op, t0);
+        return r;
+    }
+    stats::thread::uncount_fast(st, op);
+    if flags == 0 {
+        // Biased with no scope in force: a signal handler's push raced the
+        // pop that left the last scope. The words count again from here.
+        stats::thread::unbias(&st.stats);
+    }
+    routed()
+}
+
+/// C `malloc` when the thread's gate said no (a scope, a new thread, or
+/// the call its stats sample times): the NORECLAIM lane, the timed plain
+/// call, or the scope's source. The entry point's one call down.
+///
+/// # Safety
+/// As C `malloc`.
+#[inline(always)]
+pub unsafe fn malloc(size: usize) -> *mut c_void {
+    if let Some(p) = noreclaim_lane_alloc(size) {
+        return p;
+    }
+    // SAFETY: the caller's contract.
+    off_fast(
+        OP_ALLOC,
+        || unsafe { jem::malloc(size) },
+        || unsafe { alloc(size, 0) },
+    )
+}
+
+/// C `free`, all of it below the entry point: with the gate open, a block
+/// outside the pool to jemalloc and a pool block to the front end;
+/// otherwise the NORECLAIM lane, the timed plain call, or the scope's
+/// destination.
+///
+/// # Safety
+/// `p` is NULL or a live block from this allocator.
+#[inline(always)]
+pub unsafe fn free(p: *mut c_void, gate_open: bool) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        if gate_open {
+            return match pool::freed(p) {
+                Freed::Keep(c) => keep_outside(p, c),
+                Freed::Outside | Freed::Unvouched => jem::free(p),
+            };
+        }
+        free_gated(p)
+    }
+}
+
+/// `free` when the gate said no.
+///
+/// # Safety
+/// As `free`.
+#[cold]
+#[inline(never)]
+pub unsafe fn free_gated(p: *mut c_void) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        if noreclaim_lane_free(p) {
+            return;
+        }
+        off_fast(OP_FREE, || free_unscoped(p, 0), || free_scoped(p))
+    }
+}
+
+/// Counts a slow-path call of `op` in a scope with `flags` and times it
+/// when its turn comes. Here rather than in `stats`, so that the request
+/// the call carries goes down once (docs/DESIGN.md, "One pass down").
+#[inline(always)]
+fn counted<R>(op: usize, flags: u32, call: impl FnOnce() -> R) -> R {
+    let t0 = stats::slow_counted(op, flags);
+    let r = call();
+    stats::slow_timed(op, flags, t0);
+    r
+}
+
 /// Allocates `size` bytes with `mallocx` flags (alignment, zero) in the
 /// calling thread's context. NULL sets `errno = ENOMEM`.
 ///
@@ -50,7 +143,7 @@ pub unsafe fn alloc(size: usize, mallocx_flags: i32) -> *mut c_void {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
         let flags = scope_flags();
-        stats::counted(OP_ALLOC, flags, || alloc_in(size, mallocx_flags, flags))
+        counted(OP_ALLOC, flags, || alloc_in(size, mallocx_flags, flags))
     }
 }
 
@@ -58,12 +151,7 @@ unsafe fn alloc_in(size: usize, mallocx_flags: i32, flags: u32) -> *mut c_void {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
         let p = if flags & NORECLAIM != 0 {
-            let p = pool_alloc(size, mallocx_flags, flags);
-            if p.is_null() && flags & NOFAIL != 0 {
-                nofail::noreclaim_fallback(size, mallocx_flags, flags)
-            } else {
-                p
-            }
+            pool_alloc(size, mallocx_flags, flags)
         } else if flags & NOFAIL != 0 {
             nofail::alloc(size, mallocx_flags, flags)
         } else if mallocx_flags == 0 {
@@ -81,7 +169,7 @@ unsafe fn alloc_in(size: usize, mallocx_flags: i32, flags: u32) -> *mut c_void {
 /// # Safety
 /// `p` is NULL or a live block from this allocator.
 #[cold]
-pub unsafe fn free(p: *mut c_void) {
+pub unsafe fn free_scoped(p: *mut c_void) {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
         if p.is_null() && tls::flags() & tls::THREAD_UNSEEN != 0 {
@@ -92,7 +180,7 @@ pub unsafe fn free(p: *mut c_void) {
             return;
         }
         let flags = scope_flags();
-        stats::counted(OP_FREE, flags, || {
+        counted(OP_FREE, flags, || {
             if flags & NORECLAIM != 0 {
                 pool_free(p)
             } else {
@@ -109,7 +197,7 @@ pub unsafe fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
         let flags = scope_flags();
-        stats::counted(OP_REALLOC, flags, || realloc_in(p, size, flags))
+        counted(OP_REALLOC, flags, || realloc_in(p, size, flags))
     }
 }
 
@@ -121,7 +209,7 @@ unsafe fn realloc_in(p: *mut c_void, size: usize, flags: u32) -> *mut c_void {
         } else {
             realloc_unscoped(p, size, flags)
         };
-        let q = if q.is_null() && flags & NOFAIL != 0 {
+        let q = if q.is_null() && flags & (NOFAIL | NORECLAIM) == NOFAIL {
             nofail_move(p, size, 0, flags)
         } else {
             q
@@ -133,24 +221,16 @@ unsafe fn realloc_in(p: *mut c_void, size: usize, flags: u32) -> *mut c_void {
     }
 }
 
-/// NOFAIL realloc after the ordinary path failed: a NOFAIL allocation, the
-/// contents copied, the old block freed. NULL (old block untouched) only
-/// where the policy says so.
+/// NOFAIL realloc outside NORECLAIM after the ordinary path failed: a
+/// NOFAIL allocation, the contents copied, the old block freed. NULL (old
+/// block untouched) only where the policy says so.
 unsafe fn nofail_move(p: *mut c_void, size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
-        let q = if flags & NORECLAIM != 0 {
-            nofail::noreclaim_fallback(size, caller_bits, flags)
-        } else {
-            nofail::alloc(size, caller_bits, flags)
-        };
+        let q = nofail::alloc(size, caller_bits, flags);
         if !q.is_null() {
             core::ptr::copy_nonoverlapping(p.cast::<u8>(), q.cast::<u8>(), usable_size(p).min(size));
-            if flags & NORECLAIM != 0 {
-                pool_free(p)
-            } else {
-                free_unscoped(p, 0)
-            }
+            free_unscoped(p, 0);
         }
         q
     }
@@ -166,7 +246,7 @@ pub unsafe fn mallocx(size: usize, mflags: i32) -> *mut c_void {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
         let flags = scope_flags();
-        stats::counted(OP_ALLOC, flags, || {
+        counted(OP_ALLOC, flags, || {
             if flags & (NORECLAIM | NOFAIL) != 0 {
                 // Scopes choose arena and cache; the caller keeps alignment
                 // and zeroing. (`alloc_in` may set errno; mallocx promises
@@ -186,7 +266,7 @@ pub unsafe fn rallocx(p: *mut c_void, size: usize, mflags: i32) -> *mut c_void {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
         let flags = scope_flags();
-        stats::counted(OP_REALLOC, flags, || {
+        counted(OP_REALLOC, flags, || {
             let q = if flags & NORECLAIM != 0 {
                 pool_realloc(p, size, mflags & CALLER_BITS, flags)
             } else {
@@ -212,7 +292,7 @@ pub unsafe fn xallocx(p: *mut c_void, size: usize, extra: usize, mflags: i32) ->
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
         let flags = scope_flags();
-        stats::counted(OP_REALLOC, flags, || xallocx_in(p, size, extra, mflags, flags))
+        counted(OP_REALLOC, flags, || xallocx_in(p, size, extra, mflags, flags))
     }
 }
 
@@ -224,7 +304,7 @@ unsafe fn xallocx_in(p: *mut c_void, size: usize, extra: usize, mflags: i32, fla
         }
         // Never resized in scope: a pool block's size is its class's (or
         // jemalloc's, read lock-free), and resizing others could purge.
-        match pool_block_class(p) {
+        match pool::keepable_class(p) {
             Some(c) => sizeclass::size_of(c),
             None => jem::sallocx(p, 0),
         }
@@ -240,7 +320,7 @@ pub unsafe fn sdallocx(p: *mut c_void, size: usize, mflags: i32) {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
         let flags = scope_flags();
-        stats::counted(OP_FREE, flags, || {
+        counted(OP_FREE, flags, || {
             if flags & NORECLAIM != 0 {
                 pool_free(p)
             } else if size == 0 {
@@ -255,94 +335,68 @@ pub unsafe fn sdallocx(p: *mut c_void, size: usize, mflags: i32) {
 // ------------------------------------------------------------ NORECLAIM
 
 /// A NORECLAIM allocation: the front end, or NULL at once (counted, a
-/// refill asked for, reported later).
+/// refill asked for, reported later: `magazine::alloc_request`); under
+/// NOFAIL too, the reserve, then the policy.
 #[inline(always)]
 unsafe fn pool_alloc(size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
-    // SAFETY: within this function's own contract (its `# Safety`).
-    let p = unsafe { magazine::alloc_request(size, caller_bits, false) };
-    if p.is_null() {
-        fast_fail(size, caller_bits, flags);
+    // SAFETY: the caller's contract.
+    unsafe {
+        if flags & NOFAIL != 0 {
+            return nofail::alloc(size, caller_bits, flags);
+        }
+        magazine::alloc_request(size, caller_bits, flags, false).unwrap_or(null_mut())
     }
-    p
 }
 
-/// The class a pool block `p` can be kept as, or None (not a pool block,
-/// or one whose size the table cannot vouch for: its free is deferred).
-/// Small plain classes are trusted from the table (a slab never changes
-/// class while a block on it lives); large blocks can be resized in place
-/// by jemalloc outside a scope, so their size is checked (`sallocx`, a
-/// lock-free radix-tree read), and aligned ones their alignment too.
-#[inline]
-unsafe fn pool_block_class(p: *mut c_void) -> Option<usize> {
-    if !pool::contains(p) {
-        return None;
-    }
-    let c = pool::class_of(p)?;
-    if sizeclass::INFO[c].trusted || pool::carved_class(p).is_some() {
-        // A block memscope carved is never resized: its class is its size.
-        return Some(c);
-    }
-    // SAFETY: `p` is a live block (our caller's contract).
-    let usable = unsafe { jem::sallocx(p, 0) };
-    let aligned_to = |a: usize| (p as usize) & (a - 1) == 0;
-    if c >= sizeclass::PLAIN && aligned_to(sizeclass::alignment_of(c)) && usable >= sizeclass::size_of(c) {
-        return Some(c);
-    }
-    // A large plain class promises page alignment (`depot::stock_flags`);
-    // a block jemalloc made otherwise (e.g. the reserve outside NORECLAIM)
-    // may be offset within its page.
-    if !aligned_to(sizeclass::PAGE) {
-        return None;
-    }
-    sizeclass::exact(usable)
-}
-
-/// The NORECLAIM fast lane for small `malloc`s, taken by the entry point
-/// before the general slow path: a block from the thread's lists,
-/// counted in its context (stats sample the general path only). NULL:
-/// not served here (no NORECLAIM, a new thread, too large, empty list,
-/// or this call is the one to time).
+/// The NORECLAIM lane for `malloc`: a thread in NORECLAIM alone (no
+/// NOFAIL to fall back on), whose call is not the one its stats sample
+/// times, goes straight to the front end's door, counted in its context
+/// without the general path's sampling. None: not served here (not such a
+/// thread, or this call is the one to time).
 #[inline(always)]
-pub fn noreclaim_lane_alloc(size: usize) -> *mut c_void {
+fn noreclaim_lane_alloc(size: usize) -> Option<*mut c_void> {
     let st = tls::state();
-    if !lane_open(st, OP_ALLOC) || size > sizeclass::MAX_SIZE {
-        return null_mut();
+    if !lane_open(st, OP_ALLOC, NOFAIL) {
+        return None;
     }
-    let p = magazine::take(sizeclass::of_size(size));
-    if !p.is_null() {
-        lane_count(st, OP_ALLOC);
-    }
-    p
+    lane_count(st, OP_ALLOC);
+    // SAFETY: no `mallocx` bits.
+    let served = unsafe { magazine::alloc_request(size, 0, st.flags.get(), false) };
+    Some(served.unwrap_or_else(|_| {
+        set_errno(libc::ENOMEM);
+        null_mut()
+    }))
 }
 
-/// The NORECLAIM fast lane for `free`: a small pool block back onto the
-/// thread's list. False: not served here.
+/// The NORECLAIM lane for `free`: a pool block the thread may keep back
+/// onto its lists, counted as `noreclaim_lane_alloc` counts. False: not
+/// served here (not such a thread or call, or not a block to keep).
 ///
 /// # Safety
 /// `p` is NULL or a live block from this allocator.
 #[inline(always)]
-pub unsafe fn noreclaim_lane_free(p: *mut c_void) -> bool {
+unsafe fn noreclaim_lane_free(p: *mut c_void) -> bool {
     let st = tls::state();
-    if !lane_open(st, OP_FREE) || !pool::contains(p) {
+    if !lane_open(st, OP_FREE, 0) {
         return false;
     }
-    let Some(c) = pool::class_of(p) else {
+    // SAFETY: the caller's contract.
+    let Freed::Keep(c) = (unsafe { pool::freed(p) }) else {
         return false;
     };
-    if !sizeclass::INFO[c].trusted {
-        return false;
-    }
-    // SAFETY: a live pool block of a trusted small class, given up.
-    unsafe { magazine::free_small(p, c) };
+    // SAFETY: a live pool block of class `c`, given up; the thread has not
+    // exited (`lane_open`), so its lists take it.
+    unsafe { magazine::free(p, c) };
     lane_count(st, OP_FREE);
     true
 }
 
 /// A lane may serve this call of `op`: the thread is seen, not exited, in
-/// NORECLAIM, and the call is not the one its stats sample times.
+/// NORECLAIM and none of the scopes in `not`, and the call is not the one
+/// its stats sample times.
 #[inline(always)]
-fn lane_open(st: &tls::ThreadState, op: usize) -> bool {
-    st.flags.get() & (NORECLAIM | tls::THREAD_UNSEEN | tls::THREAD_EXITED) == NORECLAIM
+fn lane_open(st: &tls::ThreadState, op: usize, not: u32) -> bool {
+    st.flags.get() & (NORECLAIM | not | tls::THREAD_UNSEEN | tls::THREAD_EXITED) == NORECLAIM
         && stats::thread::slow_untimed_next(st, op, memscope_abi::CTX_NORECLAIM)
 }
 
@@ -352,30 +406,6 @@ fn lane_open(st: &tls::ThreadState, op: usize) -> bool {
 fn lane_count(st: &tls::ThreadState, op: usize) {
     stats::thread::uncount_fast(st, op);
     stats::thread::slow_count_untimed(st, op, memscope_abi::CTX_NORECLAIM);
-}
-
-/// GFP_NOWAIT: count, ask for a refill, report later (never here), and
-/// say why: the request is larger than any block the pool serves, or the
-/// pool is exhausted (nothing ready serves it, and the uncarved committed
-/// memory cannot hold one block), or, which would be a bug, neither.
-#[cold]
-fn fast_fail(size: usize, caller_bits: i32, flags: u32) {
-    count(Event::NoreclaimFastFail);
-    let why = match sizeclass::for_request(size, magazine::align_of_bits(caller_bits)) {
-        None => mailbox::Refusal::TooLarge,
-        Some(c) if crate::front::carve::fitted_one(c, magazine::refused_at_committed()) => {
-            count(Event::NoreclaimRefusedWithFree);
-            mailbox::Refusal::WithFree
-        }
-        Some(_) => {
-            count(Event::NoreclaimPoolExhausted);
-            mailbox::Refusal::Exhausted
-        }
-    };
-    if flags & NOWARN == 0 {
-        mailbox::note_refusal(why, size);
-    }
-    mailbox::wake();
 }
 
 /// `free` of a pool block outside NORECLAIM (a consumer freeing what a
@@ -392,35 +422,29 @@ fn fast_fail(size: usize, caller_bits: i32, flags: u32) {
 pub unsafe fn free_pool_block_outside(p: *mut c_void) {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
-        let Some(c) = pool_block_class(p) else {
-            return jem::free(p);
-        };
+        match pool::keepable_class(p) {
+            Some(c) => keep_outside(p, c),
+            None => jem::free(p),
+        }
+    }
+}
+
+/// A pool block of class `c` freed outside NORECLAIM onto this thread's
+/// lists (`free_pool_block_outside`), its exit hook set up first.
+///
+/// # Safety
+/// `p` is a live pool block of class `c`, given up by the caller.
+#[cold]
+#[inline(never)]
+unsafe fn keep_outside(p: *mut c_void, c: usize) {
+    // SAFETY: within this function's own contract (its `# Safety`).
+    unsafe {
         let st = tls::state();
         if st.lists_exit_hook.get() == 0 && st.flags.get() & tls::THREAD_EXITED == 0 {
             st.lists_exit_hook.set(1);
             init::register_thread_exit();
         }
-        keep_pool_block(p, c)
-    }
-}
-
-/// A freed pool block of class `c` onto the calling thread's lists, or,
-/// once its exit hook has drained them (a free in a later key destructor,
-/// `tls::THREAD_EXITED`), straight to the depot: the lists of an exiting
-/// thread are not drained again, and a block left there was lost to the
-/// pool for good.
-///
-/// # Safety
-/// `p` is a live pool block of class `c`, given up by the caller.
-#[inline(always)]
-unsafe fn keep_pool_block(p: *mut c_void, c: usize) {
-    // SAFETY: the caller's contract.
-    unsafe {
-        if tls::flags() & tls::THREAD_EXITED != 0 {
-            magazine::give_one(p, c)
-        } else {
-            magazine::free(p, c)
-        }
+        magazine::keep_freed(p, c)
     }
 }
 
@@ -437,10 +461,10 @@ unsafe fn keep_pool_block(p: *mut c_void, c: usize) {
 pub unsafe fn sized_free_unscoped(p: *mut c_void, size: usize, mflags: i32) {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
-        if pool::contains(p) {
-            free_pool_block_outside(p)
-        } else {
-            jem::sdallocx(p, size, mflags)
+        match pool::freed(p) {
+            Freed::Keep(c) => keep_outside(p, c),
+            Freed::Unvouched => jem::free(p),
+            Freed::Outside => jem::sdallocx(p, size, mflags),
         }
     }
 }
@@ -456,12 +480,10 @@ pub unsafe fn sized_free_unscoped(p: *mut c_void, size: usize, mflags: i32) {
 pub unsafe fn free_unscoped(p: *mut c_void, mflags: i32) {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
-        if pool::contains(p) {
-            free_pool_block_outside(p)
-        } else if mflags == 0 {
-            jem::free(p)
-        } else {
-            jem::dallocx(p, mflags)
+        match pool::freed(p) {
+            Freed::Keep(c) => keep_outside(p, c),
+            Freed::Outside if mflags != 0 => jem::dallocx(p, mflags),
+            Freed::Outside | Freed::Unvouched => jem::free(p),
         }
     }
 }
@@ -600,9 +622,9 @@ unsafe fn pool_free(p: *mut c_void) {
         if p.is_null() {
             return;
         }
-        match pool_block_class(p) {
-            Some(c) => keep_pool_block(p, c),
-            None => mailbox::defer_free(p),
+        match pool::freed(p) {
+            Freed::Keep(c) => magazine::keep_freed(p, c),
+            Freed::Outside | Freed::Unvouched => mailbox::defer_free(p),
         }
     }
 }
@@ -616,7 +638,7 @@ unsafe fn pool_realloc(p: *mut c_void, size: usize, caller_bits: i32, flags: u32
         if p.is_null() {
             return pool_alloc(size, caller_bits, flags);
         }
-        let class = pool_block_class(p);
+        let class = pool::keepable_class(p);
         if let Some(c) = class {
             if sizeclass::for_request(size, magazine::align_of_bits(caller_bits)) == Some(c) {
                 return p;
@@ -631,7 +653,7 @@ unsafe fn pool_realloc(p: *mut c_void, size: usize, caller_bits: i32, flags: u32
             let usable = pool::class_of(q).map_or(size, sizeclass::size_of);
             move_contents(p, old, q, usable, size, caller_bits);
             match class {
-                Some(c) => keep_pool_block(p, c),
+                Some(c) => magazine::keep_freed(p, c),
                 None => mailbox::defer_free(p),
             }
         }

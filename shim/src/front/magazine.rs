@@ -21,6 +21,8 @@
 use core::ffi::c_void;
 use core::ptr::null_mut;
 
+use crate::base::counters::{count, Event};
+use crate::base::mailbox::{self, Refusal};
 use crate::base::sizeclass::{self, COUNT, PLAIN};
 use crate::base::tls::{self, Magazines};
 use crate::front::carve;
@@ -53,18 +55,6 @@ pub fn held_bytes(m: &Magazines) -> usize {
     })
 }
 
-/// A kept block of class `c`, or NULL when the thread keeps none (no
-/// depot: the caller takes the general path), or when the lists are busy
-/// underneath a signal handler.
-#[inline(always)]
-pub fn take(c: usize) -> *mut c_void {
-    let m = magazines();
-    let Some(_busy) = tls::enter_lists() else {
-        return null_mut();
-    };
-    take_listed(m, c)
-}
-
 #[inline(always)]
 fn take_listed(m: &Magazines, c: usize) -> *mut c_void {
     let mut head = m.head[c].get();
@@ -94,25 +84,72 @@ pub fn align_of_bits(mallocx_bits: i32) -> usize {
     }
 }
 
-/// A block for `size` bytes with `mallocx` alignment and zero bits, or
-/// NULL (too large for the front end, or nothing ready). With `reserve`
-/// (NOFAIL), the NOFAIL reserve's stacks are tried last.
+/// The front end's door: a block for `size` bytes with `mallocx`
+/// alignment and zero bits, or why not. The size becomes a class here,
+/// once; everything below works with the class.
+///
+/// A refusal is counted and, unless `flags` has NOWARN, noted for the
+/// maintenance thread to report; it is asked to refill either way. With
+/// `reserve` (NOFAIL within `MEMSCOPE_NOFAIL_MAX`), the NOFAIL reserve's
+/// stacks are tried after the pool has said no.
 ///
 /// # Safety
 /// `mallocx_bits` holds only `MALLOCX_ALIGN`/`MALLOCX_ZERO` bits.
 #[inline(always)]
-pub unsafe fn alloc_request(size: usize, mallocx_bits: i32, reserve: bool) -> *mut c_void {
-    let Some(c) = sizeclass::for_request(size, align_of_bits(mallocx_bits)) else {
-        return null_mut();
+pub unsafe fn alloc_request(
+    size: usize,
+    mallocx_bits: i32,
+    flags: u32,
+    reserve: bool,
+) -> Result<*mut c_void, Refusal> {
+    let align = align_of_bits(mallocx_bits);
+    let Some(c) = sizeclass::for_request(size, align) else {
+        return Err(refused(Refusal::TooLarge, size, flags));
     };
-    let (p, k) = alloc(c, align_of_bits(mallocx_bits), reserve);
-    if !p.is_null() && mallocx_bits & tikv_jemalloc_sys::MALLOCX_ZERO != 0 {
+    let (mut p, mut k) = alloc(c, align, false);
+    if p.is_null() {
+        let why = refused(why_refused(c), size, flags);
+        if !reserve {
+            return Err(why);
+        }
+        (p, k) = alloc(c, align, true);
+        if p.is_null() {
+            return Err(why);
+        }
+    }
+    if mallocx_bits & tikv_jemalloc_sys::MALLOCX_ZERO != 0 {
         // Zero what the caller may use (`malloc_usable_size`), not only
         // what it asked for: the block's whole class, as jemalloc does.
         // SAFETY: a block of class `k`, ours.
         unsafe { core::ptr::write_bytes(p.cast::<u8>(), 0, sizeclass::size_of(k)) };
     }
-    p
+    Ok(p)
+}
+
+/// Why nothing served class `c`: the pool is exhausted (the uncarved
+/// committed memory cannot hold one block), or, which would be a bug,
+/// it could. Counted.
+#[cold]
+fn why_refused(c: usize) -> Refusal {
+    if carve::fitted_one(c, refused_at_committed()) {
+        count(Event::NoreclaimRefusedWithFree);
+        Refusal::WithFree
+    } else {
+        count(Event::NoreclaimPoolExhausted);
+        Refusal::Exhausted
+    }
+}
+
+/// GFP_NOWAIT: a refusal counted, noted for the maintenance thread to
+/// report (never here) unless NOWARN, and a refill asked for.
+#[cold]
+fn refused(why: Refusal, size: usize, flags: u32) -> Refusal {
+    count(Event::NoreclaimFastFail);
+    if flags & tls::NOWARN == 0 {
+        mailbox::note_refusal(why, size);
+    }
+    mailbox::wake();
+    why
 }
 
 /// A block of class `c` for a request aligned to `align`, and the class
@@ -315,6 +352,26 @@ pub fn refused_at_committed() -> usize {
     magazines().refused_at_committed.get()
 }
 
+/// A freed pool block of class `c` onto the calling thread's lists, or,
+/// once its exit hook has drained them (a free in a later key destructor,
+/// `tls::THREAD_EXITED`), straight to the depot: the lists of an exiting
+/// thread are not drained again, and a block left there was lost to the
+/// pool for good.
+///
+/// # Safety
+/// `p` is a live pool block of class `c`, given up by the caller.
+#[inline(always)]
+pub unsafe fn keep_freed(p: *mut c_void, c: usize) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        if tls::flags() & tls::THREAD_EXITED == 0 {
+            free(p, c)
+        } else {
+            give_one(p, c)
+        }
+    }
+}
+
 /// Keeps a freed pool block of class `c`. A list that reaches a chain's
 /// length becomes the spare chain; the old spare goes to the depot. Under
 /// a signal handler that interrupted this thread's own list operation, the
@@ -329,12 +386,12 @@ pub unsafe fn free(p: *mut c_void, c: usize) {
     // large blocks of every class stranded on every thread, and eight
     // threads that never leave their scope made the others carve anew
     // what sat there (tens of MiB).
-    if is_large(c) {
-        // SAFETY: the caller's contract.
-        return unsafe { give_one(p, c) };
+    if !is_large(c) {
+        // SAFETY: the caller's contract; `c` is small.
+        return unsafe { free_small(p, c) };
     }
-    // SAFETY: the caller's contract; `c` is small.
-    unsafe { free_small(p, c) }
+    // SAFETY: the caller's contract.
+    unsafe { give_one(p, c) }
 }
 
 /// `free` for a block of a small class (the NORECLAIM lane's trusted
@@ -346,12 +403,12 @@ pub unsafe fn free(p: *mut c_void, c: usize) {
 #[inline(always)]
 pub unsafe fn free_small(p: *mut c_void, c: usize) {
     let m = magazines();
-    let Some(_busy) = tls::enter_lists() else {
+    if let Some(_busy) = tls::enter_lists() {
         // SAFETY: the caller's contract.
-        return unsafe { give_one(p, c) };
-    };
+        return unsafe { keep(m, p, c) };
+    }
     // SAFETY: the caller's contract.
-    unsafe { keep(m, p, c) };
+    unsafe { give_one(p, c) }
 }
 
 /// Puts a freed block of small class `c` on its list; a list that reaches

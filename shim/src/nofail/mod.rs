@@ -29,6 +29,7 @@ use crate::base::config::{NofailPolicy, CONFIG};
 use crate::base::counters::{count, Event};
 use crate::base::log::{self, set_errno};
 use crate::base::mailbox;
+use crate::base::mailbox::Refusal;
 use crate::base::tls::{NORECLAIM, NOWARN};
 use crate::pool;
 
@@ -89,13 +90,18 @@ unsafe fn from_reserve(size: usize, caller_bits: i32) -> *mut c_void {
     }
 }
 
-/// A NOFAIL allocation outside NORECLAIM.
+/// A NOFAIL allocation: inside NORECLAIM, the front end, then the
+/// reserve, then the policy (`in_noreclaim`); outside, the ordinary path,
+/// then reclaim and retry until it succeeds (`retry`).
 ///
 /// # Safety
 /// `caller_bits` holds only `MALLOCX_ALIGN`/`MALLOCX_ZERO` bits.
 pub unsafe fn alloc(size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
+        if flags & NORECLAIM != 0 {
+            return in_noreclaim(size, caller_bits, flags);
+        }
         if size as u64 > CONFIG.nofail_max_bytes() {
             return policy(Event::PolicyTooLarge, size, flags);
         }
@@ -123,6 +129,29 @@ pub unsafe fn alloc(size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
         }
         retry(size, caller_bits, flags)
     }
+}
+
+/// NOFAIL inside NORECLAIM: the front end (a refusal counted there), the
+/// reserve's stacks in the front end, then the policy. No OS call, no
+/// wait.
+///
+/// # Safety
+/// As `alloc`.
+unsafe fn in_noreclaim(size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
+    let within_max = size as u64 <= CONFIG.nofail_max_bytes();
+    // SAFETY: the caller's contract.
+    let served = unsafe { crate::front::magazine::alloc_request(size, caller_bits, flags, within_max) };
+    let kind = match served {
+        Ok(p) => return p,
+        Err(_) if !within_max => Event::PolicyTooLarge,
+        // No block of the pool or the reserve is that large.
+        Err(Refusal::TooLarge) => Event::PolicyImpossible,
+        Err(_) => {
+            count(Event::ReserveExhausted);
+            Event::PolicyNoreclaimEmpty
+        }
+    };
+    policy(kind, size, flags)
 }
 
 #[cold]
@@ -204,33 +233,6 @@ fn report_stall(size: usize, flags: u32, spent_ns: u64) {
         spent_ns / 1_000_000
     );
     log::write_stderr(line.as_bytes());
-}
-
-/// NOFAIL inside NORECLAIM once the pool said no: the reserve, then the
-/// policy. No OS call, no wait.
-///
-/// # Safety
-/// As `alloc`.
-#[cold]
-pub unsafe fn noreclaim_fallback(size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
-    // SAFETY: within this function's own contract (its `# Safety`).
-    unsafe {
-        if size as u64 > CONFIG.nofail_max_bytes() {
-            return policy(Event::PolicyTooLarge, size, flags);
-        }
-        let align = crate::front::magazine::align_of_bits(caller_bits);
-        if crate::base::sizeclass::for_request(size, align).is_none() {
-            // No block of the pool or the reserve is that large.
-            return policy(Event::PolicyImpossible, size, flags);
-        }
-        // The reserve's stacks in the front end: no lock, no syscall.
-        let p = crate::front::magazine::alloc_request(size, caller_bits, true);
-        if !p.is_null() {
-            return p;
-        }
-        count(Event::ReserveExhausted);
-        policy(Event::PolicyNoreclaimEmpty, size, flags)
-    }
 }
 
 /// The alignment bits of a `mallocx` flags word.

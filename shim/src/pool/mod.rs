@@ -28,7 +28,7 @@ use tikv_jemalloc_sys as jem;
 
 use crate::base::config::CONFIG;
 use crate::base::counters::{count, Event};
-use crate::base::{ctl, log, mailbox};
+use crate::base::{ctl, log, mailbox, sizeclass};
 use crate::os;
 
 const NONE: u8 = 0;
@@ -190,7 +190,7 @@ pub unsafe fn note_request(p: *mut c_void) {
     }
     // SAFETY: a live block (our contract).
     let usable = unsafe { jem::sallocx(p, 0) };
-    let entry = crate::base::sizeclass::exact(usable).map_or(0, |c| c as u8 + 1);
+    let entry = sizeclass::exact(usable).map_or(0, |c| c as u8 + 1);
     table_entry(p as usize).store(entry, Relaxed);
 }
 
@@ -205,7 +205,7 @@ pub fn class_of(p: *const c_void) -> Option<usize> {
 /// itself (`carve`): memory jemalloc never saw, whose blocks only memscope
 /// may free, resize or measure. (Classes fit in the low 7 bits.)
 pub const CARVED_BY_MEMSCOPE: u8 = 0x80;
-const _: () = assert!(crate::base::sizeclass::COUNT < CARVED_BY_MEMSCOPE as usize);
+const _: () = assert!(sizeclass::COUNT < CARVED_BY_MEMSCOPE as usize);
 
 /// The class of `p` if it is a block memscope carved itself (any pointer
 /// may be asked: None outside the pool, and for jemalloc's pool blocks).
@@ -1053,4 +1053,70 @@ fn prefault_own_image() {
     }
     // SAFETY: the callback only reads headers and touches mapped pages.
     unsafe { libc::dl_iterate_phdr(Some(visit), null_mut()) };
+}
+
+/// What a pointer given to a free is to the pool.
+#[derive(Clone, Copy)]
+pub enum Freed {
+    /// Not in the pool's range: jemalloc's.
+    Outside,
+    /// A pool block that can be kept as this class (`keepable_class`).
+    Keep(usize),
+    /// A pool block whose size the table cannot vouch for.
+    Unvouched,
+}
+
+/// Sorts a freed pointer: the range test inline (every free outside a
+/// scope takes it), the rest only for pool blocks.
+///
+/// # Safety
+/// `p` is NULL or a live block from this allocator.
+#[inline(always)]
+pub unsafe fn freed(p: *mut c_void) -> Freed {
+    if !contains(p) {
+        return Freed::Outside;
+    }
+    if let Some(c) = class_of(p) {
+        if sizeclass::INFO[c].trusted {
+            // The NORECLAIM lane's case: a small plain class, in line.
+            return Freed::Keep(c);
+        }
+    }
+    // SAFETY: the caller's contract.
+    match unsafe { keepable_class(p) } {
+        Some(c) => Freed::Keep(c),
+        None => Freed::Unvouched,
+    }
+}
+
+/// The class a pool block `p` can be kept as, or None (not a pool block,
+/// or one whose size the table cannot vouch for: its free is deferred).
+/// Small plain classes are trusted from the table (a slab never changes
+/// class while a block on it lives); large blocks can be resized in place
+/// by jemalloc outside a scope, so their size is checked (`sallocx`, a
+/// lock-free radix-tree read), and aligned ones their alignment too.
+#[cold]
+#[inline(never)]
+pub unsafe fn keepable_class(p: *mut c_void) -> Option<usize> {
+    if !contains(p) {
+        return None;
+    }
+    let c = class_of(p)?;
+    if sizeclass::INFO[c].trusted || carved_class(p).is_some() {
+        // A block memscope carved is never resized: its class is its size.
+        return Some(c);
+    }
+    // SAFETY: `p` is a live block (our caller's contract).
+    let usable = unsafe { jem::sallocx(p, 0) };
+    let aligned_to = |a: usize| (p as usize) & (a - 1) == 0;
+    if c >= sizeclass::PLAIN && aligned_to(sizeclass::alignment_of(c)) && usable >= sizeclass::size_of(c) {
+        return Some(c);
+    }
+    // A large plain class promises page alignment (`depot::stock_flags`);
+    // a block jemalloc made otherwise (e.g. the reserve outside NORECLAIM)
+    // may be offset within its page.
+    if !aligned_to(sizeclass::PAGE) {
+        return None;
+    }
+    sizeclass::exact(usable)
 }

@@ -45,28 +45,34 @@ pub fn countdown_period() -> u64 {
     }
 }
 
-/// Times `f`, a fast-path call of operation `op` whose countdown ran out.
-#[cold]
-#[inline(never)]
-pub fn timed_fast<R>(op: usize, f: impl FnOnce() -> R) -> R {
-    let t0 = clock::ticks();
-    let r = f();
-    thread::fast_sample(op, clock::since(t0));
-    r
+/// The start of a fast-path call of an operation whose countdown ran out:
+/// the caller makes the call, then `fast_timed` records it. (A start and
+/// an end rather than a wrapper taking the call: the request itself never
+/// passes through here, docs/DESIGN.md "One pass down".)
+#[inline]
+pub fn fast_timer() -> u64 {
+    clock::ticks()
 }
 
-/// Counts (and, one in a period, times) a slow-path call of `op` made in
-/// a scope with `flags`.
+/// Records the fast-path call of `op` that began at `t0`.
+#[cold]
+#[inline(never)]
+pub fn fast_timed(op: usize, t0: u64) {
+    thread::fast_sample(op, clock::since(t0));
+}
+
+/// Counts a slow-path call of `op` made in a scope with `flags`; its start
+/// if it is the one in a period to time (`slow_timed` records it).
 #[inline(always)]
-pub fn counted<R>(op: usize, flags: u32, f: impl FnOnce() -> R) -> R {
-    let ctx = thread::context_of(flags);
-    match thread::slow_begin(op, ctx) {
-        None => f(),
-        Some(t0) => {
-            let r = f();
-            thread::slow_end(op, ctx, t0);
-            r
-        }
+pub fn slow_counted(op: usize, flags: u32) -> Option<u64> {
+    thread::slow_begin(op, thread::context_of(flags))
+}
+
+/// Records the slow-path call that `slow_counted` said to time.
+#[inline(always)]
+pub fn slow_timed(op: usize, flags: u32, t0: Option<u64>) {
+    if let Some(t0) = t0 {
+        thread::slow_end(op, thread::context_of(flags), t0);
     }
 }
 

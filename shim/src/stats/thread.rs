@@ -528,8 +528,8 @@ pub fn slow_begin(op: usize, ctx: usize) -> Option<u64> {
 }
 
 /// True if the next slow-path call of `op` in `ctx` is not one to time:
-/// the NORECLAIM lanes (`route::noreclaim_lane_*`) serve only those, and
-/// count them with `slow_count_untimed`.
+/// the NORECLAIM lanes (`route::malloc`, `route::free`) serve only those,
+/// and count them with `slow_count_untimed`.
 #[inline(always)]
 pub fn slow_untimed_next(st: &ThreadState, op: usize, ctx: usize) -> bool {
     st.stats.slow_countdown[op][ctx].get() > 1
