@@ -21,8 +21,9 @@
 #include "memscope.h"
 
 #define N 4000
+#define ROUNDS 16
 #define M 40000
-static void *kept[N], *after[M];
+static void *kept[N * ROUNDS], *after[M];
 
 int main(int argc, char **argv)
 {
@@ -37,17 +38,23 @@ int main(int argc, char **argv)
 
     memscope_pop(memscope_push(MEMSCOPE_NORECLAIM));
     unsigned s = memscope_push(MEMSCOPE_NORECLAIM | MEMSCOPE_NOWARN);
-    int got = 0, bigger = 0;
-    for (int i = 0; i < N; i++) {
-        kept[i] = malloc(100);
-        if (kept[i]) {
-            got++;
-            bigger += malloc_usable_size(kept[i]) > 112; /* 112: 100's own class */
+    /* Rounds of N until some request was served from a larger class: since
+     * scoped threads carve for themselves, a class runs dry only when the
+     * uncarved memory does, which takes a varying number of blocks (one
+     * round of N was not always enough, 1 run in 12). */
+    int got = 0, bigger = 0, made = 0;
+    for (int r = 0; r < ROUNDS && bigger == 0; r++) {
+        for (int i = 0; i < N; i++, made++) {
+            kept[made] = malloc(100);
+            if (kept[made]) {
+                got++;
+                bigger += malloc_usable_size(kept[made]) > 112; /* 112: 100's own class */
+            }
         }
     }
     memscope_pop(s);
     CHECK_MSG(bigger > 0, "no request was served from a larger class: the test would prove nothing");
-    for (int i = 0; i < N; i++) {
+    for (int i = 0; i < made; i++) {
         if (!kept[i])
             continue;
         if (use_sdallocx)
