@@ -67,22 +67,32 @@ pub fn off_fast<R>(op: usize, plain: impl FnOnce() -> R, routed: impl FnOnce() -
 }
 
 /// C `malloc` when the thread's gate said no (a scope, a new thread, or
-/// the call its stats sample times): the NORECLAIM lane, the timed plain
-/// call, or the scope's source. The entry point's one call down.
+/// the call its stats sample times): the timed plain call or the scope's
+/// source (`off_fast`), or, for a NORECLAIM thread whose call is not the
+/// one to time, the lane straight to the front end's door (through
+/// `nofail` under NOFAIL too), counted without the general path's
+/// sampling and dispatch. The entry point's one call down.
 ///
 /// # Safety
 /// As C `malloc`.
 #[inline(always)]
 pub unsafe fn malloc(size: usize) -> *mut c_void {
-    if let Some(p) = noreclaim_lane_alloc(size) {
-        return p;
+    let st = tls::state();
+    if !lane_open(st, OP_ALLOC) {
+        // SAFETY: the caller's contract.
+        return off_fast(
+            OP_ALLOC,
+            || unsafe { jem::malloc(size) },
+            || unsafe { alloc(size, 0) },
+        );
     }
-    // SAFETY: the caller's contract.
-    off_fast(
-        OP_ALLOC,
-        || unsafe { jem::malloc(size) },
-        || unsafe { alloc(size, 0) },
-    )
+    lane_count(st, OP_ALLOC);
+    // SAFETY: no `mallocx` bits.
+    let p = unsafe { pool_alloc(size, 0, st.flags.get()) };
+    if p.is_null() {
+        set_errno(libc::ENOMEM);
+    }
+    p
 }
 
 /// C `free`, all of it below the entry point: with the gate open, a block
@@ -341,31 +351,11 @@ pub unsafe fn sdallocx(p: *mut c_void, size: usize, mflags: i32) {
 unsafe fn pool_alloc(size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
     // SAFETY: the caller's contract.
     unsafe {
-        if flags & NOFAIL != 0 {
-            return nofail::alloc(size, caller_bits, flags);
+        if flags & NOFAIL == 0 {
+            return magazine::alloc_request(size, caller_bits, flags, false).unwrap_or(null_mut());
         }
-        magazine::alloc_request(size, caller_bits, flags, false).unwrap_or(null_mut())
+        nofail::alloc(size, caller_bits, flags)
     }
-}
-
-/// The NORECLAIM lane for `malloc`: a thread in NORECLAIM alone (no
-/// NOFAIL to fall back on), whose call is not the one its stats sample
-/// times, goes straight to the front end's door, counted in its context
-/// without the general path's sampling. None: not served here (not such a
-/// thread, or this call is the one to time).
-#[inline(always)]
-fn noreclaim_lane_alloc(size: usize) -> Option<*mut c_void> {
-    let st = tls::state();
-    if !lane_open(st, OP_ALLOC, NOFAIL) {
-        return None;
-    }
-    lane_count(st, OP_ALLOC);
-    // SAFETY: no `mallocx` bits.
-    let served = unsafe { magazine::alloc_request(size, 0, st.flags.get(), false) };
-    Some(served.unwrap_or_else(|_| {
-        set_errno(libc::ENOMEM);
-        null_mut()
-    }))
 }
 
 /// The NORECLAIM lane for `free`: a pool block the thread may keep back
@@ -377,7 +367,7 @@ fn noreclaim_lane_alloc(size: usize) -> Option<*mut c_void> {
 #[inline(always)]
 unsafe fn noreclaim_lane_free(p: *mut c_void) -> bool {
     let st = tls::state();
-    if !lane_open(st, OP_FREE, 0) {
+    if !lane_open(st, OP_FREE) {
         return false;
     }
     // SAFETY: the caller's contract.
@@ -392,11 +382,10 @@ unsafe fn noreclaim_lane_free(p: *mut c_void) -> bool {
 }
 
 /// A lane may serve this call of `op`: the thread is seen, not exited, in
-/// NORECLAIM and none of the scopes in `not`, and the call is not the one
-/// its stats sample times.
+/// NORECLAIM, and the call is not the one its stats sample times.
 #[inline(always)]
-fn lane_open(st: &tls::ThreadState, op: usize, not: u32) -> bool {
-    st.flags.get() & (NORECLAIM | not | tls::THREAD_UNSEEN | tls::THREAD_EXITED) == NORECLAIM
+fn lane_open(st: &tls::ThreadState, op: usize) -> bool {
+    st.flags.get() & (NORECLAIM | tls::THREAD_UNSEEN | tls::THREAD_EXITED) == NORECLAIM
         && stats::thread::slow_untimed_next(st, op, memscope_abi::CTX_NORECLAIM)
 }
 
