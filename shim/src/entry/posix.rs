@@ -43,7 +43,7 @@ pub unsafe extern "C" fn malloc_slow_c(size: usize) -> *mut c_void {
     unsafe { malloc_slow(size) }
 }
 
-/// `free_slow` with the C ABI, for the assembly `free`.
+/// `route::free_gated` with the C ABI, for the assembly `free`.
 ///
 /// # Safety
 /// As C `free`.

@@ -359,7 +359,7 @@ unsafe fn pool_alloc(size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
 }
 
 /// The NORECLAIM lane for `free`: a pool block the thread may keep back
-/// onto its lists, counted as `noreclaim_lane_alloc` counts. False: not
+/// onto its lists, counted as the `malloc` lane counts (`lane_count`). False: not
 /// served here (not such a thread or call, or not a block to keep).
 ///
 /// # Safety
@@ -461,7 +461,7 @@ pub unsafe fn sized_free_unscoped(p: *mut c_void, size: usize, mflags: i32) {
 /// jemalloc's `dallocx` (`free` for flags 0, NULL allowed) outside
 /// NORECLAIM, except for pool blocks, which go back to the front end (see
 /// `sized_free_unscoped`; a block memscope carved itself is not jemalloc's
-/// to free at all), on an exited thread too (`keep_pool_block`).
+/// to free at all), on an exited thread too (`magazine::keep_freed`).
 ///
 /// # Safety
 /// As jemalloc's `dallocx`.
