@@ -53,8 +53,8 @@ def main():
     head = subprocess.run(["git", "rev-parse", "--short=7", "HEAD"], capture_output=True, text=True).stdout.strip()
     if head and f"commit: {head}" not in text:
         fail(f"the block does not name this commit ({head})")
-    for what in ("machine: ", "rounds: 1", "| benchmark |", "| allocator / scope | p50 |", "stats off",
-                 "small (<= 4 KiB) malloc"):
+    for what in ("machine: ", "other processes during the run: ", "rounds: 1", "| benchmark |",
+                 "| allocator / scope | p50 |", "stats off", "small (<= 4 KiB) malloc"):
         if what not in text:
             fail(f"the block has no {what!r}")
     header = next(line for line in block if line.startswith("| benchmark |"))

@@ -12,6 +12,7 @@ import datetime
 import os
 import subprocess
 import tempfile
+import time
 
 BEGIN = "<!-- current:begin -->"
 END = "<!-- current:end -->"
@@ -98,6 +99,28 @@ def _ns(v):
     return f"{v / 1e6:.1f} ms"
 
 
+def cpu_times():
+    """(busy CPU seconds of the whole machine, CPU seconds of this process and its children, wall seconds)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal (guest time is already in user)
+    busy = sum(fields[:8]) - fields[3] - fields[4]
+    ours = os.times()
+    return (busy / os.sysconf("SC_CLK_TCK"), ours.user + ours.system + ours.children_user + ours.children_system,
+            time.monotonic())
+
+
+def others_share(start, end):
+    """The share of the machine's CPU time that other processes used between start and end."""
+    if not start or not end or end[2] <= start[2]:
+        return None
+    others = (end[0] - start[0]) - (end[1] - start[1])
+    return max(0.0, others / ((end[2] - start[2]) * (os.cpu_count() or 1)))
+
+
 def _version(package):
     try:
         out = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", package],
@@ -153,6 +176,9 @@ def render(summary, meta):
         "",
         f"- commit: {commit(repo, outputs)}",
         f"- machine: {meta['machine']}",
+        "- other processes during the run: "
+        + ("unknown" if meta["others"] is None else
+           f"{meta['others'] * 100:.0f} % of the machine's CPU time (0 % = the benchmark had it to itself)"),
         f"- rounds: {rounds}, interleaved (every second round in reverse order)"
         + ("" if rounds == 3 else "; `make bench` runs 3")
         + f"; the whole run took {meta['minutes']:.0f} min",

@@ -71,6 +71,7 @@ def main():
                                   "(between its markers; the rest of the file is left as it is)")
     a = ap.parse_args()
     started = time.monotonic()
+    cpu_start = current_doc.cpu_times()
     here = os.path.dirname(os.path.abspath(__file__))
     if a.doc:
         # Before the run, not after an hour of it.
@@ -228,6 +229,7 @@ def main():
             "rounds": a.rounds,
             "quick": a.quick,
             "minutes": (time.monotonic() - started) / 60,
+            "others": current_doc.others_share(cpu_start, current_doc.cpu_times()),
             "machine": machine(),
             "plot": a.plot,
             "allocs": allocs,
