@@ -7,7 +7,7 @@
 #                   the preload
 #   make demo       a storage daemon with scopes off and on: tails, lock holds, stats
 #   make e2e        memcached, redis and postgres under the preload
-#   make bench      every allocator side by side (bench/; about an hour); rewrites the
+#   make bench      every allocator side by side (bench/; about 2 min a round, 3 rounds); rewrites the
 #                   current table at the top of docs/BENCHMARKS.md and docs/latency-ccdf.svg
 #   make install    PREFIX=/usr/local (DESTDIR honoured); make uninstall
 
