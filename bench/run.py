@@ -6,7 +6,11 @@ jemalloc, tcmalloc and mimalloc and memscope (each by LD_PRELOAD of the same
 binary), ROUNDS times in interleaved order, and prints per benchmark the
 median, min-max and the ratio to jemalloc. Peers that are not installed are
 skipped with the package to install. Usage: run.py LIBMEMSCOPE BENCH_BINARY
-[--rounds N] [--quick]
+[--rounds N] [--quick] [--plot FILE] [--doc FILE]
+
+With --doc, the same results (with the date, the machine, the commit and
+the rounds) replace what is between the markers of bench/current_doc.py
+in FILE (make bench: docs/BENCHMARKS.md), and nothing else in it.
 """
 import argparse
 import collections
@@ -19,6 +23,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import current_doc
 
 
 def find(pattern):
@@ -61,7 +67,15 @@ def main():
     ap.add_argument("--also", action="append", default=[], metavar="NAME=LIB",
                     help="another memscope build to compare in the same run (e.g. before=/tmp/old.so); "
                          "it runs every row memscope runs except the stats and latency sections")
+    ap.add_argument("--doc", help="write the results as the current table of this markdown file "
+                                  "(between its markers; the rest of the file is left as it is)")
     a = ap.parse_args()
+    started = time.monotonic()
+    cpu_start = current_doc.cpu_times()
+    here = os.path.dirname(os.path.abspath(__file__))
+    if a.doc:
+        # Before the run, not after an hour of it.
+        current_doc.check_writable(a.doc, a.quick, os.path.dirname(here))
 
     peers = [
         ("glibc", "", None),
@@ -122,7 +136,6 @@ def main():
     # thread, the case NORECLAIM is for). glibc, tcmalloc and mimalloc
     # ignore MALLOC_CONF, so they run once.
     # Whole programs: wall time of real allocation-heavy runs.
-    here = os.path.dirname(os.path.abspath(__file__))
     sort_input = os.path.join(tempfile.mkdtemp(prefix="memscope-bench-"), "lines.txt")
     with open(sort_input, "w") as f:
         for i in range(400_000 if a.quick else 2_000_000):
@@ -208,61 +221,116 @@ def main():
     if a.plot:
         plot_ccdf(hists, a.plot, machine())
 
-    print(f"\nmachine: {machine()}; {a.rounds} rounds, interleaved; medians, [min-max], ratio to jemalloc\n")
-    width = max(len(t) for t, _, _ in benches)
-    cell = 26
-    print(f"{'benchmark':{width}}  " + "  ".join(f"{name:>{cell}}" for name, _ in allocs))
+    summary = summarize(allocs, benches, results, stats_modes, stats_results, latency, tails)
+    print_text(summary, a.rounds)
+    if a.doc:
+        current_doc.write(a.doc, current_doc.render(summary, {
+            "doc": a.doc,
+            "rounds": a.rounds,
+            "quick": a.quick,
+            "minutes": (time.monotonic() - started) / 60,
+            "others": current_doc.others_share(cpu_start, current_doc.cpu_times()),
+            "machine": machine(),
+            "plot": a.plot,
+            "allocs": allocs,
+            "repo": os.path.dirname(here),
+        }))
+        print(f"current table written to {a.doc}", file=sys.stderr)
+
+
+def cell_stats(vals, base=None, higher_better=False):
+    """(median, min, max, ratio) of one cell; ratio to base (None without one)."""
+    med = statistics.median(vals)
+    if base is None:
+        ratio = None
+    elif higher_better:
+        ratio = med / base
+    else:
+        ratio = base / med
+    return med, min(vals), max(vals), ratio
+
+
+def summarize(allocs, benches, results, stats_modes, stats_results, latency, tails):
+    """Medians of every table, computed once for the terminal and for the doc."""
+    main = []
     for title, _, _ in benches:
         row = results[title]
         base = statistics.median(row["jemalloc"]) if "jemalloc" in row else None
-        cells = []
+        cells = {}
         for name, _ in allocs:
+            if name in row:
+                med, lo, hi, _ = cell_stats(row[name])
+                cells[name] = (med, lo, hi, med / base if base else None)
+        main.append((title, cells))
+    stats = []
+    for title, row in stats_results.items():
+        off = statistics.median(row["off"])
+        stats.append((title, {mode: cell_stats(row[mode], off, "Mops" in title) for mode, _ in stats_modes}))
+    lat = [(key, {k: statistics.median(r[k] for r in runs) for k in runs[0]}) for key, runs in latency.items()]
+    tl = [(key, {k: [statistics.median(r[k][i] for r in runs) for i in range(3)] for k in runs[0]})
+          for key, runs in tails.items()]
+    return {
+        "allocs": [name for name, _ in allocs],
+        "main": main,
+        "stats_modes": [mode for mode, _ in stats_modes],
+        "stats": stats,
+        "latency": lat,
+        "tails": tl,
+    }
+
+
+def fmt_range(med, lo, hi):
+    """median [min-max], 3 decimals below 10, else 1 (the median decides for all three)."""
+    p = 3 if med < 10 else 1
+    return f"{med:.{p}f} [{lo:.{p}f}-{hi:.{p}f}]"
+
+
+TAIL_KINDS = [("small", "<= 4 KiB"), ("medium", "4-64 KiB"), ("large", "256 KiB-1 MiB")]
+TAIL_OPS = ("malloc", "call", "free")
+
+
+def print_text(summary, rounds):
+    print(f"\nmachine: {machine()}; {rounds} rounds, interleaved; medians, [min-max], ratio to jemalloc\n")
+    width = max(len(t) for t, _ in summary["main"])
+    cell = 26
+    print(f"{'benchmark':{width}}  " + "  ".join(f"{name:>{cell}}" for name in summary["allocs"]))
+    for title, row in summary["main"]:
+        cells = []
+        for name in summary["allocs"]:
             if name not in row:
                 cells.append(f"{'-':>{cell}}")
                 continue
-            vals = row[name]
-            med = statistics.median(vals)
-            ratio = f"{med / base:.2f}x" if base else "  -  "
-            p = 3 if med < 10 else 1
-            cells.append(f"{med:.{p}f} [{min(vals):.{p}f}-{max(vals):.{p}f}] {ratio}".rjust(cell))
+            med, lo, hi, ratio = row[name]
+            ratio = f"{ratio:.2f}x" if ratio is not None else "  -  "
+            cells.append(f"{fmt_range(med, lo, hi)} {ratio}".rjust(cell))
         print(f"{title:{width}}  " + "  ".join(cells))
     print("\nmemscope stats on vs off (medians, [min-max]; throughput ratio on/off: >= 0.97 is the target)")
-    for title, row in stats_results.items():
-        off = statistics.median(row["off"])
-        cells = []
-        for mode, _ in stats_modes:
-            med = statistics.median(row[mode])
-            higher_better = "Mops" in title
-            ratio = med / off if higher_better else off / med
-            p = 3 if med < 10 else 1
-            cells.append(f"{mode}: {med:.{p}f} [{min(row[mode]):.{p}f}-{max(row[mode]):.{p}f}] {ratio:.3f}x")
+    for title, row in summary["stats"]:
+        cells = [f"{mode}: {fmt_range(*row[mode][:3])} {row[mode][3]:.3f}x" for mode in summary["stats_modes"]]
         print(f"{title:30} " + "   ".join(cells))
     print("\ntail latency of free+malloc+first touch on a critical thread while 2 churn threads run "
           "(ns, medians of rounds; noise max = the longest empty timed interval)")
     print(f"{'allocator / scope':40} {'p50':>6} {'p99':>8} {'p99.9':>8} {'p99.99':>9} {'max':>9} {'noise max':>10}")
-    for key, runs in latency.items():
-        med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    for key, med in summary["latency"]:
         print(f"{key:40} {med['p50']:6.0f} {med['p99']:8.0f} {med['p99.9']:8.0f} {med['p99.99']:9.0f} "
               f"{med['max']:9.0f} {med['noise_max']:10.0f}")
     print("\ntails by request size under 2 churn threads: malloc (with the first touch of every page) and free "
           "timed apart, fenced timestamps; p99 / p99.9 / p99.99 in ns, medians of rounds; "
           "empty = an empty timed interval, busy150 = a 150 ns spin, from the same run (the tail interrupts and "
           "preemption alone give an interval that long)")
-    kinds = [("small", "<= 4 KiB"), ("medium", "4-64 KiB"), ("large", "256 KiB-1 MiB")]
-    ops = ("malloc", "call", "free")
     print("(call = the malloc call alone, without touching the block's pages)")
-    print(f"{'allocator / scope':44} " + " ".join(f"{k + ' ' + op:>24}" for k, _ in kinds for op in ops)
+    print(f"{'allocator / scope':44} " + " ".join(f"{k + ' ' + op:>24}" for k, _ in TAIL_KINDS for op in TAIL_OPS)
           + f" {'empty':>20} {'busy150':>20}")
-    for key, runs in tails.items():
+    for key, q in summary["tails"]:
         cells = []
-        for k, _ in kinds:
-            for op in ops:
-                q = [statistics.median(r[f"{k}.{op}"][i] for r in runs) for i in range(3)]
-                cells.append(f"{q[0]:.0f}/{q[1]:.0f}/{q[2]:.0f}".rjust(24))
-        e = [statistics.median(r["small.empty"][i] for r in runs) for i in range(3)]
-        b = [statistics.median(r["small.busy150"][i] for r in runs) for i in range(3)]
+        for k, _ in TAIL_KINDS:
+            for op in TAIL_OPS:
+                v = q[f"{k}.{op}"]
+                cells.append(f"{v[0]:.0f}/{v[1]:.0f}/{v[2]:.0f}".rjust(24))
+        e, b = q["small.empty"], q["small.busy150"]
         print(f"{key:44} " + " ".join(cells) + f" {e[0]:.0f}/{e[1]:.0f}/{e[2]:.0f}".rjust(21)
               + f" {b[0]:.0f}/{b[1]:.0f}/{b[2]:.0f}".rjust(21))
+
 
 def plot_ccdf(hists, path, title):
     """Log-log CCDF, one curve per allocator and scope: P(latency > x)."""

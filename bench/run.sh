@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make bench: builds the benchmark binary and runs every allocator through it.
-#   bench/run.sh LIB [--rounds N] [--quick] [--plot FILE.svg]
+#   bench/run.sh LIB [--rounds N] [--quick] [--plot FILE.svg] [--doc FILE.md]
+# --doc FILE.md: the results replace the current table of FILE.md (bench/current_doc.py).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 lib=$1
