@@ -3,8 +3,10 @@
 #   make            the release library (target/release/libmemscope.so) and CLI
 #   make deps       installs what the tests need (Debian, as root; run by make test)
 #   make test       everything: lint, Rust unit tests, C tests under the
-#                   preload, stats and memscope-stat, real programs under
-#                   the preload
+#                   preload, stats and memscope-stat, install, real programs
+#                   and real daemons under the preload, demo, bench harness
+#   make test ONLY=noreclaim   one group of C tests (c-tests/run --list), after
+#                   building; ONLY="noreclaim seccomp_noreclaim": one test
 #   make demo       a storage daemon with scopes off and on: tails, lock holds, stats
 #   make e2e        memcached, redis and postgres under the preload
 #   make bench      every allocator side by side (bench/; about 2 min a round, 3 rounds); rewrites the
@@ -26,7 +28,7 @@ CLI := target/release/memscope-stat
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 MAJOR := $(firstword $(subst ., ,$(VERSION)))
 
-.PHONY: all deps test lint unit-test c-test stats-test cgroup-test profile-test demo-smoke e2e e2e-quick real-programs rust-guard-test install-test bench-smoke demo bench install uninstall clean
+.PHONY: all deps test lint unit-test c-test demo-smoke e2e e2e-quick rust-guard-test install-test bench-smoke demo bench install uninstall clean
 
 all: $(LIB) $(CLI)
 
@@ -36,8 +38,18 @@ all: $(LIB) $(CLI)
 $(LIB) $(CLI):
 	MEMSCOPE_LIBDIR=$(LIBDIR) $(CARGO) build --release --workspace
 
-test: deps all lint unit-test c-test stats-test cgroup-test profile-test rust-guard-test install-test real-programs e2e-quick demo-smoke bench-smoke
+# The C tests: c-tests/run GROUP|all [TEST...] (groups: c-tests/run --list).
+C_TESTS = c-tests/run --lib $(LIB) --cli $(CLI) --out $(BUILD)/c-tests
+ONLY ?=
+
+ifeq ($(strip $(ONLY)),)
+test: deps all lint unit-test c-test rust-guard-test e2e-quick demo-smoke bench-smoke
 	@echo "make test: all suites passed"
+else
+test: deps all
+	$(C_TESTS) $(ONLY)
+	@echo "make test ONLY=$(ONLY): passed"
+endif
 
 # What the tests need on a fresh Debian machine (apt-get as root).
 deps:
@@ -57,24 +69,12 @@ lint:
 unit-test:
 	$(CARGO) test --release --workspace
 
-c-test: $(LIB)
-	c-tests/run-tests.sh $(LIB) $(BUILD)/c-tests
-
-# The stats segment and memscope-stat against live processes.
-stats-test: all
-	c-tests/stats-tests.sh $(LIB) $(CLI) $(BUILD)/stats-tests
-
-# Limits from the cgroup and memory pressure, in cgroups made for the test
-# (each part the machine cannot host is skipped with a line saying why).
-cgroup-test: all
-	c-tests/cgroup-tests.sh $(LIB) $(CLI) $(BUILD)/cgroup-tests
-
-# Heap profiles asked of live processes (memscope-stat profile), read by jeprof.
-profile-test: all
-	c-tests/profile-tests.sh $(LIB) $(CLI) $(BUILD)/profile-tests
-
-real-programs: $(LIB)
-	c-tests/real-programs.sh $(LIB) $(BUILD)/real-programs
+# Every group of C tests under the preload: drop-in malloc (with real
+# programs), scopes, NORECLAIM, NOFAIL (with cgroups: each part the machine
+# cannot host is skipped with a line saying why), stats and memscope-stat
+# (with heap profiles), install.
+c-test: all
+	$(C_TESTS) all
 
 # The Rust crate: memscope linked in as the global allocator (NORECLAIM
 # under a seccomp filter, alignment), its guards and reclaimers, the
@@ -84,47 +84,13 @@ rust-guard-test: $(LIB)
 	$(CARGO) test --release -p memscope --tests
 	LD_PRELOAD=$(CURDIR)/$(LIB) EXPECT_MEMSCOPE_LOADED=1 $(CARGO) test --release -p memscope --tests
 
-# Install into a scratch prefix, build programs with pkg-config against
-# it, run them (linked, not preloaded: scopes must be live), check the
-# layout (SONAME, links, stripped, a .pc for this prefix) and that a
-# program calling only malloc/free keeps libmemscope as its allocator
-# under the linker's --as-needed, uninstall.
+# Install into a scratch prefix and check the layout (SONAME, links,
+# stripped, a .pc per prefix), programs built with pkg-config against it
+# and run linked (not preloaded: scopes must be live), man pages,
+# completions, the systemd drop-in, uninstall: the C tests' install group
+# (c-tests/install/run.sh), also run by c-test.
 install-test: all
-	rm -rf $(BUILD)/prefix && mkdir -p $(BUILD)/prefix
-	$(MAKE) --no-print-directory install PREFIX=/nowhere DESTDIR=$(CURDIR)/$(BUILD)/elsewhere
-	grep -q '^prefix=/nowhere$$' $(BUILD)/elsewhere/nowhere/lib/pkgconfig/memscope.pc
-	rm -rf $(BUILD)/elsewhere
-	$(MAKE) --no-print-directory install PREFIX=$(CURDIR)/$(BUILD)/prefix
-	grep -q '^prefix=$(CURDIR)/$(BUILD)/prefix$$' $(BUILD)/prefix/lib/pkgconfig/memscope.pc
-	readelf -d $(BUILD)/prefix/lib/libmemscope.so.$(VERSION) | grep -q 'SONAME.*\[libmemscope.so.$(MAJOR)\]'
-	test "$$(readlink $(BUILD)/prefix/lib/libmemscope.so)" = libmemscope.so.$(MAJOR)
-	test "$$(readlink $(BUILD)/prefix/lib/libmemscope.so.$(MAJOR))" = libmemscope.so.$(VERSION)
-	! readelf -S $(BUILD)/prefix/lib/libmemscope.so.$(VERSION) | grep -q '\.debug_info'
-	cc -std=c11 -Wall -Wextra -Werror -o $(BUILD)/pkgconfig-user c-tests/no_library.c \
-	   $$(PKG_CONFIG_PATH=$(BUILD)/prefix/lib/pkgconfig pkg-config --cflags --libs memscope)
-	LD_LIBRARY_PATH=$(BUILD)/prefix/lib $(BUILD)/pkgconfig-user present
-	cc -std=c11 -Wall -Wextra -Werror -Wl,--as-needed -o $(BUILD)/malloc-only c-tests/malloc_only.c \
-	   $$(PKG_CONFIG_PATH=$(BUILD)/prefix/lib/pkgconfig pkg-config --cflags --libs memscope)
-	readelf -d $(BUILD)/malloc-only | grep -q 'NEEDED.*\[libmemscope.so.$(MAJOR)\]'
-	LD_LIBRARY_PATH=$(BUILD)/prefix/lib $(BUILD)/malloc-only
-	cc -std=c11 -Wall -Wextra -Werror -o $(BUILD)/installed-user c-tests/installed_user.c \
-	   $$(PKG_CONFIG_PATH=$(BUILD)/prefix/lib/pkgconfig pkg-config --cflags --libs memscope)
-	mkdir -p $(BUILD)/installed-stats
-	MEMSCOPE_STATS_DIR=$(CURDIR)/$(BUILD)/installed-stats LD_LIBRARY_PATH=$(BUILD)/prefix/lib $(BUILD)/installed-user
-	$(BUILD)/prefix/bin/memscope-stat run -- $(BUILD)/pkgconfig-user present
-	# A copy of the CLI away from the prefix finds the library through the
-	# library directory compiled into it.
-	rm -rf $(BUILD)/cli-elsewhere && mkdir -p $(BUILD)/cli-elsewhere
-	cp $(BUILD)/prefix/bin/memscope-stat $(BUILD)/cli-elsewhere/
-	env -u MEMSCOPE_LIB LD_LIBRARY_PATH= $(BUILD)/cli-elsewhere/memscope-stat run -- $(BUILD)/pkgconfig-user present
-	for v in $$(sed -n 's/^ *opt("\(MEMSCOPE_[A-Z_]*\)".*/\1/p' shim/src/base/config.rs) MEMSCOPE_LIB; do \
-	    grep -qx "\.B $$v" $(BUILD)/prefix/share/man/man1/memscope-stat.1 || { echo "man page lacks $$v"; exit 1; }; done
-	for c in run list show watch check gc serve; do test -s $(BUILD)/prefix/share/man/man1/memscope-stat-$$c.1; done
-	bash -c 'source $(BUILD)/prefix/share/bash-completion/completions/memscope-stat && complete -p memscope-stat' >/dev/null
-	c-tests/systemd-dropin.sh $(BUILD)/prefix/share/memscope/systemd/memscope.conf $(BUILD)/systemd
-	$(MAKE) --no-print-directory uninstall PREFIX=$(CURDIR)/$(BUILD)/prefix
-	test -z "$$(find $(BUILD)/prefix ! -type d)"
-	@echo "install-test: installed (SONAME, links, stripped, .pc per prefix, man pages, completions, systemd drop-in), built with pkg-config, ran linked, uninstalled"
+	$(C_TESTS) install
 
 # The storage daemon with scopes off and on, and its Rust variant, under
 # the same load (examples/).

@@ -1,6 +1,6 @@
 /* memscope_stats.h: the layout of memscope's stats segment, for readers
  * written in C. The Rust definition (crate memscope-abi, abi/src/lib.rs)
- * is the source of truth; a test compiles c-tests/stats_layout.c against
+ * is the source of truth; a test compiles c-tests/stats/stats_layout.c against
  * this header and holds every offset and size equal to it.
  *
  * The segment: $MEMSCOPE_STATS_DIR/memscope.<pid>[.<n>] (default

@@ -16,7 +16,7 @@ fn c_layout() -> HashMap<String, u64> {
     let status = Command::new(&cc)
         .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-I"])
         .arg(root.join("ffi-include"))
-        .arg(root.join("c-tests/stats_layout.c"))
+        .arg(root.join("c-tests/stats/stats_layout.c"))
         .arg("-o")
         .arg(&out)
         .status()

@@ -5,7 +5,7 @@
 //! mutexes. A NORECLAIM thread takes no lock at all (its allocations and
 //! frees never reach jemalloc: `depot`, `magazine`), so every wait counted
 //! here happened outside NORECLAIM; the proof that scoped threads never
-//! wait is `c-tests/noreclaim_strict.c`, whose filter kills on any futex.
+//! wait is `c-tests/noreclaim/noreclaim_strict.c`, whose filter kills on any futex.
 //!
 //! Refreshed by the maintenance thread once a second: `epoch` makes jemalloc
 //! merge its statistics (briefly taking each arena's locks), then a few

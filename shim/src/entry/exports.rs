@@ -451,7 +451,7 @@ pub mod fast {
 /// of its own section (`.text.malloc`), where the directive pads nothing
 /// but raises the section's alignment, so the entry lands on a 64-byte
 /// boundary like every other function here (`.cargo/config.toml`; naked
-/// functions are not covered by it). c-tests/run-tests.sh checks it.
+/// functions are not covered by it). c-tests/dropin/run.sh checks it.
 #[doc(hidden)]
 #[macro_export]
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]

@@ -270,7 +270,7 @@ fn alloc_reentrant(c: usize, align: usize, reserve: bool) -> (*mut c_void, usize
 /// 1 MiB block wastes 15/16 of it, and a thread waiting for the pool to
 /// grow kept taking the floor block the maintenance thread restocked in
 /// every large class, until the pool reached its maximum with half of it
-/// in such blocks (`c-tests/noreclaim_grow.c`).
+/// in such blocks (`c-tests/noreclaim/noreclaim_grow.c`).
 #[inline]
 fn fallback_limit(c: usize) -> usize {
     if c >= PLAIN {

@@ -776,7 +776,7 @@ fn reserve_region(smallest: bool) -> Option<(usize, usize)> {
 /// no thread to finish it, and could inherit whatever lock the maker held
 /// at that instant: with only a reset of the state, the child's first
 /// scope hung in `dl_iterate_phdr` on the loader's lock, which the maker
-/// held while pre-faulting this library (`c-tests/fork_noreclaim.c`, about
+/// held while pre-faulting this library (`c-tests/noreclaim/fork_noreclaim.c`, about
 /// one run in 15 in CI).
 static CREATION: AtomicBool = AtomicBool::new(false);
 

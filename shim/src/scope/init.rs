@@ -164,7 +164,7 @@ extern "C" fn on_load(argc: c_int, argv: *const *const c_char, _envp: *const *co
     // initialises jemalloc, allocating nothing. (The mallctl made here
     // before the tree became lazy did it as a side effect; without it a
     // program whose first malloc came after this point deadlocked at fork,
-    // c-tests/fork_noreclaim.c, about 1 run in 10.)
+    // c-tests/noreclaim/fork_noreclaim.c, about 1 run in 10.)
     // SAFETY: nallocx has no preconditions.
     unsafe { tikv_jemalloc_sys::nallocx(1, 0) };
     // Here, not in `global`: registering may allocate, and `global` may

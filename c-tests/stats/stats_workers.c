@@ -1,5 +1,5 @@
 /* stats_workers: programs whose allocator calls are known exactly, for
- * c-tests/stats-tests.sh to compare with what memscope-stat reads from
+ * c-tests/stats/run.sh to compare with what memscope-stat reads from
  * their live stats segment.
  *
  *   live T N M      T threads named worker-<i>, each: N malloc+free pairs

@@ -1,5 +1,5 @@
 /* pressure_reclaimer: a daemon with a cache and a reclaimer, for
- * c-tests/cgroup-tests.sh. It keeps 16 blocks of 1 MiB as a cache that its
+ * c-tests/nofail/cgroup.sh. It keeps 16 blocks of 1 MiB as a cache that its
  * reclaimer drops, prints "ready", and waits (at most SECS seconds) for
  * the maintenance thread to call the reclaimer because of memory
  * pressure; it prints how long that took ("reclaimer called"), or that it

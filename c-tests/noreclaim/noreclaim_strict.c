@@ -26,7 +26,7 @@
  * preempted is involuntary and allowed).
  *
  * "unscoped" is the control: the same workers without the scope must die
- * of SIGSYS (run-tests.sh checks the signal). */
+ * of SIGSYS (c-tests/noreclaim/run.sh checks the signal). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <malloc.h>

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks the sample Grafana dashboard against what memscope exports.
 
-    c-tests/check-dashboard.py DASHBOARD.json METRICS.txt
+    c-tests/stats/check-dashboard.py DASHBOARD.json METRICS.txt
 
 Every panel query must parse as PromQL (`promtool check rules` on a rules
 file made of them, with Grafana's variables replaced), every memscope

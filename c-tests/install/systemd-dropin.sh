@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The installed systemd drop-in does what it says (make install-test).
-#   c-tests/systemd-dropin.sh DROPIN OUTDIR
+#   c-tests/install/systemd-dropin.sh DROPIN OUTDIR   (run by install/run.sh)
 # (the service is `sleep 60`: any dynamically linked program will do)
 # 1. systemd accepts it: `systemd-analyze verify` of a unit with the
 #    drop-in (skipped, with a line, where systemd is not installed).

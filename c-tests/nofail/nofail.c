@@ -1,5 +1,5 @@
 /* NOFAIL, the reserve, reclaimers, NOWARN/NOFS/NOIO. One case per run
- * (process state cannot be reset); run-tests.sh runs each with its
+ * (process state cannot be reset); c-tests/nofail/run.sh runs each with its
  * environment and checks exit status and stderr.
  *
  *   nofail rlimit        under a real RLIMIT_AS, after plain malloc has
@@ -38,7 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../ffi-include/memscope.h"
+#include "memscope.h"
 #include "check.h"
 #include "seccomp.h"
 

@@ -1,9 +1,9 @@
 /* secure_exec: built linked against libmemscope.so (not preloaded: the
  * loader ignores LD_PRELOAD paths in secure-execution mode) and installed
- * set-user-id to another user, then run by stats-tests.sh with MEMSCOPE_*
- * and MALLOC_CONF set to values that would each show: a stats directory
- * of the caller's choosing, bad values that warn, an option jemalloc
- * rejects. In AT_SECURE mode memscope must ignore them all.
+ * set-user-id to another user, then run by c-tests/dropin/run.sh with
+ * MEMSCOPE_* and MALLOC_CONF set to values that would each show: a stats
+ * directory of the caller's choosing, bad values that warn, an option
+ * jemalloc rejects. In AT_SECURE mode memscope must ignore them all.
  *
  *   secure_exec DIR    exits 0 if AT_SECURE is set, memscope is live, its
  *                      segment is in /dev/shm (the default) and not in DIR */

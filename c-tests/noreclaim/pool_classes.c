@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../ffi-include/memscope.h"
+#include "memscope.h"
 #include "check.h"
 
 #define SLOTS 768

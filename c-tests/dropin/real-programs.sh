@@ -1,20 +1,14 @@
 #!/usr/bin/env bash
-# Real programs under the preload, each checked against the same run
-# without it: identical output, clean exit. Ends with "N passed, N failed".
-#
-#   c-tests/real-programs.sh LIB WORK_DIR
-set -u
-lib=$(realpath "$1")
-work=$(realpath -m "$2")
+# dropin, real programs (run by run.sh): each checked against the same run
+# without the preload: identical output, clean exit.
 here=$(cd "$(dirname "$0")" && pwd)
-rm -rf "$work"
-mkdir -p "$work"
-cd "$work" || exit 2
-
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); printf 'ok    %s\n' "$1"; }
-fail() { failed=$((failed + 1)); printf 'FAIL  %s: %s\n' "$1" "$2"; }
+. "$here/../lib.sh" real-programs
+rm -rf "$out"
+mkdir -p "$out"
+cd "$out" || exit 2
+work=$out
+# Their stats segments go where a user's would (the default directory).
+unset MEMSCOPE_STATS_DIR
 
 # same NAME CMD...: runs CMD plain and preloaded; outputs and status must match.
 same() {
@@ -36,7 +30,9 @@ same() {
 }
 
 # ---------------------------------------------------------------- python3
-same python3 /usr/bin/python3 "$here/../bench/alloc_heavy.py"
+if want python3; then
+    same python3 /usr/bin/python3 "$root/bench/alloc_heavy.py"
+fi
 
 # -------------------------------------------------------------------- git
 git_session() (
@@ -59,19 +55,25 @@ git_session() (
     cd "$work"
     rm -rf "$d"
 )
-same git git_session
+if want git; then
+    same git git_session
+fi
 
 # ------------------------------------------------------------------- sort
-awk 'BEGIN { srand(7); for (i = 0; i < 800000; i++) printf "%08x %d\n", int(rand() * 4294967295), i }' >big.txt
-same sort sort -S 32M --parallel=2 big.txt
+if want sort xz; then
+    awk 'BEGIN { srand(7); for (i = 0; i < 800000; i++) printf "%08x %d\n", int(rand() * 4294967295), i }' >big.txt
+fi
+if want sort; then
+    same sort sort -S 32M --parallel=2 big.txt
+fi
 
 # ----------------------------------------- threaded compression, a compile
-same xz sh -c 'xz -T2 -3 -c big.txt | xz -d -T2 | sha256sum'
+if want xz; then
+    same xz sh -c 'xz -T2 -3 -c big.txt | xz -d -T2 | sha256sum'
+fi
 compile() {
     c++ -std=c++17 -O2 -pthread -c "$here/cxx_new.cc" -o "cxx_new.$1.o" && sha256sum <"cxx_new.$1.o"
 }
-same "c++ compile" compile out
-
-echo
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+if want cxx_compile; then
+    same "c++ compile" compile out
+fi

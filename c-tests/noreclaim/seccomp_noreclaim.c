@@ -27,7 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../ffi-include/memscope.h"
+#include "memscope.h"
 #include "check.h"
 #include "seccomp.h"
 

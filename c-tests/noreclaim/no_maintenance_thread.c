@@ -10,7 +10,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "../ffi-include/memscope.h"
+#include "memscope.h"
 #include "check.h"
 #include "seccomp.h"
 #include "segment_find.h"

@@ -3,7 +3,7 @@
  *
  * usage: noreclaim_many THREADS [ROUNDS]
  *
- * A second after the pool is made, THREADS threads (300 in run-tests.sh)
+ * A second after the pool is made, THREADS threads (300 in its run.sh)
  * each set up their scope (one push and pop, as at thread start), wait for
  * all the others, then alternate malloc(32..231) and free inside NORECLAIM
  * ROUNDS times (500). Per-thread lists could strand the pool across so

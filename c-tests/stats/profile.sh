@@ -1,22 +1,12 @@
 #!/usr/bin/env bash
-# Heap profiles (make test): memscope's jemalloc is built with profiling,
-# off unless MALLOC_CONF=prof:true. `memscope-stat profile PID` asks a live
-# process for a dump through its stats segment, served by a thread
-# allocating outside scopes (busy) or by the maintenance thread (idle);
-# `jeprof --text` of the dump names the known allocation site of
-# c-tests/prof_site.c. Without prof:true: a clear error.
-#
-#   c-tests/profile-tests.sh LIB CLI OUTDIR
-set -u
-lib=$(realpath "$1")
-cli=$(realpath "$2")
-out=$3
+# stats, heap profiles (run by run.sh): memscope's jemalloc is built with
+# profiling, off unless MALLOC_CONF=prof:true. `memscope-stat profile PID`
+# asks a live process for a dump through its stats segment, served by a
+# thread allocating outside scopes (busy) or by the maintenance thread
+# (idle); `jeprof --text` of the dump names the known allocation site of
+# prof_site.c. Without prof:true: a clear error.
 here=$(cd "$(dirname "$0")" && pwd)
-mkdir -p "$out"
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); printf 'ok    %s\n' "$1"; }
-fail() { failed=$((failed + 1)); printf 'FAIL  %s: %s\n' "$1" "$2"; }
+. "$here/../lib.sh" profile
 
 D=$(mktemp -d)
 export MEMSCOPE_STATS_DIR=$D
@@ -24,11 +14,7 @@ pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$D"; }
 trap cleanup EXIT
 
-if ! ${CC:-cc} -std=c11 -Wall -Wextra -Werror -O1 -g -I"$here/../ffi-include" "$here/prof_site.c" \
-    -o "$out/prof_site" 2>"$out/build.log"; then
-    echo "FAIL  build prof_site: $(cat "$out/build.log")"
-    exit 1
-fi
+build_c prof_site || exit 1
 have_jeprof=1
 command -v jeprof >/dev/null || { have_jeprof=0; echo "note: jeprof not installed (libjemalloc-dev): dumps checked, not rendered"; }
 
@@ -89,7 +75,3 @@ if start busy; then
     fi
     stop
 fi
-
-echo
-echo "$passed passed, $failed failed"
-[ $failed = 0 ]
