@@ -21,6 +21,12 @@ lib=$CT_LIB
 cli=$CT_CLI
 root=$CT_ROOT
 out=$CT_OUT/$CT_GROUP${1:+/$1}
+# A build directory from before the groups holds programs named like some
+# groups (build/c-tests/scopes, .../nofail): a file where the group's
+# scratch folder goes is one of those, made again by this run.
+for d in "$CT_OUT/$CT_GROUP" "$out"; do
+    if [ -e "$d" ] && [ ! -d "$d" ]; then rm -f "$d"; fi
+done
 mkdir -p "$out"
 
 CC=${CC:-cc}
