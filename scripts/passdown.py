@@ -25,7 +25,12 @@ import sys
 # (entry file, function, parameter followed, most returns allowed)
 ROUTES = [
     ("entry/posix.rs", "malloc", "size", 4),
-    ("entry/posix.rs", "free", "p", 2),
+    ("entry/posix.rs", "free", "p", 3),
+    # x86_64 Linux: the assembly `malloc` and `free` (entry/exports.rs)
+    # jump to these; the paths the shipped library runs.
+    ("entry/posix.rs", "malloc_slow_c", "size", 4),
+    ("entry/posix.rs", "free_slow_c", "p", 3),
+    ("entry/posix.rs", "free_pool_block_c", "p", 3),
 ]
 
 FN = re.compile(r"\bfn\s+(\w+)\s*(<[^>{]*>)?\s*\(")
@@ -139,11 +144,35 @@ def tainted_locals(body, names):
     return names
 
 
+def calls_in_order(body):
+    """The calls in `body` in the order they run: a call's arguments before
+    the call, and calls inside a closure passed as an argument just after
+    the call that takes it (which runs them)."""
+    spans = []
+    for m in CALL.finditer(body):
+        a = body.find("(", m.end() - 1)
+        spans.append((m, m.start(), a, matching(body, a, "(", ")")))
+    def key(item):
+        m, start, a, end = item
+        # The innermost enclosing call whose closure argument holds this one.
+        best = None
+        for _, s2, a2, e2 in spans:
+            if a2 < start and end <= e2:
+                arg_start = body.rfind(",", a2, start)
+                arg_start = max(arg_start, a2) + 1
+                if re.match(r"\s*(move\s+)?\|", body[arg_start:start]) and (best is None or s2 > best[0]):
+                    best = (s2, e2)
+        if best is not None:
+            return (best[1], 1, start)
+        return (end, 0, start)
+    return [m for m, *_ in sorted(spans, key=key)]
+
+
 def follow(fns, key, carried, steps, seen):
     params, body = fns[key]
     names = set(carried) if NO_DERIVED else tainted_locals(body, carried)
     steps.append(key)
-    for m in CALL.finditer(body):
+    for m in calls_in_order(body):
         qual, name = m.group(1), m.group(2)
         if name in KEYWORDS:
             continue

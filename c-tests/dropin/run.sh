@@ -170,7 +170,7 @@ if want secure_exec; then
         fi
         rm -rf "$X"
     else
-        echo "skip  AT_SECURE checks: they need root"
+        skip "AT_SECURE checks" "they need root"
     fi
 fi
 

@@ -519,7 +519,7 @@ assert os.stat(seg).st_uid == 0, os.stat(seg).st_uid
         check "privilege calls that change nothing leave the segment as it was" test $? = 0
         rm -rf "$S"
     else
-        echo "skip  privilege drop checks: they need root"
+        skip "privilege drop checks" "they need root"
     fi
 fi
 

@@ -17,9 +17,11 @@
 // The entry points are public; whatever they do not reach is dead code.
 #![allow(clippy::missing_safety_doc)]
 
-// The tiers, lowest first: each may use only the tiers above it in this
-// list (and, inside a folder, the files its own comment lists before it).
-// scripts/layers.py checks it; docs/DESIGN.md draws it.
+// The tiers, lowest first: os, base, stats, pool, front, scope, nofail,
+// daemon, entry. Each may use only the tiers before it, and inside a
+// folder a file only the files before it in its folder's order (each
+// mod.rs names it). scripts/layers.py holds and checks both orders;
+// docs/DESIGN.md draws them. (rustfmt sorts the declarations below.)
 pub(crate) mod base;
 pub(crate) mod daemon;
 #[doc(hidden)]

@@ -7,8 +7,9 @@
 //! (`tls`), and the maintenance thread's mailbox (`mailbox`: how any tier
 //! asks the daemon for something without calling up to it).
 //!
-//! May call: `os` only; inside the folder, a file may use the files listed
-//! before it here.
+//! May call: `os` only. Inside, a file may use only the files before it
+//! in this order (scripts/layers.py): counters, ctl, log, sizeclass,
+//! config, tls, mailbox.
 
 pub(crate) mod config;
 pub(crate) mod counters;

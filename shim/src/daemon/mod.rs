@@ -9,7 +9,9 @@
 //! through `base::mailbox`.
 //!
 //! May call: every tier below (`nofail`, `scope`, `front`, `pool`,
-//! `stats`, `base`, `os`); inside, files in the order listed here.
+//! `stats`, `base`, `os`). Inside, a file may use only the files before
+//! it in this order (scripts/layers.py): purge, gauges, lockstats,
+//! pressure, maintenance.
 
 pub(crate) mod gauges;
 pub(crate) mod lockstats;

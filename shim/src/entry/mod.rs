@@ -7,10 +7,13 @@
 //! allocator for memscope's own Rust allocations (`own_alloc`) and the
 //! exported C symbols (`exports`, `export_c_abi!`).
 //!
-//! May call: every tier; inside, files in the order listed here (`route`
-//! first, `exports` last). The fast path (`exports`, `posix`): the
-//! thread's gate (a countdown that scopes and new threads bias negative),
-//! then jemalloc; everything else goes through `route` once.
+//! May call: every tier. Inside, a file may use only the files before it
+//! in this order (scripts/layers.py): route, posix, glibc, ids, api,
+//! own_alloc, exports. The fast path (`exports`, `posix`): the thread's
+//! gate (a countdown that scopes and new threads bias negative), then
+//! jemalloc; everything else goes through `route` once (on x86_64 the
+//! assembly `malloc` and `free` enter it through `posix::malloc_slow_c`,
+//! `free_slow_c` and `free_pool_block_c`).
 
 #[doc(hidden)]
 pub mod api;

@@ -95,10 +95,10 @@ pub unsafe fn malloc(size: usize) -> *mut c_void {
     p
 }
 
-/// C `free`, all of it below the entry point: with the gate open, a block
+/// C `free`, all of it below the entry point, the pointer sorted once
+/// (`pool::freed`, its range test in line): with the gate open, a block
 /// outside the pool to jemalloc and a pool block to the front end;
-/// otherwise the NORECLAIM lane, the timed plain call, or the scope's
-/// destination.
+/// otherwise `free_sorted_gated`.
 ///
 /// # Safety
 /// `p` is NULL or a live block from this allocator.
@@ -106,17 +106,19 @@ pub unsafe fn malloc(size: usize) -> *mut c_void {
 pub unsafe fn free(p: *mut c_void, gate_open: bool) {
     // SAFETY: the caller's contract.
     unsafe {
+        let kind = pool::freed(p);
         if gate_open {
-            return match pool::freed(p) {
+            return match kind {
                 Freed::Keep(c) => keep_outside(p, c),
                 Freed::Outside | Freed::Unvouched => jem::free(p),
             };
         }
-        free_gated(p)
+        free_sorted_gated(p, kind)
     }
 }
 
-/// `free` when the gate said no.
+/// `free` when the gate said no (the assembly `free`'s way in, through
+/// `posix::free_slow_c`).
 ///
 /// # Safety
 /// As `free`.
@@ -124,11 +126,26 @@ pub unsafe fn free(p: *mut c_void, gate_open: bool) {
 #[inline(never)]
 pub unsafe fn free_gated(p: *mut c_void) {
     // SAFETY: the caller's contract.
+    unsafe { free_sorted_gated(p, pool::freed(p)) }
+}
+
+/// `free` of `p`, sorted as `kind`, when the gate said no: the NORECLAIM
+/// lane, the timed plain call, or the scope's destination.
+///
+/// # Safety
+/// As `free`; `kind` is `pool::freed(p)`.
+#[inline(always)]
+unsafe fn free_sorted_gated(p: *mut c_void, kind: Freed) {
+    // SAFETY: the caller's contract.
     unsafe {
-        if noreclaim_lane_free(p) {
+        if noreclaim_lane_free(p, kind) {
             return;
         }
-        off_fast(OP_FREE, || free_unscoped(p, 0), || free_scoped(p))
+        off_fast(
+            OP_FREE,
+            || free_sorted_unscoped(p, kind, 0),
+            || free_sorted_scoped(p, kind),
+        )
     }
 }
 
@@ -180,6 +197,15 @@ unsafe fn alloc_in(size: usize, mallocx_flags: i32, flags: u32) -> *mut c_void {
 /// `p` is NULL or a live block from this allocator.
 #[cold]
 pub unsafe fn free_scoped(p: *mut c_void) {
+    // SAFETY: the caller's contract.
+    unsafe { free_sorted_scoped(p, pool::freed(p)) }
+}
+
+/// `free_scoped` of `p`, sorted as `kind`.
+///
+/// # Safety
+/// As `free_scoped`; `kind` is `pool::freed(p)`.
+unsafe fn free_sorted_scoped(p: *mut c_void, kind: Freed) {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
         if p.is_null() && tls::flags() & tls::THREAD_UNSEEN != 0 {
@@ -192,9 +218,9 @@ pub unsafe fn free_scoped(p: *mut c_void) {
         let flags = scope_flags();
         counted(OP_FREE, flags, || {
             if flags & NORECLAIM != 0 {
-                pool_free(p)
+                pool_free_sorted(p, kind)
             } else {
-                free_unscoped(p, 0)
+                free_sorted_unscoped(p, kind, 0)
             }
         })
     }
@@ -358,25 +384,25 @@ unsafe fn pool_alloc(size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
     }
 }
 
-/// The NORECLAIM lane for `free`: a pool block the thread may keep back
-/// onto its lists, counted as the `malloc` lane counts (`lane_count`). False: not
-/// served here (not such a thread or call, or not a block to keep).
+/// The NORECLAIM lane for `free`: a pool block (`kind`) the thread may
+/// keep back onto its lists, counted as the `malloc` lane counts
+/// (`lane_count`). False: not served here (not such a thread or call, or
+/// not a block to keep).
 ///
 /// # Safety
-/// `p` is NULL or a live block from this allocator.
+/// `p` is NULL or a live block from this allocator; `kind` is
+/// `pool::freed(p)`.
 #[inline(always)]
-unsafe fn noreclaim_lane_free(p: *mut c_void) -> bool {
+unsafe fn noreclaim_lane_free(p: *mut c_void, kind: Freed) -> bool {
     let st = tls::state();
     if !lane_open(st, OP_FREE) {
         return false;
     }
-    // SAFETY: the caller's contract.
-    let Freed::Keep(c) = (unsafe { pool::freed(p) }) else {
+    let Freed::Keep(c) = kind else {
         return false;
     };
-    // SAFETY: a live pool block of class `c`, given up; the thread has not
-    // exited (`lane_open`), so its lists take it.
-    unsafe { magazine::free(p, c) };
+    // SAFETY: a live pool block of class `c`, given up.
+    unsafe { magazine::keep_freed(p, c) };
     lane_count(st, OP_FREE);
     true
 }
@@ -467,9 +493,19 @@ pub unsafe fn sized_free_unscoped(p: *mut c_void, size: usize, mflags: i32) {
 /// As jemalloc's `dallocx`.
 #[inline(always)]
 pub unsafe fn free_unscoped(p: *mut c_void, mflags: i32) {
+    // SAFETY: the caller's contract.
+    unsafe { free_sorted_unscoped(p, pool::freed(p), mflags) }
+}
+
+/// `free_unscoped` of `p`, sorted as `kind`.
+///
+/// # Safety
+/// As `free_unscoped`; `kind` is `pool::freed(p)`.
+#[inline(always)]
+unsafe fn free_sorted_unscoped(p: *mut c_void, kind: Freed, mflags: i32) {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
-        match pool::freed(p) {
+        match kind {
             Freed::Keep(c) => keep_outside(p, c),
             Freed::Outside if mflags != 0 => jem::dallocx(p, mflags),
             Freed::Outside | Freed::Unvouched => jem::free(p),
@@ -606,12 +642,21 @@ pub unsafe fn xallocx_unscoped(p: *mut c_void, size: usize, extra: usize, mflags
 /// A free inside NORECLAIM: a pool block onto the thread's list, anything
 /// else deferred to the maintenance thread.
 unsafe fn pool_free(p: *mut c_void) {
+    // SAFETY: the caller's contract.
+    unsafe { pool_free_sorted(p, pool::freed(p)) }
+}
+
+/// `pool_free` of `p`, sorted as `kind`.
+///
+/// # Safety
+/// As `pool_free`; `kind` is `pool::freed(p)`.
+unsafe fn pool_free_sorted(p: *mut c_void, kind: Freed) {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
         if p.is_null() {
             return;
         }
-        match pool::freed(p) {
+        match kind {
             Freed::Keep(c) => magazine::keep_freed(p, c),
             Freed::Outside | Freed::Unvouched => mailbox::defer_free(p),
         }

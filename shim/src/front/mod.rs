@@ -7,8 +7,9 @@
 //! pool memory when neither has its class (`carve`). A request enters at
 //! `magazine` and goes down once: lists, then depot, then carve.
 //!
-//! May call: `pool`, `stats`, `base`, `os`; inside: `depot` first, then
-//! `carve` (uses `depot`), then `magazine` (uses both).
+//! May call: `pool`, `stats`, `base`, `os`. Inside, a file may use only
+//! the files before it in this order (scripts/layers.py): depot, carve,
+//! magazine.
 
 pub(crate) mod carve;
 pub(crate) mod depot;

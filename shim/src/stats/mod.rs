@@ -1,10 +1,16 @@
-//! Latency histograms and counters in a shared-memory segment, read live
-//! by `memscope-stat` (contract section 7; layout in the `memscope-abi`
-//! crate and `ffi-include/memscope_stats.h`).
+//! Tier 2, stats: latency histograms and counters in a shared-memory
+//! segment, read live by `memscope-stat` (layout in the `memscope-abi`
+//! crate and `ffi-include/memscope_stats.h`; docs/STATS.md).
 //!
+//! Owns:
 //! - `segment`: the file, its safety rules, fork and exit.
 //! - `thread`: per-thread counting, sampling and the slot protocol.
 //! - `clock`: TSC timestamps.
+//! - `tid`: the kernel thread id without a syscall.
+//! - `profile`: heap-profile requests from outside the process.
+//!
+//! May call: `base`, `os`. Inside, the files form one unit (no order is
+//! enforced; there is no cycle today).
 //!
 //! This file: the sampled wrappers the entry points call, and the slow
 //! events, which are always timed.
