@@ -6,7 +6,8 @@
 #                   preload, stats and memscope-stat, install, real programs
 #                   and real daemons under the preload, demo, bench harness
 #   make test ONLY=noreclaim   one group of C tests (c-tests/run --list), after
-#                   building; ONLY="noreclaim seccomp_noreclaim": one test
+#                   building; ONLY="noreclaim seccomp_noreclaim": one test;
+#                   ONLY=e2e: the real daemons
 #   make demo       a storage daemon with scopes off and on: tails, lock holds, stats
 #   make e2e        memcached, redis and postgres under the preload
 #   make bench      every allocator side by side (bench/; about 2 min a round, 3 rounds); rewrites the
@@ -46,8 +47,10 @@ ifeq ($(strip $(ONLY)),)
 test: deps all lint unit-test c-test rust-guard-test e2e-quick demo-smoke bench-smoke
 	@echo "make test: all suites passed"
 else
+# ONLY=e2e: the real daemons (memcached, redis, postgres), as make test runs them.
 test: deps all
-	$(C_TESTS) $(ONLY)
+	$(if $(filter e2e,$(ONLY)),$(MAKE) --no-print-directory e2e-quick)
+	$(if $(filter-out e2e,$(ONLY)),$(C_TESTS) $(filter-out e2e,$(ONLY)))
 	@echo "make test ONLY=$(ONLY): passed"
 endif
 
