@@ -95,10 +95,10 @@ pub unsafe fn malloc(size: usize) -> *mut c_void {
     p
 }
 
-/// C `free`, all of it below the entry point, the pointer sorted once
-/// (`pool::freed`, its range test in line): with the gate open, a block
+/// C `free`, all of it below the entry point: with the gate open, a block
 /// outside the pool to jemalloc and a pool block to the front end;
-/// otherwise `free_sorted_gated`.
+/// otherwise `free_gated`. The pointer is sorted once (`pool::freed`, its
+/// range test in line) on every path.
 ///
 /// # Safety
 /// `p` is NULL or a live block from this allocator.
@@ -106,19 +106,21 @@ pub unsafe fn malloc(size: usize) -> *mut c_void {
 pub unsafe fn free(p: *mut c_void, gate_open: bool) {
     // SAFETY: the caller's contract.
     unsafe {
-        let kind = pool::freed(p);
         if gate_open {
-            return match kind {
-                Freed::Keep(c) => keep_outside(p, c),
-                Freed::Outside | Freed::Unvouched => jem::free(p),
+            return match pool::freed(p).kept() {
+                Some((c, small)) => keep_outside(p, c, small),
+                None => jem::free(p),
             };
         }
-        free_sorted_gated(p, kind)
+        free_gated(p)
     }
 }
 
-/// `free` when the gate said no (the assembly `free`'s way in, through
-/// `posix::free_slow_c`).
+/// `free` when the gate said no (also the assembly `free`'s way in,
+/// through `posix::free_slow_c`): the NORECLAIM lane, a pool block the
+/// thread keeps back onto its lists, counted as the `malloc` lane counts;
+/// else, the pointer sorted as the lane sorted it, the timed plain call or
+/// the scope's destination.
 ///
 /// # Safety
 /// As `free`.
@@ -126,21 +128,19 @@ pub unsafe fn free(p: *mut c_void, gate_open: bool) {
 #[inline(never)]
 pub unsafe fn free_gated(p: *mut c_void) {
     // SAFETY: the caller's contract.
-    unsafe { free_sorted_gated(p, pool::freed(p)) }
-}
-
-/// `free` of `p`, sorted as `kind`, when the gate said no: the NORECLAIM
-/// lane, the timed plain call, or the scope's destination.
-///
-/// # Safety
-/// As `free`; `kind` is `pool::freed(p)`.
-#[inline(always)]
-unsafe fn free_sorted_gated(p: *mut c_void, kind: Freed) {
-    // SAFETY: the caller's contract.
     unsafe {
-        if noreclaim_lane_free(p, kind) {
-            return;
-        }
+        let st = tls::state();
+        let kind = if lane_open(st, OP_FREE) {
+            let kind = pool::freed(p);
+            if let Some((c, small)) = kind.kept() {
+                magazine::keep_freed(p, c, small, st.flags.get());
+                lane_count(st, OP_FREE);
+                return;
+            }
+            kind
+        } else {
+            pool::freed(p)
+        };
         off_fast(
             OP_FREE,
             || free_sorted_unscoped(p, kind, 0),
@@ -384,29 +384,6 @@ unsafe fn pool_alloc(size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
     }
 }
 
-/// The NORECLAIM lane for `free`: a pool block (`kind`) the thread may
-/// keep back onto its lists, counted as the `malloc` lane counts
-/// (`lane_count`). False: not served here (not such a thread or call, or
-/// not a block to keep).
-///
-/// # Safety
-/// `p` is NULL or a live block from this allocator; `kind` is
-/// `pool::freed(p)`.
-#[inline(always)]
-unsafe fn noreclaim_lane_free(p: *mut c_void, kind: Freed) -> bool {
-    let st = tls::state();
-    if !lane_open(st, OP_FREE) {
-        return false;
-    }
-    let Freed::Keep(c) = kind else {
-        return false;
-    };
-    // SAFETY: a live pool block of class `c`, given up.
-    unsafe { magazine::keep_freed(p, c) };
-    lane_count(st, OP_FREE);
-    true
-}
-
 /// A lane may serve this call of `op`: the thread is seen, not exited, in
 /// NORECLAIM, and the call is not the one its stats sample times.
 #[inline(always)]
@@ -438,7 +415,7 @@ pub unsafe fn free_pool_block_outside(p: *mut c_void) {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
         match pool::keepable_class(p) {
-            Some(c) => keep_outside(p, c),
+            Some(c) => keep_outside(p, c, false),
             None => jem::free(p),
         }
     }
@@ -451,7 +428,7 @@ pub unsafe fn free_pool_block_outside(p: *mut c_void) {
 /// `p` is a live pool block of class `c`, given up by the caller.
 #[cold]
 #[inline(never)]
-unsafe fn keep_outside(p: *mut c_void, c: usize) {
+unsafe fn keep_outside(p: *mut c_void, c: usize, small: bool) {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
         let st = tls::state();
@@ -459,7 +436,7 @@ unsafe fn keep_outside(p: *mut c_void, c: usize) {
             st.lists_exit_hook.set(1);
             init::register_thread_exit();
         }
-        magazine::keep_freed(p, c)
+        magazine::keep_freed(p, c, small, st.flags.get())
     }
 }
 
@@ -477,7 +454,8 @@ pub unsafe fn sized_free_unscoped(p: *mut c_void, size: usize, mflags: i32) {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
         match pool::freed(p) {
-            Freed::Keep(c) => keep_outside(p, c),
+            Freed::Small(c) => keep_outside(p, c, true),
+            Freed::Keep(c) => keep_outside(p, c, false),
             Freed::Unvouched => jem::free(p),
             Freed::Outside => jem::sdallocx(p, size, mflags),
         }
@@ -506,7 +484,8 @@ unsafe fn free_sorted_unscoped(p: *mut c_void, kind: Freed, mflags: i32) {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
         match kind {
-            Freed::Keep(c) => keep_outside(p, c),
+            Freed::Small(c) => keep_outside(p, c, true),
+            Freed::Keep(c) => keep_outside(p, c, false),
             Freed::Outside if mflags != 0 => jem::dallocx(p, mflags),
             Freed::Outside | Freed::Unvouched => jem::free(p),
         }
@@ -657,7 +636,8 @@ unsafe fn pool_free_sorted(p: *mut c_void, kind: Freed) {
             return;
         }
         match kind {
-            Freed::Keep(c) => magazine::keep_freed(p, c),
+            Freed::Small(c) => magazine::keep_freed(p, c, true, tls::flags()),
+            Freed::Keep(c) => magazine::keep_freed(p, c, false, tls::flags()),
             Freed::Outside | Freed::Unvouched => mailbox::defer_free(p),
         }
     }
@@ -687,7 +667,7 @@ unsafe fn pool_realloc(p: *mut c_void, size: usize, caller_bits: i32, flags: u32
             let usable = pool::class_of(q).map_or(size, sizeclass::size_of);
             move_contents(p, old, q, usable, size, caller_bits);
             match class {
-                Some(c) => magazine::keep_freed(p, c),
+                Some(c) => magazine::keep_freed(p, c, false, tls::flags()),
                 None => mailbox::defer_free(p),
             }
         }

@@ -360,15 +360,19 @@ pub fn refused_at_committed() -> usize {
 ///
 /// # Safety
 /// `p` is a live pool block of class `c`, given up by the caller.
+/// `small`: the class is known not large (`pool::Freed::Small`); `flags`:
+/// the thread's flag word, as the caller read it.
 #[inline(always)]
-pub unsafe fn keep_freed(p: *mut c_void, c: usize) {
+pub unsafe fn keep_freed(p: *mut c_void, c: usize, small: bool, flags: u32) {
     // SAFETY: the caller's contract.
     unsafe {
-        if tls::flags() & tls::THREAD_EXITED == 0 {
-            free(p, c)
-        } else {
-            give_one(p, c)
+        if flags & tls::THREAD_EXITED == 0 {
+            if !small {
+                return free(p, c);
+            }
+            return free_small(p, c);
         }
+        give_one(p, c)
     }
 }
 

@@ -1060,10 +1060,25 @@ fn prefault_own_image() {
 pub enum Freed {
     /// Not in the pool's range: jemalloc's.
     Outside,
+    /// A pool block of a small plain class (trusted from the table, never
+    /// large): kept on a thread's list.
+    Small(usize),
     /// A pool block that can be kept as this class (`keepable_class`).
     Keep(usize),
     /// A pool block whose size the table cannot vouch for.
     Unvouched,
+}
+
+impl Freed {
+    /// The class to keep the block as, and whether it is known small.
+    #[inline(always)]
+    pub fn kept(self) -> Option<(usize, bool)> {
+        match self {
+            Freed::Small(c) => Some((c, true)),
+            Freed::Keep(c) => Some((c, false)),
+            Freed::Outside | Freed::Unvouched => None,
+        }
+    }
 }
 
 /// Sorts a freed pointer: the range test inline (every free outside a
@@ -1079,7 +1094,7 @@ pub unsafe fn freed(p: *mut c_void) -> Freed {
     if let Some(c) = class_of(p) {
         if sizeclass::INFO[c].trusted {
             // The NORECLAIM lane's case: a small plain class, in line.
-            return Freed::Keep(c);
+            return Freed::Small(c);
         }
     }
     // SAFETY: the caller's contract.
