@@ -16,7 +16,8 @@ kvd_rs=${3:-}
 out=$here/../build/demo
 mkdir -p "$out"
 CC=${CC:-cc}
-$CC -std=gnu11 -O2 -Wall -Wextra -Werror -pthread -I"$here/../ffi-include" "$here/kvd.c" -o "$out/kvd" || exit 1
+# -g and frame pointers: memscope-stat sites names functions, lines and callers.
+$CC -std=gnu11 -O2 -g -fno-omit-frame-pointer -Wall -Wextra -Werror -pthread -I"$here/../ffi-include" "$here/kvd.c" -o "$out/kvd" || exit 1
 $CC -std=gnu11 -O2 -Wall -Wextra -Werror -pthread "$here/kvload.c" -o "$out/kvload" || exit 1
 
 stats_dir=$(mktemp -d)
@@ -73,6 +74,7 @@ run() {
     request "$port" STATS >"$out/$name.stats"
     "$cli" show "$daemon" --json >"$out/$name.json"
     "$cli" show "$daemon" >"$out/$name.show"
+    "$cli" sites "$daemon" >"$out/$name.sites"
     request "$port" SHUTDOWN >/dev/null
     wait "$daemon"
     local rc=$?
@@ -144,5 +146,8 @@ PY
 echo
 echo "memscope-stat show, scopes on (abridged):"
 sed -n '/Latency/,/└/p' "$out/scopes on.show"
+echo
+echo "memscope-stat sites, scopes on: what kvd allocates under its store lock (sampled):"
+awk '/^[a-z_]+:/ { on = /^noreclaim_alloc:/ } on' "$out/scopes on.sites" | head -14
 echo
 echo "(full outputs in build/demo/; the daemons exited cleanly; no segment is left)"

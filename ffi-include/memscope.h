@@ -69,6 +69,15 @@ int memscope_lib_check_routed(void (*probe)(void)) __attribute__((weak));
 int memscope_lib_prepare(size_t size, size_t count) __attribute__((weak));
 
 /* 1 if libmemscope.so is loaded in this process. */
+/* Pushes are inlined into their caller even unoptimised, so that where a
+ * scope was pushed (memscope-stat sites) is the caller's code, not this
+ * header's. */
+#if defined(__GNUC__) || defined(__clang__)
+#define MEMSCOPE__PUSH_INLINE static inline __attribute__((always_inline))
+#else
+#define MEMSCOPE__PUSH_INLINE static inline
+#endif
+
 static inline int memscope_loaded(void) { return memscope_lib_push != 0; }
 
 /* Enter a scope on the calling thread: ORs `flags` into the thread's
@@ -79,7 +88,7 @@ static inline int memscope_loaded(void) { return memscope_lib_push != 0; }
  * thread); the first NORECLAIM push on a thread sets up that thread's pool
  * cache. After that, push never allocates, never blocks, makes no
  * syscall, and is async-signal-safe. Without the library: returns 0. */
-static inline unsigned memscope_push(unsigned flags)
+MEMSCOPE__PUSH_INLINE unsigned memscope_push(unsigned flags)
 {
     /* Once per file that includes this header: the library compares its
      * version with this header's and, if their MAJOR.MINOR differ, says so
@@ -206,17 +215,17 @@ static inline void memscope_stats_flush(void)
 
 /* ---- Conveniences (no-ops when libmemscope.so is not loaded) ---------- */
 
-static inline unsigned memscope_save(unsigned flags) { return memscope_push(flags); }
+MEMSCOPE__PUSH_INLINE unsigned memscope_save(unsigned flags) { return memscope_push(flags); }
 
 static inline void memscope_restore(unsigned saved) { memscope_pop(saved); }
 
 /* Kernel-style pairs: unsigned s = memscope_noreclaim_save(); ...
  * memscope_noreclaim_restore(s); */
-static inline unsigned memscope_noreclaim_save(void) { return memscope_save(MEMSCOPE_NORECLAIM); }
+MEMSCOPE__PUSH_INLINE unsigned memscope_noreclaim_save(void) { return memscope_save(MEMSCOPE_NORECLAIM); }
 static inline void memscope_noreclaim_restore(unsigned s) { memscope_restore(s); }
-static inline unsigned memscope_nofail_save(void) { return memscope_save(MEMSCOPE_NOFAIL); }
+MEMSCOPE__PUSH_INLINE unsigned memscope_nofail_save(void) { return memscope_save(MEMSCOPE_NOFAIL); }
 static inline void memscope_nofail_restore(unsigned s) { memscope_restore(s); }
-static inline unsigned memscope_nowarn_save(void) { return memscope_save(MEMSCOPE_NOWARN); }
+MEMSCOPE__PUSH_INLINE unsigned memscope_nowarn_save(void) { return memscope_save(MEMSCOPE_NOWARN); }
 static inline void memscope_nowarn_restore(unsigned s) { memscope_restore(s); }
 static inline unsigned memscope_nofs_save(void) { return memscope_save(MEMSCOPE_NOFS); }
 static inline void memscope_nofs_restore(unsigned s) { memscope_restore(s); }

@@ -25,7 +25,7 @@
 #define MEMSCOPE_STATS_MAGIC "MEMSCOPE" /* 8 bytes, no NUL */
 #define MEMSCOPE_STATS_BYTE_ORDER 0x01020304u
 #define MEMSCOPE_STATS_ABI_MAJOR 1
-#define MEMSCOPE_STATS_ABI_MINOR 4
+#define MEMSCOPE_STATS_ABI_MINOR 5
 #define MEMSCOPE_STATS_READY 0x52454459u
 
 #define MEMSCOPE_STATS_OPS 3 /* alloc, free, realloc */
@@ -119,6 +119,41 @@ struct __attribute__((aligned(4096))) memscope_stats_header {
      * when (CLOCK_REALTIME), 0 if never. */
     uint64_t gauges_unix_ns;
     uint64_t gauges[MEMSCOPE_STATS_GAUGE_SLOTS];
+    /* ABI 1.5: call-site tables, one per slot (table i for slot i), at
+     * sites_offset bytes from the segment's start, site_table_size bytes
+     * each; 0 if the writer has none. */
+    uint64_t sites_offset;
+    uint32_t site_entries;
+    uint32_t site_frames;
+    uint32_t site_table_size;
+    uint32_t reserved1;
+};
+
+/* ABI 1.5: call sites (docs/STATS.md, "Call sites"). */
+#define MEMSCOPE_SITE_FRAMES 4
+#define MEMSCOPE_SITE_ENTRIES 32
+#define MEMSCOPE_SITE_REFUSED 1       /* exact */
+#define MEMSCOPE_SITE_POLICY 2        /* exact */
+#define MEMSCOPE_SITE_NOFAIL_WAIT 3   /* exact */
+#define MEMSCOPE_SITE_SAMPLED_ALLOC 4 /* sampled: count and bytes estimated */
+#define MEMSCOPE_SITE_SCOPE 5         /* timed scopes: bytes = total ns */
+
+struct memscope_site {
+    uint32_t kind; /* MEMSCOPE_SITE_*, 0: empty */
+    uint32_t depth;
+    uint64_t frames[MEMSCOPE_SITE_FRAMES]; /* return addresses, the call's first */
+    uint64_t count;
+    uint64_t bytes;
+    uint64_t max;
+    uint64_t last;
+};
+
+struct __attribute__((aligned(64))) memscope_site_table {
+    uint64_t seq; /* odd while written */
+    uint64_t clock;
+    uint32_t lock;
+    uint32_t reserved[11];
+    struct memscope_site entries[MEMSCOPE_SITE_ENTRIES];
 };
 
 struct __attribute__((aligned(4096))) memscope_stats_slot {

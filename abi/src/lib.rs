@@ -30,7 +30,9 @@ pub const ABI_MAJOR: u16 = 1;
 /// 1.4: events 27-31 (NORECLAIM refusals by cause, self-carved spans,
 /// impossible NOFAIL requests, failed maintenance-thread starts) and the
 /// `pool_self_carved_bytes` gauge, in the slots 1.3 reserved for them.
-pub const ABI_MINOR: u16 = 4;
+/// 1.5: call-site tables ([`SiteTable`], one per slot, after the slots;
+/// `Header::sites_offset`) and event 32 (`sites_dropped`).
+pub const ABI_MINOR: u16 = 5;
 /// `Header::ready` holds this once the segment is initialised.
 pub const READY: u32 = 0x5245_4459; // "READ" "Y"
 
@@ -159,7 +161,73 @@ pub struct Header {
     /// Memory gauges in `names::GAUGES` order, refreshed about once a
     /// second by the maintenance thread.
     pub gauges: [AtomicU64; GAUGE_SLOTS],
+    // ---- ABI 1.5 ----
+    /// Where the call-site tables begin (bytes from the segment's start):
+    /// `slot_count` tables of `site_table_size` bytes, table `i` for slot
+    /// `i`. 0: none (a writer before 1.5).
+    pub sites_offset: AtomicU64,
+    /// Entries per table and frames per entry, as the writer built them.
+    pub site_entries: AtomicU32,
+    pub site_frames: AtomicU32,
+    pub site_table_size: AtomicU32,
+    pub _reserved1: AtomicU32,
 }
+
+/// Frames kept per call site: the return address of the allocator call
+/// (or scope push), then its callers where frame pointers allow.
+pub const SITE_FRAMES: usize = 4;
+/// Entries per thread's call-site table (open-addressed; the oldest of
+/// a full probe window is evicted).
+pub const SITE_ENTRIES: usize = 32;
+
+/// Kinds of call-site records (`Site::kind`; names in `names::SITE_KINDS`).
+/// Exact: every event is recorded. Sampled: one call in
+/// `Header::sample_period` is, and its count and bytes are multiplied by
+/// the period (estimates).
+pub const SITE_REFUSED: u32 = 1;
+pub const SITE_POLICY: u32 = 2;
+pub const SITE_NOFAIL_WAIT: u32 = 3;
+pub const SITE_SAMPLED_ALLOC: u32 = 4;
+pub const SITE_SCOPE: u32 = 5;
+pub const SITE_KIND_MAX: u32 = 5;
+
+/// One call site of one kind in one thread's table.
+#[repr(C)]
+pub struct Site {
+    /// `SITE_*`; 0: the entry is empty.
+    pub kind: AtomicU32,
+    /// Frames recorded (1..=SITE_FRAMES).
+    pub depth: AtomicU32,
+    /// Return addresses, the allocator call's (or push's) first, then its
+    /// callers'. Frames past `depth` are 0.
+    pub frames: [AtomicU64; SITE_FRAMES],
+    /// Events (saturating): refusals, policy hits, NOFAIL waits, scopes;
+    /// for sampled allocations an estimate (samples times the period).
+    pub count: AtomicU64,
+    /// Bytes asked for (saturating; sampled: an estimate); for scopes the
+    /// total nanoseconds held.
+    pub bytes: AtomicU64,
+    /// The largest request, or for waits and scopes the longest, in ns.
+    pub max: AtomicU64,
+    /// The table's `clock` at the last record (the oldest is evicted).
+    pub last: AtomicU64,
+}
+
+/// A thread's call sites (or an aggregate's). The owner writes between
+/// two bumps of `seq` (odd while it writes), as [`Slot::seq`]; aggregate
+/// tables (retired, overflow) are written only while `lock` is held (0
+/// free, 1 held), and their `seq` moves the same way.
+#[repr(C, align(64))]
+pub struct SiteTable {
+    pub seq: AtomicU64,
+    /// Records so far (the eviction clock).
+    pub clock: AtomicU64,
+    pub lock: AtomicU32,
+    pub _reserved: [AtomicU32; 11],
+    pub entries: [Site; SITE_ENTRIES],
+}
+
+pub const SITE_TABLE_SIZE: usize = core::mem::size_of::<SiteTable>();
 
 /// Room for gauges (`names::GAUGES`; new ones are appended).
 pub const GAUGE_SLOTS: usize = 16;
@@ -205,7 +273,10 @@ pub struct Slot {
 
 pub const HEADER_SIZE: usize = core::mem::size_of::<Header>();
 pub const SLOT_SIZE: usize = core::mem::size_of::<Slot>();
-pub const SEGMENT_SIZE: usize = HEADER_SIZE + SLOT_TOTAL * SLOT_SIZE;
+/// Where the call-site tables start: after the slots, page-aligned.
+pub const SITES_OFFSET: usize = HEADER_SIZE + SLOT_TOTAL * SLOT_SIZE;
+pub const SITES_SIZE: usize = (SLOT_TOTAL * SITE_TABLE_SIZE + 4095) & !4095;
+pub const SEGMENT_SIZE: usize = SITES_OFFSET + SITES_SIZE;
 
 /// `memscope.<pid>`, the first name a process tries; then `memscope.<pid>.<n>`.
 pub const FILE_PREFIX: &str = "memscope.";
@@ -228,5 +299,9 @@ mod tests {
         assert!(names::EVENTS.len() <= EVENT_SLOTS);
         assert!(names::TIMERS.len() <= TIMER_SLOTS);
         assert!(names::GAUGES.len() <= GAUGE_SLOTS);
+        assert_eq!(names::SITE_KINDS.len(), SITE_KIND_MAX as usize);
+        assert_eq!(core::mem::size_of::<Site>(), 72);
+        assert_eq!(SITE_TABLE_SIZE % 64, 0);
+        assert_eq!(SITES_OFFSET % 4096, 0);
     }
 }

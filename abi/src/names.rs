@@ -72,7 +72,7 @@ pub const GAUGES: [(&str, &str); 15] = [
 ];
 
 /// Event counters, `Header::events` order. Each line: name, meaning.
-pub const EVENTS: [(&str, &str); 32] = [
+pub const EVENTS: [(&str, &str); 33] = [
     (
         "pool_refills",
         "the maintenance thread committed and pre-faulted more NORECLAIM pool",
@@ -182,6 +182,36 @@ pub const EVENTS: [(&str, &str); 32] = [
     (
         "maintenance_start_failures",
         "attempts to start the maintenance thread that failed (the pool does not refill)",
+    ),
+    (
+        "sites_dropped",
+        "call-site records dropped: a shared table (overflow threads, exiting threads) was busy",
+    ),
+];
+
+/// Call-site record kinds (`Site::kind` - 1 order), with whether their
+/// counts are exact.
+pub const SITE_KINDS: [(&str, &str, bool); 5] = [
+    ("refused", "NORECLAIM allocations refused", true),
+    (
+        "policy",
+        "impossible NOFAIL requests answered by MEMSCOPE_NOFAIL_POLICY",
+        true,
+    ),
+    (
+        "nofail_wait",
+        "NOFAIL requests that waited (reclaimers, retries)",
+        true,
+    ),
+    (
+        "noreclaim_alloc",
+        "allocations inside NORECLAIM, sampled (count and bytes estimated)",
+        false,
+    ),
+    (
+        "scope",
+        "timed NORECLAIM scopes (a few a second) by where they were pushed: time held",
+        false,
     ),
 ];
 

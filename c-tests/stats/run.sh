@@ -75,6 +75,61 @@ finish() { # closes the fifo, waits for the program
 
 json() { "$cli" show "$1" --json; }
 
+# --------------------------------------------------------------- call sites
+# Three known sites and one long scope (sites.c), read live: `sites` names
+# each function, and the exact kinds' counts equal what the program did.
+if want sites && build_c sites; then
+    for sample in 1 default; do
+        name="sites (sample $sample)"
+        envs=()
+        [ "$sample" = 1 ] && envs=(MEMSCOPE_STATS_SAMPLE=1)
+        rm -f "$out/sites.fifo"
+        mkfifo "$out/sites.fifo"
+        env LD_PRELOAD="$lib" "${envs[@]}" "$out/sites" <"$out/sites.fifo" >"$out/sites.out" 2>"$out/sites.err" &
+        spid=$!
+        pids+=("$spid")
+        exec {sfd}>"$out/sites.fifo"
+        for _ in $(seq 600); do
+            grep -q ready "$out/sites.out" 2>/dev/null && break
+            sleep 0.05
+        done
+        "$cli" sites "$spid" --json >"$out/sites.json" 2>"$out/sites.cli.err"
+        "$cli" sites "$spid" >"$out/sites.txt" 2>>"$out/sites.cli.err"
+        exec {sfd}>&-
+        wait "$spid"
+        check "$name: each site named, exact counts equal the program's" python3 - "$out/sites.json" "$sample" <<'PY'
+import json, sys
+sites = json.load(open(sys.argv[1]))
+exact_plain = sys.argv[2] == "1"
+def at(kind, func):
+    got = [s for s in sites if s["kind"] == kind and s["frames"] and (s["frames"][0]["function"] or "").endswith(func)]
+    assert len(got) == 1, (kind, func, [(s["kind"], s["frames"][0]) for s in sites])
+    return got[0]
+r = at("refused", "refused_here")
+assert (r["count"], r["bytes"], r["max"]) == (3, 3 * (8 << 20), 8 << 20), r
+assert r["frames"][0]["file"].endswith("sites.c") and r["frames"][0]["line"] > 0, r
+w = at("nofail_wait", "nofail_here")
+assert (w["count"], w["bytes"]) == (2, 2 * 4096), w
+p = at("noreclaim_alloc", "plain_here")
+if exact_plain:
+    # Every call timed, one in 16 recorded with weight 16 (stats/sites.rs).
+    assert 20000 - 16 <= p["count"] <= 20000 and p["count"] % 16 == 0 and p["bytes"] == p["count"] * 64, p
+else:
+    assert 20000 // 4 <= p["count"] <= 20000 * 4, p
+assert not p["exact"] and r["exact"] and w["exact"]
+sc = at("scope", "long_scope_here")
+assert sc["count"] == 1 and sc["max"] >= 30_000_000, sc
+assert all(s["kind"] != "refused" or s["frames"][0]["function"].endswith("refused_here") for s in sites), sites
+PY
+        check "$name: the text names the functions" grep -q "refused_here (sites.c:" "$out/sites.txt"
+    done
+    # A process that is not ours to read: a clear error, not a panic.
+    if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1; then
+        check "sites: another user's segment is refused clearly" bash -c \
+            "! su nobody -s /bin/sh -c '\"$cli\" sites $$ --dir \"$D\"' 2>\"$out/sites.nobody\" && grep -qi 'memscope-stat:' \"$out/sites.nobody\""
+    fi
+fi
+
 # -------------------------------------------------------- exact live counts
 if want stats_workers live && start live -- live 3 1000 500; then
     json $pid >"$out/live.json"

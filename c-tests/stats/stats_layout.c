@@ -9,6 +9,8 @@
 #define H(f) printf("header.%s %zu\n", #f, offsetof(struct memscope_stats_header, f))
 #define S(f) printf("slot.%s %zu\n", #f, offsetof(struct memscope_stats_slot, f))
 #define G(f) printf("histogram.%s %zu\n", #f, offsetof(struct memscope_histogram, f))
+#define E(f) printf("site.%s %zu\n", #f, offsetof(struct memscope_site, f))
+#define T(f) printf("site_table.%s %zu\n", #f, offsetof(struct memscope_site_table, f))
 
 int main(void)
 {
@@ -19,6 +21,13 @@ int main(void)
     H(timer_count); H(cmdline_len); H(cmdline); H(events); H(timers);
     H(profile_request); H(profile_done); H(profile_status); H(lib_version);
     H(gauges_unix_ns); H(gauges);
+    H(sites_offset); H(site_entries); H(site_frames); H(site_table_size);
+    E(kind); E(depth); E(frames); E(count); E(bytes); E(max); E(last);
+    T(seq); T(clock); T(lock); T(entries);
+    printf("size.site %zu\n", sizeof(struct memscope_site));
+    printf("size.site_table %zu\n", sizeof(struct memscope_site_table));
+    printf("const.site_frames %d\n", MEMSCOPE_SITE_FRAMES);
+    printf("const.site_entries %d\n", MEMSCOPE_SITE_ENTRIES);
     S(seq); S(state); S(tid); S(name); S(threads); S(allocated_bytes);
     S(deallocated_bytes); S(ops); S(latency); S(nofail_wait_since_ns); S(nofail_wait_bytes);
     S(noreclaim_scope);

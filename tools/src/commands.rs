@@ -74,11 +74,32 @@ pub enum Format {
 pub fn show(dir: &Path, pid: u32, format: Format) -> Result<(), ReadError> {
     let snap = segment::find(dir, pid)?.snapshot()?;
     let text = match format {
-        Format::Text { all_events } => report::text(&snap, all_events),
+        Format::Text { all_events } => {
+            let mut t = report::text(&snap, all_events);
+            // A short "top sites" section; `sites` has the rest.
+            if let Ok(sites) = crate::sites::collect(dir, pid) {
+                if !sites.is_empty() {
+                    t += &format!("\ntop call sites (memscope-stat sites {pid} for all, with callers):\n");
+                    t += &crate::sites::summary(&sites, 3);
+                }
+            }
+            t
+        }
         Format::Json => serde_json::to_string_pretty(&report::json(&snap)).unwrap_or_default() + "\n",
         Format::Prometheus(labels) => report::prometheus(std::slice::from_ref(&snap), labels),
     };
     out!("{text}");
+    Ok(())
+}
+
+/// `sites`: the process's call sites, as text or JSON.
+pub fn sites(dir: &Path, pid: u32, json: bool, top: usize) -> Result<(), ReadError> {
+    let sites = crate::sites::collect(dir, pid)?;
+    if json {
+        out!("{}\n", serde_json::to_string_pretty(&sites).unwrap_or_default());
+    } else {
+        out!("{}", crate::sites::text(&sites, top));
+    }
     Ok(())
 }
 

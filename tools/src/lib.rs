@@ -12,3 +12,4 @@ pub mod report;
 pub mod run;
 pub mod segment;
 pub mod serve;
+pub mod sites;

@@ -70,6 +70,20 @@ enum Command {
         #[arg(long)]
         all_events: bool,
     },
+    /// Where a process's allocations were refused, hit the NOFAIL policy or
+    /// waited (exact), where it allocates inside NORECLAIM (sampled), and
+    /// where its timed NORECLAIM scopes were pushed: call sites, symbolized.
+    Sites {
+        pid: u32,
+        #[command(flatten)]
+        dir: DirArg,
+        /// JSON (schema in docs/STATS.md).
+        #[arg(long)]
+        json: bool,
+        /// Sites shown per kind.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+    },
     /// Redraw a process's call rates and interval percentiles until it exits.
     Watch {
         pid: u32,
@@ -162,6 +176,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run { lib, cmd } => run::run(lib, &cmd),
         Command::List { dir, all } => done(commands::list(&dir.path(), all)),
+        Command::Sites { pid, dir, json, top } => done(commands::sites(&dir.path(), pid, json, top)),
         Command::Show {
             pid,
             dir,

@@ -13,7 +13,7 @@ use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use memscope_abi::{self as abi, Buckets, Header, Histogram, Slot, BUCKETS, CONTEXTS, OPS};
+use memscope_abi::{self as abi, Buckets, Header, Histogram, Site, SiteTable, Slot, BUCKETS, CONTEXTS, OPS};
 
 /// Why a segment could not be read. Each kind has its own exit status.
 #[derive(Debug)]
@@ -429,6 +429,16 @@ pub fn abi_minor_of(seg: &Segment) -> Result<u16, ReadError> {
     Ok(u16::from_ne_bytes(b))
 }
 
+/// One call-site entry as a table holds it.
+#[derive(Clone, Debug)]
+pub struct RawSite {
+    pub kind: u32,
+    pub frames: Vec<u64>,
+    pub count: u64,
+    pub bytes: u64,
+    pub max: u64,
+}
+
 /// An opened, validated segment.
 pub struct Segment {
     pub path: PathBuf,
@@ -493,6 +503,88 @@ impl Segment {
                 ReadError::Access(format!("{}: {e}", self.path.display()))
             }
         })
+    }
+
+    /// The call-site tables (ABI 1.5; none from an older writer): every
+    /// entry in use, each table copied between two equal even reads of
+    /// its `seq` (a table still changing after a few tries is skipped).
+    pub fn sites(&self) -> Result<Vec<RawSite>, ReadError> {
+        if abi_minor_of(self)? < 5 {
+            return Ok(Vec::new());
+        }
+        let off = self.u64_at(offset_of!(Header, sites_offset))?;
+        if off == 0 {
+            return Ok(Vec::new());
+        }
+        let mut w = [0u8; 4];
+        let mut word = |field: usize| -> Result<u32, ReadError> {
+            self.read_at(&mut w, field as u64)?;
+            Ok(u32::from_ne_bytes(w))
+        };
+        let (entries, frames, size) = (
+            word(offset_of!(Header, site_entries))? as usize,
+            word(offset_of!(Header, site_frames))? as usize,
+            word(offset_of!(Header, site_table_size))? as usize,
+        );
+        let slots = self.u64_at(offset_of!(Header, slot_count))? as u32 as usize;
+        let seg_size = self.u64_at(offset_of!(Header, segment_size))?;
+        if entries != abi::SITE_ENTRIES || frames != abi::SITE_FRAMES || size != abi::SITE_TABLE_SIZE {
+            return Err(corrupt(
+                &self.path,
+                format_args!(
+                    "call-site tables of {entries} entries, {frames} frames, {size} bytes: not this reader's"
+                ),
+            ));
+        }
+        let end = (slots as u64)
+            .checked_mul(size as u64)
+            .and_then(|t| t.checked_add(off));
+        if end.is_none_or(|e| e > seg_size) || off % 8 != 0 {
+            return Err(corrupt(
+                &self.path,
+                format_args!("{slots} call-site tables at offset {off} do not fit in {seg_size} bytes"),
+            ));
+        }
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; size];
+        let at = |b: &[u8], o: usize| u64::from_ne_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]));
+        for i in 0..slots {
+            let base = off + (i * size) as u64;
+            let mut ok = false;
+            for _ in 0..8 {
+                let before = self.u64_at(base as usize)?;
+                if before % 2 == 1 {
+                    std::thread::yield_now();
+                    continue;
+                }
+                self.read_at(&mut buf, base)?;
+                if self.u64_at(base as usize)? == before && at(&buf, 0) == before {
+                    ok = true;
+                    break;
+                }
+            }
+            if !ok {
+                continue;
+            }
+            for e in 0..entries {
+                let o = offset_of!(SiteTable, entries) + e * size_of::<Site>();
+                let b = &buf[o..o + size_of::<Site>()];
+                let kind = u32::from_ne_bytes(b[0..4].try_into().unwrap_or([0; 4]));
+                if kind == 0 || kind > abi::SITE_KIND_MAX {
+                    continue;
+                }
+                let depth = (u32::from_ne_bytes(b[4..8].try_into().unwrap_or([0; 4])) as usize).min(frames);
+                let f = offset_of!(Site, frames);
+                out.push(RawSite {
+                    kind,
+                    frames: (0..depth).map(|k| at(b, f + 8 * k)).filter(|&a| a != 0).collect(),
+                    count: at(b, offset_of!(Site, count)),
+                    bytes: at(b, offset_of!(Site, bytes)),
+                    max: at(b, offset_of!(Site, max)),
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// The 8 bytes at `off`, as the writer's u64.

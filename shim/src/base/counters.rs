@@ -86,9 +86,12 @@ pub enum Event {
     /// Attempts to start the maintenance thread that failed (`clone`
     /// refused); scopes then run without it (`mailbox::start_failed`).
     MaintenanceStartFailure,
+    /// Call-site records dropped: a shared table (overflow threads,
+    /// exiting threads folding theirs) was busy (`stats::sites`).
+    SitesDropped,
 }
 
-pub const EVENT_COUNT: usize = Event::MaintenanceStartFailure as usize + 1;
+pub const EVENT_COUNT: usize = Event::SitesDropped as usize + 1;
 
 /// Where counts go before the stats segment exists, or when stats are off.
 static LOCAL: [AtomicU64; EVENT_COUNT] = [const { AtomicU64::new(0) }; EVENT_COUNT];

@@ -137,6 +137,13 @@ pub struct ThreadStats {
     pub(crate) deallocatedp: Cell<usize>,
     /// While a timed NORECLAIM scope lasts, its start in ticks; else 0.
     pub(crate) scope_t0: Cell<u64>,
+    /// ... and where it was pushed (`stats::sites`): return addresses, how
+    /// many.
+    pub(crate) scope_site: [Cell<u64>; memscope_abi::SITE_FRAMES],
+    pub(crate) scope_site_depth: Cell<u32>,
+    /// Timed NORECLAIM allocations since the last one whose site was
+    /// recorded (`stats::sites::noreclaim_call`).
+    pub(crate) site_skipped: Cell<u32>,
 }
 
 impl ThreadStats {
@@ -165,6 +172,9 @@ impl ThreadStats {
         allocatedp: Cell::new(0),
         deallocatedp: Cell::new(0),
         scope_t0: Cell::new(0),
+        scope_site: [const { Cell::new(0) }; memscope_abi::SITE_FRAMES],
+        scope_site_depth: Cell::new(0),
+        site_skipped: Cell::new(0),
     };
 }
 

@@ -106,6 +106,7 @@ fn wait_started_up() {
 }
 
 fn run() {
+    crate::stats::sites::learn_stack_offsets();
     crate::daemon::pressure::ensure_watching();
     let mut poll_us = POLL_MIN_US;
     let mut last_purges = 0;

@@ -91,6 +91,7 @@ pub unsafe fn malloc(size: usize) -> *mut c_void {
     let p = unsafe { pool_alloc(size, 0, st.flags.get()) };
     if p.is_null() {
         set_errno(libc::ENOMEM);
+        stats::sites::noreclaim_call(size, true, false);
     }
     p
 }
@@ -170,7 +171,13 @@ pub unsafe fn alloc(size: usize, mallocx_flags: i32) -> *mut c_void {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
         let flags = scope_flags();
-        counted(OP_ALLOC, flags, || alloc_in(size, mallocx_flags, flags))
+        let t0 = stats::slow_counted(OP_ALLOC, flags);
+        let p = alloc_in(size, mallocx_flags, flags);
+        if flags & NORECLAIM != 0 {
+            stats::sites::noreclaim_call(size, p.is_null(), t0.is_some());
+        }
+        stats::slow_timed(OP_ALLOC, flags, t0);
+        p
     }
 }
 

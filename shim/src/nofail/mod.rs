@@ -261,6 +261,7 @@ pub fn impossible(size: usize, errno: i32) -> *mut c_void {
 #[cold]
 fn policy(kind: Event, size: usize, flags: u32) -> *mut c_void {
     count(kind);
+    crate::stats::sites::record(memscope_abi::SITE_POLICY, 1, size as u64, size as u64);
     let why = match kind {
         Event::PolicyTooLarge => "larger than MEMSCOPE_NOFAIL_MAX",
         Event::PolicyDeadline => "MEMSCOPE_NOFAIL_DEADLINE_MS passed",

@@ -142,6 +142,7 @@ extern "C" fn on_load(argc: c_int, argv: *const *const c_char, _envp: *const *co
         return;
     }
     crate::os::note_argv(usize::try_from(argc).unwrap_or(0), argv);
+    stats::sites::learn_at_load();
     global();
     // If an earlier library's constructor allocated first, the segment
     // exists already, made without the arguments.

@@ -18,6 +18,7 @@
 pub mod clock;
 pub mod profile;
 pub mod segment;
+pub mod sites;
 pub mod thread;
 pub mod tid;
 

@@ -208,6 +208,14 @@ pub fn prefault_for_scopes() {
 unsafe fn prefault_shared(base: *mut u8) {
     // SAFETY: the caller's contract.
     unsafe { os::prefault_write(base, abi::HEADER_SIZE + abi::SLOT_FIRST_THREAD * abi::SLOT_SIZE) };
+    // The shared call-site tables (retired, overflow), which come first.
+    // SAFETY: the caller's contract; the tables lie inside the mapping.
+    unsafe {
+        os::prefault_write(
+            base.add(abi::SITES_OFFSET),
+            abi::SLOT_FIRST_THREAD * abi::SITE_TABLE_SIZE,
+        )
+    };
 }
 
 fn map_and_fill(fd: i32, pid: u32) -> bool {
@@ -236,6 +244,10 @@ fn map_and_fill(fd: i32, pid: u32) -> bool {
     h.slot_size.store(abi::SLOT_SIZE as u32, Relaxed);
     h.bucket_count.store(abi::BUCKETS as u32, Relaxed);
     h.slots_offset.store(abi::HEADER_SIZE as u64, Relaxed);
+    h.sites_offset.store(abi::SITES_OFFSET as u64, Relaxed);
+    h.site_entries.store(abi::SITE_ENTRIES as u32, Relaxed);
+    h.site_frames.store(abi::SITE_FRAMES as u32, Relaxed);
+    h.site_table_size.store(abi::SITE_TABLE_SIZE as u32, Relaxed);
     h.start_unix_ns.store(super::clock::realtime_ns(), Relaxed);
     h.sample_period.store(super::sample_period(), Relaxed);
     h.lib_version.store(crate::base::config::VERSION, Relaxed);

@@ -295,6 +295,8 @@ fn claim(h: &'static abi::Header) -> Option<(&'static Slot, usize)> {
         // Fault every page in now, for later use on a NORECLAIM thread.
         // SAFETY: this slot, which this thread now owns, mapped writable.
         unsafe { crate::os::prefault_write(base, abi::SLOT_SIZE) };
+        // And its call-site table (`sites`), written from scoped threads too.
+        super::sites::prefault(h, i);
         // The name is left to readers (they read /proc/<pid>/task/<tid>/comm:
         // threads are often named after their first allocation, and asking
         // the kernel here would be a syscall on a thread that may live
@@ -600,6 +602,7 @@ pub fn slow_end(op: usize, ctx: usize, start: u64) {
 /// (`now_ns`: CLOCK_MONOTONIC): readers list it as waiting until
 /// `nofail_wait_end`. Threads without a slot of their own are not listed.
 pub fn nofail_wait_begin(bytes: usize, now_ns: u64) {
+    super::sites::record(abi::SITE_NOFAIL_WAIT, 1, bytes as u64, bytes as u64);
     let s = &tls::state().stats;
     if s.slot.get() != 0 {
         // SAFETY: the slot this thread claimed.
@@ -640,6 +643,7 @@ fn arm_scope_timing(st: &ThreadState) {
 /// The push of a timed scope: its start.
 pub fn noreclaim_timing_starts(s: &ThreadStats) {
     if s.mode.get() != MODE_OFF {
+        super::sites::scope_pushed(s);
         s.scope_t0.set(clock::ticks());
     }
 }
@@ -661,6 +665,7 @@ pub fn noreclaim_timing_cancel(s: &ThreadStats) {
 fn scope_sample_end(s: &ThreadStats) {
     let ns = clock::since(s.scope_t0.get());
     s.scope_t0.set(0);
+    super::sites::scope_popped(s, ns);
     match s.mode.get() {
         MODE_SLOT => {
             // SAFETY: the slot this thread claimed, in the live mapping.
@@ -705,6 +710,7 @@ pub fn exit(st: &ThreadState) {
     let slot = unsafe { &*(s.slot.get() as *const Slot) };
     let retired = segment::slot(h, abi::SLOT_RETIRED);
     h.folds_started.fetch_add(1, SeqCst);
+    super::sites::fold_at_exit(s.slot_index.get());
     add_to_aggregate(s, abi::SLOT_RETIRED, None);
     retired.threads.fetch_add(1, Relaxed);
     let seq = slot.seq.load(Relaxed);
