@@ -137,13 +137,6 @@ pub struct ThreadStats {
     pub(crate) deallocatedp: Cell<usize>,
     /// While a timed NORECLAIM scope lasts, its start in ticks; else 0.
     pub(crate) scope_t0: Cell<u64>,
-    /// ... and where it was pushed (`stats::sites`): return addresses, how
-    /// many.
-    pub(crate) scope_site: [Cell<u64>; memscope_abi::SITE_FRAMES],
-    pub(crate) scope_site_depth: Cell<u32>,
-    /// Timed NORECLAIM allocations since the last one whose site was
-    /// recorded (`stats::sites::noreclaim_call`).
-    pub(crate) site_skipped: Cell<u32>,
 }
 
 impl ThreadStats {
@@ -172,9 +165,6 @@ impl ThreadStats {
         allocatedp: Cell::new(0),
         deallocatedp: Cell::new(0),
         scope_t0: Cell::new(0),
-        scope_site: [const { Cell::new(0) }; memscope_abi::SITE_FRAMES],
-        scope_site_depth: Cell::new(0),
-        site_skipped: Cell::new(0),
     };
 }
 
@@ -229,6 +219,16 @@ pub struct ThreadBss {
     /// Non-zero while this thread is inside an operation on its lists or
     /// its deferred frees (`enter_lists`).
     pub busy: Cell<u32>,
+    /// Timed NORECLAIM allocations since the last one whose site was
+    /// recorded (`stats::sites::noreclaim_call`).
+    pub site_skipped: Cell<u32>,
+    /// While a timed NORECLAIM scope lasts, where it was pushed
+    /// (`stats::sites`): return addresses, how many. Here, not in
+    /// `ThreadState`: that block's size places jemalloc's thread data after
+    /// it, and 40 more bytes there made every plain malloc+free pair 2 ns
+    /// slower (docs/DECISIONS.md, D54).
+    pub scope_site: [Cell<u64>; memscope_abi::SITE_FRAMES],
+    pub scope_site_depth: Cell<u32>,
 }
 
 /// Marks this thread's lists (magazines, deferred frees) busy for one

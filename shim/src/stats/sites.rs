@@ -237,7 +237,8 @@ fn capture(_: &mut [u64; SITE_FRAMES]) -> u32 {
 
 /// The push of a timed NORECLAIM scope (`thread::noreclaim_timing_starts`):
 /// where it was pushed, kept until its pop.
-pub fn scope_pushed(s: &tls::ThreadStats) {
+pub fn scope_pushed() {
+    let s = tls::bss();
     let mut frames = [0u64; SITE_FRAMES];
     let depth = capture(&mut frames);
     for (c, f) in s.scope_site.iter().zip(frames) {
@@ -247,7 +248,8 @@ pub fn scope_pushed(s: &tls::ThreadStats) {
 }
 
 /// The pop of a timed NORECLAIM scope that lasted `ns`.
-pub fn scope_popped(s: &tls::ThreadStats, ns: u64) {
+pub fn scope_popped(ns: u64) {
+    let s = tls::bss();
     let depth = s.scope_site_depth.replace(0);
     if depth == 0 {
         return;
@@ -272,7 +274,7 @@ pub fn noreclaim_call(size: usize, refused: bool, timed: bool) {
     if refused {
         record(abi::SITE_REFUSED, 1, size as u64, size as u64);
     } else if timed {
-        let s = &tls::state().stats;
+        let s = tls::bss();
         let skipped = s.site_skipped.get() + 1;
         if skipped < SITE_SUBSAMPLE {
             s.site_skipped.set(skipped);

@@ -643,7 +643,7 @@ fn arm_scope_timing(st: &ThreadState) {
 /// The push of a timed scope: its start.
 pub fn noreclaim_timing_starts(s: &ThreadStats) {
     if s.mode.get() != MODE_OFF {
-        super::sites::scope_pushed(s);
+        super::sites::scope_pushed();
         s.scope_t0.set(clock::ticks());
     }
 }
@@ -665,7 +665,7 @@ pub fn noreclaim_timing_cancel(s: &ThreadStats) {
 fn scope_sample_end(s: &ThreadStats) {
     let ns = clock::since(s.scope_t0.get());
     s.scope_t0.set(0);
-    super::sites::scope_popped(s, ns);
+    super::sites::scope_popped(ns);
     match s.mode.get() {
         MODE_SLOT => {
             // SAFETY: the slot this thread claimed, in the live mapping.
