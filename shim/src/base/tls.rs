@@ -465,6 +465,15 @@ pub unsafe fn bss_of(st: &ThreadState) -> &ThreadBss {
 mod tests {
     use super::*;
 
+    /// The block's size places jemalloc's thread data after it in the TLS
+    /// block: 40 bytes more once made every plain malloc+free pair 2 ns
+    /// slower (docs/DECISIONS.md, D54). A change here is measured with
+    /// `make bench` first, then this number is updated.
+    #[test]
+    fn the_thread_block_keeps_its_size() {
+        assert_eq!(core::mem::size_of::<ThreadState>(), 560);
+    }
+
     #[test]
     fn new_threads_start_unseen_and_state_is_per_thread() {
         std::thread::spawn(|| {
