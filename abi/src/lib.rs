@@ -31,7 +31,8 @@ pub const ABI_MAJOR: u16 = 1;
 /// impossible NOFAIL requests, failed maintenance-thread starts) and the
 /// `pool_self_carved_bytes` gauge, in the slots 1.3 reserved for them.
 /// 1.5: call-site tables ([`SiteTable`], one per slot, after the slots;
-/// `Header::sites_offset`) and event 32 (`sites_dropped`).
+/// `Header::sites_offset`) and events 32-33 (`sites_dropped`,
+/// `sites_evicted`).
 pub const ABI_MINOR: u16 = 5;
 /// `Header::ready` holds this once the segment is initialised.
 pub const READY: u32 = 0x5245_4459; // "READ" "Y"

@@ -72,7 +72,7 @@ pub const GAUGES: [(&str, &str); 15] = [
 ];
 
 /// Event counters, `Header::events` order. Each line: name, meaning.
-pub const EVENTS: [(&str, &str); 33] = [
+pub const EVENTS: [(&str, &str); 34] = [
     (
         "pool_refills",
         "the maintenance thread committed and pre-faulted more NORECLAIM pool",
@@ -185,7 +185,11 @@ pub const EVENTS: [(&str, &str); 33] = [
     ),
     (
         "sites_dropped",
-        "call-site records dropped: a shared table (overflow threads, exiting threads) was busy",
+        "call-site records dropped: a shared table (overflow threads, exiting threads) stayed busy",
+    ),
+    (
+        "sites_evicted",
+        "call sites evicted from a full table (32 per thread), their counts with them",
     ),
 ];
 

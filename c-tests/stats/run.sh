@@ -78,7 +78,7 @@ json() { "$cli" show "$1" --json; }
 # --------------------------------------------------------------- call sites
 # Three known sites and one long scope (sites.c), read live: `sites` names
 # each function, and the exact kinds' counts equal what the program did.
-if want sites && build_c sites; then
+if want sites && build_c sites -pthread; then
     for sample in 1 default; do
         name="sites (sample $sample)"
         envs=()
@@ -117,9 +117,14 @@ if exact_plain:
 else:
     assert 20000 // 4 <= p["count"] <= 20000 * 4, p
 assert not p["exact"] and r["exact"] and w["exact"]
+rr = at("refused", "realloc_here")
+assert (rr["count"], rr["bytes"]) == (4, 4 * (8 << 20)), rr
+th = at("refused", "thread_here")
+assert th["count"] == 64 * 10, th
 sc = at("scope", "long_scope_here")
 assert sc["count"] == 1 and sc["max"] >= 30_000_000, sc
-assert all(s["kind"] != "refused" or s["frames"][0]["function"].endswith("refused_here") for s in sites), sites
+assert all(s["kind"] != "refused" or s["frames"][0]["function"].endswith(("refused_here", "realloc_here", "thread_here"))
+           for s in sites), sites
 PY
         check "$name: the text names the functions" grep -q "refused_here (sites.c:" "$out/sites.txt"
     done

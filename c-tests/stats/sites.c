@@ -7,10 +7,16 @@
  *   nofail_here      2 NOFAIL requests whose first ordinary attempt fails
  *                    (memscope_test_fail_next): each waits once;
  *   plain_here       20,000 allocations of 64 bytes inside NORECLAIM
- *                    (sampled; with MEMSCOPE_STATS_SAMPLE=1 every one).
+ *                    (sampled; with MEMSCOPE_STATS_SAMPLE=1 every one);
+ *   realloc_here     4 reallocs of a small block to 8 MiB inside NORECLAIM
+ *                    (refused: realloc's refusals count too);
+ *   thread_here      64 threads started together, each refusing 10
+ *                    requests and exiting at once (their tables fold into
+ *                    the retired one while others exit: none may be lost).
  * Then prints "ready" and waits for stdin to close, so that the runner
  * reads the segment of a live process. */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -46,6 +52,30 @@ __attribute__((noinline)) static void *plain_here(void)
     return malloc(64);
 }
 
+__attribute__((noinline)) static void *realloc_here(void *p)
+{
+    return realloc(p, 8u << 20);
+}
+
+#define THREADS 64
+static pthread_barrier_t start;
+
+__attribute__((noinline)) static void *thread_here(void)
+{
+    return malloc(8u << 20);
+}
+
+static void *refusing_thread(void *arg)
+{
+    (void)arg;
+    pthread_barrier_wait(&start);
+    unsigned s = memscope_push(MEMSCOPE_NORECLAIM | MEMSCOPE_NOWARN);
+    for (int i = 0; i < 10; i++)
+        CHECK(thread_here() == NULL);
+    memscope_pop(s);
+    return NULL;
+}
+
 int main(void)
 {
     CHECK(memscope_loaded());
@@ -56,6 +86,8 @@ int main(void)
         CHECK(refused_here() == NULL);
     for (int i = 0; i < PLAIN; i++)
         CHECK((kept[i] = plain_here()) != NULL);
+    for (int i = 0; i < 4; i++)
+        CHECK(realloc_here(kept[i]) == NULL);
     memscope_pop(s);
     for (int i = 0; i < PLAIN; i++)
         free(kept[i]);
@@ -67,6 +99,13 @@ int main(void)
         free(p);
     }
     memscope_pop(s);
+
+    pthread_t t[THREADS];
+    pthread_barrier_init(&start, NULL, THREADS);
+    for (int i = 0; i < THREADS; i++)
+        CHECK(pthread_create(&t[i], NULL, refusing_thread, NULL) == 0);
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(t[i], NULL);
     if (check_failures)
         return check_result();
 

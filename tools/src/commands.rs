@@ -95,8 +95,25 @@ pub fn show(dir: &Path, pid: u32, format: Format) -> Result<(), ReadError> {
 /// `sites`: the process's call sites, as text or JSON.
 pub fn sites(dir: &Path, pid: u32, json: bool, top: usize) -> Result<(), ReadError> {
     let sites = crate::sites::collect(dir, pid)?;
+    // Records a busy shared table dropped, and sites a full table evicted,
+    // are not in the counts: say so (counts are then lower bounds).
+    let snap = segment::find(dir, pid)?.snapshot()?;
+    let event = |name: &str| {
+        snap.events
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(0, |(_, v)| *v)
+    };
+    let (dropped, evicted) = (event("sites_dropped"), event("sites_evicted"));
+    if dropped + evicted > 0 {
+        eprintln!(
+            "memscope-stat: {dropped} call-site record(s) dropped (a shared table stayed busy) and {evicted} site(s) evicted \
+             from full tables: the counts below are lower bounds"
+        );
+    }
     if json {
-        out!("{}\n", serde_json::to_string_pretty(&sites).unwrap_or_default());
+        let kept = crate::sites::top_per_kind(&sites, top);
+        out!("{}\n", serde_json::to_string_pretty(&kept).unwrap_or_default());
     } else {
         out!("{}", crate::sites::text(&sites, top));
     }

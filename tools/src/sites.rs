@@ -121,6 +121,19 @@ pub fn collect(dir: &Path, pid: u32) -> Result<Vec<Site>, ReadError> {
     Ok(merged)
 }
 
+/// The `top` most frequent sites of each kind, in `collect`'s order.
+pub fn top_per_kind(sites: &[Site], top: usize) -> Vec<&Site> {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    sites
+        .iter()
+        .filter(|s| {
+            let n = seen.entry(s.kind).or_insert(0);
+            *n += 1;
+            *n <= top
+        })
+        .collect()
+}
+
 /// Text: per kind, the `top` sites.
 pub fn text(sites: &[Site], top: usize) -> String {
     let mut s = String::new();
@@ -200,14 +213,27 @@ struct Object {
     loader: addr2line::Loader,
     /// PT_LOAD segments: (file offset, size, virtual address).
     segments: Vec<(u64, u64, u64)>,
+    /// Function symbols (static and dynamic): start, size, name; sorted.
+    symbols: Vec<(u64, u64, String)>,
 }
 
 impl Symbolizer {
     fn new(pid: Option<u32>) -> Symbolizer {
-        let maps = pid
-            .and_then(|p| std::fs::read_to_string(format!("/proc/{p}/maps")).ok())
-            .map(|t| t.lines().filter_map(parse_map).collect())
-            .unwrap_or_default();
+        let maps = match pid {
+            None => {
+                eprintln!(
+                    "memscope-stat: the process has exited: its call sites are addresses, not symbolized"
+                );
+                Vec::new()
+            }
+            Some(p) => match std::fs::read_to_string(format!("/proc/{p}/maps")) {
+                Ok(t) => t.lines().filter_map(parse_map).collect(),
+                Err(e) => {
+                    eprintln!("memscope-stat: cannot read /proc/{p}/maps ({e}): call sites are addresses, not symbolized");
+                    Vec::new()
+                }
+            },
+        };
         Symbolizer {
             maps,
             loaders: HashMap::new(),
@@ -262,10 +288,7 @@ impl Symbolizer {
             }
         }
         if f.function.is_none() {
-            f.function = obj
-                .loader
-                .find_symbol(probe)
-                .map(|s| addr2line::demangle_auto(s.into(), None).into_owned());
+            f.function = obj.symbol(probe);
         }
         f
     }
@@ -273,7 +296,7 @@ impl Symbolizer {
 
 impl Object {
     fn open(path: &Path) -> Option<Object> {
-        use object::{Object as _, ObjectSegment as _};
+        use object::{Object as _, ObjectSegment as _, ObjectSymbol as _};
         let data = std::fs::read(path).ok()?;
         let file = object::File::parse(&*data).ok()?;
         let segments = file
@@ -283,8 +306,28 @@ impl Object {
                 (size > 0).then(|| (off, size, s.address()))
             })
             .collect();
+        let mut symbols: Vec<(u64, u64, String)> = file
+            .symbols()
+            .chain(file.dynamic_symbols())
+            .filter(|s| s.kind() == object::SymbolKind::Text && s.size() > 0)
+            .filter_map(|s| Some((s.address(), s.size(), s.name().ok()?.to_owned())))
+            .collect();
+        symbols.sort();
+        symbols.dedup_by_key(|s| s.0);
         let loader = addr2line::Loader::new(path).ok()?;
-        Some(Object { loader, segments })
+        Some(Object {
+            loader,
+            segments,
+            symbols,
+        })
+    }
+
+    /// The function symbol whose range holds `addr` (its size counts: an
+    /// address past a symbol's end is not that symbol's), demangled.
+    fn symbol(&self, addr: u64) -> Option<String> {
+        let i = self.symbols.partition_point(|s| s.0 <= addr).checked_sub(1)?;
+        let (start, size, name) = &self.symbols[i];
+        (addr < start + size).then(|| addr2line::demangle_auto(name.as_str().into(), None).into_owned())
     }
 
     fn vaddr_of(&self, file_off: u64) -> Option<u64> {

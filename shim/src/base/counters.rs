@@ -89,9 +89,11 @@ pub enum Event {
     /// Call-site records dropped: a shared table (overflow threads,
     /// exiting threads folding theirs) was busy (`stats::sites`).
     SitesDropped,
+    /// Call sites evicted from a full table, their counts with them.
+    SitesEvicted,
 }
 
-pub const EVENT_COUNT: usize = Event::SitesDropped as usize + 1;
+pub const EVENT_COUNT: usize = Event::SitesEvicted as usize + 1;
 
 /// Where counts go before the stats segment exists, or when stats are off.
 static LOCAL: [AtomicU64; EVENT_COUNT] = [const { AtomicU64::new(0) }; EVENT_COUNT];

@@ -240,7 +240,13 @@ pub unsafe fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
         let flags = scope_flags();
-        counted(OP_REALLOC, flags, || realloc_in(p, size, flags))
+        let t0 = stats::slow_counted(OP_REALLOC, flags);
+        let q = realloc_in(p, size, flags);
+        if flags & NORECLAIM != 0 {
+            stats::sites::noreclaim_call(size, q.is_null(), t0.is_some());
+        }
+        stats::slow_timed(OP_REALLOC, flags, t0);
+        q
     }
 }
 

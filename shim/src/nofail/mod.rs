@@ -252,6 +252,9 @@ pub fn impossible(size: usize, errno: i32) -> *mut c_void {
     let flags = crate::base::tls::flags();
     if flags & crate::base::tls::NOFAIL != 0 && flags & crate::base::tls::THREAD_UNSEEN == 0 {
         policy(Event::PolicyImpossible, size, flags);
+    } else if flags & NORECLAIM != 0 && flags & crate::base::tls::THREAD_UNSEEN == 0 {
+        // A NORECLAIM call that returns NULL: a refusal (`stats::sites`).
+        crate::stats::sites::record(memscope_abi::SITE_REFUSED, 1, size as u64, size as u64);
     }
     set_errno(errno);
     null_mut()

@@ -334,21 +334,36 @@ fn put(kind: u32, frames: &[u64; SITE_FRAMES], depth: u32, count: u64, bytes: u6
             max,
         );
     } else {
-        shared(table(h, abi::SLOT_OVERFLOW), |t| {
+        shared(table(h, abi::SLOT_OVERFLOW), RECORD_SPINS, |t| {
             add(t, kind, frames, depth, count, bytes, max)
         });
     }
 }
 
 /// Runs `f` on a shared table under its try-lock; a busy one drops it.
-fn shared(t: &SiteTable, f: impl FnOnce(&SiteTable)) {
-    if t.lock.compare_exchange(0, 1, Acquire, Relaxed).is_err() {
-        count(Event::SitesDropped);
-        return;
+///
+/// `spins` bounds the wait: a recording thread (possibly scoped) tries a
+/// few hundred times, an exiting thread folding its table far longer (it
+/// waits only for another fold or record, a few microseconds each). A
+/// spin makes no syscall.
+fn shared(t: &SiteTable, spins: u32, f: impl FnOnce(&SiteTable)) {
+    let mut tries = 0;
+    while t.lock.compare_exchange_weak(0, 1, Acquire, Relaxed).is_err() {
+        tries += 1;
+        if tries >= spins {
+            count(Event::SitesDropped);
+            return;
+        }
+        core::hint::spin_loop();
     }
     f(t);
     t.lock.store(0, Release);
 }
+
+/// Spins a record on a shared table may wait (`shared`).
+const RECORD_SPINS: u32 = 1 << 10;
+/// Spins an exiting thread's fold may wait.
+const FOLD_SPINS: u32 = 1 << 24;
 
 fn add(t: &SiteTable, kind: u32, frames: &[u64; SITE_FRAMES], depth: u32, n: u64, bytes: u64, max: u64) {
     let seq = t.seq.load(Relaxed);
@@ -358,6 +373,11 @@ fn add(t: &SiteTable, kind: u32, frames: &[u64; SITE_FRAMES], depth: u32, n: u64
     t.clock.store(clock, Relaxed);
     let e = entry_for(t, kind, frames);
     if e.kind.load(Relaxed) != kind || !same_frames(e, frames) {
+        if e.kind.load(Relaxed) != 0 {
+            // A full probe window: the least recent site goes, with its
+            // counts (readers say so: `sites_evicted`).
+            count(Event::SitesEvicted);
+        }
         e.kind.store(kind, Relaxed);
         e.depth.store(depth, Relaxed);
         for (f, v) in e.frames.iter().zip(frames) {
@@ -419,7 +439,7 @@ fn entry_for<'t>(t: &'t SiteTable, kind: u32, frames: &[u64; SITE_FRAMES]) -> &'
 pub fn fold_at_exit(i: usize) {
     let Some(h) = segment::header() else { return };
     let mine = table(h, i);
-    shared(table(h, abi::SLOT_RETIRED), |retired| {
+    shared(table(h, abi::SLOT_RETIRED), FOLD_SPINS, |retired| {
         for e in &mine.entries {
             let kind = e.kind.load(Relaxed);
             if kind == 0 {
