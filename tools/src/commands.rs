@@ -77,7 +77,7 @@ pub fn show(dir: &Path, pid: u32, format: Format) -> Result<(), ReadError> {
         Format::Text { all_events } => {
             let mut t = report::text(&snap, all_events);
             // A short "top sites" section; `sites` has the rest.
-            if let Ok(sites) = crate::sites::collect(dir, pid) {
+            if let Ok(sites) = crate::sites::collect(dir, pid, false) {
                 if !sites.is_empty() {
                     t += &format!("\ntop call sites (memscope-stat sites {pid} for all, with callers):\n");
                     t += &crate::sites::summary(&sites, 3);
@@ -94,7 +94,7 @@ pub fn show(dir: &Path, pid: u32, format: Format) -> Result<(), ReadError> {
 
 /// `sites`: the process's call sites, as text or JSON.
 pub fn sites(dir: &Path, pid: u32, json: bool, top: usize) -> Result<(), ReadError> {
-    let sites = crate::sites::collect(dir, pid)?;
+    let sites = crate::sites::collect(dir, pid, true)?;
     // Records a busy shared table dropped, and sites a full table evicted,
     // are not in the counts: say so (counts are then lower bounds).
     let snap = segment::find(dir, pid)?.snapshot()?;

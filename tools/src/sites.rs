@@ -61,8 +61,9 @@ impl Frame {
     }
 }
 
-/// Every site of `pid`'s segment, largest count first within each kind.
-pub fn collect(dir: &Path, pid: u32) -> Result<Vec<Site>, ReadError> {
+/// Every site of `pid`'s segment, largest count first within each kind;
+/// with `tell`, a line on stderr when they cannot be symbolized.
+pub fn collect(dir: &Path, pid: u32, tell: bool) -> Result<Vec<Site>, ReadError> {
     let seg = segment::find(dir, pid)?;
     let raw = seg.sites()?;
     let live = seg.is_live();
@@ -78,7 +79,7 @@ pub fn collect(dir: &Path, pid: u32) -> Result<Vec<Site>, ReadError> {
         e.bytes = e.bytes.saturating_add(r.bytes);
         e.max = e.max.max(r.max);
     }
-    let mut symbols = Symbolizer::new(if live { Some(pid) } else { None });
+    let mut symbols = Symbolizer::new(if live { Some(pid) } else { None }, tell);
     let out: Vec<Site> = sum
         .into_values()
         .map(|r| {
@@ -218,18 +219,22 @@ struct Object {
 }
 
 impl Symbolizer {
-    fn new(pid: Option<u32>) -> Symbolizer {
+    fn new(pid: Option<u32>, tell: bool) -> Symbolizer {
         let maps = match pid {
             None => {
-                eprintln!(
-                    "memscope-stat: the process has exited: its call sites are addresses, not symbolized"
-                );
+                if tell {
+                    eprintln!(
+                        "memscope-stat: the process has exited: its call sites are addresses, not symbolized"
+                    );
+                }
                 Vec::new()
             }
             Some(p) => match std::fs::read_to_string(format!("/proc/{p}/maps")) {
                 Ok(t) => t.lines().filter_map(parse_map).collect(),
                 Err(e) => {
-                    eprintln!("memscope-stat: cannot read /proc/{p}/maps ({e}): call sites are addresses, not symbolized");
+                    if tell {
+                        eprintln!("memscope-stat: cannot read /proc/{p}/maps ({e}): call sites are addresses, not symbolized");
+                    }
                     Vec::new()
                 }
             },
