@@ -19,6 +19,8 @@
 set -u
 lib=$CT_LIB
 cli=$CT_CLI
+# The preload every case runs under: expect_exit NAME STATUS "$P" VAR=... -- CMD.
+P="LD_PRELOAD=$lib"
 root=$CT_ROOT
 out=$CT_OUT/$CT_GROUP${1:+/$1}
 # A build directory from before the groups holds programs named like some

@@ -22,6 +22,9 @@ import os
 import re
 import sys
 
+# Comments and #[cfg(test)] modules are on no path: read as layers.py reads.
+from layers import code_without_tests
+
 # (entry file, function, parameter followed, most returns allowed)
 # malloc: 4 returns serve the request; 3 more record where it came from
 # (issue 25's call sites, stats/sites.rs: the policy's record in nofail,
@@ -42,24 +45,6 @@ CALL = re.compile(r"(?<![\w.:])((?:[A-Za-z_]\w*::)*)([a-z_]\w*)\s*(?:::<[^>]*>)?
 # or (--derived) also every local computed from it.
 NO_DERIVED = "--derived" not in sys.argv
 KEYWORDS = {"if", "while", "match", "for", "return", "fn", "Some", "Ok", "Err", "loop", "in", "as", "let"}
-
-
-def strip_comments(text):
-    text = re.sub(r"//[^\n]*", "", text)
-    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
-    # cfg(test) modules are not on any path.
-    out, i = [], 0
-    for m in re.finditer(r"#\[cfg\(test\)\]\s*(pub(\([^)]*\))?\s+)?mod\s+\w+\s*\{", text):
-        if m.start() < i:
-            continue
-        out.append(text[i:m.start()])
-        depth, j = 1, m.end()
-        while j < len(text) and depth:
-            depth += {"{": 1, "}": -1}.get(text[j], 0)
-            j += 1
-        i = j
-    out.append(text[i:])
-    return "".join(out)
 
 
 def matching(text, i, open_ch, close_ch):
@@ -101,7 +86,7 @@ def load(src):
                 continue
             path = os.path.join(root, f)
             rel = os.path.relpath(path, src)
-            text = strip_comments(open(path, encoding="utf-8").read())
+            text = code_without_tests(open(path, encoding="utf-8").read())
             for m in FN.finditer(text):
                 p_open = m.end() - 1
                 p_close = matching(text, p_open, "(", ")")

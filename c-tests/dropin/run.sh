@@ -6,7 +6,6 @@
 # secure execution, and real programs (real-programs.sh).
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib.sh"
-P="LD_PRELOAD=$lib"
 JEMALLOC_SO=$(ls /usr/lib/*/libjemalloc.so.2 2>/dev/null | head -n 1)
 # Stats segments of these processes go to a scratch directory.
 MEMSCOPE_STATS_DIR=$(mktemp -d)

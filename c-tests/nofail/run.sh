@@ -7,7 +7,6 @@
 # limits and memory pressure in real cgroups (cgroup.sh).
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib.sh"
-P="LD_PRELOAD=$lib"
 MEMSCOPE_STATS_DIR=$(mktemp -d)
 export MEMSCOPE_STATS_DIR
 trap 'rm -rf "$MEMSCOPE_STATS_DIR"' EXIT

@@ -8,7 +8,6 @@
 # no maintenance thread, fork, signal handlers, 300 threads.
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib.sh"
-P="LD_PRELOAD=$lib"
 MEMSCOPE_STATS_DIR=$(mktemp -d)
 export MEMSCOPE_STATS_DIR
 trap 'rm -rf "$MEMSCOPE_STATS_DIR"' EXIT

@@ -6,7 +6,6 @@
 # threads, fork and signal handlers inside scopes).
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib.sh"
-P="LD_PRELOAD=$lib"
 MEMSCOPE_STATS_DIR=$(mktemp -d)
 export MEMSCOPE_STATS_DIR
 trap 'rm -rf "$MEMSCOPE_STATS_DIR"' EXIT

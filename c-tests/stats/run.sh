@@ -8,7 +8,6 @@
 # profiles (profile.sh).
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib.sh"
-P="LD_PRELOAD=$lib"
 
 D=$(mktemp -d)
 export MEMSCOPE_STATS_DIR=$D
