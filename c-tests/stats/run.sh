@@ -77,14 +77,19 @@ json() { "$cli" show "$1" --json; }
 # --------------------------------------------------------------- call sites
 # Three known sites and one long scope (sites.c), read live: `sites` names
 # each function, and the exact kinds' counts equal what the program did.
-if want sites && build_c sites -pthread; then
+# Built twice: with frame pointers (every call timed), where each site's
+# caller is named too, and without (the default sampling), where the call
+# site alone is.
+if want sites && build_c sites -pthread -fno-omit-frame-pointer &&
+    build sites_nofp $CC $CFLAGS $INC "$here/sites.c" -o "$out/sites_nofp" -pthread -fomit-frame-pointer; then
     for sample in 1 default; do
         name="sites (sample $sample)"
-        envs=()
-        [ "$sample" = 1 ] && envs=(MEMSCOPE_STATS_SAMPLE=1)
+        envs=(MEMSCOPE_NOFAIL_DEADLINE_MS=30 MEMSCOPE_NOFAIL_POLICY=null)
+        prog=sites_nofp
+        [ "$sample" = 1 ] && envs+=(MEMSCOPE_STATS_SAMPLE=1) && prog=sites
         rm -f "$out/sites.fifo"
         mkfifo "$out/sites.fifo"
-        env LD_PRELOAD="$lib" "${envs[@]}" "$out/sites" <"$out/sites.fifo" >"$out/sites.out" 2>"$out/sites.err" &
+        env LD_PRELOAD="$lib" "${envs[@]}" "$out/$prog" <"$out/sites.fifo" >"$out/sites.out" 2>"$out/sites.err" &
         spid=$!
         pids+=("$spid")
         exec {sfd}>"$out/sites.fifo"
@@ -100,6 +105,15 @@ if want sites && build_c sites -pthread; then
 import json, sys
 sites = json.load(open(sys.argv[1]))
 exact_plain = sys.argv[2] == "1"
+frame_pointers = exact_plain
+def caller(site, func):
+    # With frame pointers the site's caller is named; without, the walk
+    # stops at the call site (never a wrong frame).
+    names = [f["function"] for f in site["frames"]]
+    if frame_pointers:
+        assert len(names) >= 2 and (names[1] or "").endswith(func), (func, site)
+    else:
+        assert len(names) == 1 or (names[1] or "").endswith(func), (func, site)
 def at(kind, func):
     got = [s for s in sites if s["kind"] == kind and s["frames"] and (s["frames"][0]["function"] or "").endswith(func)]
     assert len(got) == 1, (kind, func, [(s["kind"], s["frames"][0]) for s in sites])
@@ -122,6 +136,13 @@ th = at("refused", "thread_here")
 assert th["count"] == 64 * 10, th
 sc = at("scope", "long_scope_here")
 assert sc["count"] == 1 and sc["max"] >= 30_000_000, sc
+pd = at("policy", "deadline_here")
+assert (pd["count"], pd["bytes"]) == (1, 64 << 20), pd
+wd = at("nofail_wait", "deadline_here")
+assert wd["count"] == 1, wd
+assert all(s["kind"] != "policy" or s is pd for s in sites), sites
+for site, func in [(r, "main"), (w, "main"), (p, "main"), (rr, "main"), (th, "refusing_thread"), (sc, "main")]:
+    caller(site, func)
 assert all(s["kind"] != "refused" or s["frames"][0]["function"].endswith(("refused_here", "realloc_here", "thread_here"))
            for s in sites), sites
 PY

@@ -10,6 +10,12 @@
  *                    (sampled; with MEMSCOPE_STATS_SAMPLE=1 every one);
  *   realloc_here     4 reallocs of a small block to 8 MiB inside NORECLAIM
  *                    (refused: realloc's refusals count too);
+ *   deadline_here    1 NOFAIL request of 64 MiB (more than the reserve)
+ *                    whose every ordinary attempt fails: it waits once, the
+ *                    reclaimer runs and allocates itself, and the deadline
+ *                    (MEMSCOPE_NOFAIL_DEADLINE_MS, set by the runner) ends
+ *                    in the policy (null). Both are deadline_here's: the
+ *                    reclaimer's own calls do not take the call's place;
  *   thread_here      64 threads started together, each refusing 10
  *                    requests and exiting at once (their tables fold into
  *                    the retired one while others exit: none may be lost).
@@ -57,6 +63,23 @@ __attribute__((noinline)) static void *realloc_here(void *p)
     return realloc(p, 8u << 20);
 }
 
+static volatile int reclaimer_calls;
+
+__attribute__((noinline)) static size_t reclaimer_allocates(size_t want, void *arg)
+{
+    (void)want;
+    (void)arg;
+    reclaimer_calls++;
+    void *volatile p = malloc(64); /* volatile: the pair is not optimised out */
+    free(p);
+    return 0;
+}
+
+__attribute__((noinline)) static void *deadline_here(void)
+{
+    return malloc(64u << 20);
+}
+
 #define THREADS 64
 static pthread_barrier_t start;
 
@@ -99,6 +122,16 @@ int main(void)
         free(p);
     }
     memscope_pop(s);
+
+    int id = memscope_reclaimer_register("allocates", reclaimer_allocates, NULL, 0);
+    CHECK(id > 0);
+    s = memscope_push(MEMSCOPE_NOFAIL | MEMSCOPE_NOWARN);
+    memscope_test_fail_next(1ul << 40);
+    CHECK(deadline_here() == NULL);
+    memscope_test_fail_next(0);
+    memscope_pop(s);
+    CHECK(reclaimer_calls > 0);
+    memscope_reclaimer_unregister(id);
 
     pthread_t t[THREADS];
     pthread_barrier_init(&start, NULL, THREADS);

@@ -81,14 +81,41 @@ pub struct ThreadState {
     /// Set while this thread runs reclaimers or maintenance work, so that
     /// nothing re-enters reclaim from inside.
     pub in_reclaim: Cell<u32>,
-    /// The reclaimer (id) this thread is running, or 0, so that
-    /// unregistering from inside the callback does not wait for itself.
-    pub running_reclaimer: Cell<usize>,
+    /// The stack pointer and frame pointer at the entry of the thread's
+    /// latest allocator call (or push) that may record a call site, stored
+    /// by the exported function's first instructions (`entry::exports`):
+    /// the call site is the return address at `caller_sp`, its callers are
+    /// found from `caller_fp` (`stats::sites`). Two stores, where walking
+    /// memscope's own frames needed every function built with frame
+    /// pointers (docs/DECISIONS.md, D55). 0 before any such call, and
+    /// always in a program that links memscope as its Rust allocator.
+    pub caller_sp: Cell<usize>,
+    pub caller_fp: Cell<usize>,
     /// The thread's counts and its stats slot (`stats::thread`). Its
     /// countdowns come first, on the flag word's cache line.
     pub stats: ThreadStats,
     /// The `saved` values of the innermost pushes, to check pops.
     pub ring: [Cell<u32>; SCOPE_RING],
+}
+
+/// Where the thread's latest exported call was entered from
+/// (`ThreadState::caller_sp`, `caller_fp`): kept across work that may call
+/// the exports itself (glibc starting a thread, a reclaimer), so that what
+/// the call records afterwards names the call's own site.
+#[derive(Clone, Copy)]
+pub struct Caller(usize, usize);
+
+impl ThreadState {
+    #[inline(always)]
+    pub fn caller(&self) -> Caller {
+        Caller(self.caller_sp.get(), self.caller_fp.get())
+    }
+
+    #[inline(always)]
+    pub fn set_caller(&self, c: Caller) {
+        self.caller_sp.set(c.0);
+        self.caller_fp.set(c.1);
+    }
 }
 
 /// `ThreadStats::mode` before the thread's first call.
@@ -135,8 +162,6 @@ pub struct ThreadStats {
     /// `thread.deallocatedp`), or 0.
     pub(crate) allocatedp: Cell<usize>,
     pub(crate) deallocatedp: Cell<usize>,
-    /// While a timed NORECLAIM scope lasts, its start in ticks; else 0.
-    pub(crate) scope_t0: Cell<u64>,
 }
 
 impl ThreadStats {
@@ -164,7 +189,6 @@ impl ThreadStats {
         added_bytes: [const { Cell::new(0) }; 2],
         allocatedp: Cell::new(0),
         deallocatedp: Cell::new(0),
-        scope_t0: Cell::new(0),
     };
 }
 
@@ -229,6 +253,13 @@ pub struct ThreadBss {
     /// slower (docs/DECISIONS.md, D54).
     pub scope_site: [Cell<u64>; memscope_abi::SITE_FRAMES],
     pub scope_site_depth: Cell<u32>,
+    /// While a timed NORECLAIM scope lasts, its start in ticks; else 0
+    /// (`stats::thread`).
+    pub scope_t0: Cell<u64>,
+    /// The reclaimer (id) this thread is running, or 0, so that
+    /// unregistering from inside the callback does not wait for itself.
+    /// Here, like `scope_t0`, to leave `ThreadState` its size (above).
+    pub running_reclaimer: Cell<usize>,
 }
 
 /// Marks this thread's lists (magazines, deferred frees) busy for one
@@ -404,7 +435,8 @@ mod imp {
         noreclaim_set_up: Cell::new(0),
         lists_exit_hook: Cell::new(0),
         in_reclaim: Cell::new(0),
-        running_reclaimer: Cell::new(0),
+        caller_sp: Cell::new(0),
+        caller_fp: Cell::new(0),
         ring: [const { Cell::new(0) }; super::SCOPE_RING],
         stats: super::ThreadStats::ZERO,
     };

@@ -349,7 +349,7 @@ pub extern "C" fn setresuid(ruid: libc::uid_t, euid: libc::uid_t, suid: libc::ui
 macro_rules! export_c_abi {
     () => {
         $crate::__export_malloc_free!();
-        $crate::__export_fns! { exports;
+        $crate::__export_capturing! { exports;
             calloc(n: usize, size: usize) -> *mut ::core::ffi::c_void;
             realloc(p: *mut ::core::ffi::c_void, size: usize) -> *mut ::core::ffi::c_void;
             reallocarray(p: *mut ::core::ffi::c_void, n: usize, size: usize) -> *mut ::core::ffi::c_void;
@@ -358,6 +358,10 @@ macro_rules! export_c_abi {
             memalign(align: usize, size: usize) -> *mut ::core::ffi::c_void;
             valloc(size: usize) -> *mut ::core::ffi::c_void;
             pvalloc(size: usize) -> *mut ::core::ffi::c_void;
+            mallocx(size: usize, flags: ::core::ffi::c_int) -> *mut ::core::ffi::c_void;
+            rallocx(p: *mut ::core::ffi::c_void, size: usize, flags: ::core::ffi::c_int) -> *mut ::core::ffi::c_void;
+        }
+        $crate::__export_fns! { exports;
             malloc_usable_size(p: *mut ::core::ffi::c_void) -> usize;
             free_sized(p: *mut ::core::ffi::c_void, size: usize);
             free_aligned_sized(p: *mut ::core::ffi::c_void, align: usize, size: usize);
@@ -366,8 +370,6 @@ macro_rules! export_c_abi {
             mallinfo() -> $crate::entry::glibc::Mallinfo;
             mallopt(param: ::core::ffi::c_int, value: ::core::ffi::c_int) -> ::core::ffi::c_int;
             malloc_stats();
-            mallocx(size: usize, flags: ::core::ffi::c_int) -> *mut ::core::ffi::c_void;
-            rallocx(p: *mut ::core::ffi::c_void, size: usize, flags: ::core::ffi::c_int) -> *mut ::core::ffi::c_void;
             xallocx(p: *mut ::core::ffi::c_void, size: usize, extra: usize, flags: ::core::ffi::c_int) -> usize;
             sallocx(p: *const ::core::ffi::c_void, flags: ::core::ffi::c_int) -> usize;
             dallocx(p: *mut ::core::ffi::c_void, flags: ::core::ffi::c_int);
@@ -386,8 +388,11 @@ macro_rules! export_c_abi {
             setresuid(ruid: $crate::entry::exports::uid_t, euid: $crate::entry::exports::uid_t,
                       suid: $crate::entry::exports::uid_t) -> ::core::ffi::c_int;
         }
-        $crate::__export_fns! { api;
+        $crate::__export_capturing! { api;
             memscope_push(flags: ::core::ffi::c_uint) -> ::core::ffi::c_uint;
+            memscope_lib_push(flags: ::core::ffi::c_uint) -> ::core::ffi::c_uint;
+        }
+        $crate::__export_fns! { api;
             memscope_pop(saved: ::core::ffi::c_uint);
             memscope_current() -> ::core::ffi::c_uint;
             memscope_stats_flush();
@@ -397,7 +402,6 @@ macro_rules! export_c_abi {
             memscope_test_fail_next(n: ::core::ffi::c_ulong);
             memscope_prepare(size: usize, count: usize) -> ::core::ffi::c_int;
             memscope_version() -> ::core::ffi::c_uint;
-            memscope_lib_push(flags: ::core::ffi::c_uint) -> ::core::ffi::c_uint;
             memscope_lib_pop(saved: ::core::ffi::c_uint);
             memscope_lib_current() -> ::core::ffi::c_uint;
             memscope_lib_version() -> ::core::ffi::c_uint;
@@ -429,6 +433,43 @@ macro_rules! __export_fns {
     )*};
 }
 
+/// The functions whose calls may record a call site (`stats::sites`):
+/// those that allocate, and the pushes. On x86_64 Linux each is a naked
+/// function that stores the stack and frame pointers it was entered with
+/// in the thread's block (`ThreadState::caller_sp`/`caller_fp`), two
+/// stores, then jumps to the function of that name in `$module`; the
+/// record, if any, finds the call site from them. Elsewhere as
+/// `__export_fns!` (no sites).
+#[doc(hidden)]
+#[macro_export]
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+macro_rules! __export_capturing {
+    ($module:ident; $($name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?;)*) => {$(
+        #[no_mangle]
+        #[unsafe(naked)]
+        #[allow(clippy::missing_safety_doc)]
+        pub unsafe extern "C" fn $name($($arg: $ty),*) $(-> $ret)? {
+            ::core::arch::naked_asm!(
+                ".p2align 6",
+                "mov rax, qword ptr [rip + memscope_thread_state@GOTTPOFF]",
+                "mov qword ptr fs:[rax + {sp}], rsp",
+                "mov qword ptr fs:[rax + {fp}], rbp",
+                "jmp {imp}",
+                sp = const $crate::entry::exports::fast::CALLER_SP,
+                fp = const $crate::entry::exports::fast::CALLER_FP,
+                imp = sym $crate::$module::$name,
+            )
+        }
+    )*};
+}
+
+#[doc(hidden)]
+#[macro_export]
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+macro_rules! __export_capturing {
+    ($($t:tt)*) => { $crate::__export_fns! { $($t)* } };
+}
+
 /// What the assembly `malloc` and `free` name (`__export_malloc_free!`).
 #[doc(hidden)]
 pub mod fast {
@@ -438,6 +479,9 @@ pub mod fast {
     /// Offsets of the alloc and free countdowns from the thread's block.
     pub const ALLOC_COUNTDOWN: usize = crate::base::tls::countdown_offset(memscope_abi::OP_ALLOC);
     pub const FREE_COUNTDOWN: usize = crate::base::tls::countdown_offset(memscope_abi::OP_FREE);
+    /// Offsets of `caller_sp` and `caller_fp` in the thread's block.
+    pub const CALLER_SP: usize = core::mem::offset_of!(crate::base::tls::ThreadState, caller_sp);
+    pub const CALLER_FP: usize = core::mem::offset_of!(crate::base::tls::ThreadState, caller_fp);
 }
 
 /// `malloc` and `free`: on x86_64 Linux, naked functions with the gate and
@@ -465,9 +509,17 @@ macro_rules! __export_malloc_free {
                 ".p2align 6",
                 "mov rax, qword ptr [rip + memscope_thread_state@GOTTPOFF]",
                 "sub qword ptr fs:[rax + {cd}], 1",
-                "js {slow}",
+                "js 2f",
                 "jmp {fast}",
+                // The slow path may record a call site: where it was
+                // entered from (`__export_capturing!`).
+                "2:",
+                "mov qword ptr fs:[rax + {sp}], rsp",
+                "mov qword ptr fs:[rax + {fp}], rbp",
+                "jmp {slow}",
                 cd = const $crate::entry::exports::fast::ALLOC_COUNTDOWN,
+                sp = const $crate::entry::exports::fast::CALLER_SP,
+                fp = const $crate::entry::exports::fast::CALLER_FP,
                 slow = sym $crate::entry::exports::fast::malloc_slow_c,
                 fast = sym $crate::entry::exports::fast::jem_malloc,
             )

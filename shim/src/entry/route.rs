@@ -173,10 +173,10 @@ pub unsafe fn alloc(size: usize, mallocx_flags: i32) -> *mut c_void {
         let flags = scope_flags();
         let t0 = stats::slow_counted(OP_ALLOC, flags);
         let p = alloc_in(size, mallocx_flags, flags);
+        stats::slow_timed(OP_ALLOC, flags, t0);
         if flags & NORECLAIM != 0 {
             stats::sites::noreclaim_call(size, p.is_null(), t0.is_some());
         }
-        stats::slow_timed(OP_ALLOC, flags, t0);
         p
     }
 }
@@ -242,10 +242,10 @@ pub unsafe fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
         let flags = scope_flags();
         let t0 = stats::slow_counted(OP_REALLOC, flags);
         let q = realloc_in(p, size, flags);
+        stats::slow_timed(OP_REALLOC, flags, t0);
         if flags & NORECLAIM != 0 {
             stats::sites::noreclaim_call(size, q.is_null(), t0.is_some());
         }
-        stats::slow_timed(OP_REALLOC, flags, t0);
         q
     }
 }

@@ -117,7 +117,7 @@ pub fn unregister(id: i32) {
     {
         return;
     }
-    let own = tls::state().running_reclaimer.get() == id as usize;
+    let own = tls::bss().running_reclaimer.get() == id as usize;
     let allowed = u32::from(own);
     while slot.running.load(Acquire) > allowed {
         crate::os::yield_now();
@@ -157,14 +157,19 @@ pub fn run(want: usize, flags: u32) -> usize {
             let f: ReclaimFn = unsafe { core::mem::transmute::<usize, ReclaimFn>(slot.func.load(Relaxed)) };
             let arg = slot.arg.load(Relaxed) as *mut c_void;
             st.in_reclaim.set(1);
-            let prev_running = tls::state().running_reclaimer.replace(i + 1);
+            let prev_running = tls::bss().running_reclaimer.replace(i + 1);
             let saved = scope::push(NOFAIL);
+            // The callback's own allocator calls overwrite where this
+            // thread's call came from; the call's later records (its wait,
+            // the policy) name that call's site, not the callback's.
+            let caller = st.caller();
             let t = crate::stats::event_start();
             // SAFETY: the registrant promised `f` is callable with `arg`.
             let got = unsafe { f(want - freed, arg) };
             crate::stats::event_done(crate::stats::Timer::ReclaimerCall, t);
+            st.set_caller(caller);
             scope::pop(saved);
-            tls::state().running_reclaimer.set(prev_running);
+            tls::bss().running_reclaimer.set(prev_running);
             st.in_reclaim.set(0);
             count(Event::ReclaimerCall);
             if got > 0 {

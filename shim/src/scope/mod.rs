@@ -50,6 +50,9 @@ fn needs_setup(st: &tls::ThreadState, cur: u32, add: u32) -> bool {
 #[inline(never)]
 fn push_slow(flags: u32) -> u32 {
     let st = tls::state();
+    // Setting up may start a thread, whose glibc calls the exports: the
+    // push's own site is kept for its timing (`stats::sites`).
+    let caller = st.caller();
     let mut cur = st.flags.get();
     if cur & tls::THREAD_UNSEEN != 0 {
         cur = init::thread_first_call();
@@ -62,6 +65,7 @@ fn push_slow(flags: u32) -> u32 {
             // NORECLAIM push, or a new thread, tries the start again).
             if st.noreclaim_set_up.get() == 0 || !mailbox::is_running() && !mailbox::start_failed() {
                 enter_noreclaim(st);
+                st.set_caller(caller);
             }
             if st.noreclaim_set_up.get() != 0 && st.noreclaim_fast.load(Relaxed) == 0 {
                 // Set up, and timing armed (or the thread's first scope):
@@ -74,6 +78,7 @@ fn push_slow(flags: u32) -> u32 {
             pool::ensure_process_pool();
         }
     }
+    st.set_caller(caller);
     record_push(st, cur, add)
 }
 
@@ -174,7 +179,7 @@ fn pop_mismatched(saved: u32, expected: u32) {
         crate::stats::thread::noreclaim_timing_ends(&st.stats);
         return restore(st, saved, cur, st.depth.get() - 1);
     }
-    crate::stats::thread::noreclaim_timing_cancel(&st.stats);
+    crate::stats::thread::noreclaim_timing_cancel();
     misuse(
         cur,
         format_args!(

@@ -5,13 +5,17 @@
 //! Kept in the thread's table in the segment (`abi::SiteTable`, one per
 //! slot), read by `memscope-stat sites`.
 //!
-//! A site is the return address of the allocator call (or of the push):
-//! frame pointers are walked from the recording point past memscope's own
-//! frames (the library is built with them, `.cargo/config.toml`), which
-//! live on this thread's stack, so that read is always safe. Its callers
-//! are read only where every read lies between the stack pointer and the
+//! A site is the return address of the allocator call (or of the push).
+//! The exported function's first instructions store the stack and frame
+//! pointers it was entered with (`ThreadState::caller_sp`/`caller_fp`,
+//! `entry::exports`); the return address is the word at that stack
+//! pointer, on this thread's stack above the recording frame, so that read
+//! is always safe. Its callers are read by following the program's frame
+//! pointers, only where every read lies between that stack pointer and the
 //! top of this thread's stack (`stack_top`): a program built without frame
-//! pointers gives the call site alone.
+//! pointers gives the call site alone. memscope's own functions need no
+//! frame pointers (docs/DECISIONS.md, D55). A program that links memscope
+//! as its Rust allocator calls no export: it records no sites.
 //!
 //! Rule: no allocation, no lock wait, no syscall. The owner is its
 //! table's only writer (plain stores between two bumps of `seq`); shared
@@ -26,11 +30,6 @@ use super::segment;
 use crate::base::counters::{count, Event};
 use crate::base::tls;
 
-/// memscope's own code: `[TEXT_LO, TEXT_HI)`, the executable segment of
-/// the object this file is in (learnt at load). Both 0 when memscope is
-/// linked into the program (the Rust crate): then no site is recorded.
-static TEXT_LO: AtomicUsize = AtomicUsize::new(0);
-static TEXT_HI: AtomicUsize = AtomicUsize::new(0);
 /// The main thread's descriptor (`pthread_self` at load) and the top of
 /// its stack (`__libc_stack_end`).
 static MAIN_THREAD: AtomicUsize = AtomicUsize::new(0);
@@ -54,8 +53,7 @@ extern "C" {
     static __libc_stack_end: *mut core::ffi::c_void;
 }
 
-/// At load, on the main thread: memscope's text range and the main
-/// thread's stack top.
+/// At load, on the main thread: the main thread's stack top.
 pub fn learn_at_load() {
     // SAFETY: pthread_self has no preconditions; __libc_stack_end is set
     // by the dynamic loader before any constructor runs.
@@ -63,37 +61,6 @@ pub fn learn_at_load() {
         MAIN_THREAD.store(libc::pthread_self() as usize, Relaxed);
         MAIN_STACK_TOP.store(__libc_stack_end as usize, Relaxed);
     }
-    let here = learn_at_load as *const () as usize;
-    let mut range = (here, 0usize, 0usize);
-    unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _: usize, data: *mut core::ffi::c_void) -> i32 {
-        // SAFETY: the loader passes a valid info; `data` is our tuple.
-        unsafe {
-            let (here, lo, hi) = &mut *(data as *mut (usize, usize, usize));
-            let info = &*info;
-            let base = info.dlpi_addr as usize;
-            for i in 0..info.dlpi_phnum as usize {
-                let ph = &*info.dlpi_phdr.add(i);
-                if ph.p_type != libc::PT_LOAD || ph.p_flags & libc::PF_X == 0 {
-                    continue;
-                }
-                let start = base + ph.p_vaddr as usize;
-                let end = start + ph.p_memsz as usize;
-                if (start..end).contains(here) {
-                    // The main program (empty name): memscope is linked
-                    // into it, and its frames cannot be told apart.
-                    if *info.dlpi_name != 0 {
-                        (*lo, *hi) = (start, end);
-                    }
-                    return 1;
-                }
-            }
-            0
-        }
-    }
-    // SAFETY: the callback reads only what the loader hands it.
-    unsafe { libc::dl_iterate_phdr(Some(visit), (&mut range as *mut (usize, usize, usize)).cast()) };
-    TEXT_LO.store(range.1, Relaxed);
-    TEXT_HI.store(range.2, Relaxed);
 }
 
 /// On a thread made by memscope (the maintenance thread), outside every
@@ -173,58 +140,56 @@ fn stack_top() -> usize {
     }
 }
 
-/// The return addresses of the call into memscope and of its callers, the
-/// first frame outside memscope's text first; how many were found.
+/// The return address of the thread's latest exported call (the call
+/// site) and of its callers; how many were found. 0 when no export stored
+/// its entry (memscope linked as a Rust allocator), or when the entry
+/// stored is not one this call runs under: a signal handler's allocator
+/// call in between stored its own, below this frame (counted as a dropped
+/// record: the site is not known).
 #[inline(never)]
 #[cfg(target_arch = "x86_64")]
 fn capture(out: &mut [u64; SITE_FRAMES]) -> u32 {
-    let fp: usize;
-    let sp: usize;
-    // SAFETY: reads two registers.
-    unsafe {
-        core::arch::asm!("mov {}, rbp", out(reg) fp, options(nomem, nostack, preserves_flags));
-        core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags));
-    }
-    let (lo, hi) = (TEXT_LO.load(Relaxed), TEXT_HI.load(Relaxed));
-    if lo == 0 {
-        // Linked into the program (the Rust crate): memscope's frames
-        // cannot be told from the program's, so no site is recorded.
+    let here: usize;
+    // SAFETY: reads one register.
+    unsafe { core::arch::asm!("mov {}, rsp", out(reg) here, options(nomem, nostack, preserves_flags)) };
+    let st = tls::state();
+    let (sp, fp) = (st.caller_sp.get(), st.caller_fp.get());
+    if sp == 0 {
         return 0;
     }
     let top = stack_top();
+    // The exported call's frame is above every frame it runs, this one's
+    // included, and (where known) below the stack's top.
+    if sp <= here || sp & 7 != 0 || (top != 0 && sp.saturating_add(8) > top) {
+        count(Event::SitesDropped);
+        return 0;
+    }
+    // SAFETY: `sp` is the entry stack pointer of a call still running on
+    // this thread (checked above): the word there is its return address.
+    out[0] = unsafe { *(sp as *const usize) } as u64;
+    let mut n = 1;
+    if top == 0 {
+        return 1;
+    }
+    // The caller's frames lie above the call's entry. A frame pointer is
+    // 16-byte aligned (the SysV call pushes 8 bytes onto a 16-aligned
+    // stack, the prologue 8 more): code without frame pointers leaves an
+    // unrelated value in rbp, which this and the bounds stop at.
     let mut fp = fp;
-    let mut n = 0;
-    let mut ours = true;
-    for _ in 0..64 {
-        // Inside memscope the chain is its own frames, on this stack; past
-        // them a read must lie below the stack's top.
-        // A frame pointer is 16-byte aligned (the SysV call pushes 8 bytes
-        // onto a 16-aligned stack, the prologue 8 more): code without frame
-        // pointers leaves an unrelated value in rbp, which this and the
-        // bounds below stop at.
-        let bounded = top != 0 && fp.checked_add(16).is_some_and(|end| end <= top);
-        if fp < sp || fp & 15 != 0 || (!ours && !bounded) {
+    let mut low = sp;
+    while n < SITE_FRAMES {
+        let bounded = fp.checked_add(16).is_some_and(|end| end <= top);
+        if fp <= low || fp & 15 != 0 || !bounded || fp - low > MAX_FRAME {
             break;
         }
-        // SAFETY: `fp` is a frame of this thread's stack (see above).
+        // SAFETY: `fp..fp + 16` lies on this thread's stack (see above).
         let (next, ret) = unsafe { (*(fp as *const usize), *(fp as *const usize).add(1)) };
-        if ours && (lo..hi).contains(&ret) {
-            if next <= fp {
-                break;
-            }
-            fp = next;
-            continue;
-        }
-        ours = false;
         if ret == 0 {
             break;
         }
         out[n] = ret as u64;
         n += 1;
-        // Frames are small: a caller's frame far above this one is not one.
-        if n == SITE_FRAMES || next <= fp || next - fp > MAX_FRAME {
-            break;
-        }
+        low = fp;
         fp = next;
     }
     n as u32
@@ -269,26 +234,41 @@ pub const SITE_SUBSAMPLE: u32 = 16;
 
 /// A call in NORECLAIM has its answer: a refusal (NULL) is recorded, and
 /// one in `SITE_SUBSAMPLE` of the calls its stats sample timed (`timed`),
-/// weighed by the sample period and that (an estimate).
+/// weighed by the sample period and that (an estimate). Called after the
+/// call's timing ends, so that recording is not part of its latency.
+/// In line, the count of skipped calls; the records out of line, so that
+/// the caller saves no registers for them.
+#[inline(always)]
 pub fn noreclaim_call(size: usize, refused: bool, timed: bool) {
     if refused {
-        record(abi::SITE_REFUSED, 1, size as u64, size as u64);
+        record_refused(size);
     } else if timed {
         let s = tls::bss();
         let skipped = s.site_skipped.get() + 1;
         if skipped < SITE_SUBSAMPLE {
             s.site_skipped.set(skipped);
-            return;
+        } else {
+            s.site_skipped.set(0);
+            record_sampled(size);
         }
-        s.site_skipped.set(0);
-        let weight = super::sample_period().saturating_mul(u64::from(SITE_SUBSAMPLE));
-        record(
-            abi::SITE_SAMPLED_ALLOC,
-            weight,
-            (size as u64).saturating_mul(weight),
-            size as u64,
-        );
     }
+}
+
+#[cold]
+#[inline(never)]
+fn record_refused(size: usize) {
+    record(abi::SITE_REFUSED, 1, size as u64, size as u64);
+}
+
+#[inline(never)]
+fn record_sampled(size: usize) {
+    let weight = super::sample_period().saturating_mul(u64::from(SITE_SUBSAMPLE));
+    record(
+        abi::SITE_SAMPLED_ALLOC,
+        weight,
+        (size as u64).saturating_mul(weight),
+        size as u64,
+    );
 }
 
 /// Faults in the pages of slot `i`'s table (its owner may be a scoped

@@ -644,27 +644,27 @@ fn arm_scope_timing(st: &ThreadState) {
 pub fn noreclaim_timing_starts(s: &ThreadStats) {
     if s.mode.get() != MODE_OFF {
         super::sites::scope_pushed();
-        s.scope_t0.set(clock::ticks());
+        tls::bss().scope_t0.set(clock::ticks());
     }
 }
 
 /// The pop of a timed scope: records its duration.
 pub fn noreclaim_timing_ends(s: &ThreadStats) {
-    if s.scope_t0.get() != 0 {
+    if tls::bss().scope_t0.get() != 0 {
         scope_sample_end(s);
     }
 }
 
 /// A timed scope's pop did not match its push (a misuse): not recorded.
-pub fn noreclaim_timing_cancel(s: &ThreadStats) {
-    s.scope_t0.set(0);
+pub fn noreclaim_timing_cancel() {
+    tls::bss().scope_t0.set(0);
 }
 
 #[cold]
 #[inline(never)]
 fn scope_sample_end(s: &ThreadStats) {
-    let ns = clock::since(s.scope_t0.get());
-    s.scope_t0.set(0);
+    let t0 = tls::bss().scope_t0.replace(0);
+    let ns = clock::since(t0);
     super::sites::scope_popped(ns);
     match s.mode.get() {
         MODE_SLOT => {
