@@ -107,8 +107,9 @@ pub fn sites(dir: &Path, pid: u32, json: bool, top: usize) -> Result<(), ReadErr
     let (dropped, evicted) = (event("sites_dropped"), event("sites_evicted"));
     if dropped + evicted > 0 {
         eprintln!(
-            "memscope-stat: {dropped} call-site record(s) dropped (a shared table stayed busy) and {evicted} site(s) evicted \
-             from full tables: the counts below are lower bounds"
+            "memscope-stat: {dropped} call-site record(s) dropped (a shared table stayed busy, or a signal handler's \
+             allocator call replaced the call's own entry) and {evicted} site(s) evicted from full tables: the counts \
+             below are lower bounds"
         );
     }
     if json {

@@ -90,7 +90,21 @@ pub fn collect(dir: &Path, pid: u32, tell: bool) -> Result<Vec<Site>, ReadError>
                 count: r.count,
                 bytes: r.bytes,
                 max: r.max,
-                frames: r.frames.iter().map(|&a| symbols.frame(a)).collect(),
+                frames: {
+                    // A caller whose address is not a return address ends
+                    // the chain there (see `Symbolizer::returns`).
+                    let believed = 1 + r
+                        .frames
+                        .iter()
+                        .skip(1)
+                        .take_while(|&&a| symbols.returns(a))
+                        .count();
+                    r.frames
+                        .iter()
+                        .take(believed)
+                        .map(|&a| symbols.frame(a))
+                        .collect()
+                },
             }
         })
         .collect();
@@ -212,6 +226,8 @@ struct Mapping {
 
 struct Object {
     loader: addr2line::Loader,
+    /// The file's bytes (to check that a return address follows a call).
+    data: Vec<u8>,
     /// PT_LOAD segments: (file offset, size, virtual address).
     segments: Vec<(u64, u64, u64)>,
     /// Function symbols (static and dynamic): start, size, name; sorted.
@@ -242,6 +258,32 @@ impl Symbolizer {
         Symbolizer {
             maps,
             loaders: HashMap::new(),
+        }
+    }
+
+    /// Whether `addr` can be a return address: in an executable mapping
+    /// of a file, just after a call instruction. Callers are found by
+    /// following frame pointers, and code built without them may leave
+    /// any value in rbp: a pointer into the heap or the stack, or to a
+    /// struct whose second word is a function pointer (a function's first
+    /// byte, not after a call). Unknown (no maps, an unreadable object):
+    /// believed.
+    fn returns(&mut self, addr: u64) -> bool {
+        if self.maps.is_empty() {
+            return true;
+        }
+        let Some(m) = self.maps.iter().find(|m| (m.start..m.end).contains(&addr)) else {
+            return false;
+        };
+        let file_off = addr - m.start + m.offset;
+        let path = m.path.clone();
+        let obj = self
+            .loaders
+            .entry(path.clone())
+            .or_insert_with(|| Object::open(&path));
+        match obj {
+            Some(o) => o.after_call(file_off),
+            None => true,
         }
     }
 
@@ -322,8 +364,32 @@ impl Object {
         let loader = addr2line::Loader::new(path).ok()?;
         Some(Object {
             loader,
+            data,
             segments,
             symbols,
+        })
+    }
+
+    /// Whether the bytes before file offset `off` end with an x86-64 call:
+    /// `e8 rel32`, or `ff /2` (an indirect call through a register or
+    /// memory) whose ModRM, SIB and displacement end exactly there (a REX
+    /// prefix before it changes nothing here). Other architectures:
+    /// believed.
+    fn after_call(&self, off: u64) -> bool {
+        if !cfg!(target_arch = "x86_64") {
+            return true;
+        }
+        let Ok(off) = usize::try_from(off) else {
+            return false;
+        };
+        let byte = |back: usize| off.checked_sub(back).and_then(|i| self.data.get(i)).copied();
+        if byte(5) == Some(0xe8) {
+            return true;
+        }
+        (2..=7).any(|k| {
+            byte(k) == Some(0xff)
+                && byte(k - 1)
+                    .is_some_and(|modrm| (modrm >> 3) & 7 == 2 && indirect_call_len(modrm, byte(k - 2)) == k)
         })
     }
 
@@ -341,6 +407,21 @@ impl Object {
             .find(|(off, size, _)| (*off..off + size).contains(&file_off))
             .map(|(off, _, vaddr)| vaddr + (file_off - off))
     }
+}
+
+/// The length of an `ff /2` call with this ModRM byte (and the SIB byte
+/// after it, if any): opcode, ModRM, SIB, displacement.
+fn indirect_call_len(modrm: u8, sib: Option<u8>) -> usize {
+    let (md, rm) = (modrm >> 6, modrm & 7);
+    let with_sib = md != 3 && rm == 4;
+    let disp = match md {
+        0 if rm == 5 => 4,
+        0 if with_sib && sib.is_some_and(|b| b & 7 == 5) => 4,
+        1 => 1,
+        2 => 4,
+        _ => 0,
+    };
+    2 + usize::from(with_sib) + disp
 }
 
 /// One line of /proc/PID/maps with a file behind it.

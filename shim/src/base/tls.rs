@@ -243,9 +243,11 @@ pub struct ThreadBss {
     /// Non-zero while this thread is inside an operation on its lists or
     /// its deferred frees (`enter_lists`).
     pub busy: Cell<u32>,
-    /// Timed NORECLAIM allocations since the last one whose site was
-    /// recorded (`stats::sites::noreclaim_call`).
-    pub site_skipped: Cell<u32>,
+    /// Timed NORECLAIM allocations left until the next recorded one (0:
+    /// draw), and the xorshift state that draws the intervals
+    /// (`stats::sites::noreclaim_call`).
+    pub site_left: Cell<u32>,
+    pub site_rng: Cell<u32>,
     /// While a timed NORECLAIM scope lasts, where it was pushed
     /// (`stats::sites`): return addresses, how many. Here, not in
     /// `ThreadState`: that block's size places jemalloc's thread data after

@@ -87,11 +87,12 @@ pub unsafe fn malloc(size: usize) -> *mut c_void {
         );
     }
     lane_count(st, OP_ALLOC);
+    let flags = st.flags.get();
     // SAFETY: no `mallocx` bits.
-    let p = unsafe { pool_alloc(size, 0, st.flags.get()) };
+    let p = unsafe { pool_alloc(size, 0, flags) };
     if p.is_null() {
         set_errno(libc::ENOMEM);
-        stats::sites::noreclaim_call(size, true, false);
+        noted(size, p, flags, false);
     }
     p
 }
@@ -174,9 +175,7 @@ pub unsafe fn alloc(size: usize, mallocx_flags: i32) -> *mut c_void {
         let t0 = stats::slow_counted(OP_ALLOC, flags);
         let p = alloc_in(size, mallocx_flags, flags);
         stats::slow_timed(OP_ALLOC, flags, t0);
-        if flags & NORECLAIM != 0 {
-            stats::sites::noreclaim_call(size, p.is_null(), t0.is_some());
-        }
+        noted(size, p, flags, t0.is_some());
         p
     }
 }
@@ -243,9 +242,7 @@ pub unsafe fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
         let t0 = stats::slow_counted(OP_REALLOC, flags);
         let q = realloc_in(p, size, flags);
         stats::slow_timed(OP_REALLOC, flags, t0);
-        if flags & NORECLAIM != 0 {
-            stats::sites::noreclaim_call(size, q.is_null(), t0.is_some());
-        }
+        noted(size, q, flags, t0.is_some());
         q
     }
 }
@@ -295,16 +292,28 @@ pub unsafe fn mallocx(size: usize, mflags: i32) -> *mut c_void {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
         let flags = scope_flags();
-        counted(OP_ALLOC, flags, || {
-            if flags & (NORECLAIM | NOFAIL) != 0 {
-                // Scopes choose arena and cache; the caller keeps alignment
-                // and zeroing. (`alloc_in` may set errno; mallocx promises
-                // nothing there.)
-                alloc_in(size, mflags & CALLER_BITS, flags)
-            } else {
-                jem::mallocx(size, mflags)
-            }
-        })
+        let t0 = stats::slow_counted(OP_ALLOC, flags);
+        let p = if flags & (NORECLAIM | NOFAIL) != 0 {
+            // Scopes choose arena and cache; the caller keeps alignment
+            // and zeroing. (`alloc_in` may set errno; mallocx promises
+            // nothing there.)
+            alloc_in(size, mflags & CALLER_BITS, flags)
+        } else {
+            jem::mallocx(size, mflags)
+        };
+        stats::slow_timed(OP_ALLOC, flags, t0);
+        noted(size, p, flags, t0.is_some());
+        p
+    }
+}
+
+/// A NORECLAIM call has its answer: its site is recorded if it was refused
+/// (under NOFAIL the policy's record names it instead) or sampled
+/// (`stats::sites::noreclaim_call`).
+#[inline(always)]
+fn noted(size: usize, p: *mut c_void, flags: u32, timed: bool) {
+    if flags & NORECLAIM != 0 {
+        stats::sites::noreclaim_call(size, p.is_null() && flags & NOFAIL == 0, timed);
     }
 }
 
@@ -315,18 +324,22 @@ pub unsafe fn rallocx(p: *mut c_void, size: usize, mflags: i32) -> *mut c_void {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
         let flags = scope_flags();
-        counted(OP_REALLOC, flags, || {
-            let q = if flags & NORECLAIM != 0 {
-                pool_realloc(p, size, mflags & CALLER_BITS, flags)
-            } else {
-                rallocx_unscoped(p, size, mflags, flags)
-            };
-            if q.is_null() && flags & NOFAIL != 0 {
-                nofail_move(p, size, mflags & CALLER_BITS, flags)
-            } else {
-                q
-            }
-        })
+        let t0 = stats::slow_counted(OP_REALLOC, flags);
+        let q = if flags & NORECLAIM != 0 {
+            pool_realloc(p, size, mflags & CALLER_BITS, flags)
+        } else {
+            rallocx_unscoped(p, size, mflags, flags)
+        };
+        // As `realloc_in`: inside NORECLAIM the pool's allocation has
+        // answered for NOFAIL already (its policy, counted once).
+        let q = if q.is_null() && flags & (NOFAIL | NORECLAIM) == NOFAIL {
+            nofail_move(p, size, mflags & CALLER_BITS, flags)
+        } else {
+            q
+        };
+        stats::slow_timed(OP_REALLOC, flags, t0);
+        noted(size, q, flags, t0.is_some());
+        q
     }
 }
 

@@ -12,7 +12,7 @@
 //! pointer, on this thread's stack above the recording frame, so that read
 //! is always safe. Its callers are read by following the program's frame
 //! pointers, only where every read lies between that stack pointer and the
-//! top of this thread's stack (`stack_top`): a program built without frame
+//! top of this thread's stack (`stack_bounds`): a program built without frame
 //! pointers gives the call site alone. memscope's own functions need no
 //! frame pointers (docs/DECISIONS.md, D55). A program that links memscope
 //! as its Rust allocator calls no export: it records no sites.
@@ -34,6 +34,17 @@ use crate::base::tls;
 /// its stack (`__libc_stack_end`).
 static MAIN_THREAD: AtomicUsize = AtomicUsize::new(0);
 static MAIN_STACK_TOP: AtomicUsize = AtomicUsize::new(0);
+/// The lowest address the main thread's stack may grow to (its top less
+/// `RLIMIT_STACK`, at most `MAIN_STACK_MAX`): a stack pointer below it is
+/// on another stack (a coroutine's, a signal stack).
+static MAIN_STACK_LOW: AtomicUsize = AtomicUsize::new(0);
+/// The most `MAIN_STACK_LOW` lies below the top when the limit is larger
+/// or unlimited (the kernel then maps nothing else within it either).
+const MAIN_STACK_MAX: usize = 1 << 30;
+/// The most memscope's own frames take between a record and the
+/// exported call's entry: on a stack whose bounds are unknown, an entry
+/// further above the recording frame is not believed.
+const MAX_OWN_FRAMES: usize = 64 << 10;
 /// Offsets of `stackblock` and `stackblock_size` in glibc's `struct
 /// pthread` (0: unknown), learnt by `learn_stack_offsets`.
 static STACKBLOCK: AtomicUsize = AtomicUsize::new(0);
@@ -53,13 +64,24 @@ extern "C" {
     static __libc_stack_end: *mut core::ffi::c_void;
 }
 
-/// At load, on the main thread: the main thread's stack top.
+/// At load, on the main thread: the main thread's stack bounds.
 pub fn learn_at_load() {
     // SAFETY: pthread_self has no preconditions; __libc_stack_end is set
-    // by the dynamic loader before any constructor runs.
+    // by the dynamic loader before any constructor runs; `lim` is written
+    // by getrlimit.
     unsafe {
         MAIN_THREAD.store(libc::pthread_self() as usize, Relaxed);
-        MAIN_STACK_TOP.store(__libc_stack_end as usize, Relaxed);
+        let top = __libc_stack_end as usize;
+        let mut lim: libc::rlimit = core::mem::zeroed();
+        let size = if libc::getrlimit(libc::RLIMIT_STACK, &mut lim) == 0 {
+            usize::try_from(lim.rlim_cur)
+                .unwrap_or(usize::MAX)
+                .min(MAIN_STACK_MAX)
+        } else {
+            MAIN_STACK_MAX
+        };
+        MAIN_STACK_LOW.store(top.saturating_sub(size), Relaxed);
+        MAIN_STACK_TOP.store(top, Relaxed);
     }
 }
 
@@ -117,25 +139,25 @@ pub fn learn_stack_offsets() {
     }
 }
 
-/// The top of the calling thread's stack, or 0 if unknown.
-fn stack_top() -> usize {
+/// The calling thread's own stack, `(low, top)`, or `(0, 0)` if unknown.
+fn stack_bounds() -> (usize, usize) {
     // SAFETY: pthread_self has no preconditions; the offsets were found
     // in this libc's descriptor layout.
     unsafe {
         let me = libc::pthread_self() as usize;
         if me == MAIN_THREAD.load(Relaxed) {
-            return MAIN_STACK_TOP.load(Relaxed);
+            return (MAIN_STACK_LOW.load(Relaxed), MAIN_STACK_TOP.load(Relaxed));
         }
         let (b, s) = (STACKBLOCK.load(Relaxed), STACKBLOCK_SIZE.load(Relaxed));
         if b == 0 {
-            return 0;
+            return (0, 0);
         }
         let block = ((me + b) as *const usize).read_volatile();
         let size = ((me + s) as *const usize).read_volatile();
         if block == 0 {
-            0
+            (0, 0)
         } else {
-            block + size
+            (block, block + size)
         }
     }
 }
@@ -157,18 +179,31 @@ fn capture(out: &mut [u64; SITE_FRAMES]) -> u32 {
     if sp == 0 {
         return 0;
     }
-    let top = stack_top();
+    let (low, top) = stack_bounds();
+    // On the thread's own stack, everything from here to its top is
+    // mapped (the frames being run). Elsewhere (a coroutine's stack, a
+    // signal stack) the bounds are unknown: the call's entry is believed
+    // only as near above this frame as memscope's own frames reach, and
+    // no caller is read.
+    let own = top != 0 && (low..top).contains(&here);
     // The exported call's frame is above every frame it runs, this one's
-    // included, and (where known) below the stack's top.
-    if sp <= here || sp & 7 != 0 || (top != 0 && sp.saturating_add(8) > top) {
+    // included.
+    let believed = sp > here
+        && sp & 7 == 0
+        && if own {
+            sp.saturating_add(8) <= top
+        } else {
+            sp - here <= MAX_OWN_FRAMES
+        };
+    if !believed {
         count(Event::SitesDropped);
         return 0;
     }
     // SAFETY: `sp` is the entry stack pointer of a call still running on
-    // this thread (checked above): the word there is its return address.
+    // this stack (checked above): the word there is its return address.
     out[0] = unsafe { *(sp as *const usize) } as u64;
     let mut n = 1;
-    if top == 0 {
+    if !own {
         return 1;
     }
     // The caller's frames lie above the call's entry. A frame pointer is
@@ -226,10 +261,12 @@ pub fn scope_popped(ns: u64) {
     put(abi::SITE_SCOPE, &frames, depth, 1, ns, ns);
 }
 
-/// Of the NORECLAIM allocations the stats sample times, the one in this
-/// many whose site is recorded: a record (the walk, the table) costs
-/// about what the timing itself does, and one in `SITE_SUBSAMPLE` keeps
-/// it near 5 % of a timed call.
+/// Of the NORECLAIM allocations the stats sample times, one in this many
+/// on average has its site recorded: a record (the capture, the table)
+/// costs about 190 instructions, a third of the timing itself. The
+/// intervals are drawn at random (1 to 2 * SITE_SUBSAMPLE - 1), so that a
+/// program whose calls come in a fixed pattern (every call timed, 16
+/// sites in turn) has each of them recorded, not one.
 pub const SITE_SUBSAMPLE: u32 = 16;
 
 /// A call in NORECLAIM has its answer: a refusal (NULL) is recorded, and
@@ -244,14 +281,33 @@ pub fn noreclaim_call(size: usize, refused: bool, timed: bool) {
         record_refused(size);
     } else if timed {
         let s = tls::bss();
-        let skipped = s.site_skipped.get() + 1;
-        if skipped < SITE_SUBSAMPLE {
-            s.site_skipped.set(skipped);
+        let left = s.site_left.get();
+        if left > 1 {
+            s.site_left.set(left - 1);
         } else {
-            s.site_skipped.set(0);
-            record_sampled(size);
+            sampled(size, left);
         }
     }
+}
+
+/// The interval's end (`left` 1: record) or a thread's first timed
+/// allocation (0: draw only); then the next interval.
+#[inline(never)]
+fn sampled(size: usize, left: u32) {
+    let s = tls::bss();
+    if left == 1 {
+        record_sampled(size);
+    }
+    let mut x = s.site_rng.get();
+    if x == 0 {
+        // Seeded from the thread's own block: threads differ.
+        x = (s as *const tls::ThreadBss as usize >> 6) as u32 | 1;
+    }
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    s.site_rng.set(x);
+    s.site_left.set(1 + x % (2 * SITE_SUBSAMPLE - 1));
 }
 
 #[cold]
@@ -260,7 +316,6 @@ fn record_refused(size: usize) {
     record(abi::SITE_REFUSED, 1, size as u64, size as u64);
 }
 
-#[inline(never)]
 fn record_sampled(size: usize) {
     let weight = super::sample_period().saturating_mul(u64::from(SITE_SUBSAMPLE));
     record(
@@ -351,7 +406,12 @@ fn add(t: &SiteTable, kind: u32, frames: &[u64; SITE_FRAMES], depth: u32, n: u64
     fence(Release);
     let clock = t.clock.load(Relaxed) + 1;
     t.clock.store(clock, Relaxed);
-    let e = entry_for(t, kind, frames);
+    let Some(e) = entry_for(t, kind, frames) else {
+        // A sample, and every entry in reach is an exact count: kept.
+        count(Event::SitesEvicted);
+        t.seq.store(seq + 2, Release);
+        return;
+    };
     if e.kind.load(Relaxed) != kind || !same_frames(e, frames) {
         if e.kind.load(Relaxed) != 0 {
             // A full probe window: the least recent site goes, with its
@@ -384,30 +444,44 @@ fn same_frames(e: &Site, frames: &[u64; SITE_FRAMES]) -> bool {
     e.frames.iter().zip(frames).all(|(a, b)| a.load(Relaxed) == *b)
 }
 
-/// How many entries a lookup probes before evicting.
-const PROBE: usize = 8;
+/// How many entries a lookup probes before evicting: all of them (an
+/// entry is evicted only from a full table; with 8 of 32, a table
+/// three-quarters full evicted samples while others lay empty). Linear
+/// probing from the hash, so a site is usually found in one or two.
+const PROBE: usize = SITE_ENTRIES;
+
+/// Kinds whose entries are samples (estimates, timed scopes): evicted
+/// before the exact kinds, and never in their place.
+fn sampled_kind(kind: u32) -> bool {
+    kind == abi::SITE_SAMPLED_ALLOC || kind == abi::SITE_SCOPE
+}
 
 /// The entry for (`kind`, `frames`): its own, else an empty one in the
-/// probe window, else the window's least recently recorded.
-fn entry_for<'t>(t: &'t SiteTable, kind: u32, frames: &[u64; SITE_FRAMES]) -> &'t Site {
+/// probe window, else the window's least recently recorded sample, else
+/// (for an exact kind only) its least recently recorded entry. None: a
+/// sample with only exact entries in reach.
+fn entry_for<'t>(t: &'t SiteTable, kind: u32, frames: &[u64; SITE_FRAMES]) -> Option<&'t Site> {
     let hash = frames
         .iter()
         .fold(u64::from(kind).wrapping_mul(0x9E37_79B9_7F4A_7C15), |h, f| {
             (h ^ f).wrapping_mul(0x9E37_79B9_7F4A_7C15)
         });
     let start = (hash >> 32) as usize % SITE_ENTRIES;
-    let mut victim = &t.entries[start];
+    // Lower is evicted first: samples before exact counts, then the least
+    // recent.
+    let rank = |e: &Site| (!sampled_kind(e.kind.load(Relaxed)), e.last.load(Relaxed));
+    let mut victim: Option<&Site> = None;
     for k in 0..PROBE {
         let e = &t.entries[(start + k) % SITE_ENTRIES];
         let ek = e.kind.load(Relaxed);
         if ek == kind && same_frames(e, frames) {
-            return e;
+            return Some(e);
         }
         if ek == 0 {
-            return e;
+            return Some(e);
         }
-        if e.last.load(Relaxed) < victim.last.load(Relaxed) {
-            victim = e;
+        if (sampled_kind(ek) || !sampled_kind(kind)) && victim.is_none_or(|v| rank(e) < rank(v)) {
+            victim = Some(e);
         }
     }
     victim
