@@ -91,6 +91,25 @@ def main():
         else:
             allocs.append((name, path))
 
+    # Start-up of programs that allocate before main and as they exit: a
+    # C++ program (libstdc++'s emergency exception pool, its locale) and a
+    # Rust one (std's runtime, a line on stdout), built here.
+    progs = tempfile.mkdtemp(prefix="memscope-bench-progs-")
+    start_progs = []
+    for title, src, name, build in [
+        ("exec of a C++ int main(){} under it (us)", "int main() {}\n", "main.cc",
+         ["g++", "-O2", "-o", "cxx_main"]),
+        ("exec of a Rust hello-world under it (us)", 'fn main() { println!("hello"); }\n', "main.rs",
+         ["rustc", "-O", "-o", "rust_hello"]),
+    ]:
+        with open(os.path.join(progs, name), "w") as f:
+            f.write(src)
+        try:
+            subprocess.run(build + [name], cwd=progs, check=True, capture_output=True)
+            start_progs.append((title, os.path.join(progs, build[-1])))
+        except (OSError, subprocess.CalledProcessError) as e:
+            print(f"skipping '{title}': {build[0]} failed ({e})")
+
     n = 2_000_000 if a.quick else 20_000_000
     lat_secs = "0.5" if a.quick else "3"
     benches = [
@@ -110,6 +129,9 @@ def main():
         ("exec of /bin/true under it (us)", ["spawn", "50" if a.quick else "300"], "all"),
         # sleep allocates about 260 times before it exits (setlocale).
         ("exec of /bin/sleep 0 under it (us)", ["spawn", "50" if a.quick else "300", "/bin/sleep", "0"], "all"),
+    ] + [
+        (title, ["spawn", "50" if a.quick else "300", path], "all") for title, path in start_progs
+    ] + [
         ("NORECLAIM malloc+free 64 B (ns)", ["scoped-pair", "64", str(n)], "memscope"),
         ("cross-thread, producer in NORECLAIM (Mops/s)", ["xthread-scoped", "1", str(n // 2)], "memscope"),
         ("push+pop (ns)", ["pushpop", str(n * 5)], "memscope"),
