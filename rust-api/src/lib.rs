@@ -18,6 +18,21 @@
 //! }
 //! ```
 //!
+//! # Locks that hold NORECLAIM
+//!
+//! The kernel's rule is "no reclaim while a btree lock is held". Wrap the
+//! lock's raw type once and every critical section follows it:
+//! [`NoReclaimMutex`] and [`NoReclaimRwLock`] are `lock_api` locks over
+//! any raw lock (`parking_lot::RawMutex`, `parking_lot::RawRwLock`, ...)
+//! that hold NORECLAIM from the moment the lock is taken until it is
+//! released (waiting for it stays outside).
+//!
+//! ```
+//! type Mutex<T> = memscope::NoReclaimMutex<parking_lot::RawMutex, T>;
+//! let index = Mutex::new(Vec::<Box<[u8]>>::new());
+//! index.lock().push(vec![0u8; 64].into_boxed_slice());
+//! ```
+//!
 //! # What is linked
 //!
 //! The whole allocator (`memscope-core`: jemalloc through
@@ -56,10 +71,12 @@
 
 mod alloc;
 mod backend;
+mod locks;
 mod reclaim;
 mod scope;
 
 pub use alloc::Memscope;
+pub use locks::{NoReclaimMutex, NoReclaimRawMutex, NoReclaimRawRwLock, NoReclaimRwLock};
 pub use reclaim::{Needs, Reclaimer};
 pub use scope::{current, with, Flags, Scope};
 pub use scope::{nofail, nofs, noio, noreclaim, nowarn};

@@ -222,7 +222,7 @@ pub fn with<R>(flags: Flags, f: impl FnOnce() -> R) -> R {
 /// libmemscope.so loaded), memscope says so once on stderr and counts a
 /// `scopes_bypassed` event. Asked again later if it could not tell (the
 /// thread was already in NORECLAIM).
-fn check_routed_once() {
+pub(crate) fn check_routed_once() {
     static CHECKED: AtomicBool = AtomicBool::new(false);
     if CHECKED.load(Relaxed) {
         return;
