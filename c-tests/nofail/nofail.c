@@ -21,6 +21,10 @@
  *   nofail deadline      MEMSCOPE_NOFAIL_DEADLINE_MS passes: the policy
  *                        (null: NULL + ENOMEM; abort: the process aborts)
  *   nofail toolarge      a size above MEMSCOPE_NOFAIL_MAX: the policy, at once
+ *                        (malloc, and the resizes: realloc, reallocarray,
+ *                        rallocx, the block untouched)
+ *   nofail resize-retry  a NOFAIL resize whose ordinary attempt fails goes
+ *                        through the reclaimers and is served, moved
  *   nofail toolarge-nowarn   the same under NOWARN: no diagnostic
  *   nofail softlimit     with MEMSCOPE_SOFT_LIMIT set, the maintenance
  *                        thread runs the reclaimers once RSS passes it
@@ -296,6 +300,13 @@ static void case_deadline(void)
     CHECK_MSG(waited >= 180 && waited < 3000, "gave up after %lld ms", waited);
 }
 
+/* jemalloc's API, which libmemscope.so exports (weak: not linked). */
+__attribute__((weak)) void *rallocx(void *ptr, size_t size, int flags);
+/* Through pointers: the block is read after a realloc that must refuse,
+ * which GCC's use-after-free warning cannot know. */
+static void *(*volatile realloc_fn)(void *, size_t) = realloc;
+static void *(*volatile reallocarray_fn)(void *, size_t, size_t) = reallocarray;
+
 static void case_toolarge(unsigned extra)
 {
     unsigned s = memscope_push(MEMSCOPE_NOFAIL | extra);
@@ -305,12 +316,66 @@ static void case_toolarge(unsigned extra)
     memscope_pop(s);
     CHECK(p == NULL && errno == ENOMEM);
     CHECK(now_ms() - t0 < 100);
+    /* Resizes too: the limit is checked before the ordinary attempt
+     * (jemalloc would map 2 GiB of address space), the block untouched. */
+    CHECK(rallocx != NULL);
+    char *small = malloc(64);
+    CHECK(small != NULL);
+    memset(small, 7, 64);
+    s = memscope_push(MEMSCOPE_NOFAIL | extra);
+    t0 = now_ms();
+    errno = 0;
+    CHECK(realloc_fn(small, opaque((size_t)2 << 30)) == NULL && errno == ENOMEM);
+    errno = 0;
+    CHECK(reallocarray_fn(small, opaque((size_t)1 << 30), 2) == NULL && errno == ENOMEM);
+    CHECK(rallocx(small, opaque((size_t)2 << 30), 0) == NULL);
+    memscope_pop(s);
+    CHECK(now_ms() - t0 < 100);
+    CHECK(small[0] == 7 && small[63] == 7);
+    free(small);
     /* A possible request still succeeds. */
     s = memscope_push(MEMSCOPE_NOFAIL | extra);
     p = malloc(1 << 20);
     memscope_pop(s);
     CHECK(p != NULL);
     free(p);
+}
+
+static int resize_reclaims;
+static size_t count_resize_reclaim(size_t want, void *arg)
+{
+    (void)want, (void)arg;
+    resize_reclaims++;
+    return 0;
+}
+
+/* A NOFAIL resize whose ordinary attempt fails (memscope_test_fail_next):
+ * it goes on as a NOFAIL allocation does, through the reclaimers, and is
+ * served with its contents moved; for realloc, reallocarray and rallocx. */
+static void case_resize_retry(void)
+{
+    int id = memscope_reclaimer_register("count", count_resize_reclaim, NULL, 0);
+    CHECK(id >= 1);
+    CHECK(rallocx != NULL);
+    for (int how = 0; how < 3; how++) {
+        char *p = malloc(100);
+        CHECK(p != NULL);
+        memset(p, 'a' + how, 100);
+        int before = resize_reclaims;
+        unsigned s = memscope_push(MEMSCOPE_NOFAIL);
+        memscope_test_fail_next(1);
+        size_t to = opaque((size_t)1 << 20);
+        char *q = how == 0 ? realloc(p, to) : how == 1 ? reallocarray(p, to / 8, 8) : rallocx(p, to, 0);
+        memscope_test_fail_next(0);
+        memscope_pop(s);
+        CHECK_MSG(q != NULL, "resize %d refused", how);
+        CHECK_MSG(resize_reclaims > before, "resize %d: its failed ordinary attempt ran no reclaimer", how);
+        if (q) {
+            CHECK(q[0] == 'a' + how && q[99] == 'a' + how);
+            free(q);
+        }
+    }
+    memscope_reclaimer_unregister(id);
 }
 
 static long rss_bytes(void)
@@ -416,6 +481,8 @@ int main(int argc, char **argv)
         case_toolarge(0);
     else if (!strcmp(c, "toolarge-nowarn"))
         case_toolarge(MEMSCOPE_NOWARN);
+    else if (!strcmp(c, "resize-retry"))
+        case_resize_retry();
     else if (!strcmp(c, "softlimit"))
         case_softlimit();
     else if (!strcmp(c, "noreclaim"))

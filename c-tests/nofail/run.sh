@@ -53,6 +53,7 @@ if want nofail && build_c nofail -pthread; then
         pass "nofail stall NOWARN: silent"
     fi
     expect_exit "nofail order" 0 "$P" -- "$out/nofail" order
+    expect_exit "nofail resize retry" 0 "$P" -- "$out/nofail" resize-retry
     expect_exit "nofail unblock" 0 "$P" -- "$out/nofail" unblock
     expect_exit "nofail deadline null" 0 "$P" MEMSCOPE_NOFAIL_DEADLINE_MS=200 -- "$out/nofail" deadline
     expect_stderr "nofail deadline null" 'impossible NOFAIL allocation of 67108864 bytes \(MEMSCOPE_NOFAIL_DEADLINE_MS passed\): NULL'

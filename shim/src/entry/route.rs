@@ -252,13 +252,10 @@ unsafe fn realloc_in(p: *mut c_void, size: usize, flags: u32) -> *mut c_void {
     unsafe {
         let q = if flags & NORECLAIM != 0 {
             pool_realloc(p, size, 0, flags)
+        } else if flags & NOFAIL != 0 {
+            nofail_resize(p, size, 0, flags, || realloc_unscoped(p, size, flags))
         } else {
             realloc_unscoped(p, size, flags)
-        };
-        let q = if q.is_null() && flags & (NOFAIL | NORECLAIM) == NOFAIL {
-            nofail_move(p, size, 0, flags)
-        } else {
-            q
         };
         if q.is_null() {
             set_errno(libc::ENOMEM);
@@ -267,13 +264,36 @@ unsafe fn realloc_in(p: *mut c_void, size: usize, flags: u32) -> *mut c_void {
     }
 }
 
-/// NOFAIL realloc outside NORECLAIM after the ordinary path failed: a
-/// NOFAIL allocation, the contents copied, the old block freed. NULL (old
-/// block untouched) only where the policy says so.
-unsafe fn nofail_move(p: *mut c_void, size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
+/// A NOFAIL resize outside NORECLAIM, as a NOFAIL allocation: the size
+/// limits first (the policy's answer, the old block untouched), then the
+/// ordinary resize (`resize`; one of the attempts
+/// `memscope_test_fail_next` fails), then, if it failed, a NOFAIL
+/// allocation through reclaim and retry, the contents copied and the old
+/// block freed. NULL (old block untouched) only where the policy says so.
+///
+/// # Safety
+/// `p` is a live block from this allocator; `resize` resizes it.
+unsafe fn nofail_resize(
+    p: *mut c_void,
+    size: usize,
+    caller_bits: i32,
+    flags: u32,
+    resize: impl FnOnce() -> *mut c_void,
+) -> *mut c_void {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
-        let q = nofail::alloc(size, caller_bits, flags);
+        if let Some(answer) = nofail::answered_first(size, caller_bits, flags) {
+            return answer;
+        }
+        let q = if nofail::fails_on_purpose() {
+            null_mut()
+        } else {
+            resize()
+        };
+        if !q.is_null() {
+            return q;
+        }
+        let q = nofail::after_ordinary(size, caller_bits, flags);
         if !q.is_null() {
             core::ptr::copy_nonoverlapping(p.cast::<u8>(), q.cast::<u8>(), usable_size(p).min(size));
             free_unscoped(p, 0);
@@ -325,17 +345,16 @@ pub unsafe fn rallocx(p: *mut c_void, size: usize, mflags: i32) -> *mut c_void {
     unsafe {
         let flags = scope_flags();
         let t0 = stats::slow_counted(OP_REALLOC, flags);
+        // As `realloc_in` (inside NORECLAIM the pool's allocation answers
+        // for NOFAIL: its policy, counted once).
         let q = if flags & NORECLAIM != 0 {
             pool_realloc(p, size, mflags & CALLER_BITS, flags)
+        } else if flags & NOFAIL != 0 {
+            nofail_resize(p, size, mflags & CALLER_BITS, flags, || {
+                rallocx_unscoped(p, size, mflags, flags)
+            })
         } else {
             rallocx_unscoped(p, size, mflags, flags)
-        };
-        // As `realloc_in`: inside NORECLAIM the pool's allocation has
-        // answered for NOFAIL already (its policy, counted once).
-        let q = if q.is_null() && flags & (NOFAIL | NORECLAIM) == NOFAIL {
-            nofail_move(p, size, mflags & CALLER_BITS, flags)
-        } else {
-            q
         };
         stats::slow_timed(OP_REALLOC, flags, t0);
         noted(size, q, flags, t0.is_some());

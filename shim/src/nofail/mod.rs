@@ -102,33 +102,62 @@ pub unsafe fn alloc(size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
         if flags & NORECLAIM != 0 {
             return in_noreclaim(size, caller_bits, flags);
         }
-        if size as u64 > CONFIG.nofail_max_bytes() {
-            return policy(Event::PolicyTooLarge, size, flags);
-        }
-        // Before any retry: a size and alignment jemalloc can never serve
-        // (nallocx says 0), or an alignment beyond the address space (an
-        // alignment of 2^62 retried forever: jemalloc's usable size for it
-        // is small, the mapping it needs impossible).
-        let align = crate::front::magazine::align_of_bits(caller_bits);
-        let usable = jem::nallocx(size.max(1), caller_bits & ALIGN_BITS);
-        if usable == 0 || align > MAX_ALIGN {
-            return policy(Event::PolicyImpossible, size, flags);
-        }
-        if usable as u64 > CONFIG.nofail_max_bytes() {
-            return policy(Event::PolicyTooLarge, size, flags);
+        if let Some(answer) = answered_first(size, caller_bits, flags) {
+            return answer;
         }
         let p = ordinary(size, caller_bits);
         if !p.is_null() {
             return p;
         }
-        // An alignment is address space, not memory: tried as it is (the
-        // machine may map it), but one above MEMSCOPE_NOFAIL_MAX that the
-        // ordinary path refused cannot be helped by reclaim.
-        if align as u64 > CONFIG.nofail_max_bytes() {
-            return policy(Event::PolicyImpossible, size, flags);
-        }
-        retry(size, caller_bits, flags)
+        after_ordinary(size, caller_bits, flags)
     }
+}
+
+/// What a NOFAIL request outside NORECLAIM gets before any attempt: the
+/// policy for a size above `MEMSCOPE_NOFAIL_MAX`, or for one jemalloc can
+/// never serve (nallocx says 0), or for an alignment beyond the address
+/// space (an alignment of 2^62 retried forever: jemalloc's usable size for
+/// it is small, the mapping it needs impossible). None: go on. Resizes
+/// (`realloc`, `reallocarray`, `rallocx`) ask it too, before their own
+/// ordinary attempt.
+pub fn answered_first(size: usize, caller_bits: i32, flags: u32) -> Option<*mut c_void> {
+    if size as u64 > CONFIG.nofail_max_bytes() {
+        return Some(policy(Event::PolicyTooLarge, size, flags));
+    }
+    let align = crate::front::magazine::align_of_bits(caller_bits);
+    // SAFETY: nallocx has no preconditions.
+    let usable = unsafe { jem::nallocx(size.max(1), caller_bits & ALIGN_BITS) };
+    if usable == 0 || align > MAX_ALIGN {
+        return Some(policy(Event::PolicyImpossible, size, flags));
+    }
+    if usable as u64 > CONFIG.nofail_max_bytes() {
+        return Some(policy(Event::PolicyTooLarge, size, flags));
+    }
+    None
+}
+
+/// True if this ordinary attempt is to fail on purpose
+/// (`memscope_test_fail_next`): a resize's own attempt is one.
+pub fn fails_on_purpose() -> bool {
+    injected_fault()
+}
+
+/// A NOFAIL request outside NORECLAIM whose ordinary attempt failed (an
+/// allocation's, or a resize's): reclaim and retry until it is served or
+/// the policy answers.
+///
+/// # Safety
+/// As `alloc`.
+pub unsafe fn after_ordinary(size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
+    // An alignment is address space, not memory: tried as it is (the
+    // machine may map it), but one above MEMSCOPE_NOFAIL_MAX that the
+    // ordinary path refused cannot be helped by reclaim.
+    let align = crate::front::magazine::align_of_bits(caller_bits);
+    if align as u64 > CONFIG.nofail_max_bytes() {
+        return policy(Event::PolicyImpossible, size, flags);
+    }
+    // SAFETY: the caller's contract.
+    unsafe { retry(size, caller_bits, flags) }
 }
 
 /// NOFAIL inside NORECLAIM: the front end (a refusal counted there), the
