@@ -17,7 +17,7 @@
 
 use core::cell::Cell;
 
-use lock_api::{GuardNoSend, RawMutex, RawRwLock};
+use lock_api::{GuardNoSend, RawMutex, RawMutexFair, RawMutexTimed, RawRwLock, RawRwLockTimed};
 
 use crate::backend;
 
@@ -107,6 +107,37 @@ unsafe impl<R: RawMutex> RawMutex for NoReclaimRawMutex<R> {
     }
 }
 
+// SAFETY: as `RawMutex` above; the fair release is the wrapped lock's.
+unsafe impl<R: RawMutexFair> RawMutexFair for NoReclaimRawMutex<R> {
+    unsafe fn unlock_fair(&self) {
+        releasing();
+        // SAFETY: the caller holds the lock (this method's contract).
+        unsafe { self.0.unlock_fair() }
+    }
+}
+
+// SAFETY: as `RawMutex` above; the timeouts are the wrapped lock's.
+unsafe impl<R: RawMutexTimed> RawMutexTimed for NoReclaimRawMutex<R> {
+    type Duration = R::Duration;
+    type Instant = R::Instant;
+
+    fn try_lock_for(&self, timeout: Self::Duration) -> bool {
+        let got = self.0.try_lock_for(timeout);
+        if got {
+            taken();
+        }
+        got
+    }
+
+    fn try_lock_until(&self, timeout: Self::Instant) -> bool {
+        let got = self.0.try_lock_until(timeout);
+        if got {
+            taken();
+        }
+        got
+    }
+}
+
 /// A `lock_api` raw reader-writer lock that holds NORECLAIM while held,
 /// shared or exclusive.
 ///
@@ -172,6 +203,44 @@ unsafe impl<R: RawRwLock> RawRwLock for NoReclaimRawRwLock<R> {
 
     fn is_locked_exclusive(&self) -> bool {
         self.0.is_locked_exclusive()
+    }
+}
+
+// SAFETY: as `RawRwLock` above; the timeouts are the wrapped lock's.
+unsafe impl<R: RawRwLockTimed> RawRwLockTimed for NoReclaimRawRwLock<R> {
+    type Duration = R::Duration;
+    type Instant = R::Instant;
+
+    fn try_lock_shared_for(&self, timeout: Self::Duration) -> bool {
+        let got = self.0.try_lock_shared_for(timeout);
+        if got {
+            taken();
+        }
+        got
+    }
+
+    fn try_lock_shared_until(&self, timeout: Self::Instant) -> bool {
+        let got = self.0.try_lock_shared_until(timeout);
+        if got {
+            taken();
+        }
+        got
+    }
+
+    fn try_lock_exclusive_for(&self, timeout: Self::Duration) -> bool {
+        let got = self.0.try_lock_exclusive_for(timeout);
+        if got {
+            taken();
+        }
+        got
+    }
+
+    fn try_lock_exclusive_until(&self, timeout: Self::Instant) -> bool {
+        let got = self.0.try_lock_exclusive_until(timeout);
+        if got {
+            taken();
+        }
+        got
     }
 }
 

@@ -88,6 +88,31 @@ fn a_failed_try_lock_enters_nothing() {
 }
 
 #[test]
+fn timed_and_fair_variants_follow_the_lock() {
+    use std::time::Duration;
+    let m = Mutex::new(());
+    let g = m.try_lock_for(Duration::from_millis(10)).expect("free");
+    assert!(in_noreclaim());
+    lock_api::MutexGuard::unlock_fair(g);
+    assert_eq!(current(), Flags::NONE);
+    let mut g = m.lock();
+    // Released and retaken inside: the scope follows (left, entered).
+    lock_api::MutexGuard::unlocked(&mut g, || assert_eq!(current(), Flags::NONE));
+    assert!(in_noreclaim());
+    lock_api::MutexGuard::bump(&mut g);
+    assert!(in_noreclaim());
+    drop(g);
+    let l = RwLock::new(());
+    let r = l.try_read_for(Duration::from_millis(10)).expect("free");
+    assert!(in_noreclaim());
+    drop(r);
+    let w = l.try_write_for(Duration::from_millis(10)).expect("free");
+    assert!(in_noreclaim());
+    drop(w);
+    assert_eq!(current(), Flags::NONE);
+}
+
+#[test]
 fn allocations_under_the_lock_are_noreclaim() {
     // Larger than any pool block (the largest class is 4 MiB): refused
     // inside NORECLAIM, served outside.
