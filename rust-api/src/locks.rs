@@ -40,6 +40,14 @@ fn taken() {
     });
 }
 
+/// A scoped lock's attempt: taken if `got`.
+fn taken_if(got: bool) -> bool {
+    if got {
+        taken();
+    }
+    got
+}
+
 /// A scoped lock is about to be released.
 fn releasing() {
     HELD.with(|h| match h.get() {
@@ -89,11 +97,7 @@ unsafe impl<R: RawMutex> RawMutex for NoReclaimRawMutex<R> {
     }
 
     fn try_lock(&self) -> bool {
-        let got = self.0.try_lock();
-        if got {
-            taken();
-        }
-        got
+        taken_if(self.0.try_lock())
     }
 
     unsafe fn unlock(&self) {
@@ -122,19 +126,11 @@ unsafe impl<R: RawMutexTimed> RawMutexTimed for NoReclaimRawMutex<R> {
     type Instant = R::Instant;
 
     fn try_lock_for(&self, timeout: Self::Duration) -> bool {
-        let got = self.0.try_lock_for(timeout);
-        if got {
-            taken();
-        }
-        got
+        taken_if(self.0.try_lock_for(timeout))
     }
 
     fn try_lock_until(&self, timeout: Self::Instant) -> bool {
-        let got = self.0.try_lock_until(timeout);
-        if got {
-            taken();
-        }
-        got
+        taken_if(self.0.try_lock_until(timeout))
     }
 }
 
@@ -165,11 +161,7 @@ unsafe impl<R: RawRwLock> RawRwLock for NoReclaimRawRwLock<R> {
     }
 
     fn try_lock_shared(&self) -> bool {
-        let got = self.0.try_lock_shared();
-        if got {
-            taken();
-        }
-        got
+        taken_if(self.0.try_lock_shared())
     }
 
     unsafe fn unlock_shared(&self) {
@@ -184,11 +176,7 @@ unsafe impl<R: RawRwLock> RawRwLock for NoReclaimRawRwLock<R> {
     }
 
     fn try_lock_exclusive(&self) -> bool {
-        let got = self.0.try_lock_exclusive();
-        if got {
-            taken();
-        }
-        got
+        taken_if(self.0.try_lock_exclusive())
     }
 
     unsafe fn unlock_exclusive(&self) {
@@ -212,35 +200,19 @@ unsafe impl<R: RawRwLockTimed> RawRwLockTimed for NoReclaimRawRwLock<R> {
     type Instant = R::Instant;
 
     fn try_lock_shared_for(&self, timeout: Self::Duration) -> bool {
-        let got = self.0.try_lock_shared_for(timeout);
-        if got {
-            taken();
-        }
-        got
+        taken_if(self.0.try_lock_shared_for(timeout))
     }
 
     fn try_lock_shared_until(&self, timeout: Self::Instant) -> bool {
-        let got = self.0.try_lock_shared_until(timeout);
-        if got {
-            taken();
-        }
-        got
+        taken_if(self.0.try_lock_shared_until(timeout))
     }
 
     fn try_lock_exclusive_for(&self, timeout: Self::Duration) -> bool {
-        let got = self.0.try_lock_exclusive_for(timeout);
-        if got {
-            taken();
-        }
-        got
+        taken_if(self.0.try_lock_exclusive_for(timeout))
     }
 
     fn try_lock_exclusive_until(&self, timeout: Self::Instant) -> bool {
-        let got = self.0.try_lock_exclusive_until(timeout);
-        if got {
-            taken();
-        }
-        got
+        taken_if(self.0.try_lock_exclusive_until(timeout))
     }
 }
 
