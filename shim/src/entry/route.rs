@@ -162,6 +162,17 @@ fn counted<R>(op: usize, flags: u32, call: impl FnOnce() -> R) -> R {
     r
 }
 
+/// `counted` for a call that returns a block: then, in NORECLAIM, its
+/// site noted (`noted`), after the timing ends.
+#[inline(always)]
+fn counted_noted(op: usize, flags: u32, size: usize, call: impl FnOnce() -> *mut c_void) -> *mut c_void {
+    let t0 = stats::slow_counted(op, flags);
+    let p = call();
+    stats::slow_timed(op, flags, t0);
+    noted(size, p, flags, t0.is_some());
+    p
+}
+
 /// Allocates `size` bytes with `mallocx` flags (alignment, zero) in the
 /// calling thread's context. NULL sets `errno = ENOMEM`.
 ///
@@ -172,11 +183,7 @@ pub unsafe fn alloc(size: usize, mallocx_flags: i32) -> *mut c_void {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
         let flags = scope_flags();
-        let t0 = stats::slow_counted(OP_ALLOC, flags);
-        let p = alloc_in(size, mallocx_flags, flags);
-        stats::slow_timed(OP_ALLOC, flags, t0);
-        noted(size, p, flags, t0.is_some());
-        p
+        counted_noted(OP_ALLOC, flags, size, || alloc_in(size, mallocx_flags, flags))
     }
 }
 
@@ -239,11 +246,7 @@ pub unsafe fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
         let flags = scope_flags();
-        let t0 = stats::slow_counted(OP_REALLOC, flags);
-        let q = realloc_in(p, size, flags);
-        stats::slow_timed(OP_REALLOC, flags, t0);
-        noted(size, q, flags, t0.is_some());
-        q
+        counted_noted(OP_REALLOC, flags, size, || realloc_in(p, size, flags))
     }
 }
 
@@ -285,7 +288,7 @@ unsafe fn nofail_resize(
         if let Some(answer) = nofail::answered_first(size, caller_bits, flags) {
             return answer;
         }
-        let q = if nofail::fails_on_purpose() {
+        let q = if nofail::injected_fault() {
             null_mut()
         } else {
             resize()
@@ -312,18 +315,16 @@ pub unsafe fn mallocx(size: usize, mflags: i32) -> *mut c_void {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
         let flags = scope_flags();
-        let t0 = stats::slow_counted(OP_ALLOC, flags);
-        let p = if flags & (NORECLAIM | NOFAIL) != 0 {
-            // Scopes choose arena and cache; the caller keeps alignment
-            // and zeroing. (`alloc_in` may set errno; mallocx promises
-            // nothing there.)
-            alloc_in(size, mflags & CALLER_BITS, flags)
-        } else {
-            jem::mallocx(size, mflags)
-        };
-        stats::slow_timed(OP_ALLOC, flags, t0);
-        noted(size, p, flags, t0.is_some());
-        p
+        counted_noted(OP_ALLOC, flags, size, || {
+            if flags & (NORECLAIM | NOFAIL) != 0 {
+                // Scopes choose arena and cache; the caller keeps alignment
+                // and zeroing. (`alloc_in` may set errno; mallocx promises
+                // nothing there.)
+                alloc_in(size, mflags & CALLER_BITS, flags)
+            } else {
+                jem::mallocx(size, mflags)
+            }
+        })
     }
 }
 
@@ -344,21 +345,19 @@ pub unsafe fn rallocx(p: *mut c_void, size: usize, mflags: i32) -> *mut c_void {
     // SAFETY: within this function's own contract (its `# Safety`).
     unsafe {
         let flags = scope_flags();
-        let t0 = stats::slow_counted(OP_REALLOC, flags);
         // As `realloc_in` (inside NORECLAIM the pool's allocation answers
         // for NOFAIL: its policy, counted once).
-        let q = if flags & NORECLAIM != 0 {
-            pool_realloc(p, size, mflags & CALLER_BITS, flags)
-        } else if flags & NOFAIL != 0 {
-            nofail_resize(p, size, mflags & CALLER_BITS, flags, || {
+        counted_noted(OP_REALLOC, flags, size, || {
+            if flags & NORECLAIM != 0 {
+                pool_realloc(p, size, mflags & CALLER_BITS, flags)
+            } else if flags & NOFAIL != 0 {
+                nofail_resize(p, size, mflags & CALLER_BITS, flags, || {
+                    rallocx_unscoped(p, size, mflags, flags)
+                })
+            } else {
                 rallocx_unscoped(p, size, mflags, flags)
-            })
-        } else {
-            rallocx_unscoped(p, size, mflags, flags)
-        };
-        stats::slow_timed(OP_REALLOC, flags, t0);
-        noted(size, q, flags, t0.is_some());
-        q
+            }
+        })
     }
 }
 

@@ -51,8 +51,11 @@ pub fn inject_faults(n: u64) {
     FAULTS_TO_INJECT.store(n, Relaxed);
 }
 
+/// True if this ordinary attempt is to fail on purpose
+/// (`memscope_test_fail_next`); a resize's own attempt is one
+/// (`entry::route`).
 #[inline]
-fn injected_fault() -> bool {
+pub fn injected_fault() -> bool {
     FAULTS_TO_INJECT.load(Relaxed) != 0
         && FAULTS_TO_INJECT
             .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
@@ -134,12 +137,6 @@ pub fn answered_first(size: usize, caller_bits: i32, flags: u32) -> Option<*mut 
         return Some(policy(Event::PolicyTooLarge, size, flags));
     }
     None
-}
-
-/// True if this ordinary attempt is to fail on purpose
-/// (`memscope_test_fail_next`): a resize's own attempt is one.
-pub fn fails_on_purpose() -> bool {
-    injected_fault()
 }
 
 /// A NOFAIL request outside NORECLAIM whose ordinary attempt failed (an
