@@ -25,7 +25,7 @@
 #define MEMSCOPE_STATS_MAGIC "MEMSCOPE" /* 8 bytes, no NUL */
 #define MEMSCOPE_STATS_BYTE_ORDER 0x01020304u
 #define MEMSCOPE_STATS_ABI_MAJOR 1
-#define MEMSCOPE_STATS_ABI_MINOR 5
+#define MEMSCOPE_STATS_ABI_MINOR 6
 #define MEMSCOPE_STATS_READY 0x52454459u
 
 #define MEMSCOPE_STATS_OPS 3 /* alloc, free, realloc */
@@ -127,6 +127,13 @@ struct __attribute__((aligned(4096))) memscope_stats_header {
     uint32_t site_frames;
     uint32_t site_table_size;
     uint32_t reserved1;
+    /* ABI 1.6: lock sections, one block per slot (block i for slot i), at
+     * locks_offset bytes from the segment's start, lock_stats_size bytes
+     * each; 0 if the writer has none. lock_scope: MEMSCOPE_LOCK_SCOPE, 0
+     * for `report`, else the MEMSCOPE_* flags a section enters. */
+    uint64_t locks_offset;
+    uint32_t lock_stats_size;
+    uint32_t lock_scope;
 };
 
 /* ABI 1.5: call sites (docs/STATS.md, "Call sites"). */
@@ -137,6 +144,9 @@ struct __attribute__((aligned(4096))) memscope_stats_header {
 #define MEMSCOPE_SITE_NOFAIL_WAIT 3   /* exact */
 #define MEMSCOPE_SITE_SAMPLED_ALLOC 4 /* sampled: count and bytes estimated */
 #define MEMSCOPE_SITE_SCOPE 5         /* timed scopes: bytes = total ns */
+/* ABI 1.6 */
+#define MEMSCOPE_SITE_LOCK_ALLOC 6 /* exact: allocations while holding a lock */
+#define MEMSCOPE_SITE_LOCK_TAKEN 7 /* exact: lock calls whose sections allocated */
 
 struct memscope_site {
     uint32_t kind; /* MEMSCOPE_SITE_*, 0: empty */
@@ -174,6 +184,25 @@ struct __attribute__((aligned(4096))) memscope_stats_slot {
      * push to pop (the first, then the next one after each stats harvest,
      * about every 40 ms). */
     struct memscope_scope_histogram noreclaim_scope;
+};
+
+/* ABI 1.6: what a thread did while it held program locks (docs/STATS.md,
+ * "Lock sections"). Bucket i of sizes holds requests of i significant bits
+ * ([2^(i-1), 2^i); bucket 0 the zero-byte ones; the last also everything
+ * larger). */
+#define MEMSCOPE_LOCK_SIZE_BUCKETS 48
+
+struct __attribute__((aligned(64))) memscope_lock_stats {
+    uint64_t sections;            /* first lock taken .. last released */
+    uint64_t sections_allocating; /* of those, the ones that allocated */
+    uint64_t allocs;
+    uint64_t frees;
+    uint64_t alloc_bytes; /* asked for */
+    uint64_t largest;
+    uint64_t refused; /* allocations that returned NULL */
+    uint64_t refused_last_bytes;
+    uint64_t sizes[MEMSCOPE_LOCK_SIZE_BUCKETS];
+    struct memscope_histogram latency; /* the timed ones */
 };
 
 /* Slot i is at byte offset slots_offset + i * slot_size. */

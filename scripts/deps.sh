@@ -26,6 +26,7 @@ need=(
     "prometheus:/usr/bin/promtool"
     "systemd:/usr/bin/systemd-analyze"
     "libjemalloc-dev:/usr/bin/jeprof"
+    "rocksdb-tools:/usr/bin/db_bench"
 )
 missing=()
 for entry in "${need[@]}"; do

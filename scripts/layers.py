@@ -32,7 +32,7 @@ TIERS = [
     # the NORECLAIM front end: depot, a thread's carving, its lists
     ("front", ["depot", "carve", "magazine"]),
     # thread and process life, and the scope word's push and pop
-    ("scope", ["init", "mod"]),
+    ("scope", ["init", "mod", "lock"]),
     # reclaimers and the NOFAIL retry loop
     ("nofail", ["reclaim", "mod"]),
     # the daemon side: purge, gauges, lock counters, pressure, maintenance

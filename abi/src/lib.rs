@@ -33,7 +33,10 @@ pub const ABI_MAJOR: u16 = 1;
 /// 1.5: call-site tables ([`SiteTable`], one per slot, after the slots;
 /// `Header::sites_offset`) and events 32-33 (`sites_dropped`,
 /// `sites_evicted`).
-pub const ABI_MINOR: u16 = 5;
+/// 1.6: lock sections ([`LockStats`], one per slot, after the call-site
+/// tables; `Header::locks_offset`, `Header::lock_scope`) and call-site
+/// kinds 6-7 (`lock_alloc`, `lock_taken`).
+pub const ABI_MINOR: u16 = 6;
 /// `Header::ready` holds this once the segment is initialised.
 pub const READY: u32 = 0x5245_4459; // "READ" "Y"
 
@@ -172,6 +175,15 @@ pub struct Header {
     pub site_frames: AtomicU32,
     pub site_table_size: AtomicU32,
     pub _reserved1: AtomicU32,
+    // ---- ABI 1.6 ----
+    /// Where the lock-section blocks begin (bytes from the segment's
+    /// start): `slot_count` blocks of `lock_stats_size` bytes, block `i`
+    /// for slot `i`. 0: none (a writer before 1.6).
+    pub locks_offset: AtomicU64,
+    pub lock_stats_size: AtomicU32,
+    /// The scope a lock section holds (`MEMSCOPE_LOCK_SCOPE`): 0 for
+    /// `report`, else the `MEMSCOPE_*` flags it enters.
+    pub lock_scope: AtomicU32,
 }
 
 /// Frames kept per call site: the return address of the allocator call
@@ -190,7 +202,13 @@ pub const SITE_POLICY: u32 = 2;
 pub const SITE_NOFAIL_WAIT: u32 = 3;
 pub const SITE_SAMPLED_ALLOC: u32 = 4;
 pub const SITE_SCOPE: u32 = 5;
-pub const SITE_KIND_MAX: u32 = 5;
+/// ABI 1.6: allocations made while the thread held a program lock (exact),
+/// and the lock calls that opened sections which allocated (exact; one
+/// frame, the lock call's return address; `bytes` what the sections
+/// allocated).
+pub const SITE_LOCK_ALLOC: u32 = 6;
+pub const SITE_LOCK_TAKEN: u32 = 7;
+pub const SITE_KIND_MAX: u32 = 7;
 
 /// One call site of one kind in one thread's table.
 #[repr(C)]
@@ -272,12 +290,61 @@ pub struct Slot {
     pub noreclaim_scope: ScopeHistogram,
 }
 
+/// Buckets of [`LockStats::sizes`]: bucket `i` holds requests of `i`
+/// significant bits (`[2^(i-1), 2^i)`; bucket 0 the zero-byte ones), the
+/// last everything from 2^46 bytes up.
+pub const LOCK_SIZE_BUCKETS: usize = 48;
+
+/// The size bucket of a request of `size` bytes ([`LockStats::sizes`]).
+pub const fn lock_size_bucket(size: u64) -> usize {
+    let bits = (64 - size.leading_zeros()) as usize;
+    if bits >= LOCK_SIZE_BUCKETS {
+        LOCK_SIZE_BUCKETS - 1
+    } else {
+        bits
+    }
+}
+
+/// What one thread (or an aggregate) did while it held program locks
+/// (ABI 1.6; `libmemscope_locks.so`, or `memscope_lock_acquired`): a
+/// section runs from the thread's first lock taken to the release of its
+/// last. Written like [`Slot`]: the owner stores (readers take each
+/// counter as it is), aggregates (retired, overflow) take atomic adds.
+#[repr(C, align(64))]
+pub struct LockStats {
+    /// Sections entered, and of those the ones that allocated.
+    pub sections: AtomicU64,
+    pub sections_allocating: AtomicU64,
+    /// Allocations (malloc, calloc, realloc, the aligned and jemalloc
+    /// ones) and frees made inside sections, exact.
+    pub allocs: AtomicU64,
+    pub frees: AtomicU64,
+    /// Bytes those allocations asked for.
+    pub alloc_bytes: AtomicU64,
+    /// The largest request made inside a section.
+    pub largest: AtomicU64,
+    /// Of the allocations, the ones that returned NULL (refused inside
+    /// NORECLAIM, or out of memory), and the size of the latest.
+    pub refused: AtomicU64,
+    pub refused_last_bytes: AtomicU64,
+    /// Allocations by size ([`lock_size_bucket`]).
+    pub sizes: [AtomicU64; LOCK_SIZE_BUCKETS],
+    /// The timed ones' latencies (one in `Header::sample_period` of the
+    /// section's allocations, as every slow-path call is timed).
+    pub latency: Histogram,
+}
+
+pub const LOCK_STATS_SIZE: usize = core::mem::size_of::<LockStats>();
+
 pub const HEADER_SIZE: usize = core::mem::size_of::<Header>();
 pub const SLOT_SIZE: usize = core::mem::size_of::<Slot>();
 /// Where the call-site tables start: after the slots, page-aligned.
 pub const SITES_OFFSET: usize = HEADER_SIZE + SLOT_TOTAL * SLOT_SIZE;
 pub const SITES_SIZE: usize = (SLOT_TOTAL * SITE_TABLE_SIZE + 4095) & !4095;
-pub const SEGMENT_SIZE: usize = SITES_OFFSET + SITES_SIZE;
+/// Where the lock-section blocks start: after the call-site tables.
+pub const LOCKS_OFFSET: usize = SITES_OFFSET + SITES_SIZE;
+pub const LOCKS_SIZE: usize = (SLOT_TOTAL * LOCK_STATS_SIZE + 4095) & !4095;
+pub const SEGMENT_SIZE: usize = LOCKS_OFFSET + LOCKS_SIZE;
 
 /// `memscope.<pid>`, the first name a process tries; then `memscope.<pid>.<n>`.
 pub const FILE_PREFIX: &str = "memscope.";
@@ -304,5 +371,11 @@ mod tests {
         assert_eq!(core::mem::size_of::<Site>(), 72);
         assert_eq!(SITE_TABLE_SIZE % 64, 0);
         assert_eq!(SITES_OFFSET % 4096, 0);
+        assert_eq!(LOCKS_OFFSET % 4096, 0);
+        assert_eq!(LOCK_STATS_SIZE % 64, 0);
+        assert_eq!(lock_size_bucket(0), 0);
+        assert_eq!(lock_size_bucket(1), 1);
+        assert_eq!(lock_size_bucket(4096), 13);
+        assert_eq!(lock_size_bucket(u64::MAX), LOCK_SIZE_BUCKETS - 1);
     }
 }

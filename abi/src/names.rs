@@ -195,7 +195,7 @@ pub const EVENTS: [(&str, &str); 34] = [
 
 /// Call-site record kinds (`Site::kind` - 1 order), with whether their
 /// counts are exact.
-pub const SITE_KINDS: [(&str, &str, bool); 5] = [
+pub const SITE_KINDS: [(&str, &str, bool); 7] = [
     ("refused", "NORECLAIM allocations refused", true),
     (
         "policy",
@@ -217,6 +217,16 @@ pub const SITE_KINDS: [(&str, &str, bool); 5] = [
         "timed NORECLAIM scopes (a few a second) by where they were pushed: time held",
         false,
     ),
+    (
+        "lock_alloc",
+        "allocations made while the thread held a program lock",
+        true,
+    ),
+    (
+        "lock_taken",
+        "lock calls whose sections allocated: sections, bytes they allocated",
+        true,
+    ),
 ];
 
 /// Slow-event timers, `Header::timers` order: always timed.
@@ -237,7 +247,7 @@ pub const TIMERS: [(&str, &str); 4] = [
 /// name, default (as a user would write it), what it does. The library
 /// parses them (`memscope-core`'s `config`), the CLI documents them (its
 /// man page), the README's table repeats them (a test checks).
-pub const OPTIONS: [(&str, &str, &str); 13] = [
+pub const OPTIONS: [(&str, &str, &str); 14] = [
     (
         "MEMSCOPE_NORECLAIM_POOL",
         "32M",
@@ -267,6 +277,11 @@ pub const OPTIONS: [(&str, &str, &str); 13] = [
         "MEMSCOPE_NOFAIL_POLICY",
         "null",
         "an impossible NOFAIL request: `null` (NULL + `ENOMEM`) or `abort`",
+    ),
+    (
+        "MEMSCOPE_LOCK_SCOPE",
+        "report",
+        "with libmemscope_locks.so: the scope a thread holding a program lock is in: `report` (counted only), `noreclaim` or `noreclaim,nofail`",
     ),
     (
         "MEMSCOPE_NOFAIL_DEADLINE_MS",

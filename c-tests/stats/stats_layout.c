@@ -22,6 +22,12 @@ int main(void)
     H(profile_request); H(profile_done); H(profile_status); H(lib_version);
     H(gauges_unix_ns); H(gauges);
     H(sites_offset); H(site_entries); H(site_frames); H(site_table_size);
+    H(locks_offset); H(lock_stats_size); H(lock_scope);
+#define L(f) printf("lock_stats.%s %zu\n", #f, offsetof(struct memscope_lock_stats, f))
+    L(sections); L(sections_allocating); L(allocs); L(frees); L(alloc_bytes); L(largest);
+    L(refused); L(refused_last_bytes); L(sizes); L(latency);
+    printf("size.lock_stats %zu\n", sizeof(struct memscope_lock_stats));
+    printf("const.lock_size_buckets %d\n", MEMSCOPE_LOCK_SIZE_BUCKETS);
     E(kind); E(depth); E(frames); E(count); E(bytes); E(max); E(last);
     T(seq); T(clock); T(lock); T(entries);
     printf("size.site %zu\n", sizeof(struct memscope_site));

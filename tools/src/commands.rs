@@ -76,6 +76,9 @@ pub fn show(dir: &Path, pid: u32, format: Format) -> Result<(), ReadError> {
     let text = match format {
         Format::Text { all_events } => {
             let mut t = report::text(&snap, all_events);
+            if let Some(l) = crate::locks::summary(&snap) {
+                t += &format!("\n{l}(memscope-stat locks {pid} for threads, sizes and sites)\n");
+            }
             // A short "top sites" section; `sites` has the rest.
             if let Ok(sites) = crate::sites::collect(dir, pid, false) {
                 if !sites.is_empty() {
@@ -89,6 +92,19 @@ pub fn show(dir: &Path, pid: u32, format: Format) -> Result<(), ReadError> {
         Format::Prometheus(labels) => report::prometheus(std::slice::from_ref(&snap), labels),
     };
     out!("{text}");
+    Ok(())
+}
+
+/// `locks`: what the process's threads did while holding program locks.
+pub fn locks(dir: &Path, pid: u32, json: bool, top: usize) -> Result<(), ReadError> {
+    let snap = segment::find(dir, pid)?.snapshot()?;
+    let sites = crate::sites::collect(dir, pid, !json)?;
+    if json {
+        let v = crate::locks::json(&snap, &sites, top);
+        out!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        out!("{}", crate::locks::text(&snap, &sites, top));
+    }
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 //! (the reader's fuzz tests above all) reach the reader directly.
 
 pub mod commands;
+pub mod locks;
 pub mod manual;
 pub mod output;
 pub mod plot;

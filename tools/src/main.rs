@@ -30,6 +30,15 @@ enum Command {
         /// built for, on LD_LIBRARY_PATH or in the loader's cache).
         #[arg(long, value_name = "PATH")]
         lib: Option<PathBuf>,
+        /// Also preload libmemscope_locks.so (found beside the library):
+        /// while a thread holds a pthread lock it is in MODE's scope
+        /// (MEMSCOPE_LOCK_SCOPE): report, noreclaim or noreclaim,nofail.
+        #[arg(long, value_name = "MODE", value_parser = ["report", "noreclaim", "noreclaim,nofail"])]
+        locks: Option<String>,
+        /// When CMD exits (or dies), write its last numbers to FILE as JSON:
+        /// `show --json`, `locks --json` and its call sites, symbolized.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
         /// The command and its arguments.
         #[arg(
             required = true,
@@ -81,6 +90,20 @@ enum Command {
         #[arg(long)]
         json: bool,
         /// Sites shown per kind.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+    },
+    /// What a process's threads allocated while they held program locks
+    /// (lock sections: libmemscope_locks.so), per thread and in total, with
+    /// sizes, latencies, refusals and call sites.
+    Locks {
+        pid: u32,
+        #[command(flatten)]
+        dir: DirArg,
+        /// JSON (schema in docs/STATS.md).
+        #[arg(long)]
+        json: bool,
+        /// Sites shown per list.
         #[arg(long, default_value_t = 10)]
         top: usize,
     },
@@ -174,7 +197,13 @@ impl DirArg {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { lib, cmd } => run::run(lib, &cmd),
+        Command::Run {
+            lib,
+            locks,
+            report,
+            cmd,
+        } => run::run(lib, locks.as_deref(), report.as_deref(), &cmd),
+        Command::Locks { pid, dir, json, top } => done(commands::locks(&dir.path(), pid, json, top)),
         Command::List { dir, all } => done(commands::list(&dir.path(), all)),
         Command::Sites { pid, dir, json, top } => done(commands::sites(&dir.path(), pid, json, top)),
         Command::Show {

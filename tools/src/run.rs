@@ -3,7 +3,10 @@
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::{Child, Command, ExitCode, ExitStatus};
+use std::time::{Duration, Instant};
+
+use crate::segment::{self, Segment};
 
 const LIB_NAME: &str = "libmemscope.so";
 
@@ -74,7 +77,25 @@ fn preload_value(lib: &Path) -> OsString {
     v
 }
 
-pub fn run(lib: Option<PathBuf>, cmd: &[String]) -> ExitCode {
+/// The locks library beside `lib` (same directory, same version suffix:
+/// `libmemscope.so.0.2.0` goes with `libmemscope_locks.so.0.2.0`).
+pub fn locks_library(lib: &Path) -> Result<PathBuf, String> {
+    let name = lib
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let locks = lib.with_file_name(name.replacen("libmemscope", "libmemscope_locks", 1));
+    if name.starts_with("libmemscope") && locks.is_file() {
+        Ok(locks)
+    } else {
+        Err(format!(
+            "--locks: no libmemscope_locks.so beside {} (make builds it, make install installs it there)",
+            lib.display()
+        ))
+    }
+}
+
+pub fn run(lib: Option<PathBuf>, locks: Option<&str>, report: Option<&Path>, cmd: &[String]) -> ExitCode {
     let lib = match find_library(lib) {
         Ok(l) => l,
         Err(e) => {
@@ -83,8 +104,35 @@ pub fn run(lib: Option<PathBuf>, cmd: &[String]) -> ExitCode {
         }
     };
     let mut child = Command::new(&cmd[0]);
-    child.args(&cmd[1..]).env("LD_PRELOAD", preload_value(&lib));
-    match child.status() {
+    match locks {
+        None => {
+            child.env("LD_PRELOAD", preload_value(&lib));
+        }
+        Some(mode) => {
+            let locks_lib = match locks_library(&lib) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("memscope-stat run: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            // The locks library after memscope's, as its manual says.
+            let mut both = OsString::from(&lib);
+            both.push(":");
+            both.push(&locks_lib);
+            child.env("LD_PRELOAD", preload_value(Path::new(&both)));
+            child.env("MEMSCOPE_LOCK_SCOPE", mode);
+        }
+    }
+    child.args(&cmd[1..]);
+    let status = match child.spawn() {
+        Ok(c) => match report {
+            None => wait(c),
+            Some(file) => watch_and_report(c, file),
+        },
+        Err(e) => Err(e),
+    };
+    match status {
         Ok(status) => match (status.code(), status.signal()) {
             (Some(code), _) => ExitCode::from(code as u8),
             // Die the way the child died, so shells see the same signal.
@@ -104,4 +152,61 @@ pub fn run(lib: Option<PathBuf>, cmd: &[String]) -> ExitCode {
             ExitCode::from(127)
         }
     }
+}
+
+fn wait(mut c: Child) -> std::io::Result<ExitStatus> {
+    c.wait()
+}
+
+/// Waits for the child while holding its stats segment open (the file is
+/// removed at the child's exit, or stays behind it if it dies; an open
+/// descriptor reads it either way) and keeping a copy of its
+/// `/proc/PID/maps` (refreshed every second, for the call sites' names
+/// once it has gone); then writes `file`: `show --json` and `locks --json`
+/// of the child's last numbers. A child without a segment gets a file
+/// that says so.
+fn watch_and_report(mut c: Child, file: &Path) -> std::io::Result<ExitStatus> {
+    let pid = c.id();
+    let dir = segment::stats_dir(None);
+    let mut seg: Option<Segment> = None;
+    let mut maps = String::new();
+    let mut maps_at: Option<Instant> = None;
+    let status = loop {
+        if let Some(st) = c.try_wait()? {
+            break st;
+        }
+        if seg.is_none() {
+            seg = segment::find(&dir, pid).ok().filter(|s| s.is_live());
+        }
+        if seg.is_some() && maps_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            if let Ok(m) = std::fs::read_to_string(format!("/proc/{pid}/maps")) {
+                maps = m;
+            }
+            maps_at = Some(Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let value = match &seg {
+        None => serde_json::json!({
+            "pid": pid,
+            "error": format!("no stats segment appeared for pid {pid} in {}", dir.display()),
+        }),
+        Some(s) => match s.snapshot() {
+            Ok(snap) => {
+                let sites = crate::sites::collect_with_maps(s, &maps).unwrap_or_default();
+                serde_json::json!({
+                    "pid": pid,
+                    "show": crate::report::json(&snap),
+                    "locks": crate::locks::json(&snap, &sites, 20),
+                    "sites": sites,
+                })
+            }
+            Err(e) => serde_json::json!({ "pid": pid, "error": e.to_string() }),
+        },
+    };
+    let text = serde_json::to_string_pretty(&value).unwrap_or_default() + "\n";
+    if let Err(e) = std::fs::write(file, text) {
+        eprintln!("memscope-stat run: cannot write {}: {e}", file.display());
+    }
+    Ok(status)
 }

@@ -13,7 +13,9 @@ use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use memscope_abi::{self as abi, Buckets, Header, Histogram, Site, SiteTable, Slot, BUCKETS, CONTEXTS, OPS};
+use memscope_abi::{
+    self as abi, Buckets, Header, Histogram, LockStats, Site, SiteTable, Slot, BUCKETS, CONTEXTS, OPS,
+};
 
 /// Why a segment could not be read. Each kind has its own exit status.
 #[derive(Debug)]
@@ -166,6 +168,55 @@ impl Hist {
     }
 }
 
+/// What a slot's threads did while they held program locks (ABI 1.6;
+/// zero from older writers and processes without lock sections).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LockSnap {
+    pub sections: u64,
+    pub sections_allocating: u64,
+    pub allocs: u64,
+    pub frees: u64,
+    pub alloc_bytes: u64,
+    pub largest: u64,
+    pub refused: u64,
+    pub refused_last_bytes: u64,
+    /// Allocations by size (`abi::lock_size_bucket`).
+    pub sizes: Vec<u64>,
+    /// Timed allocation latencies.
+    pub latency: Hist,
+}
+
+impl LockSnap {
+    pub fn empty() -> LockSnap {
+        LockSnap {
+            sizes: vec![0; abi::LOCK_SIZE_BUCKETS],
+            latency: Hist::empty(),
+            ..LockSnap::default()
+        }
+    }
+
+    pub fn add(&mut self, o: &LockSnap) {
+        for (a, b) in [
+            (&mut self.sections, o.sections),
+            (&mut self.sections_allocating, o.sections_allocating),
+            (&mut self.allocs, o.allocs),
+            (&mut self.frees, o.frees),
+            (&mut self.alloc_bytes, o.alloc_bytes),
+            (&mut self.refused, o.refused),
+        ] {
+            *a = a.saturating_add(b);
+        }
+        self.largest = self.largest.max(o.largest);
+        if o.refused_last_bytes != 0 {
+            self.refused_last_bytes = o.refused_last_bytes;
+        }
+        for (a, b) in self.sizes.iter_mut().zip(&o.sizes) {
+            *a = a.saturating_add(*b);
+        }
+        self.latency.add(&o.latency);
+    }
+}
+
 /// One slot as read: a live thread, or an aggregate.
 #[derive(Clone, Debug)]
 pub struct SlotSnap {
@@ -182,6 +233,8 @@ pub struct SlotSnap {
     pub nofail_wait_bytes: u64,
     /// ABI 1.3 (empty in older segments): sampled NORECLAIM scope durations.
     pub noreclaim_scope: Hist,
+    /// ABI 1.6: lock sections.
+    pub locks: LockSnap,
 }
 
 impl SlotSnap {
@@ -197,6 +250,7 @@ impl SlotSnap {
             nofail_wait_since_ns: 0,
             nofail_wait_bytes: 0,
             noreclaim_scope: Hist::empty_scope(),
+            locks: LockSnap::empty(),
         }
     }
 
@@ -217,6 +271,7 @@ impl SlotSnap {
             }
         }
         self.noreclaim_scope.add(&o.noreclaim_scope);
+        self.locks.add(&o.locks);
     }
 
     pub fn calls(&self) -> u64 {
@@ -255,6 +310,9 @@ pub struct Snapshot {
     pub threads: Vec<SlotSnap>,
     pub retired: SlotSnap,
     pub overflow: SlotSnap,
+    /// ABI 1.6: `MEMSCOPE_LOCK_SCOPE` (0: `report`, else scope flags);
+    /// None from an older writer.
+    pub lock_scope: Option<u32>,
 }
 
 impl Snapshot {
@@ -745,11 +803,17 @@ impl Segment {
         let mut threads = Vec::new();
         let mut aggregates = Vec::new();
         let mut sb = vec![0u8; size_of::<Slot>()];
+        let locks_off = self.locks_offset(&h, abi_minor, slot_count)?;
+        let mut lb = vec![0u8; size_of::<LockStats>()];
         for i in 0..slot_count {
             let off = slots_off.saturating_add((i * size_of::<Slot>()) as u64);
-            let Some(slot) = self.read_slot(off, &mut sb, i < abi::SLOT_FIRST_THREAD)? else {
+            let Some(mut slot) = self.read_slot(off, &mut sb, i < abi::SLOT_FIRST_THREAD)? else {
                 return Ok(None);
             };
+            if let Some(lo) = locks_off {
+                self.read_at(&mut lb, lo + (i * size_of::<LockStats>()) as u64)?;
+                slot.1.locks = Bytes(&lb).lock_stats();
+            }
             if i < abi::SLOT_FIRST_THREAD {
                 aggregates.push(slot.1);
             } else if slot.0 == abi::SLOT_LIVE {
@@ -793,7 +857,38 @@ impl Segment {
             threads,
             retired: agg.next().unwrap_or_else(SlotSnap::empty),
             overflow: agg.next().unwrap_or_else(SlotSnap::empty),
+            lock_scope: (abi_minor >= 6).then(|| h.u32(offset_of!(Header, lock_scope))),
         }))
+    }
+
+    /// Where the lock blocks begin (ABI 1.6), checked against the file;
+    /// None from an older writer.
+    fn locks_offset(&self, h: &Bytes<'_>, abi_minor: u16, slots: usize) -> Result<Option<u64>, ReadError> {
+        if abi_minor < 6 {
+            return Ok(None);
+        }
+        let off = h.u64(offset_of!(Header, locks_offset));
+        if off == 0 {
+            return Ok(None);
+        }
+        let size = h.u32(offset_of!(Header, lock_stats_size)) as usize;
+        if size != size_of::<LockStats>() {
+            return Err(corrupt(
+                &self.path,
+                format_args!("lock blocks of {size} bytes: not this reader's"),
+            ));
+        }
+        let seg_size = h.u64(offset_of!(Header, segment_size));
+        let end = (slots as u64)
+            .checked_mul(size as u64)
+            .and_then(|t| t.checked_add(off));
+        if end.is_none_or(|e| e > seg_size) || !off.is_multiple_of(8) {
+            return Err(corrupt(
+                &self.path,
+                format_args!("{slots} lock blocks at offset {off} do not fit in {seg_size} bytes"),
+            ));
+        }
+        Ok(Some(off))
     }
 
     /// Reads one slot between two equal even sequence numbers (aggregate
@@ -866,6 +961,23 @@ impl Bytes<'_> {
         }
     }
 
+    fn lock_stats(&self) -> LockSnap {
+        LockSnap {
+            sections: self.u64(offset_of!(LockStats, sections)),
+            sections_allocating: self.u64(offset_of!(LockStats, sections_allocating)),
+            allocs: self.u64(offset_of!(LockStats, allocs)),
+            frees: self.u64(offset_of!(LockStats, frees)),
+            alloc_bytes: self.u64(offset_of!(LockStats, alloc_bytes)),
+            largest: self.u64(offset_of!(LockStats, largest)),
+            refused: self.u64(offset_of!(LockStats, refused)),
+            refused_last_bytes: self.u64(offset_of!(LockStats, refused_last_bytes)),
+            sizes: (0..abi::LOCK_SIZE_BUCKETS)
+                .map(|i| self.u64(offset_of!(LockStats, sizes) + 8 * i))
+                .collect(),
+            latency: self.hist(offset_of!(LockStats, latency)),
+        }
+    }
+
     fn slot(&self) -> SlotSnap {
         let name_off = offset_of!(Slot, name);
         let raw = self
@@ -894,6 +1006,7 @@ impl Bytes<'_> {
             nofail_wait_bytes: self.u64(offset_of!(Slot, nofail_wait_bytes)),
             noreclaim_scope: self
                 .buckets::<{ abi::SCOPE_BUCKETS }>(offset_of!(Slot, noreclaim_scope), Scheme::PowersOfTwo),
+            locks: LockSnap::empty(),
         }
     }
 }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::report::{fmt_bytes, fmt_count, fmt_ns};
-use crate::segment::{self, RawSite, ReadError};
+use crate::segment::{self, RawSite, ReadError, Segment};
 use memscope_abi::{self as abi, names::SITE_KINDS};
 
 /// One site, added up over every thread's table.
@@ -43,7 +43,7 @@ pub struct Frame {
 }
 
 impl Frame {
-    fn short(&self) -> String {
+    pub fn short(&self) -> String {
         let place = match (&self.file, self.line) {
             (Some(f), Some(l)) => format!(
                 " ({}:{l})",
@@ -65,8 +65,23 @@ impl Frame {
 /// with `tell`, a line on stderr when they cannot be symbolized.
 pub fn collect(dir: &Path, pid: u32, tell: bool) -> Result<Vec<Site>, ReadError> {
     let seg = segment::find(dir, pid)?;
+    let symbols = Symbolizer::new(if seg.is_live() { Some(pid) } else { None }, tell);
+    collect_from(&seg, symbols)
+}
+
+/// As `collect`, for a segment already open (perhaps of a process that
+/// has exited), symbolized with `maps`, the text of the process's
+/// `/proc/PID/maps` saved while it ran (`memscope-stat run --report`).
+pub fn collect_with_maps(seg: &Segment, maps: &str) -> Result<Vec<Site>, ReadError> {
+    let symbols = Symbolizer {
+        maps: maps.lines().filter_map(parse_map).collect(),
+        loaders: HashMap::new(),
+    };
+    collect_from(seg, symbols)
+}
+
+fn collect_from(seg: &Segment, mut symbols: Symbolizer) -> Result<Vec<Site>, ReadError> {
     let raw = seg.sites()?;
-    let live = seg.is_live();
     let mut sum: HashMap<(u32, Vec<u64>), RawSite> = HashMap::new();
     for r in raw {
         let e = sum.entry((r.kind, r.frames.clone())).or_insert(RawSite {
@@ -79,7 +94,6 @@ pub fn collect(dir: &Path, pid: u32, tell: bool) -> Result<Vec<Site>, ReadError>
         e.bytes = e.bytes.saturating_add(r.bytes);
         e.max = e.max.max(r.max);
     }
-    let mut symbols = Symbolizer::new(if live { Some(pid) } else { None }, tell);
     let out: Vec<Site> = sum
         .into_values()
         .map(|r| {

@@ -58,6 +58,7 @@ fn snap(v: u64) -> Snapshot {
         threads: vec![slot.clone()],
         retired: slot.clone(),
         overflow: slot,
+        lock_scope: Some(0),
     }
 }
 

@@ -53,6 +53,11 @@ const fn parse_decimal(s: &str) -> u32 {
 
 pub const PATH_MAX_LEN: usize = 256;
 
+/// `MEMSCOPE_LOCK_SCOPE`'s values.
+pub const LOCK_SCOPE_REPORT: u8 = 0;
+pub const LOCK_SCOPE_NORECLAIM: u8 = 1;
+pub const LOCK_SCOPE_NORECLAIM_NOFAIL: u8 = 2;
+
 /// Every option memscope reads, with its parser; names, defaults and texts
 /// are `memscope_abi::names::OPTIONS` (shared with the CLI's man page). The
 /// README repeats them; a unit test keeps it in step.
@@ -64,6 +69,7 @@ pub const OPTIONS: &[Opt] = &[
     opt("MEMSCOPE_NOFAIL_MAX", set_nofail_max),
     opt("MEMSCOPE_NOFAIL_POLICY", set_nofail_policy),
     opt("MEMSCOPE_NOFAIL_DEADLINE_MS", set_nofail_deadline_ms),
+    opt("MEMSCOPE_LOCK_SCOPE", set_lock_scope),
     opt("MEMSCOPE_SOFT_LIMIT", set_soft_limit),
     opt("MEMSCOPE_PRESSURE", set_pressure),
     opt("MEMSCOPE_STATS", set_stats),
@@ -126,6 +132,8 @@ pub struct Config {
     pub nofail_max_resolved: AtomicU64,
     pub nofail_policy: AtomicU8,
     pub nofail_deadline_ms: AtomicU64,
+    /// `MEMSCOPE_LOCK_SCOPE` (`LOCK_SCOPE_*`; its flags: `tls::lock_scope_flags`).
+    pub lock_scope: AtomicU8,
     /// Absolute bytes, or a percentage when `soft_limit_percent` is set.
     pub soft_limit: AtomicU64,
     pub soft_limit_percent: AtomicBool,
@@ -172,6 +180,7 @@ pub static CONFIG: Config = Config {
     nofail_max_resolved: AtomicU64::new(u64::MAX),
     nofail_policy: AtomicU8::new(NofailPolicy::Null as u8),
     nofail_deadline_ms: AtomicU64::new(0),
+    lock_scope: AtomicU8::new(LOCK_SCOPE_REPORT),
     soft_limit: AtomicU64::new(0),
     soft_limit_percent: AtomicBool::new(false),
     soft_limit_resolved: AtomicU64::new(0),
@@ -489,6 +498,17 @@ fn set_nofail_policy(_: &Opt, value: &[u8]) -> Result<(), BadValue> {
 
 fn set_nofail_deadline_ms(_: &Opt, value: &[u8]) -> Result<(), BadValue> {
     CONFIG.nofail_deadline_ms.store(parse_count(value)?, Relaxed);
+    Ok(())
+}
+
+fn set_lock_scope(_: &Opt, value: &[u8]) -> Result<(), BadValue> {
+    let mode = match value {
+        b"report" => LOCK_SCOPE_REPORT,
+        b"noreclaim" => LOCK_SCOPE_NORECLAIM,
+        b"noreclaim,nofail" | b"nofail,noreclaim" => LOCK_SCOPE_NORECLAIM_NOFAIL,
+        _ => return Err(BadValue("expected `report`, `noreclaim` or `noreclaim,nofail`")),
+    };
+    CONFIG.lock_scope.store(mode, Relaxed);
     Ok(())
 }
 

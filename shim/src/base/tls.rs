@@ -53,6 +53,24 @@ pub const THREAD_EXITED: u32 = 1 << 30;
 /// flag; see `scope` and `stats::thread`'s scope durations).
 pub const SCOPE_TIMED: u32 = 1 << 29;
 
+/// Set while the thread holds at least one program lock (a lock section:
+/// `scope::lock`), in every `MEMSCOPE_LOCK_SCOPE` mode: the countdowns
+/// are biased as in a scope, so that the section's calls take the slow
+/// path and are counted there (`stats::locks`). Never a scope flag.
+pub const IN_LOCK: u32 = 1 << 28;
+
+/// The flags a lock section enters (`MEMSCOPE_LOCK_SCOPE`): none for
+/// `report`.
+#[inline(always)]
+pub fn lock_scope_flags() -> u32 {
+    use crate::base::config::{CONFIG, LOCK_SCOPE_NORECLAIM, LOCK_SCOPE_NORECLAIM_NOFAIL};
+    match CONFIG.lock_scope.load(core::sync::atomic::Ordering::Relaxed) {
+        LOCK_SCOPE_NORECLAIM => NORECLAIM,
+        LOCK_SCOPE_NORECLAIM_NOFAIL => NORECLAIM | NOFAIL,
+        _ => 0,
+    }
+}
+
 /// Depth of the push/pop ring used to check that pops match pushes.
 pub const SCOPE_RING: usize = 16;
 
@@ -262,6 +280,18 @@ pub struct ThreadBss {
     /// unregistering from inside the callback does not wait for itself.
     /// Here, like `scope_t0`, to leave `ThreadState` its size (above).
     pub running_reclaimer: Cell<usize>,
+    /// Lock sections (`scope::lock`, `stats::locks`): program locks the
+    /// thread holds; while a section lasts, the scope flags pushes and pops
+    /// have set (the flag word holds those and the section's own), and the
+    /// the thread's allocations inside sections so far, and their count
+    /// when the current one began; the return address of the lock call
+    /// that began it; the index + 1 of the lock block faulted in for it.
+    pub lock_held: Cell<u32>,
+    pub lock_explicit: Cell<u32>,
+    pub lock_allocs: Cell<u64>,
+    pub lock_allocs_at_enter: Cell<u64>,
+    pub lock_site: Cell<usize>,
+    pub lock_block_ready: Cell<u32>,
 }
 
 /// Marks this thread's lists (magazines, deferred frees) busy for one

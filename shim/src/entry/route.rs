@@ -92,7 +92,7 @@ pub unsafe fn malloc(size: usize) -> *mut c_void {
     let p = unsafe { pool_alloc(size, 0, flags) };
     if p.is_null() {
         set_errno(libc::ENOMEM);
-        noted(size, p, flags, false);
+        noted(size, p, flags, None);
     }
     p
 }
@@ -159,6 +159,9 @@ fn counted<R>(op: usize, flags: u32, call: impl FnOnce() -> R) -> R {
     let t0 = stats::slow_counted(op, flags);
     let r = call();
     stats::slow_timed(op, flags, t0);
+    if op == OP_FREE && flags & tls::IN_LOCK != 0 {
+        stats::locks::freed();
+    }
     r
 }
 
@@ -168,8 +171,8 @@ fn counted<R>(op: usize, flags: u32, call: impl FnOnce() -> R) -> R {
 fn counted_noted(op: usize, flags: u32, size: usize, call: impl FnOnce() -> *mut c_void) -> *mut c_void {
     let t0 = stats::slow_counted(op, flags);
     let p = call();
-    stats::slow_timed(op, flags, t0);
-    noted(size, p, flags, t0.is_some());
+    let ns = stats::slow_timed(op, flags, t0);
+    noted(size, p, flags, ns);
     p
 }
 
@@ -332,9 +335,12 @@ pub unsafe fn mallocx(size: usize, mflags: i32) -> *mut c_void {
 /// (under NOFAIL the policy's record names it instead) or sampled
 /// (`stats::sites::noreclaim_call`).
 #[inline(always)]
-fn noted(size: usize, p: *mut c_void, flags: u32, timed: bool) {
+fn noted(size: usize, p: *mut c_void, flags: u32, ns: Option<u64>) {
     if flags & NORECLAIM != 0 {
-        stats::sites::noreclaim_call(size, p.is_null() && flags & NOFAIL == 0, timed);
+        stats::sites::noreclaim_call(size, p.is_null() && flags & NOFAIL == 0, ns.is_some());
+    }
+    if flags & tls::IN_LOCK != 0 {
+        stats::locks::allocated(size, p.is_null(), ns);
     }
 }
 
@@ -432,7 +438,7 @@ unsafe fn pool_alloc(size: usize, caller_bits: i32, flags: u32) -> *mut c_void {
 /// NORECLAIM, and the call is not the one its stats sample times.
 #[inline(always)]
 fn lane_open(st: &tls::ThreadState, op: usize) -> bool {
-    st.flags.get() & (NORECLAIM | tls::THREAD_UNSEEN | tls::THREAD_EXITED) == NORECLAIM
+    st.flags.get() & (NORECLAIM | tls::THREAD_UNSEEN | tls::THREAD_EXITED | tls::IN_LOCK) == NORECLAIM
         && stats::thread::slow_untimed_next(st, op, memscope_abi::CTX_NORECLAIM)
 }
 

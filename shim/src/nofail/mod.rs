@@ -282,6 +282,9 @@ pub fn impossible(size: usize, errno: i32) -> *mut c_void {
         // A NORECLAIM call that returns NULL: a refusal (`stats::sites`).
         crate::stats::sites::record(memscope_abi::SITE_REFUSED, 1, size as u64, size as u64);
     }
+    if flags & crate::base::tls::IN_LOCK != 0 && flags & crate::base::tls::THREAD_UNSEEN == 0 {
+        crate::stats::locks::allocated(size, true, None);
+    }
     set_errno(errno);
     null_mut()
 }

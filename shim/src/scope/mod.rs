@@ -10,9 +10,11 @@
 //! Tier 5. Owns the scope word's push and pop (here) and the life of
 //! threads and the process (`init`: load, fork, a thread's first call and
 //! its exit, which drains its lists). May call: `front`, `pool`, `stats`,
-//! `base`, `os`; `init` comes before this file.
+//! `base`, `os`; `init` comes before this file, `lock` (lock sections)
+//! after it.
 
 pub(crate) mod init;
+pub mod lock;
 
 use core::sync::atomic::{compiler_fence, Ordering, Ordering::Relaxed};
 
@@ -32,7 +34,8 @@ pub fn push(flags: u32) -> u32 {
     let st = tls::state();
     let cur = st.flags.get();
     let add = flags & ALL;
-    if cur & tls::THREAD_UNSEEN != 0 || needs_setup(st, cur, add) {
+    // (A lock section's pushes go the slow way too: `lock`.)
+    if cur & (tls::THREAD_UNSEEN | tls::IN_LOCK) != 0 || needs_setup(st, cur, add) {
         return push_slow(flags);
     }
     record_push(st, cur, add)
@@ -58,6 +61,17 @@ fn push_slow(flags: u32) -> u32 {
         cur = init::thread_first_call();
     }
     let add = flags & ALL;
+    if cur & tls::IN_LOCK != 0 {
+        if add & !cur & NORECLAIM != 0 {
+            if st.noreclaim_set_up.get() == 0 || !mailbox::is_running() && !mailbox::start_failed() {
+                enter_noreclaim(st);
+            }
+        } else if add & NOFAIL != 0 && !pool::is_ready() {
+            pool::ensure_process_pool();
+        }
+        st.set_caller(caller);
+        return push_in_section(st, cur, add);
+    }
     if cur & NORECLAIM == 0 {
         if add & NORECLAIM != 0 {
             // Not again after a failed start of the maintenance thread:
@@ -127,8 +141,8 @@ pub fn pop(saved: u32) {
     let st = tls::state();
     let cur = st.flags.get();
     let depth = st.depth.get();
-    if depth == 0 || cur & tls::THREAD_UNSEEN != 0 {
-        return pop_unpushed(saved, cur);
+    if depth == 0 || cur & (tls::THREAD_UNSEEN | tls::IN_LOCK) != 0 {
+        return pop_unusual(saved, cur, depth);
     }
     let top = depth - 1;
     if let Some(expected) = st.ring.get(top as usize).map(|s| s.get()) {
@@ -158,6 +172,33 @@ fn restore(st: &tls::ThreadState, saved: u32, cur: u32, top: u32) {
         mailbox::flush_thread();
         crate::front::magazine::on_leaving_noreclaim();
     }
+}
+
+/// A pop with no push to match, or inside a lock section (`lock`).
+#[cold]
+#[inline(never)]
+fn pop_unusual(saved: u32, cur: u32, depth: u32) {
+    if depth == 0 || cur & tls::THREAD_UNSEEN != 0 {
+        return pop_unpushed(saved, cur);
+    }
+    let st = tls::state();
+    let top = depth - 1;
+    match st.ring.get(top as usize).map(|s| s.get()) {
+        Some(e) if e == saved | tls::SCOPE_TIMED => crate::stats::thread::noreclaim_timing_ends(&st.stats),
+        Some(e) if e != saved => {
+            crate::stats::thread::noreclaim_timing_cancel();
+            misuse(
+                cur,
+                format_args!(
+                    "memscope_pop({saved:#x}) does not match the innermost memscope_push, which returned {e:#x}; \
+                     restoring {:#x}",
+                    saved & cur & ALL
+                ),
+            );
+        }
+        _ => {}
+    }
+    pop_in_section(st, saved, cur, top)
 }
 
 #[cold]
@@ -257,5 +298,40 @@ fn misuse(cur: u32, args: core::fmt::Arguments<'_>) {
     // No write(2) from inside NORECLAIM or under NOWARN: counted only.
     if cur & (NORECLAIM | NOWARN) == 0 {
         log::warn(args);
+    }
+}
+
+/// A push inside a section (`cur` holds `IN_LOCK`; anything the flags
+/// need is set up): the pushes' flags gain `add`; their value before is
+/// what the push returns and its pop restores.
+fn push_in_section(st: &tls::ThreadState, cur: u32, add: u32) -> u32 {
+    let b = tls::bss();
+    let old = b.lock_explicit.get();
+    let depth = st.depth.get();
+    st.depth.set(depth.saturating_add(1));
+    compiler_fence(Ordering::SeqCst);
+    if let Some(slot) = st.ring.get(depth as usize) {
+        slot.set(old);
+    }
+    compiler_fence(Ordering::SeqCst);
+    b.lock_explicit.set(old | add);
+    st.flags.set(cur | add);
+    old
+}
+
+/// A pop inside a section of a push matched or not (`super::pop` checked
+/// the ring and counted a mismatch): the pushes' flags become `saved`'s
+/// (never gaining one), the section's stay.
+fn pop_in_section(st: &tls::ThreadState, saved: u32, cur: u32, top: u32) {
+    let b = tls::bss();
+    let explicit = saved & b.lock_explicit.get() & ALL;
+    b.lock_explicit.set(explicit);
+    let new = explicit | tls::lock_scope_flags() | tls::IN_LOCK | (cur & tls::THREAD_EXITED);
+    st.flags.set(new);
+    compiler_fence(Ordering::SeqCst);
+    st.depth.set(top);
+    if cur & NORECLAIM != 0 && new & NORECLAIM == 0 {
+        mailbox::flush_thread();
+        crate::front::magazine::on_leaving_noreclaim();
     }
 }

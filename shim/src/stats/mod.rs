@@ -7,6 +7,8 @@
 //! - `thread`: per-thread counting, sampling and the slot protocol.
 //! - `clock`: TSC timestamps.
 //! - `tid`: the kernel thread id without a syscall.
+//! - `sites`: call-site tables.
+//! - `locks`: what threads do while they hold program locks.
 //! - `profile`: heap-profile requests from outside the process.
 //!
 //! May call: `base`, `os`. Inside, the files form one unit (no order is
@@ -16,6 +18,7 @@
 //! events, which are always timed.
 
 pub mod clock;
+pub mod locks;
 pub mod profile;
 pub mod segment;
 pub mod sites;
@@ -75,12 +78,11 @@ pub fn slow_counted(op: usize, flags: u32) -> Option<u64> {
     thread::slow_begin(op, thread::context_of(flags))
 }
 
-/// Records the slow-path call that `slow_counted` said to time.
+/// Records the slow-path call that `slow_counted` said to time; its
+/// nanoseconds.
 #[inline(always)]
-pub fn slow_timed(op: usize, flags: u32, t0: Option<u64>) {
-    if let Some(t0) = t0 {
-        thread::slow_end(op, thread::context_of(flags), t0);
-    }
+pub fn slow_timed(op: usize, flags: u32, t0: Option<u64>) -> Option<u64> {
+    t0.map(|t0| thread::slow_end(op, thread::context_of(flags), t0))
 }
 
 /// Start of a slow event (`event_done` records it).

@@ -248,6 +248,7 @@ fn map_and_fill(fd: i32, pid: u32) -> bool {
     h.site_entries.store(abi::SITE_ENTRIES as u32, Relaxed);
     h.site_frames.store(abi::SITE_FRAMES as u32, Relaxed);
     h.site_table_size.store(abi::SITE_TABLE_SIZE as u32, Relaxed);
+    super::locks::describe(h, crate::base::tls::lock_scope_flags());
     h.start_unix_ns.store(super::clock::realtime_ns(), Relaxed);
     h.sample_period.store(super::sample_period(), Relaxed);
     h.lib_version.store(crate::base::config::VERSION, Relaxed);

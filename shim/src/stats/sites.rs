@@ -350,6 +350,14 @@ pub fn record(kind: u32, count: u64, bytes: u64, max: u64) {
     put(kind, &frames, depth, count, bytes, max);
 }
 
+/// Records one event of `kind` at `site`, a return address the caller
+/// kept (a lock call's: `stats::locks`), alone.
+pub fn record_at(kind: u32, site: usize, count: u64, bytes: u64, max: u64) {
+    let mut frames = [0u64; SITE_FRAMES];
+    frames[0] = site as u64;
+    put(kind, &frames, u32::from(site != 0), count, bytes, max);
+}
+
 /// Adds to the calling thread's table (or the shared one of threads
 /// without a slot).
 fn put(kind: u32, frames: &[u64; SITE_FRAMES], depth: u32, count: u64, bytes: u64, max: u64) {
@@ -360,7 +368,7 @@ fn put(kind: u32, frames: &[u64; SITE_FRAMES], depth: u32, count: u64, bytes: u6
     let s = &tls::state().stats;
     if s.slot.get() != 0 {
         add(
-            table(h, s.slot_index.get()),
+            table(h, s.slot_index.get() + abi::SLOT_FIRST_THREAD),
             kind,
             frames,
             depth,

@@ -58,6 +58,17 @@ fn aggregate_of(mode: u32) -> Option<usize> {
     }
 }
 
+/// Where the calling thread's numbers go: its own slot's index (written
+/// by plain stores), or an aggregate's (atomic adds, `true`); None with
+/// stats off or before its first call.
+#[inline]
+pub fn slot_of(s: &ThreadStats) -> Option<(usize, bool)> {
+    match s.mode.get() {
+        MODE_SLOT => Some((s.slot_index.get() + abi::SLOT_FIRST_THREAD, false)),
+        mode => aggregate_of(mode).map(|i| (i, true)),
+    }
+}
+
 impl ThreadStats {
     /// Exact calls so far for `op` in `ctx`.
     fn total(&self, op: usize, ctx: usize) -> u64 {
@@ -329,7 +340,7 @@ fn publish(s: &ThreadStats, slot: &Slot, sample: Option<(usize, usize, u64)>) {
 }
 
 /// One sample into a histogram with a single writer, in `bucket`.
-fn record_owned<const N: usize>(h: &Buckets<N>, bucket: usize, ns: u64) {
+pub(super) fn record_owned<const N: usize>(h: &Buckets<N>, bucket: usize, ns: u64) {
     let b = &h.buckets[bucket];
     b.store(b.load(Relaxed) + 1, Relaxed);
     h.sum_ns.store(h.sum_ns.load(Relaxed).wrapping_add(ns), Relaxed);
@@ -342,7 +353,7 @@ fn record_owned<const N: usize>(h: &Buckets<N>, bucket: usize, ns: u64) {
 /// One sample into a shared histogram, in `bucket`: bucket first, count
 /// last, so a reader that loads `count` first never sees more samples than
 /// buckets.
-fn record_shared_in<const N: usize>(h: &Buckets<N>, bucket: usize, ns: u64) {
+pub(super) fn record_shared_in<const N: usize>(h: &Buckets<N>, bucket: usize, ns: u64) {
     h.buckets[bucket].fetch_add(1, Relaxed);
     h.sum_ns.fetch_add(ns, Relaxed);
     h.max_ns.fetch_max(ns, Relaxed);
@@ -593,9 +604,10 @@ pub fn count_unseen(op: usize) {
 
 /// Ends a timed slow-path call begun with `slow_begin`.
 #[cold]
-pub fn slow_end(op: usize, ctx: usize, start: u64) {
+pub fn slow_end(op: usize, ctx: usize, start: u64) -> u64 {
     let ns = clock::since(start);
     publish_sample(&tls::state().stats, Some((op, ctx, ns)));
+    ns
 }
 
 /// The calling thread starts waiting in a NOFAIL retry for `bytes`
@@ -710,7 +722,8 @@ pub fn exit(st: &ThreadState) {
     let slot = unsafe { &*(s.slot.get() as *const Slot) };
     let retired = segment::slot(h, abi::SLOT_RETIRED);
     h.folds_started.fetch_add(1, SeqCst);
-    super::sites::fold_at_exit(s.slot_index.get());
+    super::sites::fold_at_exit(s.slot_index.get() + abi::SLOT_FIRST_THREAD);
+    super::locks::fold_at_exit(s.slot_index.get() + abi::SLOT_FIRST_THREAD);
     add_to_aggregate(s, abi::SLOT_RETIRED, None);
     retired.threads.fetch_add(1, Relaxed);
     let seq = slot.seq.load(Relaxed);
@@ -748,7 +761,7 @@ pub fn exit(st: &ThreadState) {
     s.mode.set(MODE_EXITED);
 }
 
-fn merge_and_clear<const N: usize>(mine: &Buckets<N>, into: &Buckets<N>) {
+pub(super) fn merge_and_clear<const N: usize>(mine: &Buckets<N>, into: &Buckets<N>) {
     let n = mine.count.load(Relaxed);
     if n == 0 {
         return;
@@ -784,6 +797,8 @@ pub fn after_fork_in_child(st: &ThreadState) {
     }
     let bytes = s.bytes();
     s.slot.set(0);
+    // The child's segment is new: its lock block is faulted in again.
+    tls::bss().lock_block_ready.set(0);
     // The parent's other threads do not exist here.
     for e in &HARVEST {
         e.state.store(H_FREE, Relaxed);

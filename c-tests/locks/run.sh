@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# locks: libmemscope_locks.so, which holds a program's pthread lock
+# sections in the scope MEMSCOPE_LOCK_SCOPE names and counts what they
+# allocate. Exact counts under every lock kind and mode (threads that exit
+# at once, a key destructor, condition waits with a handler run during the
+# wait, memscope's own locks left out, explicit scopes composed); the
+# strict seccomp proof for allocations in lock sections, with its control;
+# a program that dies on a refused request under a lock, read afterwards;
+# and an unmodified RocksDB db_bench (db_bench.sh).
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../lib.sh"
+D=$(mktemp -d)
+export MEMSCOPE_STATS_DIR=$D
+trap 'rm -rf "$D"' EXIT
+
+locks_lib=$(dirname "$lib")/libmemscope_locks.so
+if [ ! -f "$locks_lib" ]; then
+    fail "locks library" "no $locks_lib (make builds it beside $lib)"
+    exit 1
+fi
+# Both libraries, memscope's first: expect_exit NAME STATUS "$PL" VAR=... -- CMD.
+PL="LD_PRELOAD=$lib:$locks_lib"
+
+if want locks && build_c locks -pthread; then
+    for mode in report noreclaim noreclaim,nofail; do
+        expect_exit "locks ($mode): exact counts, scopes inside sections only" 0 "$PL" \
+            MEMSCOPE_LOCK_SCOPE=$mode -- "$out/locks" $mode
+    done
+    # Every count comes from the locks library: without it nothing is
+    # counted, and the same program fails (the test can fail).
+    check "locks: without libmemscope_locks.so the counts are missing" \
+        bash -c '! env "$1" "$2" report' _ "$P" "$out/locks"
+fi
+
+# The strict proof: no syscall at all (write and exit_group only) for
+# 100,000 lock sections allocating 16 B to 256 KiB, every request served;
+# the same thread in report mode dies of SIGSYS.
+if want locks_strict && build_c locks_strict -pthread; then
+    expect_exit "locks_strict: lock sections under noreclaim make no syscall, every request served" 0 "$PL" \
+        MEMSCOPE_LOCK_SCOPE=noreclaim -- "$out/locks_strict"
+    expect_exit "locks_strict: the same under noreclaim,nofail" 0 "$PL" \
+        MEMSCOPE_LOCK_SCOPE=noreclaim,nofail -- "$out/locks_strict"
+    expect_signal "locks_strict control: report mode dies of SIGSYS" 31 "$PL" \
+        MEMSCOPE_LOCK_SCOPE=report -- "$out/locks_strict"
+fi
+
+# A process that dies (abort) on an 8 MiB request refused under a lock:
+# its segment, left behind, names the refusal and its size (its site as an
+# address: the process's maps are gone), and `run --report` names the
+# site's function too.
+if want locks_refused && build_c locks_refused -pthread; then
+    rm -f "$out/refused.json"
+    "$cli" run --locks noreclaim --report "$out/refused.json" "$out/locks_refused" 2>"$out/refused.err"
+    rc=$?
+    if [ $rc = 134 ]; then pass "locks_refused: dies of SIGABRT"; else fail "locks_refused: dies of SIGABRT" "exit $rc"; fi
+    check "locks_refused: run --report names the refusal, its size and its function" python3 - "$out/refused.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+t = r["locks"]["total"]
+assert t["refused"] == 1 and t["refused_last_bytes"] == 8 << 20, t
+s = r["locks"]["refused_sites"]
+assert len(s) == 1 and s[0]["count"] == 1 and s[0]["max"] == 8 << 20, s
+assert s[0]["frames"][0]["function"].endswith("refused_under_lock"), s
+taken = r["locks"]["lock_calls"]
+assert len(taken) == 1 and taken[0]["frames"][0]["function"] == "main", taken
+PY
+    pid=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$out/refused.json" 2>/dev/null)
+    check "locks_refused: the dead process's segment still names the refusal and its site" bash -c '
+        "$1" locks "$2" --json >"$3" 2>/dev/null && python3 - "$3" <<"PY"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert not r["live"] and r["total"]["refused"] == 1 and r["total"]["refused_last_bytes"] == 8 << 20, r["total"]
+s = r["refused_sites"]
+assert len(s) == 1 and s[0]["max"] == 8 << 20 and s[0]["frames"][0]["address"].startswith("0x"), s
+PY' _ "$cli" "${pid:-0}" "$out/refused.locks.json"
+fi
+
+if want db_bench; then
+    run_part "$here/db_bench.sh"
+fi

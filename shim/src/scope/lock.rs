@@ -1,0 +1,116 @@
+//! Lock sections: while a thread holds at least one program lock (told by
+//! `libmemscope_locks.so`, which interposes pthread's locks, or by the
+//! program through `memscope_lock_acquired`/`memscope_lock_released`), it
+//! is in the scope `MEMSCOPE_LOCK_SCOPE` names (`report`: none, counting
+//! only; `noreclaim`; `noreclaim,nofail`), and what it allocates is
+//! counted apart (`stats::locks`).
+//!
+//! A section composes with explicit scopes as a second, independent
+//! source of flags: the flag word holds the pushes' flags ORed with the
+//! section's, and `ThreadBss::lock_explicit` the pushes' alone while the
+//! section lasts. Pushes and pops inside a section change only those (so
+//! a scope pushed before the lock and popped while it is held, or pushed
+//! while it is held and popped after its release, leaves the right flags
+//! either way); the section's end restores them. `tls::IN_LOCK` sends
+//! pushes and pops made inside a section off their fast path, to
+//! `push_in_section` and `pop_in_section` (in `scope`, beside the others).
+//!
+//! Like push and pop: plain loads and stores on the thread's own blocks
+//! once the thread is set up (a section's first NORECLAIM entry on a
+//! thread sets it up as a first push does, outside the section's flags);
+//! async-signal-safe in the same sense (a handler that takes a lock
+//! between the count and the flag word sees the section begun or not).
+
+use core::sync::atomic::{compiler_fence, Ordering::SeqCst};
+
+use super::{init, set_up_noreclaim, ALL, NOFAIL, NORECLAIM};
+use crate::base::{mailbox, tls};
+use crate::{pool, stats};
+
+/// The calling thread took a program lock; the call returns to `site`.
+#[inline]
+pub fn acquired(site: usize) {
+    let b = tls::bss();
+    let n = b.lock_held.get();
+    b.lock_held.set(n.wrapping_add(1));
+    compiler_fence(SeqCst);
+    if n == 0 {
+        enter(site);
+    }
+}
+
+/// The calling thread is about to release a program lock. False if it
+/// held none that was counted (a lock taken before the count began):
+/// nothing changes then.
+#[inline]
+pub fn released() -> bool {
+    let b = tls::bss();
+    let n = b.lock_held.get();
+    if n == 0 {
+        return false;
+    }
+    b.lock_held.set(n - 1);
+    compiler_fence(SeqCst);
+    if n == 1 {
+        leave();
+    }
+    true
+}
+
+#[inline(never)]
+fn enter(site: usize) {
+    let st = tls::state();
+    let mut cur = st.flags.get();
+    if cur & tls::THREAD_UNSEEN != 0 {
+        cur = init::thread_first_call();
+    }
+    if cur & tls::IN_LOCK != 0 {
+        return;
+    }
+    // An exiting thread's later key destructors (after memscope's own
+    // exit hook): their sections are counted, into the retired block, but
+    // enter no scope (the thread's lists are gone back to the depot).
+    let add = if cur & tls::THREAD_EXITED != 0 {
+        0
+    } else {
+        tls::lock_scope_flags() & !cur
+    };
+    // Setting up may start a thread, whose glibc calls the exports.
+    let caller = st.caller();
+    if add & NORECLAIM != 0 {
+        if st.noreclaim_set_up.get() == 0 || !mailbox::is_running() && !mailbox::start_failed() {
+            set_up_noreclaim(st);
+        }
+    } else if add & NOFAIL != 0 && !pool::is_ready() {
+        pool::ensure_process_pool();
+    }
+    st.set_caller(caller);
+    stats::locks::section_entered(site);
+    tls::bss().lock_explicit.set(cur & ALL);
+    compiler_fence(SeqCst);
+    st.flags.set(cur | add | tls::IN_LOCK);
+    // After the flags, as `record_push`: idempotent.
+    compiler_fence(SeqCst);
+    stats::thread::bias(&st.stats);
+}
+
+#[inline(never)]
+fn leave() {
+    let st = tls::state();
+    let cur = st.flags.get();
+    if cur & tls::IN_LOCK == 0 {
+        return;
+    }
+    let new = tls::bss().lock_explicit.get() | (cur & tls::THREAD_EXITED);
+    if new == 0 {
+        // Before the flags, as `restore`.
+        stats::thread::unbias(&st.stats);
+        compiler_fence(SeqCst);
+    }
+    st.flags.set(new);
+    compiler_fence(SeqCst);
+    if cur & NORECLAIM != 0 && new & NORECLAIM == 0 {
+        mailbox::flush_thread();
+        crate::front::magazine::on_leaving_noreclaim();
+    }
+}
