@@ -170,6 +170,12 @@ PY
     fi
 fi
 
+# The first slot's thread (main) exits with pthread_exit: the call sites
+# of exited threads stay (its table once was the retired one).
+if want sites_main_exit && build_c sites_main_exit -pthread; then
+    expect_exit "sites: the first slot's thread exiting keeps every site" 0 "$P" -- "$out/sites_main_exit"
+fi
+
 # Sites recorded on a coroutine's stack and on a signal stack, each with an
 # unmapped hole above it and rbp pointing into the hole: the call site is
 # recorded, exactly, no caller is read, nothing faults. And rbp pointing at
