@@ -285,13 +285,15 @@ pub struct ThreadBss {
     /// have set (the flag word holds those and the section's own), and the
     /// the thread's allocations inside sections so far, and their count
     /// when the current one began; the return address of the lock call
-    /// that began it; the index + 1 of the lock block faulted in for it.
+    /// that began it; the address of the lock block faulted in for the
+    /// thread (bit 0 set if it is an aggregate's, written with atomic
+    /// adds), or 0.
     pub lock_held: Cell<u32>,
     pub lock_explicit: Cell<u32>,
     pub lock_allocs: Cell<u64>,
     pub lock_allocs_at_enter: Cell<u64>,
     pub lock_site: Cell<usize>,
-    pub lock_block_ready: Cell<u32>,
+    pub lock_block: Cell<usize>,
 }
 
 /// Marks this thread's lists (magazines, deferred frees) busy for one

@@ -23,7 +23,7 @@
 
 use core::sync::atomic::{compiler_fence, Ordering::SeqCst};
 
-use super::{init, set_up_noreclaim, ALL, NOFAIL, NORECLAIM};
+use super::{init, needs_setup, set_up_noreclaim, ALL, NOFAIL, NORECLAIM};
 use crate::base::{mailbox, tls};
 use crate::{pool, stats};
 
@@ -57,8 +57,36 @@ pub fn released() -> bool {
     true
 }
 
-#[inline(never)]
+/// A section begins. The usual case (the thread seen, its block ready,
+/// no set-up needed for the section's flags) is a few loads and stores.
+#[inline(always)]
 fn enter(site: usize) {
+    let st = tls::state();
+    let cur = st.flags.get();
+    let add = tls::lock_scope_flags() & !cur;
+    if cur & (tls::THREAD_UNSEEN | tls::THREAD_EXITED | tls::IN_LOCK) != 0
+        || needs_setup(st, cur, add)
+        || !stats::locks::section_entered_fast(site)
+    {
+        return enter_slow(site);
+    }
+    begin(st, cur, add);
+}
+
+/// The flag word takes the section's flags, the countdowns their bias.
+#[inline(always)]
+fn begin(st: &tls::ThreadState, cur: u32, add: u32) {
+    tls::bss().lock_explicit.set(cur & ALL);
+    compiler_fence(SeqCst);
+    st.flags.set(cur | add | tls::IN_LOCK);
+    // After the flags, as `record_push`: idempotent.
+    compiler_fence(SeqCst);
+    stats::thread::bias(&st.stats);
+}
+
+#[cold]
+#[inline(never)]
+fn enter_slow(site: usize) {
     let st = tls::state();
     let mut cur = st.flags.get();
     if cur & tls::THREAD_UNSEEN != 0 {
@@ -86,15 +114,10 @@ fn enter(site: usize) {
     }
     st.set_caller(caller);
     stats::locks::section_entered(site);
-    tls::bss().lock_explicit.set(cur & ALL);
-    compiler_fence(SeqCst);
-    st.flags.set(cur | add | tls::IN_LOCK);
-    // After the flags, as `record_push`: idempotent.
-    compiler_fence(SeqCst);
-    stats::thread::bias(&st.stats);
+    begin(st, cur, add);
 }
 
-#[inline(never)]
+#[inline(always)]
 fn leave() {
     let st = tls::state();
     let cur = st.flags.get();

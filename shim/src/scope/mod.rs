@@ -44,7 +44,7 @@ pub fn push(flags: u32) -> u32 {
 /// True if entering `add` on top of `cur` first needs setting up (or, for
 /// NORECLAIM, timing: see `record_timed_push`).
 #[inline(always)]
-fn needs_setup(st: &tls::ThreadState, cur: u32, add: u32) -> bool {
+pub(super) fn needs_setup(st: &tls::ThreadState, cur: u32, add: u32) -> bool {
     cur & NORECLAIM == 0
         && (add & NORECLAIM != 0 && !noreclaim_ready(st) || add & NOFAIL != 0 && !pool::is_ready())
 }

@@ -57,9 +57,30 @@ fn max(c: &AtomicU64, v: u64, shared: bool) {
 }
 
 /// A section begins on the calling thread at the lock call returning to
-/// `site`. Its block is faulted in the first time (or again after the
-/// thread's numbers moved to another block), so that the section's own
-/// writes, perhaps inside NORECLAIM, take no page fault.
+/// `site`, and the thread's own block is faulted in already: the usual
+/// case, a few stores (`scope::lock`'s fast path). False otherwise:
+/// `section_entered` then.
+#[inline(always)]
+pub fn section_entered_fast(site: usize) -> bool {
+    let b = tls::bss();
+    let a = b.lock_block.get();
+    if a == 0 || a & 1 != 0 {
+        return false;
+    }
+    b.lock_site.set(site);
+    b.lock_allocs_at_enter.set(b.lock_allocs.get());
+    // SAFETY: the thread's own block, faulted in, in the live mapping.
+    let blk = unsafe { &*(a as *const LockStats) };
+    add(&blk.sections, 1, false);
+    true
+}
+
+/// `section_entered_fast`'s other case: the thread's first section, one
+/// after its numbers moved to another block (its exit, a fork), or one of
+/// a thread without a block of its own. The block is faulted in the first
+/// time, so that the section's own writes, perhaps inside NORECLAIM, take
+/// no page fault.
+#[cold]
 pub fn section_entered(site: usize) {
     let b = tls::bss();
     b.lock_site.set(site);
@@ -69,10 +90,11 @@ pub fn section_entered(site: usize) {
         return;
     };
     let blk = block(h, i);
-    if b.lock_block_ready.get() != i as u32 + 1 {
+    let addr = blk as *const LockStats as usize | usize::from(shared);
+    if b.lock_block.get() != addr {
         // SAFETY: the block lies inside the writable mapping.
         unsafe { crate::os::prefault_write(blk as *const LockStats as *const u8, abi::LOCK_STATS_SIZE) };
-        b.lock_block_ready.set(i as u32 + 1);
+        b.lock_block.set(addr);
     }
     add(&blk.sections, 1, shared);
 }
@@ -129,6 +151,8 @@ pub fn freed() {
 /// The thread is exiting with slot `i`: its block joins the retired one
 /// and is cleared for the slot's next owner.
 pub fn fold_at_exit(i: usize) {
+    // The exiting thread's later sections go to the retired block.
+    tls::bss().lock_block.set(0);
     let Some(h) = segment::header() else { return };
     let (mine, retired) = (block(h, i), block(h, abi::SLOT_RETIRED));
     let counters = |b: &'static LockStats| {

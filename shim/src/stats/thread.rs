@@ -798,7 +798,7 @@ pub fn after_fork_in_child(st: &ThreadState) {
     let bytes = s.bytes();
     s.slot.set(0);
     // The child's segment is new: its lock block is faulted in again.
-    tls::bss().lock_block_ready.set(0);
+    tls::bss().lock_block.set(0);
     // The parent's other threads do not exist here.
     for e in &HARVEST {
         e.state.store(H_FREE, Relaxed);
