@@ -7,6 +7,8 @@
  *   realloc N            ns per growth step of realloc 16 B -> 1 MiB
  *   calloc SIZE N        ns per calloc+free pair
  *   pushpop N            ns per memscope_push+memscope_pop pair
+ *   lockpair N           ns per uncontended pthread_mutex_lock+unlock pair
+ *                        (what libmemscope_locks.so adds to it)
  *   xthread T N          producer/consumer pairs: Mops/s, blocks freed on
  *                        the other thread
  *   rss                  resident KiB of a process that allocated a little
@@ -119,6 +121,21 @@ static double bench_pushpop(long n)
         unsigned t = memscope_push(MEMSCOPE_NORECLAIM);
         __asm__ volatile("" ::: "memory");
         memscope_pop(t);
+    }
+    return (now_s() - t0) * 1e9 / (double)n;
+}
+
+static pthread_mutex_t bench_mutex = PTHREAD_MUTEX_INITIALIZER;
+
+static double bench_lockpair(long n)
+{
+    pthread_mutex_lock(&bench_mutex); /* the thread's first section: setup */
+    pthread_mutex_unlock(&bench_mutex);
+    double t0 = now_s();
+    for (long i = 0; i < n; i++) {
+        pthread_mutex_lock(&bench_mutex);
+        __asm__ volatile("" ::: "memory");
+        pthread_mutex_unlock(&bench_mutex);
     }
     return (now_s() - t0) * 1e9 / (double)n;
 }
@@ -601,6 +618,8 @@ int main(int argc, char **argv)
         printf("realloc_step_ns %.2f\n", bench_realloc(atol(argv[2])));
     else if (!strcmp(m, "pushpop") && argc == 3)
         printf("pushpop_ns %.2f\n", bench_pushpop(atol(argv[2])));
+    else if (!strcmp(m, "lockpair") && argc == 3)
+        printf("lockpair_ns %.2f\n", bench_lockpair(atol(argv[2])));
     else if (!strcmp(m, "xthread") && argc == 4)
         printf("xthread_mops %.2f\n", bench_xthread(atoi(argv[2]), atol(argv[3])));
     else if (!strcmp(m, "xthread-scoped") && argc == 4) {

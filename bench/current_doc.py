@@ -213,6 +213,16 @@ def render(summary, meta):
                    for title, row in summary["stats"]],
                   ["---"] + ["--:"] * len(modes))
 
+    if summary.get("locks"):
+        lmodes = summary["lock_modes"]
+        out += ["", "Lock sections: `libmemscope_locks.so` against memscope alone (ratio to `without`, > 1 is "
+                "better; targets: the pair +5 ns at most in `report`, db_bench readrandom >= 0.97x in `report` "
+                "and >= 0.95x in `noreclaim`):", ""]
+        out += _table(["benchmark"] + lmodes,
+                      [[title] + [_cell(*row[m][:3], None, ranges) + f" {row[m][3]:.3f}x" for m in lmodes]
+                       for title, row in summary["locks"]],
+                      ["---"] + ["--:"] * len(lmodes))
+
     out += ["", "Tail latency of free+malloc+first touch on a critical thread while 2 churn threads run (ns "
             "unless marked us or ms, medians of the rounds; noise max = the longest empty timed interval). "
             "With `dirty_decay_ms:0` purges and refaults reach the critical thread: the case NORECLAIM is for.", ""]

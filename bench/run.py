@@ -198,6 +198,8 @@ def main():
                 shutil.rmtree(stats_dir, ignore_errors=True)
                 stats_results.setdefault(title, {}).setdefault(mode, []).append(value)
 
+    lock_modes, lock_results = lock_sections(a, memscope_path, n)
+
     latency = {}
     hists = collections.defaultdict(collections.Counter)
     histfile = tempfile.NamedTemporaryFile(prefix="memscope-hist-", delete=False).name
@@ -244,6 +246,8 @@ def main():
         plot_ccdf(hists, a.plot, machine())
 
     summary = summarize(allocs, benches, results, stats_modes, stats_results, latency, tails)
+    summary["lock_modes"] = lock_modes
+    summary["locks"] = summarize_locks(lock_modes, lock_results)
     print_text(summary, a.rounds)
     if a.doc:
         current_doc.write(a.doc, current_doc.render(summary, {
@@ -258,6 +262,70 @@ def main():
             "repo": os.path.dirname(here),
         }))
         print(f"current table written to {a.doc}", file=sys.stderr)
+
+
+def run_db_bench(env, args):
+    """db_bench's ops/s for its one benchmark, and the process's peak RSS in KiB (from wait4)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        pid = os.posix_spawnp("db_bench", ["db_bench"] + args, env,
+                              file_actions=[(os.POSIX_SPAWN_DUP2, out.fileno(), 1),
+                                            (os.POSIX_SPAWN_DUP2, err.fileno(), 2)])
+        _, status, usage = os.wait4(pid, 0)
+        out.seek(0)
+        err.seek(0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise RuntimeError(f"db_bench {args}: {os.waitstatus_to_exitcode(status)}: {err.read()[-300:]}")
+        line = next(line for line in out.read().splitlines() if line.startswith(args[0].split("=")[1]))
+    return float(line.split("ops/sec")[0].split()[-1]), usage.ru_maxrss
+
+
+def lock_sections(a, memscope_path, n):
+    """libmemscope_locks.so against memscope alone, interleaved: the uncontended mutex pair, and
+    RocksDB db_bench readrandom (2 threads) with its peak RSS. Modes: without the locks library,
+    MEMSCOPE_LOCK_SCOPE=report, noreclaim."""
+    locks = os.path.join(os.path.dirname(memscope_path), "libmemscope_locks.so")
+    if not os.path.exists(locks):
+        print(f"skipping the lock-section rows: no {locks}")
+        return [], {}
+    modes = [("without", memscope_path, {}),
+             ("report", f"{memscope_path}:{locks}", {"MEMSCOPE_LOCK_SCOPE": "report"}),
+             ("noreclaim", f"{memscope_path}:{locks}", {"MEMSCOPE_LOCK_SCOPE": "noreclaim"})]
+    results = {}
+    db_dir = None
+    if shutil.which("db_bench"):
+        db_dir = tempfile.mkdtemp(prefix="memscope-bench-rocksdb-")
+        num = "200000"
+        env = dict(os.environ, LD_PRELOAD=memscope_path)
+        subprocess.run(["db_bench", "--benchmarks=fillrandom", "--threads=2", f"--num={num}", f"--db={db_dir}",
+                        "--compression_type=none"], env=env, check=True, capture_output=True, timeout=600)
+    else:
+        print("skipping db_bench rows: no db_bench (apt-get install rocksdb-tools)")
+    secs = "1" if a.quick else "5"
+    for rnd in range(a.rounds):
+        for mode, preload, extra in (modes if rnd % 2 == 0 else list(reversed(modes))):
+            print(f"\r[locks] round {rnd + 1}/{a.rounds} {mode:10}", end="", file=sys.stderr)
+            v = float(run(a.binary, preload, ["lockpair", str(n)], extra).split()[-1])
+            results.setdefault("mutex lock+unlock, uncontended (ns)", {}).setdefault(mode, []).append(v)
+            if db_dir:
+                env = dict(os.environ, LD_PRELOAD=preload, MEMSCOPE_LOG="off", **extra)
+                ops, rss = run_db_bench(env, ["--benchmarks=readrandom", "--use_existing_db=1", "--threads=2",
+                                              f"--duration={secs}", "--num=200000", f"--db={db_dir}",
+                                              "--compression_type=none"])
+                results.setdefault("db_bench readrandom, 2 threads (ops/s)", {}).setdefault(mode, []).append(ops)
+                results.setdefault("db_bench readrandom: peak RSS (KiB)", {}).setdefault(mode, []).append(rss)
+    if db_dir:
+        shutil.rmtree(db_dir, ignore_errors=True)
+    return [m for m, _, _ in modes], results
+
+
+def summarize_locks(modes, results):
+    """Per row and mode: (median, min, max, ratio to `without`): throughput ratio for ops/s, base/med
+    for times and sizes (so > 1 is better)."""
+    out = []
+    for title, row in results.items():
+        base = statistics.median(row["without"])
+        out.append((title, {m: cell_stats(row[m], base, "ops/s" in title) for m in modes}))
+    return out
 
 
 def cell_stats(vals, base=None, higher_better=False):
@@ -330,6 +398,13 @@ def print_text(summary, rounds):
     for title, row in summary["stats"]:
         cells = [f"{mode}: {fmt_range(*row[mode][:3])} {row[mode][3]:.3f}x" for mode in summary["stats_modes"]]
         print(f"{title:30} " + "   ".join(cells))
+    if summary.get("locks"):
+        print("\nlock sections (libmemscope_locks.so) against memscope alone (medians, [min-max]; ratio to "
+              "`without`, > 1 better; targets: pair +5 ns at most in report, db_bench >= 0.97x report, "
+              ">= 0.95x noreclaim)")
+        for title, row in summary["locks"]:
+            cells = [f"{m}: {fmt_range(*row[m][:3])} {row[m][3]:.3f}x" for m in summary["lock_modes"]]
+            print(f"{title:42} " + "   ".join(cells))
     print("\ntail latency of free+malloc+first touch on a critical thread while 2 churn threads run "
           "(ns, medians of rounds; noise max = the longest empty timed interval)")
     print(f"{'allocator / scope':40} {'p50':>6} {'p99':>8} {'p99.9':>8} {'p99.99':>9} {'max':>9} {'noise max':>10}")
