@@ -1,6 +1,6 @@
 # memscope: build, test, bench, demo, install.
 #
-#   make            the release library (target/release/libmemscope.so) and CLI
+#   make            the release libraries (target/release/libmemscope.so, libmemscope_locks.so) and CLI
 #   make deps       installs what the tests need (Debian, as root; run by make test)
 #   make test       everything: lint, Rust unit tests, C tests under the
 #                   preload, stats and memscope-stat, install, real programs
@@ -25,6 +25,7 @@ MANDIR ?= $(DATADIR)/man
 CARGO ?= cargo
 BUILD := build
 LIB := target/release/libmemscope.so
+LOCKS_LIB := target/release/libmemscope_locks.so
 CLI := target/release/memscope-stat
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 MAJOR := $(firstword $(subst ., ,$(VERSION)))
@@ -155,6 +156,7 @@ install: all memscope.pc $(BUILD)/memscope.conf $(BUILD)/man
 	install -m 0755 -s $(LIB) $(DESTDIR)$(LIBDIR)/libmemscope.so.$(VERSION)
 	ln -sf libmemscope.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libmemscope.so.$(MAJOR)
 	ln -sf libmemscope.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/libmemscope.so
+	install -m 0755 -s $(LOCKS_LIB) $(DESTDIR)$(LIBDIR)/libmemscope_locks.so
 	install -m 0644 ffi-include/memscope.h $(DESTDIR)$(INCLUDEDIR)/memscope.h
 	install -m 0644 ffi-include/memscope_stats.h $(DESTDIR)$(INCLUDEDIR)/memscope_stats.h
 	install -m 0755 $(CLI) $(DESTDIR)$(BINDIR)/memscope-stat
@@ -167,7 +169,8 @@ install: all memscope.pc $(BUILD)/memscope.conf $(BUILD)/man
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libmemscope.so $(DESTDIR)$(LIBDIR)/libmemscope.so.$(MAJOR) \
-	      $(DESTDIR)$(LIBDIR)/libmemscope.so.$(VERSION) $(DESTDIR)$(INCLUDEDIR)/memscope.h \
+	      $(DESTDIR)$(LIBDIR)/libmemscope.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libmemscope_locks.so \
+	      $(DESTDIR)$(INCLUDEDIR)/memscope.h \
 	      $(DESTDIR)$(INCLUDEDIR)/memscope_stats.h \
 	      $(DESTDIR)$(BINDIR)/memscope-stat $(DESTDIR)$(PKGCONFIGDIR)/memscope.pc \
 	      $(DESTDIR)$(MANDIR)/man1/memscope-stat*.1 $(DESTDIR)$(DATADIR)/memscope/systemd/memscope.conf \

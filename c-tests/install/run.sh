@@ -55,6 +55,8 @@ check "installed headers: live scopes, its own stats segment read through memsco
 # The installed CLI finds the library; a copy of it away from the prefix
 # finds it through the library directory compiled into it.
 check "memscope-stat run finds the installed library" "$prefix/bin/memscope-stat" run -- "$out/pkgconfig-user" present
+check "memscope-stat run --locks finds the installed locks library" sh -c \
+    "'$prefix/bin/memscope-stat' run --locks noreclaim -- '$out/pkgconfig-user' present && test -x '$prefix/lib/libmemscope_locks.so'"
 rm -rf "$out/cli-elsewhere" && mkdir -p "$out/cli-elsewhere"
 cp "$prefix/bin/memscope-stat" "$out/cli-elsewhere/"
 check "memscope-stat copied elsewhere finds the library through its LIBDIR" \

@@ -32,6 +32,14 @@ if want locks && build_c locks -pthread; then
         bash -c '! env "$1" "$2" report' _ "$P" "$out/locks"
 fi
 
+# A lock of the program's own, told with memscope_lock_acquired/released
+# (no locks library); without memscope both do nothing.
+if want locks_api && build_c locks_api; then
+    expect_exit "locks_api: a program's own lock told to memscope" 0 "$P" MEMSCOPE_LOCK_SCOPE=noreclaim -- \
+        "$out/locks_api" noreclaim
+    expect_exit "locks_api: without the library, nothing" 0 -- "$out/locks_api" absent
+fi
+
 # The strict proof: no syscall at all (write and exit_group only) for
 # 100,000 lock sections allocating 16 B to 256 KiB, every request served;
 # the same thread in report mode dies of SIGSYS.

@@ -77,15 +77,11 @@ fn preload_value(lib: &Path) -> OsString {
     v
 }
 
-/// The locks library beside `lib` (same directory, same version suffix:
-/// `libmemscope.so.0.2.0` goes with `libmemscope_locks.so.0.2.0`).
+/// The locks library beside `lib` (`make` builds both in target/release,
+/// `make install` installs both in LIBDIR).
 pub fn locks_library(lib: &Path) -> Result<PathBuf, String> {
-    let name = lib
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let locks = lib.with_file_name(name.replacen("libmemscope", "libmemscope_locks", 1));
-    if name.starts_with("libmemscope") && locks.is_file() {
+    let locks = lib.with_file_name("libmemscope_locks.so");
+    if locks.is_file() {
         Ok(locks)
     } else {
         Err(format!(
