@@ -35,7 +35,8 @@ pub const ABI_MAJOR: u16 = 1;
 /// `sites_evicted`).
 /// 1.6: lock sections ([`LockStats`], one per slot, after the call-site
 /// tables; `Header::locks_offset`, `Header::lock_scope`) and call-site
-/// kinds 6-7 (`lock_alloc`, `lock_taken`).
+/// kinds 6-7 (`lock_alloc`, `lock_taken`); event 34 (`pool_shrinks`) and
+/// gauge 15 (`pool_noreclaim_bytes`).
 pub const ABI_MINOR: u16 = 6;
 /// `Header::ready` holds this once the segment is initialised.
 pub const READY: u32 = 0x5245_4459; // "READ" "Y"

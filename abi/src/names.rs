@@ -8,7 +8,7 @@ pub const CONTEXTS: [&str; crate::CONTEXTS] = ["normal", "noreclaim", "nofail"];
 /// Gauges, `Header::gauges` order (ABI 1.3; the last one since 1.4). Each line: name (the
 /// Prometheus metric is `memscope_<name>`), meaning. Bytes, except
 /// `memory_limit_from` (a code).
-pub const GAUGES: [(&str, &str); 15] = [
+pub const GAUGES: [(&str, &str); 16] = [
     (
         "pool_reserved_bytes",
         "address space reserved for the NORECLAIM pool and the NOFAIL reserve (not memory)",
@@ -69,10 +69,14 @@ pub const GAUGES: [(&str, &str); 15] = [
         "pool_self_carved_bytes",
         "pool memory scoped threads carved into blocks themselves (part of pool_carved_bytes; stays blocks of its class)",
     ),
+    (
+        "pool_noreclaim_bytes",
+        "the NORECLAIM pool's resident memory: committed, less the NOFAIL reserve's share and the arenas' metadata; follows use",
+    ),
 ];
 
 /// Event counters, `Header::events` order. Each line: name, meaning.
-pub const EVENTS: [(&str, &str); 34] = [
+pub const EVENTS: [(&str, &str); 35] = [
     (
         "pool_refills",
         "the maintenance thread committed and pre-faulted more NORECLAIM pool",
@@ -190,6 +194,10 @@ pub const EVENTS: [(&str, &str); 34] = [
     (
         "sites_evicted",
         "call sites evicted from a full table (32 per thread), their counts with them",
+    ),
+    (
+        "pool_shrinks",
+        "times a quiet NORECLAIM pool gave committed headroom back to the OS (it follows use)",
     ),
 ];
 

@@ -24,6 +24,15 @@ fi
 # The NOFAIL reserve serves NOFAIL requests only: with the pool exhausted, a
 # NORECLAIM-only thread beside a NOFAIL one gets nothing (it took 381-2,065
 # reserve blocks before).
+# Inside NORECLAIM|NOFAIL the reserve serves any size it has room for, not
+# only its stacks' (a 2 MiB pool, bursts of 6.4, 6.25 and 8 MiB), and is
+# committed back for the next burst.
+if want reserve_carve && build_c reserve_carve; then
+    for shape in "334762 20" "65536 100" "1048576 8"; do
+        expect_exit "reserve_carve: NORECLAIM|NOFAIL bursts of ${shape% *} B served from the reserve" 0 "$P" \
+            MEMSCOPE_NORECLAIM_POOL=2M MEMSCOPE_LOG=off -- "$out/reserve_carve" $shape
+    done
+fi
 if want reserve_kept; then
     build_c reserve_kept -pthread &&
         expect_exit "NOFAIL reserve kept for NOFAIL" 0 "$P" MEMSCOPE_NORECLAIM_POOL=2M MEMSCOPE_RESERVE=2M \

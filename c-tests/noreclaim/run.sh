@@ -30,6 +30,12 @@ if want pool_classes && build_c pool_classes -pthread; then
     expect_exit "pool_classes: with a pool that runs dry" 0 "$P" MEMSCOPE_NORECLAIM_POOL=4M -- "$out/pool_classes"
 fi
 
+# The pool follows use: a process keeping 1 MiB live gives its idle
+# headroom back (and RSS with it), keeps its reserve, grows again on demand.
+if want footprint && build_c footprint; then
+    expect_exit "footprint: an idle pool gives its headroom back, grows on demand" 0 "$P" -- "$out/footprint"
+fi
+
 # No maintenance thread (clone refused): said once, counted, and pushes
 # after the first make no syscall (a write-only filter kills on any).
 if want no_maintenance_thread && build_c no_maintenance_thread; then

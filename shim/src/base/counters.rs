@@ -91,9 +91,11 @@ pub enum Event {
     SitesDropped,
     /// Call sites evicted from a full table, their counts with them.
     SitesEvicted,
+    /// A quiet pool gave committed headroom back (`pool::follow_use`).
+    PoolShrink,
 }
 
-pub const EVENT_COUNT: usize = Event::SitesEvicted as usize + 1;
+pub const EVENT_COUNT: usize = Event::PoolShrink as usize + 1;
 
 /// Where counts go before the stats segment exists, or when stats are off.
 static LOCAL: [AtomicU64; EVENT_COUNT] = [const { AtomicU64::new(0) }; EVENT_COUNT];

@@ -43,6 +43,7 @@ pub fn refresh(thread_held: usize) {
         usize::from(CONFIG.memory_limit_from.load(Relaxed)),
         CONFIG.soft_limit_bytes() as usize,
         pool::self_carved_bytes(),
+        pool::noreclaim_bytes(),
     ];
     for (slot, v) in h.gauges.iter().zip(values) {
         slot.store(v as u64, Relaxed);

@@ -125,6 +125,7 @@ fn run() {
         }
         let stocked = depot::restock();
         busy |= stocked;
+        pool::repay_reserve();
         let more_refill = pool::refill_step();
         busy |= more_refill;
         report_fast_fails();
@@ -148,6 +149,7 @@ fn run() {
             // before the gauges report the limits.
             crate::base::config::resolve_limits(true);
             lockstats::refresh();
+            pool::follow_use();
             crate::daemon::gauges::refresh(thread_held);
             crate::stats::clock::refine();
         }

@@ -80,6 +80,18 @@ pub fn carve(c: usize) -> Option<(usize, usize)> {
     Some((start, n))
 }
 
+/// One block of class `c` carved from the NOFAIL reserve's uncarved
+/// share (`pool::claim_reserve`): the last resort of a NORECLAIM|NOFAIL
+/// request. Its padding goes to the pool's stacks, as a carve's does.
+pub fn carve_from_reserve(c: usize) -> Option<usize> {
+    let (bytes, align) = span_of(c, 1);
+    let (start, from) = pool::claim_reserve(bytes, align)?;
+    give_padding(from, start);
+    pool::mark_carved(start, bytes, c);
+    crate::base::counters::count(crate::base::counters::Event::NoreclaimCarve);
+    Some(start)
+}
+
 /// Gives the bytes from `from` to `to` (padding claimed before an aligned
 /// span) to the depot as the largest naturally aligned blocks that tile
 /// them. Anything under a page is lost (the cursor only ever moves by

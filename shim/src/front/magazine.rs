@@ -195,13 +195,28 @@ fn refill_and_take(m: &Magazines, c: usize, align: usize, reserve: bool) -> (*mu
         }
     }
     if reserve {
-        for k in (c..=reserve_limit(c)).filter(|&k| sizeclass::serves(k, c, align)) {
-            if let Some(p) = take_one_from_reserve(k) {
-                return (p, k);
-            }
-        }
+        return from_reserve(c, align);
     }
     (null_mut(), c)
+}
+
+/// A NOFAIL request the pool could not serve: a block of its class or a
+/// larger one from the reserve's stacks, else one carved from the
+/// reserve's uncarved share (any size the reserve has room for).
+#[cold]
+fn from_reserve(c: usize, align: usize) -> (*mut c_void, usize) {
+    for k in (c..=reserve_limit(c)).filter(|&k| sizeclass::serves(k, c, align)) {
+        if let Some(p) = take_one_from_reserve(k) {
+            return (p, k);
+        }
+    }
+    match carve::carve_from_reserve(c) {
+        Some(p) => {
+            crate::base::counters::count(crate::base::counters::Event::ReserveHit);
+            (p as *mut c_void, c)
+        }
+        None => (null_mut(), c),
+    }
 }
 
 /// One block of class `k` from the NOFAIL reserve's stacks, the rest of
@@ -253,11 +268,7 @@ fn alloc_reentrant(c: usize, align: usize, reserve: bool) -> (*mut c_void, usize
         }
     }
     if reserve {
-        for k in (c..=reserve_limit(c)).filter(|&k| sizeclass::serves(k, c, align)) {
-            if let Some(p) = take_one_from_reserve(k) {
-                return (p, k);
-            }
-        }
+        return from_reserve(c, align);
     }
     (null_mut(), c)
 }

@@ -142,6 +142,30 @@ pub unsafe fn commit_populated(at: *mut c_void, len: usize) -> Result<(), i32> {
     }
 }
 
+/// Gives `[at, at + len)` back to the OS and leaves it reserved address
+/// space (`PROT_NONE`, `MAP_NORESERVE`), as `reserve` made it.
+///
+/// # Safety
+/// The range lies inside a mapping the caller owns, unused from now.
+pub unsafe fn decommit(at: *mut c_void, len: usize) -> Result<(), i32> {
+    // SAFETY: the caller's contract: MAP_FIXED replaces only its own range.
+    let p = unsafe {
+        libc::mmap(
+            at,
+            len,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        Err(errno())
+    } else {
+        Ok(())
+    }
+}
+
 /// Unmaps `[p, p + len)`.
 ///
 /// # Safety

@@ -264,7 +264,7 @@ pub fn high_watermark() -> usize {
 /// the next chunks committed. (A quarter, as before carving, left an
 /// 8-thread cold start refused up to 400 requests of a million.)
 fn low_watermark() -> usize {
-    (high_watermark() / 2).max(2 * CARVE_RATE.load(Relaxed))
+    (headroom_target() / 2).max(2 * CARVE_RATE.load(Relaxed))
 }
 
 /// True while the maintenance thread may stock the depot beyond the
@@ -274,13 +274,131 @@ fn low_watermark() -> usize {
 /// stocking never drives the headroom into a refill by itself: the pool
 /// grows for what threads carve, not for a forecast.
 pub fn may_stock() -> bool {
-    headroom() > low_watermark() + high_watermark() / 4
+    headroom() > low_watermark() + headroom_target() / 4
 }
 
 /// What a refill tops the headroom up to: the pool's size, or four times
 /// the recent carve rate (see `low_watermark`).
 fn refill_target() -> usize {
-    high_watermark().max(4 * CARVE_RATE.load(Relaxed))
+    headroom_target().max(4 * CARVE_RATE.load(Relaxed))
+}
+
+/// The headroom the pool keeps now: `MEMSCOPE_NORECLAIM_POOL` at first (a
+/// first burst finds it committed), halved for every two quiet seconds
+/// down to `IDLE_HEADROOM`, doubled (up to the option) by every refill
+/// that demand starts (`follow_use`, `refill_step`). 0: not set yet.
+static TARGET: AtomicUsize = AtomicUsize::new(0);
+
+/// The least headroom a quiet pool keeps committed.
+pub const IDLE_HEADROOM: usize = CHUNK;
+
+/// The headroom the pool keeps now (see `TARGET`).
+pub fn headroom_target() -> usize {
+    match TARGET.load(Relaxed) {
+        0 => high_watermark(),
+        t => t.clamp(IDLE_HEADROOM.min(high_watermark()), high_watermark()),
+    }
+}
+
+/// Bytes the reserve's arena carved (its blocks, in use or on its stacks):
+/// the reserve's share of `carved`, for the NORECLAIM pool's own size.
+static RESERVE_ARENA_CARVED: AtomicUsize = AtomicUsize::new(0);
+
+/// The NORECLAIM pool's resident memory: committed memory less the
+/// reserve's share (uncarved budget, and what its arena carved) and the
+/// arenas' first metadata blocks. What `follow_use` keeps near what
+/// scoped threads use (a gauge).
+pub fn noreclaim_bytes() -> usize {
+    let arenas = if POOL.reserve_arena.load(Relaxed) == u32::MAX {
+        1
+    } else {
+        2
+    };
+    POOL.committed
+        .load(Relaxed)
+        .saturating_sub(POOL.reserve_left.load(Relaxed))
+        .saturating_sub(RESERVE_ARENA_CARVED.load(Relaxed))
+        .saturating_sub(arenas * ARENA_METADATA)
+}
+
+/// After a claim moved the carve cursor from `from` to `to` (a
+/// sequentially consistent compare-and-swap): true if the memory is still
+/// committed. A shrink (`shrink_to`) that lowered the commit mark below
+/// `to` meanwhile may unmap it: the claim is then given back (the cursor
+/// moved back, if nobody claimed after it; else the bytes are skipped and
+/// committed again by the next growth) and fails, as one that found the
+/// pool short.
+#[inline]
+fn still_committed(from: usize, to: usize) -> bool {
+    if to <= POOL.committed.load(SeqCst) {
+        return true;
+    }
+    let _ = POOL.carved.compare_exchange(to, from, SeqCst, Relaxed);
+    mailbox::wake();
+    false
+}
+
+/// Once a second (maintenance thread): the headroom follows what scoped
+/// threads use. After two seconds in which nothing was carved, no refill
+/// ran and the reserve was owed nothing, the target halves (down to
+/// `IDLE_HEADROOM`) and committed memory above what is carved, the
+/// reserve's budget and the target is given back to the OS.
+pub fn follow_use() {
+    static LAST_CARVED: AtomicUsize = AtomicUsize::new(0);
+    static QUIET: AtomicUsize = AtomicUsize::new(0);
+    if !is_ready() {
+        return;
+    }
+    let carved = POOL.carved.load(Relaxed);
+    if LAST_CARVED.swap(carved, Relaxed) != carved
+        || REFILLING.load(Relaxed) != 0
+        || RESERVE_OWED.load(Relaxed) != 0
+    {
+        QUIET.store(0, Relaxed);
+        return;
+    }
+    if QUIET.fetch_add(1, Relaxed) + 1 < 2 {
+        return;
+    }
+    QUIET.store(0, Relaxed);
+    let target = (headroom_target() / 2).max(IDLE_HEADROOM);
+    TARGET.store(target, Relaxed);
+    let keep = carved
+        .saturating_add(POOL.reserve_left.load(Relaxed))
+        .saturating_add(target)
+        .next_multiple_of(os::page_size());
+    shrink_to(keep);
+}
+
+/// Lowers the commit mark to `keep` and unmaps what was above it, unless
+/// a claim crossed `keep` meanwhile. The protocol with the claims (all
+/// sequentially consistent): this stores the new mark, then reads the
+/// cursor; a claim moves the cursor, then reads the mark
+/// (`still_committed`). Either this sees the claim (and keeps everything)
+/// or the claim sees the new mark (and gives its bytes back unused).
+fn shrink_to(keep: usize) {
+    while GROWING
+        .compare_exchange_weak(false, true, Acquire, Relaxed)
+        .is_err()
+    {
+        os::yield_now();
+    }
+    let old = POOL.committed.load(Relaxed);
+    if keep + CHUNK <= old {
+        POOL.committed.store(keep, SeqCst);
+        if POOL.carved.load(SeqCst) > keep {
+            POOL.committed.store(old, SeqCst);
+        } else {
+            let base = POOL.base.load(Relaxed);
+            // SAFETY: [base+keep, base+old) is the pool's own committed
+            // range, which no claim holds (just checked) or can take (the
+            // mark is below it); it becomes reserved address space again.
+            if unsafe { os::decommit((base + keep) as *mut c_void, old - keep) }.is_ok() {
+                count(Event::PoolShrink);
+            }
+        }
+    }
+    GROWING.store(false, Release);
 }
 
 /// Bytes scoped threads carved themselves in the busiest recent 100 ms
@@ -369,9 +487,12 @@ pub fn claim(size: usize, align: usize) -> Option<(usize, usize)> {
         }
         match POOL
             .carved
-            .compare_exchange_weak(carved, end - base, Relaxed, Relaxed)
+            .compare_exchange_weak(carved, end - base, SeqCst, Relaxed)
         {
             Ok(_) => {
+                if !still_committed(carved, end - base) {
+                    return None;
+                }
                 SELF_CARVED.fetch_add(end - from, Relaxed);
                 if headroom() < low_watermark() {
                     count(Event::PoolLowWatermark);
@@ -381,6 +502,72 @@ pub fn claim(size: usize, align: usize) -> Option<(usize, usize)> {
             }
             Err(now) => carved = now,
         }
+    }
+}
+
+/// Claims `size` bytes aligned to `align` from the NOFAIL reserve's
+/// uncarved share, as `claim` does from the pool's: for a NORECLAIM|NOFAIL
+/// request the pool and the reserve's stacks could not serve. The stacks
+/// hold a chain of each small class and a block of each large one up to
+/// 256 KiB; the rest of the reserve stays uncarved, and without this a
+/// request of another size was refused while most of the reserve was there
+/// (the reserve "serves any request it has room for"). The bytes leave the
+/// reserve for good (they become pool blocks of their class, reused by
+/// everyone); the maintenance thread commits as much again for it
+/// (`repay_reserve`). No syscall, no lock, no page fault.
+pub fn claim_reserve(size: usize, align: usize) -> Option<(usize, usize)> {
+    if !is_ready() || POOL.reserve_arena.load(Relaxed) == u32::MAX {
+        return None;
+    }
+    let base = POOL.base.load(Relaxed);
+    let mut carved = POOL.carved.load(Relaxed);
+    loop {
+        let from = base + carved;
+        let start = from.checked_next_multiple_of(align)?;
+        let end = start.checked_add(size)?;
+        let used = end - from;
+        if used > POOL.reserve_left.load(Relaxed) || end - base > POOL.committed.load(Acquire) {
+            return None;
+        }
+        match POOL
+            .carved
+            .compare_exchange_weak(carved, end - base, SeqCst, Relaxed)
+        {
+            Ok(_) => {
+                if !still_committed(carved, end - base) {
+                    return None;
+                }
+                // After the cursor: meanwhile the pool's limit (committed
+                // less this budget) is only stricter. Saturating, as the
+                // reserve arena's hook.
+                let _ = POOL
+                    .reserve_left
+                    .fetch_update(Relaxed, Relaxed, |l| Some(l.saturating_sub(used)));
+                RESERVE_OWED.fetch_add(used, Relaxed);
+                mailbox::wake();
+                return Some((start, from));
+            }
+            Err(now) => carved = now,
+        }
+    }
+}
+
+/// Bytes threads took from the reserve's share (`claim_reserve`) that the
+/// maintenance thread has not committed back for it yet.
+static RESERVE_OWED: AtomicUsize = AtomicUsize::new(0);
+
+/// Commits for the reserve what threads took from it (maintenance
+/// thread): the reserve keeps its size. What cannot be committed now
+/// (the region's maximum, the OS) stays owed for the next round.
+pub fn repay_reserve() {
+    let owed = RESERVE_OWED.swap(0, Relaxed);
+    if owed == 0 {
+        return;
+    }
+    if grow(owed) {
+        POOL.reserve_left.fetch_add(owed, Relaxed);
+    } else {
+        RESERVE_OWED.fetch_add(owed, Relaxed);
     }
 }
 
@@ -471,10 +658,14 @@ unsafe extern "C" fn hook_alloc(
             }
             match POOL
                 .carved
-                .compare_exchange_weak(carved, end - base, Relaxed, Relaxed)
+                .compare_exchange_weak(carved, end - base, SeqCst, Relaxed)
             {
                 Ok(_) => {
+                    if !still_committed(carved, end - base) {
+                        return null_mut();
+                    }
                     if for_reserve {
+                        RESERVE_ARENA_CARVED.fetch_add(used, Relaxed);
                         // Saturating: jemalloc calls this hook under the
                         // arena's grow lock, so reserve carves do not race
                         // one another, but a wrapped budget would let the
@@ -649,6 +840,9 @@ pub fn refill_step() -> bool {
         }
         REFILLING.store(1, Relaxed);
         count(Event::PoolRefill);
+        // Demand used half the headroom: keep twice as much from now on
+        // (up to the option; `follow_use` lowers it again when quiet).
+        TARGET.store((2 * headroom_target()).min(high_watermark()), Relaxed);
     }
     let t = crate::stats::event_start();
     if room >= high || !grow((high - room).min(REFILL_STEP)) {

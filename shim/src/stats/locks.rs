@@ -151,10 +151,14 @@ pub fn freed() {
 /// The thread is exiting with slot `i`: its block joins the retired one
 /// and is cleared for the slot's next owner.
 pub fn fold_at_exit(i: usize) {
-    // The exiting thread's later sections go to the retired block.
-    tls::bss().lock_block.set(0);
     let Some(h) = segment::header() else { return };
     let (mine, retired) = (block(h, i), block(h, abi::SLOT_RETIRED));
+    // The exiting thread's later sections go to the retired block. A
+    // thread that never entered a section never wrote its block: nothing
+    // to fold, and its pages stay untouched.
+    if tls::bss().lock_block.replace(0) != mine as *const LockStats as usize {
+        return;
+    }
     let counters = |b: &'static LockStats| {
         [
             &b.sections,

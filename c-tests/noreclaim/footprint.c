@@ -1,0 +1,140 @@
+/* footprint: the NORECLAIM pool follows use (issue "Scopes for code you
+ * cannot change": 52 MiB of pool and reserve in every process was too
+ * much once every preloaded process may have a pool).
+ *
+ *   1. A thread enters NORECLAIM and keeps at most 1 MiB live (1,024
+ *      blocks of 1 KiB, replaced for a second).
+ *   2. Then it idles: within 15 s the pool's uncarved headroom is given
+ *      back down to 2 MiB: its resident memory (gauge pool_noreclaim_bytes:
+ *      committed, less the NOFAIL reserve's share and the arenas' metadata)
+ *      is at most 16 MiB (the depot's stock and floors stay carved: see
+ *      docs/DECISIONS.md, D62, for what is left of the 8 MiB target), the
+ *      pool said so (pool_shrinks), and the process's RSS fell by 16 MiB.
+ *   3. The NOFAIL reserve stays whole, and serves: an 8 MiB burst inside
+ *      NORECLAIM|NOFAIL is served whole.
+ *   4. Headroom grows with demand: 32 MiB asked for inside NORECLAIM at a
+ *      steady 64 KiB per 0.2 ms are all served (a refused request is asked
+ *      again after 1 ms, counted), and the pool committed for them.
+ * Needs the maintenance thread's once-a-second round (gauges, shrinking). */
+#define _GNU_SOURCE
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "memscope.h"
+#include "segment_find.h"
+
+/* Gauge slots (abi/src/names.rs GAUGES order). */
+#define G_COMMITTED 1
+#define G_RESERVE_READY 4
+#define G_NORECLAIM 15
+#define E_POOL_SHRINKS 34
+
+static const struct memscope_stats_header *h;
+
+static uint64_t gauge(int i)
+{
+    return __atomic_load_n(&h->gauges[i], __ATOMIC_RELAXED);
+}
+
+static long rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = 0, resident = 0;
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+            resident = 0;
+        fclose(f);
+    }
+    return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+static void pause_us(long us)
+{
+    struct timespec t = {us / 1000000, (us % 1000000) * 1000};
+    nanosleep(&t, NULL);
+}
+
+int main(void)
+{
+    static void *live[1024];
+    unsigned s = memscope_push(MEMSCOPE_NORECLAIM);
+    h = segment();
+    if (!h) {
+        say("no stats segment\n");
+        return 1;
+    }
+    for (int round = 0; round < 20; round++) {
+        for (int i = 0; i < 1024; i++) {
+            free(live[i]);
+            live[i] = malloc(1024);
+            CHECK(live[i]);
+        }
+        pause_us(50000);
+    }
+    memscope_pop(s);
+    long rss_busy = rss_kib();
+    pause_us(1100000); /* a gauge refresh */
+    uint64_t reserve_busy = gauge(G_RESERVE_READY);
+
+    /* Four halvings of the headroom (32 to 2 MiB), two quiet seconds
+     * each, then the last gauge refresh. */
+    pause_us(10000000);
+    uint64_t pool = gauge(G_NORECLAIM);
+    long rss_idle = rss_kib();
+    say("footprint: pool %.1f MiB after idling (committed %.1f MiB, %lu shrinks), RSS %ld -> %ld KiB\n",
+        pool / 1048576.0, gauge(G_COMMITTED) / 1048576.0, (unsigned long)h->events[E_POOL_SHRINKS], rss_busy,
+        rss_idle);
+    CHECK_MSG(pool > 0 && pool <= (16u << 20), "the pool holds %.1f MiB with 1 MiB live", pool / 1048576.0);
+    CHECK_MSG(h->events[E_POOL_SHRINKS] > 0, "no pool_shrinks");
+    CHECK_MSG(rss_busy - rss_idle >= 16 * 1024, "RSS fell by %ld KiB only", rss_busy - rss_idle);
+    CHECK_MSG(gauge(G_RESERVE_READY) >= reserve_busy, "the reserve held %.1f MiB, now %.1f MiB",
+              reserve_busy / 1048576.0, gauge(G_RESERVE_READY) / 1048576.0);
+
+    /* The reserve serves inside NORECLAIM|NOFAIL after the shrink. */
+    static void *burst[128];
+    s = memscope_push(MEMSCOPE_NORECLAIM | MEMSCOPE_NOFAIL | MEMSCOPE_NOWARN);
+    int served = 0;
+    for (int i = 0; i < 128; i++) {
+        burst[i] = malloc(opaque(65536));
+        if (burst[i]) {
+            memset(burst[i], 1, 65536);
+            served++;
+        }
+    }
+    memscope_pop(s);
+    CHECK_MSG(served == 128, "NORECLAIM|NOFAIL after the shrink: %d of 128 blocks of 64 KiB", served);
+    for (int i = 0; i < 128; i++)
+        free(burst[i]);
+
+    /* Demand makes the headroom grow again. */
+    uint64_t before = gauge(G_COMMITTED);
+    static void *grown[512];
+    long retries = 0;
+    s = memscope_push(MEMSCOPE_NORECLAIM | MEMSCOPE_NOWARN);
+    for (int i = 0; i < 512; i++) {
+        while (!(grown[i] = malloc(opaque(65536)))) {
+            retries++;
+            pause_us(1000);
+            CHECK_MSG(retries < 20000, "the pool does not grow");
+            if (retries >= 20000)
+                return check_result();
+        }
+        memset(grown[i], 2, 65536);
+        pause_us(200);
+    }
+    memscope_pop(s);
+    pause_us(1200000); /* the next gauge refresh */
+    uint64_t after = gauge(G_COMMITTED);
+    say("footprint: 32 MiB at 64 KiB per 0.2 ms: %ld retries, committed %.1f -> %.1f MiB\n", retries,
+        before / 1048576.0, after / 1048576.0);
+    CHECK_MSG(after >= before + (24u << 20), "committed %.1f -> %.1f MiB for 32 MiB of demand", before / 1048576.0,
+              after / 1048576.0);
+    for (int i = 0; i < 512; i++)
+        free(grown[i]);
+    return check_result();
+}
