@@ -1,6 +1,9 @@
 /* locks: lock sections under libmemscope_locks.so, counted exactly.
  *
- * usage: locks report|noreclaim|noreclaim,nofail   (= MEMSCOPE_LOCK_SCOPE)
+ * usage: locks report|noreclaim|noreclaim,nofail [hold]   (= MEMSCOPE_LOCK_SCOPE)
+ *   hold: at the end, print the totals ("sections N allocs N frees N
+ *   bytes N") and "ready", and wait for stdin to close (the runner reads
+ *   the process with memscope-stat meanwhile).
  *
  * Runs under LD_PRELOAD="libmemscope.so:libmemscope_locks.so". Each phase
  * does known work under pthread mutexes (plain, nested, recursive, try,
@@ -21,6 +24,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <malloc.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -422,8 +426,8 @@ static void threads(void)
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        say("usage: locks report|noreclaim|noreclaim,nofail");
+    if (argc != 2 && argc != 3) {
+        say("usage: locks report|noreclaim|noreclaim,nofail [hold]");
         return 2;
     }
     M = !strcmp(argv[1], "report") ? 0
@@ -442,5 +446,29 @@ int main(int argc, char **argv)
     cond_wait();
     composition();
     threads();
+    /* Quiescent now: every block's sizes add up to its allocations, its
+     * timed ones are a part of them, its allocating sections of its
+     * sections; and the totals hold all of this program's work. */
+    uint64_t allocs = 0;
+    for (uint32_t i = 0; i < h->slot_count; i++) {
+        const struct memscope_lock_stats *l =
+            (const void *)((const char *)h + h->locks_offset + (size_t)i * h->lock_stats_size);
+        uint64_t n = 0;
+        for (int k = 0; k < MEMSCOPE_LOCK_SIZE_BUCKETS; k++)
+            n += l->sizes[k];
+        CHECK_MSG(n == l->allocs && l->latency.count <= l->allocs && l->sections_allocating <= l->sections &&
+                      l->refused <= l->allocs,
+                  "block %u: sizes %lu, allocs %lu, timed %lu, sections %lu/%lu", i, (unsigned long)n,
+                  (unsigned long)l->allocs, (unsigned long)l->latency.count, (unsigned long)l->sections_allocating,
+                  (unsigned long)l->sections);
+        allocs += l->allocs;
+    }
+    CHECK_MSG(allocs >= 10 + 2 + 4 + 7 + 2 + 80 + 2 + 1 + 2 + 1, "total allocations %lu", (unsigned long)allocs);
+    if (argc == 3) {
+        struct totals t = totals();
+        printf("sections %lu allocs %lu frees %lu bytes %lu\n", (unsigned long)t.sections, (unsigned long)t.allocs,
+               (unsigned long)t.frees, (unsigned long)t.bytes);
+        return ready_then_wait();
+    }
     return check_result();
 }

@@ -592,6 +592,61 @@ pub fn prometheus(snaps: &[Snapshot], labels: Labels) -> String {
             &t.noreclaim_scope,
         );
     }
+    // Lock sections (ABI 1.6; libmemscope_locks.so): what the process
+    // does while its threads hold program locks.
+    type LockCounter = (&'static str, &'static str, fn(&crate::segment::LockSnap) -> u64);
+    let lock_counters: [LockCounter; 6] = [
+        (
+            "memscope_lock_sections_total",
+            "Lock sections entered (a thread's first program lock taken to its last released).",
+            |l| l.sections,
+        ),
+        (
+            "memscope_lock_sections_allocating_total",
+            "Lock sections that allocated.",
+            |l| l.sections_allocating,
+        ),
+        (
+            "memscope_lock_allocs_total",
+            "Allocations made while holding a program lock (exact).",
+            |l| l.allocs,
+        ),
+        (
+            "memscope_lock_frees_total",
+            "Frees made while holding a program lock (exact).",
+            |l| l.frees,
+        ),
+        (
+            "memscope_lock_alloc_bytes_total",
+            "Bytes asked for while holding a program lock.",
+            |l| l.alloc_bytes,
+        ),
+        (
+            "memscope_lock_refused_total",
+            "Allocations made while holding a program lock that returned NULL.",
+            |l| l.refused,
+        ),
+    ];
+    for (name, help, get) in lock_counters {
+        family(&mut out, name, "counter", help);
+        for (s, t) in snaps.iter().zip(&totals) {
+            let _ = writeln!(out, "{name}{{{}}} {}", base(s), get(&t.locks));
+        }
+    }
+    family(
+        &mut out,
+        "memscope_lock_alloc_duration_seconds",
+        "histogram",
+        "Sampled latency of allocations made while holding a program lock.",
+    );
+    for (s, t) in snaps.iter().zip(&totals) {
+        prom_hist(
+            &mut out,
+            "memscope_lock_alloc_duration_seconds",
+            &base(s),
+            &t.locks.latency,
+        );
+    }
     family(
         &mut out,
         "memscope_events_total",

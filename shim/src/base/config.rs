@@ -53,10 +53,12 @@ const fn parse_decimal(s: &str) -> u32 {
 
 pub const PATH_MAX_LEN: usize = 256;
 
-/// `MEMSCOPE_LOCK_SCOPE`'s values.
+/// `MEMSCOPE_LOCK_SCOPE`'s values: the scope flags a lock section enters
+/// (`tls` checks that they are `NORECLAIM` and `NORECLAIM | NOFAIL`), kept
+/// as they are so that a section reads them with one load.
 pub const LOCK_SCOPE_REPORT: u8 = 0;
-pub const LOCK_SCOPE_NORECLAIM: u8 = 1;
-pub const LOCK_SCOPE_NORECLAIM_NOFAIL: u8 = 2;
+pub const LOCK_SCOPE_NORECLAIM: u8 = 0x01;
+pub const LOCK_SCOPE_NORECLAIM_NOFAIL: u8 = 0x05;
 
 /// Every option memscope reads, with its parser; names, defaults and texts
 /// are `memscope_abi::names::OPTIONS` (shared with the CLI's man page). The

@@ -63,13 +63,19 @@ pub const IN_LOCK: u32 = 1 << 28;
 /// `report`.
 #[inline(always)]
 pub fn lock_scope_flags() -> u32 {
-    use crate::base::config::{CONFIG, LOCK_SCOPE_NORECLAIM, LOCK_SCOPE_NORECLAIM_NOFAIL};
-    match CONFIG.lock_scope.load(core::sync::atomic::Ordering::Relaxed) {
-        LOCK_SCOPE_NORECLAIM => NORECLAIM,
-        LOCK_SCOPE_NORECLAIM_NOFAIL => NORECLAIM | NOFAIL,
-        _ => 0,
-    }
+    u32::from(
+        crate::base::config::CONFIG
+            .lock_scope
+            .load(core::sync::atomic::Ordering::Relaxed),
+    )
 }
+
+const _: () = {
+    use crate::base::config::{LOCK_SCOPE_NORECLAIM, LOCK_SCOPE_NORECLAIM_NOFAIL, LOCK_SCOPE_REPORT};
+    assert!(LOCK_SCOPE_REPORT == 0);
+    assert!(LOCK_SCOPE_NORECLAIM as u32 == NORECLAIM);
+    assert!(LOCK_SCOPE_NORECLAIM_NOFAIL as u32 == NORECLAIM | NOFAIL);
+};
 
 /// Depth of the push/pop ring used to check that pops match pushes.
 pub const SCOPE_RING: usize = 16;

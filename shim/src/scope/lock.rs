@@ -35,7 +35,7 @@ pub fn acquired(site: usize) {
     b.lock_held.set(n.wrapping_add(1));
     compiler_fence(SeqCst);
     if n == 0 {
-        enter(site);
+        enter(b, site);
     }
 }
 
@@ -52,7 +52,7 @@ pub fn released() -> bool {
     b.lock_held.set(n - 1);
     compiler_fence(SeqCst);
     if n == 1 {
-        leave();
+        leave(b);
     }
     true
 }
@@ -60,23 +60,23 @@ pub fn released() -> bool {
 /// A section begins. The usual case (the thread seen, its block ready,
 /// no set-up needed for the section's flags) is a few loads and stores.
 #[inline(always)]
-fn enter(site: usize) {
+fn enter(b: &tls::ThreadBss, site: usize) {
     let st = tls::state();
     let cur = st.flags.get();
     let add = tls::lock_scope_flags() & !cur;
     if cur & (tls::THREAD_UNSEEN | tls::THREAD_EXITED | tls::IN_LOCK) != 0
         || needs_setup(st, cur, add)
-        || !stats::locks::section_entered_fast(site)
+        || !stats::locks::section_entered_fast(b, site)
     {
         return enter_slow(site);
     }
-    begin(st, cur, add);
+    begin(b, st, cur, add);
 }
 
 /// The flag word takes the section's flags, the countdowns their bias.
 #[inline(always)]
-fn begin(st: &tls::ThreadState, cur: u32, add: u32) {
-    tls::bss().lock_explicit.set(cur & ALL);
+fn begin(b: &tls::ThreadBss, st: &tls::ThreadState, cur: u32, add: u32) {
+    b.lock_explicit.set(cur & ALL);
     compiler_fence(SeqCst);
     st.flags.set(cur | add | tls::IN_LOCK);
     // After the flags, as `record_push`: idempotent.
@@ -114,17 +114,17 @@ fn enter_slow(site: usize) {
     }
     st.set_caller(caller);
     stats::locks::section_entered(site);
-    begin(st, cur, add);
+    begin(tls::bss(), st, cur, add);
 }
 
 #[inline(always)]
-fn leave() {
+fn leave(b: &tls::ThreadBss) {
     let st = tls::state();
     let cur = st.flags.get();
     if cur & tls::IN_LOCK == 0 {
         return;
     }
-    let new = tls::bss().lock_explicit.get() | (cur & tls::THREAD_EXITED);
+    let new = b.lock_explicit.get() | (cur & tls::THREAD_EXITED);
     if new == 0 {
         // Before the flags, as `restore`.
         stats::thread::unbias(&st.stats);

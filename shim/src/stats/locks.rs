@@ -61,8 +61,7 @@ fn max(c: &AtomicU64, v: u64, shared: bool) {
 /// case, a few stores (`scope::lock`'s fast path). False otherwise:
 /// `section_entered` then.
 #[inline(always)]
-pub fn section_entered_fast(site: usize) -> bool {
-    let b = tls::bss();
+pub fn section_entered_fast(b: &tls::ThreadBss, site: usize) -> bool {
     let a = b.lock_block.get();
     if a == 0 || a & 1 != 0 {
         return false;
