@@ -23,7 +23,7 @@
 
 use core::sync::atomic::{compiler_fence, Ordering::SeqCst};
 
-use super::{init, needs_setup, set_up_noreclaim, ALL, NOFAIL, NORECLAIM};
+use super::{init, set_up_noreclaim, ALL, NOFAIL, NORECLAIM};
 use crate::base::{mailbox, tls};
 use crate::{pool, stats};
 
@@ -65,12 +65,25 @@ fn enter(b: &tls::ThreadBss, site: usize) {
     let cur = st.flags.get();
     let add = tls::lock_scope_flags() & !cur;
     if cur & (tls::THREAD_UNSEEN | tls::THREAD_EXITED | tls::IN_LOCK) != 0
-        || needs_setup(st, cur, add)
+        || needs_setup(st, add)
         || !stats::locks::section_entered_fast(b, site)
     {
         return enter_slow(site);
     }
     begin(b, st, cur, add);
+}
+
+/// True if entering the section's `add` flags first needs setting up: the
+/// thread's NORECLAIM set-up, a running maintenance thread (or one that
+/// could not start), the process's pool for NOFAIL. Unlike a push's test,
+/// not `noreclaim_fast`: the maintenance thread clears that to have the
+/// next explicit scope timed, and sections are not timed as scopes (with
+/// it, every section after the first harvest took the slow way).
+#[inline(always)]
+fn needs_setup(st: &tls::ThreadState, add: u32) -> bool {
+    add & NORECLAIM != 0
+        && (st.noreclaim_set_up.get() == 0 || !mailbox::is_running() && !mailbox::start_failed())
+        || add & NOFAIL != 0 && !pool::is_ready()
 }
 
 /// The flag word takes the section's flags, the countdowns their bias.

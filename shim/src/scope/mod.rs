@@ -44,7 +44,7 @@ pub fn push(flags: u32) -> u32 {
 /// True if entering `add` on top of `cur` first needs setting up (or, for
 /// NORECLAIM, timing: see `record_timed_push`).
 #[inline(always)]
-pub(super) fn needs_setup(st: &tls::ThreadState, cur: u32, add: u32) -> bool {
+fn needs_setup(st: &tls::ThreadState, cur: u32, add: u32) -> bool {
     cur & NORECLAIM == 0
         && (add & NORECLAIM != 0 && !noreclaim_ready(st) || add & NOFAIL != 0 && !pool::is_ready())
 }
@@ -326,7 +326,13 @@ fn pop_in_section(st: &tls::ThreadState, saved: u32, cur: u32, top: u32) {
     let b = tls::bss();
     let explicit = saved & b.lock_explicit.get() & ALL;
     b.lock_explicit.set(explicit);
-    let new = explicit | tls::lock_scope_flags() | tls::IN_LOCK | (cur & tls::THREAD_EXITED);
+    // An exited thread's sections hold no flags (`lock::enter_slow`).
+    let section = if cur & tls::THREAD_EXITED != 0 {
+        0
+    } else {
+        tls::lock_scope_flags()
+    };
+    let new = explicit | section | tls::IN_LOCK | (cur & tls::THREAD_EXITED);
     st.flags.set(new);
     compiler_fence(Ordering::SeqCst);
     st.depth.set(top);
