@@ -67,8 +67,8 @@ void memscope_lib_stats_flush(void) __attribute__((weak));
 int memscope_lib_note_header(unsigned header_version) __attribute__((weak));
 int memscope_lib_check_routed(void (*probe)(void)) __attribute__((weak));
 int memscope_lib_prepare(size_t size, size_t count) __attribute__((weak));
-void memscope_lib_lock_acquired(const void *site) __attribute__((weak));
-int memscope_lib_lock_released(void) __attribute__((weak));
+void memscope_lib_lock_acquired(const void *lock, const void *site) __attribute__((weak));
+int memscope_lib_lock_released(const void *lock) __attribute__((weak));
 
 /* 1 if libmemscope.so is loaded in this process. */
 /* Pushes are inlined into their caller even unoptimised, so that where a
@@ -212,22 +212,23 @@ static inline void memscope_test_fail_next(unsigned long n)
  * and its allocations are counted apart (memscope-stat locks). For a lock
  * that does not go through pthread (a futex, your own spinlock), say the
  * same yourself: memscope_lock_acquired() right after taking it, with the
- * lock call's return address or any code address that names the place
- * (`__builtin_return_address(0)` in your lock function), and
- * memscope_lock_released() right before releasing it (it returns 1 if the
- * lock was counted, 0 if the count had not begun). Nested locks count
- * once; sections compose with pushes and pops in any order. Never
- * allocates; no syscall once the thread is set up. Without the library:
- * nothing. */
-static inline void memscope_lock_acquired(const void *site)
+ * lock's address and the lock call's return address or any code address
+ * that names the place (`__builtin_return_address(0)` in your lock
+ * function), and memscope_lock_released() with the lock's address right
+ * before releasing it (it returns 1 if the acquisition was counted, 0 if
+ * not: a release counts only for a lock whose acquisition did). Nested
+ * locks count once; sections compose with pushes and pops in any order.
+ * Never allocates; no syscall once the thread is set up. Without the
+ * library: nothing. */
+static inline void memscope_lock_acquired(const void *lock, const void *site)
 {
     if (memscope_lib_lock_acquired)
-        memscope_lib_lock_acquired(site);
+        memscope_lib_lock_acquired(lock, site);
 }
 
-static inline int memscope_lock_released(void)
+static inline int memscope_lock_released(const void *lock)
 {
-    return memscope_lib_lock_released ? memscope_lib_lock_released() : 0;
+    return memscope_lib_lock_released ? memscope_lib_lock_released(lock) : 0;
 }
 
 /* ---- Stats -------------------------------------------------------------- */

@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -346,6 +347,46 @@ static void cond_wait(void)
     expect("timed waits", t0, 3, 2, 2, 2, 16);
 }
 
+/* A fork inside a section: jemalloc's fork handlers unlock its mutexes
+ * with a jump to pthread_mutex_unlock (the return address is glibc's
+ * fork), which once ended the parent's section while it still held its
+ * locks. And an unlock that fails (an error-checking mutex this thread
+ * does not own) ends nothing. */
+static void fork_and_failed_unlock(void)
+{
+    struct totals t0 = totals();
+    pthread_mutex_lock(&b);
+    pthread_mutex_lock(&a);
+    pid_t child = fork();
+    if (child == 0)
+        _exit(memscope_current() == M ? 0 : 1);
+    int status = -1;
+    waitpid(child, &status, 0);
+    CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the fork child's flags were not the section's");
+    inside("after a fork, both held", 0);
+    pthread_mutex_unlock(&a);
+    inside("after a fork, b still held", 0);
+    free(take(64));
+    pthread_mutex_unlock(&b);
+    outside("after a fork", 0);
+    expect("a fork inside a section", t0, 1, 1, 1, 1, 64);
+
+    pthread_mutexattr_t at;
+    pthread_mutexattr_init(&at);
+    pthread_mutexattr_settype(&at, PTHREAD_MUTEX_ERRORCHECK);
+    pthread_mutex_t ec;
+    pthread_mutex_init(&ec, &at);
+    t0 = totals();
+    pthread_mutex_lock(&a);
+    CHECK_MSG(pthread_mutex_unlock(&ec) == EPERM, "unlocking a mutex not held is EPERM");
+    inside("after a failed unlock", 0);
+    free(take(7));
+    pthread_mutex_unlock(&a);
+    outside("after a failed unlock", 0);
+    expect("a failed unlock", t0, 1, 1, 1, 1, 7);
+    pthread_mutex_destroy(&ec);
+}
+
 /* Explicit scopes and sections, in either order. */
 static void composition(void)
 {
@@ -424,6 +465,35 @@ static void threads(void)
     expect("a key destructor's section", t0, 2, 2, 2, 2, 11 + 77);
 }
 
+/* Absurd requests under a lock (an overflowing size, counted as 2^64-1
+ * bytes) are refusals that saturate the thread's byte total instead of
+ * wrapping it; free(NULL) is no free. Run last: the total stays
+ * saturated. */
+static void absurd(const struct memscope_stats_header *h)
+{
+    pthread_mutex_lock(&a);
+    for (int i = 0; i < 10; i++)
+        free(take(100));
+    sink = malloc(opaque(SIZE_MAX));
+    sink = calloc(opaque(SIZE_MAX / 2), 4);
+    free(NULL);
+    free(NULL);
+    pthread_mutex_unlock(&a);
+    int saturated = 0;
+    for (uint32_t i = 0; i < h->slot_count; i++) {
+        const struct memscope_lock_stats *l =
+            (const void *)((const char *)h + h->locks_offset + (size_t)i * h->lock_stats_size);
+        if (l->alloc_bytes == UINT64_MAX) {
+            saturated++;
+            CHECK_MSG(l->largest == UINT64_MAX && l->refused >= 2 && l->allocs >= l->frees + 2,
+                      "the absurd requests' block: largest %lu refused %lu allocs %lu frees %lu",
+                      (unsigned long)l->largest, (unsigned long)l->refused, (unsigned long)l->allocs,
+                      (unsigned long)l->frees);
+        }
+    }
+    CHECK_MSG(saturated == 1, "%d blocks hold a saturated byte total, want 1 (wrapped?)", saturated);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2 && argc != 3) {
@@ -444,6 +514,7 @@ int main(int argc, char **argv)
     failed_try();
     own_locks();
     cond_wait();
+    fork_and_failed_unlock();
     composition();
     threads();
     /* Quiescent now: every block's sizes add up to its allocations, its
@@ -464,6 +535,8 @@ int main(int argc, char **argv)
         allocs += l->allocs;
     }
     CHECK_MSG(allocs >= 10 + 2 + 4 + 7 + 2 + 80 + 2 + 1 + 2 + 1, "total allocations %lu", (unsigned long)allocs);
+    if (argc == 2)
+        absurd(h);
     if (argc == 3) {
         struct totals t = totals();
         printf("sections %lu allocs %lu frees %lu bytes %lu\n", (unsigned long)t.sections, (unsigned long)t.allocs,

@@ -25,12 +25,12 @@ __attribute__((noinline)) static void my_lock(void)
 {
     while (atomic_flag_test_and_set_explicit(&spin, memory_order_acquire))
         ;
-    memscope_lock_acquired(__builtin_return_address(0));
+    memscope_lock_acquired(&spin, __builtin_return_address(0));
 }
 
 __attribute__((noinline)) static void my_unlock(void)
 {
-    memscope_lock_released();
+    memscope_lock_released(&spin);
     atomic_flag_clear_explicit(&spin, memory_order_release);
 }
 
@@ -46,13 +46,13 @@ static uint64_t field(size_t off)
 int main(int argc, char **argv)
 {
     if (argc == 2 && !strcmp(argv[1], "absent")) {
-        memscope_lock_acquired(&spin);
+        memscope_lock_acquired(&spin, NULL);
         CHECK(memscope_current() == 0);
-        CHECK(memscope_lock_released() == 0);
+        CHECK(memscope_lock_released(&spin) == 0);
         return check_result();
     }
     sink = malloc(1);
-    CHECK_MSG(memscope_lock_released() == 0, "a release with no lock counted");
+    CHECK_MSG(memscope_lock_released(&spin) == 0, "a release with no lock counted");
     CHECK(memscope_current() == 0);
     uint64_t s0 = field(offsetof(struct memscope_lock_stats, sections));
     uint64_t a0 = field(offsetof(struct memscope_lock_stats, allocs));
@@ -60,10 +60,13 @@ int main(int argc, char **argv)
     for (int i = 0; i < 100; i++) {
         my_lock();
         CHECK(memscope_current() == MEMSCOPE_NORECLAIM);
-        memscope_lock_acquired(NULL); /* a nested lock of another kind */
+        static int other, never;
+        memscope_lock_acquired(&other, NULL); /* a nested lock of another kind */
         sink = malloc(40);
         free(sink);
-        CHECK(memscope_lock_released() == 1);
+        CHECK_MSG(memscope_lock_released(&never) == 0, "a release of a lock never taken counts");
+        CHECK(memscope_current() == MEMSCOPE_NORECLAIM);
+        CHECK(memscope_lock_released(&other) == 1);
         CHECK(memscope_current() == MEMSCOPE_NORECLAIM);
         my_unlock();
         CHECK(memscope_current() == 0);

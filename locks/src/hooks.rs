@@ -19,27 +19,29 @@ pub fn by_program(ra: usize) -> bool {
     ra.wrapping_sub(LO.load(Relaxed)) >= LEN.load(Relaxed) && ACQUIRED.load(Relaxed) != 0
 }
 
-/// The program took a lock; its call returns to `ra`.
+/// The program took the lock at `lock`; its call returns to `ra`.
 #[inline(always)]
-pub fn acquired(ra: usize) {
+pub fn acquired(lock: *mut c_void, ra: usize) {
     let f = ACQUIRED.load(Relaxed);
     if f != 0 {
         // SAFETY: memscope_lib_lock_acquired's address, found by name.
-        let f: extern "C" fn(*const c_void) = unsafe { core::mem::transmute(f) };
-        f(ra as *const c_void);
+        let f: extern "C" fn(*const c_void, *const c_void) = unsafe { core::mem::transmute(f) };
+        f(lock, ra as *const c_void);
     }
 }
 
-/// The program is about to release a lock: true if memscope counted it.
+/// The program is about to release the lock at `lock`: true if memscope
+/// counted its acquisition (memscope keeps the held locks' addresses, so
+/// a release that is not the program's counts nothing).
 #[inline(always)]
-pub fn released() -> bool {
+pub fn released(lock: *mut c_void) -> bool {
     let f = RELEASED.load(Relaxed);
     if f == 0 {
         return false;
     }
     // SAFETY: memscope_lib_lock_released's address, found by name.
-    let f: extern "C" fn() -> c_int = unsafe { core::mem::transmute(f) };
-    f() != 0
+    let f: extern "C" fn(*const c_void) -> c_int = unsafe { core::mem::transmute(f) };
+    f(lock) != 0
 }
 
 /// Finds memscope's calls and its range (the library's constructor).

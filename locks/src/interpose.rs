@@ -65,11 +65,11 @@ macro_rules! call {
     }};
 }
 
-/// After an acquisition that returned `r`.
+/// After an acquisition of `lock` that returned `r`.
 #[inline(always)]
-fn took(r: c_int, ra: usize) -> c_int {
+fn took(lock: P, r: c_int, ra: usize) -> c_int {
     if (r == 0 || r == libc::EOWNERDEAD) && by_program(ra) {
-        acquired(ra);
+        acquired(lock, ra);
     }
     r
 }
@@ -77,23 +77,23 @@ fn took(r: c_int, ra: usize) -> c_int {
 /// A release through `real` of `lock`.
 #[inline(always)]
 fn release(real: &Real, lock: P, ra: usize) -> c_int {
-    let counted = by_program(ra) && released();
+    let counted = by_program(ra) && released(lock);
     let r = call!(real, fn(P), lock);
     if counted && r != 0 {
-        // Not released after all (not the owner): still held as before.
-        acquired(ra);
+        // Not released after all: still held as before.
+        acquired(lock, ra);
     }
     r
 }
 
-/// A condition wait: its mutex is not held while it waits.
+/// A condition wait on mutex `m`: not held while the thread waits.
 #[inline(always)]
-fn wait(ra: usize, waits: impl FnOnce() -> c_int) -> c_int {
-    let counted = by_program(ra) && released();
+fn wait(m: P, ra: usize, waits: impl FnOnce() -> c_int) -> c_int {
+    let counted = by_program(ra) && released(m);
     let r = waits();
     if counted {
         // Every return hands the mutex back, errors included.
-        acquired(ra);
+        acquired(m, ra);
     }
     r
 }
@@ -101,64 +101,64 @@ fn wait(ra: usize, waits: impl FnOnce() -> c_int) -> c_int {
 type Ts = *const libc::timespec;
 
 unsafe extern "C" fn mutex_lock_at(m: P, ra: usize) -> c_int {
-    took(call!(real::MUTEX_LOCK, fn(P), m), ra)
+    took(m, call!(real::MUTEX_LOCK, fn(P), m), ra)
 }
 unsafe extern "C" fn mutex_trylock_at(m: P, ra: usize) -> c_int {
-    took(call!(real::MUTEX_TRYLOCK, fn(P), m), ra)
+    took(m, call!(real::MUTEX_TRYLOCK, fn(P), m), ra)
 }
 unsafe extern "C" fn mutex_timedlock_at(m: P, t: Ts, ra: usize) -> c_int {
-    took(call!(real::MUTEX_TIMEDLOCK, fn(P, Ts), m, t), ra)
+    took(m, call!(real::MUTEX_TIMEDLOCK, fn(P, Ts), m, t), ra)
 }
 unsafe extern "C" fn mutex_clocklock_at(m: P, c: c_int, t: Ts, ra: usize) -> c_int {
-    took(call!(real::MUTEX_CLOCKLOCK, fn(P, c_int, Ts), m, c, t), ra)
+    took(m, call!(real::MUTEX_CLOCKLOCK, fn(P, c_int, Ts), m, c, t), ra)
 }
 unsafe extern "C" fn mutex_unlock_at(m: P, ra: usize) -> c_int {
     release(&real::MUTEX_UNLOCK, m, ra)
 }
 unsafe extern "C" fn rwlock_rdlock_at(l: P, ra: usize) -> c_int {
-    took(call!(real::RWLOCK_RDLOCK, fn(P), l), ra)
+    took(l, call!(real::RWLOCK_RDLOCK, fn(P), l), ra)
 }
 unsafe extern "C" fn rwlock_tryrdlock_at(l: P, ra: usize) -> c_int {
-    took(call!(real::RWLOCK_TRYRDLOCK, fn(P), l), ra)
+    took(l, call!(real::RWLOCK_TRYRDLOCK, fn(P), l), ra)
 }
 unsafe extern "C" fn rwlock_timedrdlock_at(l: P, t: Ts, ra: usize) -> c_int {
-    took(call!(real::RWLOCK_TIMEDRDLOCK, fn(P, Ts), l, t), ra)
+    took(l, call!(real::RWLOCK_TIMEDRDLOCK, fn(P, Ts), l, t), ra)
 }
 unsafe extern "C" fn rwlock_clockrdlock_at(l: P, c: c_int, t: Ts, ra: usize) -> c_int {
-    took(call!(real::RWLOCK_CLOCKRDLOCK, fn(P, c_int, Ts), l, c, t), ra)
+    took(l, call!(real::RWLOCK_CLOCKRDLOCK, fn(P, c_int, Ts), l, c, t), ra)
 }
 unsafe extern "C" fn rwlock_wrlock_at(l: P, ra: usize) -> c_int {
-    took(call!(real::RWLOCK_WRLOCK, fn(P), l), ra)
+    took(l, call!(real::RWLOCK_WRLOCK, fn(P), l), ra)
 }
 unsafe extern "C" fn rwlock_trywrlock_at(l: P, ra: usize) -> c_int {
-    took(call!(real::RWLOCK_TRYWRLOCK, fn(P), l), ra)
+    took(l, call!(real::RWLOCK_TRYWRLOCK, fn(P), l), ra)
 }
 unsafe extern "C" fn rwlock_timedwrlock_at(l: P, t: Ts, ra: usize) -> c_int {
-    took(call!(real::RWLOCK_TIMEDWRLOCK, fn(P, Ts), l, t), ra)
+    took(l, call!(real::RWLOCK_TIMEDWRLOCK, fn(P, Ts), l, t), ra)
 }
 unsafe extern "C" fn rwlock_clockwrlock_at(l: P, c: c_int, t: Ts, ra: usize) -> c_int {
-    took(call!(real::RWLOCK_CLOCKWRLOCK, fn(P, c_int, Ts), l, c, t), ra)
+    took(l, call!(real::RWLOCK_CLOCKWRLOCK, fn(P, c_int, Ts), l, c, t), ra)
 }
 unsafe extern "C" fn rwlock_unlock_at(l: P, ra: usize) -> c_int {
     release(&real::RWLOCK_UNLOCK, l, ra)
 }
 unsafe extern "C" fn spin_lock_at(s: P, ra: usize) -> c_int {
-    took(call!(real::SPIN_LOCK, fn(P), s), ra)
+    took(s, call!(real::SPIN_LOCK, fn(P), s), ra)
 }
 unsafe extern "C" fn spin_trylock_at(s: P, ra: usize) -> c_int {
-    took(call!(real::SPIN_TRYLOCK, fn(P), s), ra)
+    took(s, call!(real::SPIN_TRYLOCK, fn(P), s), ra)
 }
 unsafe extern "C" fn spin_unlock_at(s: P, ra: usize) -> c_int {
     release(&real::SPIN_UNLOCK, s, ra)
 }
 unsafe extern "C" fn cond_wait_at(c: P, m: P, ra: usize) -> c_int {
-    wait(ra, || call!(real::COND_WAIT, fn(P, P), c, m))
+    wait(m, ra, || call!(real::COND_WAIT, fn(P, P), c, m))
 }
 unsafe extern "C" fn cond_timedwait_at(c: P, m: P, t: Ts, ra: usize) -> c_int {
-    wait(ra, || call!(real::COND_TIMEDWAIT, fn(P, P, Ts), c, m, t))
+    wait(m, ra, || call!(real::COND_TIMEDWAIT, fn(P, P, Ts), c, m, t))
 }
 unsafe extern "C" fn cond_clockwait_at(c: P, m: P, k: c_int, t: Ts, ra: usize) -> c_int {
-    wait(ra, || {
+    wait(m, ra, || {
         call!(real::COND_CLOCKWAIT, fn(P, P, c_int, Ts), c, m, k, t)
     })
 }

@@ -46,7 +46,10 @@ fn rows(s: &Snapshot) -> Vec<(String, LockSnap)> {
     let mut out = Vec::new();
     for t in &s.threads {
         if t.locks.sections > 0 || t.locks.allocs > 0 {
-            out.push((format!("{} {}", t.tid, t.name), t.locks.clone()));
+            out.push((
+                format!("{} {}", t.tid, crate::report::thread_name(s.pid, t)),
+                t.locks.clone(),
+            ));
         }
     }
     for (label, slot) in [("exited threads", &s.retired), ("overflow threads", &s.overflow)] {
@@ -214,7 +217,7 @@ pub fn json(s: &Snapshot, sites: &[Site], top: usize) -> Value {
         .map(|t| {
             let mut v = lock_json(&t.locks);
             v["tid"] = json!(t.tid);
-            v["name"] = json!(t.name);
+            v["name"] = json!(crate::report::thread_name(s.pid, t));
             v
         })
         .collect();

@@ -40,6 +40,9 @@ pub fn fmt_count(n: u64) -> String {
 pub fn fmt_bytes(n: u64) -> String {
     let f = n as f64;
     match n {
+        // An overflowing request (memscope counts it as 2^64-1 bytes), or
+        // a total that saturated on one.
+        u64::MAX => "2^64-1 B (overflow)".into(),
         0..1024 => format!("{n} B"),
         1024..1_048_576 => format!("{:.1} KiB", f / 1024.0),
         1_048_576..1_073_741_824 => format!("{:.1} MiB", f / 1_048_576.0),
@@ -329,7 +332,7 @@ fn voluntary_switches(pid: u32, th: &SlotSnap) -> Option<u64> {
 
 /// The thread's current name from /proc (it may have been renamed after
 /// its first allocation), else the one recorded then.
-fn thread_name(pid: u32, th: &SlotSnap) -> String {
+pub fn thread_name(pid: u32, th: &SlotSnap) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/task/{}/comm", th.tid))
         .map(|s| s.trim_end().to_string())
         .unwrap_or_else(|_| th.name.clone())

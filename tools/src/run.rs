@@ -1,5 +1,6 @@
 //! `memscope-stat run -- CMD`: run a command with the preload set.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -150,6 +151,22 @@ pub fn run(lib: Option<PathBuf>, locks: Option<&str>, report: Option<&Path>, cmd
     }
 }
 
+/// Adds the names of `pid`'s threads as they are now (`/proc`): they are
+/// gone once it has exited.
+fn note_thread_names(pid: u32, names: &mut HashMap<u32, String>) {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return;
+    };
+    for e in dir.flatten() {
+        let Some(tid) = e.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Ok(n) = std::fs::read_to_string(e.path().join("comm")) {
+            names.insert(tid, n.trim_end().to_string());
+        }
+    }
+}
+
 fn wait(mut c: Child) -> std::io::Result<ExitStatus> {
     c.wait()
 }
@@ -166,6 +183,7 @@ fn watch_and_report(mut c: Child, file: &Path) -> std::io::Result<ExitStatus> {
     let dir = segment::stats_dir(None);
     let mut seg: Option<Segment> = None;
     let mut maps = String::new();
+    let mut names: HashMap<u32, String> = HashMap::new();
     let mut maps_at: Option<Instant> = None;
     let status = loop {
         if let Some(st) = c.try_wait()? {
@@ -178,6 +196,7 @@ fn watch_and_report(mut c: Child, file: &Path) -> std::io::Result<ExitStatus> {
             if let Ok(m) = std::fs::read_to_string(format!("/proc/{pid}/maps")) {
                 maps = m;
             }
+            note_thread_names(pid, &mut names);
             maps_at = Some(Instant::now());
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -188,7 +207,13 @@ fn watch_and_report(mut c: Child, file: &Path) -> std::io::Result<ExitStatus> {
             "error": format!("no stats segment appeared for pid {pid} in {}", dir.display()),
         }),
         Some(s) => match s.snapshot() {
-            Ok(snap) => {
+            Ok(mut snap) => {
+                // The threads' names as they were while they ran.
+                for t in &mut snap.threads {
+                    if let Some(n) = names.get(&t.tid) {
+                        t.name = n.clone();
+                    }
+                }
                 let sites = crate::sites::collect_with_maps(s, &maps).unwrap_or_default();
                 serde_json::json!({
                     "pid": pid,

@@ -77,6 +77,13 @@ const _: () = {
     assert!(LOCK_SCOPE_NORECLAIM_NOFAIL as u32 == NORECLAIM | NOFAIL);
 };
 
+/// Program locks a thread's lock section tracks by address (`ThreadBss`):
+/// a release counts only for a lock whose acquisition counted, so a
+/// release that is not the program's (jemalloc's tail call to
+/// `pthread_mutex_unlock`, whose return address is its caller's) cannot
+/// end a section. Deeper nesting is counted, not tracked.
+pub const LOCK_TRACK: usize = 16;
+
 /// Depth of the push/pop ring used to check that pops match pushes.
 pub const SCOPE_RING: usize = 16;
 
@@ -286,15 +293,20 @@ pub struct ThreadBss {
     /// unregistering from inside the callback does not wait for itself.
     /// Here, like `scope_t0`, to leave `ThreadState` its size (above).
     pub running_reclaimer: Cell<usize>,
-    /// Lock sections (`scope::lock`, `stats::locks`): program locks the
-    /// thread holds; while a section lasts, the scope flags pushes and pops
+    /// Lock sections (`scope::lock`, `stats::locks`): the program locks the
+    /// thread holds (the first `LOCK_TRACK` by address, how many are, and
+    /// how many more beyond those), non-zero while its releases are not
+    /// the program's (memscope's fork handlers); while a section lasts, the scope flags pushes and pops
     /// have set (the flag word holds those and the section's own), and the
     /// the thread's allocations inside sections so far, and their count
     /// when the current one began; the return address of the lock call
     /// that began it; the address of the lock block faulted in for the
     /// thread (bit 0 set if it is an aggregate's, written with atomic
     /// adds), or 0.
-    pub lock_held: Cell<u32>,
+    pub lock_ptrs: [Cell<usize>; LOCK_TRACK],
+    pub lock_tracked: Cell<u32>,
+    pub lock_untracked: Cell<u32>,
+    pub lock_ignore: Cell<u32>,
     pub lock_explicit: Cell<u32>,
     pub lock_allocs: Cell<u64>,
     pub lock_allocs_at_enter: Cell<u64>,

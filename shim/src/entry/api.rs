@@ -27,28 +27,28 @@ pub extern "C" fn memscope_current() -> c_uint {
     scope::current()
 }
 
-/// The calling thread took a program lock, in a call that returns to
-/// `site` (see the header; `libmemscope_locks.so` calls this).
+/// The calling thread took the program lock at `lock`, in a call that
+/// returns to `site` (see the header; `libmemscope_locks.so` calls this).
 #[inline]
-pub extern "C" fn memscope_lock_acquired(site: *const c_void) {
-    scope::lock::acquired(site as usize)
+pub extern "C" fn memscope_lock_acquired(lock: *const c_void, site: *const c_void) {
+    scope::lock::acquired(lock as usize, site as usize)
 }
 
-/// The calling thread is about to release a program lock: 1 if the lock
-/// was counted (and so the release is), 0 if not.
+/// The calling thread is about to release the program lock at `lock`: 1
+/// if its acquisition was counted (and so the release is), 0 if not.
 #[inline]
-pub extern "C" fn memscope_lock_released() -> c_int {
-    c_int::from(scope::lock::released())
-}
-
-#[inline]
-pub extern "C" fn memscope_lib_lock_acquired(site: *const c_void) {
-    memscope_lock_acquired(site)
+pub extern "C" fn memscope_lock_released(lock: *const c_void) -> c_int {
+    c_int::from(scope::lock::released(lock as usize))
 }
 
 #[inline]
-pub extern "C" fn memscope_lib_lock_released() -> c_int {
-    memscope_lock_released()
+pub extern "C" fn memscope_lib_lock_acquired(lock: *const c_void, site: *const c_void) {
+    memscope_lock_acquired(lock, site)
+}
+
+#[inline]
+pub extern "C" fn memscope_lib_lock_released(lock: *const c_void) -> c_int {
+    memscope_lock_released(lock)
 }
 
 /// Publishes the calling thread's exact counts (see the header).

@@ -159,10 +159,15 @@ fn counted<R>(op: usize, flags: u32, call: impl FnOnce() -> R) -> R {
     let t0 = stats::slow_counted(op, flags);
     let r = call();
     stats::slow_timed(op, flags, t0);
-    if op == OP_FREE && flags & tls::IN_LOCK != 0 {
+    r
+}
+
+/// A free (of a block, not NULL) inside a lock section is counted there.
+#[inline(always)]
+fn noted_free(p: *mut c_void, flags: u32) {
+    if flags & tls::IN_LOCK != 0 && !p.is_null() {
         stats::locks::freed();
     }
-    r
 }
 
 /// `counted` for a call that returns a block: then, in NORECLAIM, its
@@ -238,7 +243,8 @@ unsafe fn free_sorted_scoped(p: *mut c_void, kind: Freed) {
             } else {
                 free_sorted_unscoped(p, kind, 0)
             }
-        })
+        });
+        noted_free(p, flags);
     }
 }
 
@@ -414,7 +420,8 @@ pub unsafe fn sdallocx(p: *mut c_void, size: usize, mflags: i32) {
             } else {
                 sized_free_unscoped(p, size, mflags)
             }
-        })
+        });
+        noted_free(p, flags);
     }
 }
 

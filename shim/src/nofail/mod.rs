@@ -254,9 +254,10 @@ fn report_stall(size: usize, flags: u32, spent_ns: u64) {
     let tid = crate::os::gettid();
     let _ = writeln!(
         line,
-        "memscope: NOFAIL allocation of {size} bytes stalls for {} ms on thread {tid} (scope flags {flags:#x}); \
+        "memscope: NOFAIL allocation of {size} bytes stalls for {} ms on thread {tid} (scope flags {:#x}); \
          still retrying (reclaimers, reserve, back-off)",
-        spent_ns / 1_000_000
+        spent_ns / 1_000_000,
+        flags & crate::base::tls::ALL
     );
     log::write_stderr(line.as_bytes());
 }
@@ -312,8 +313,9 @@ fn policy(kind: Event, size: usize, flags: u32) -> *mut c_void {
             let tid = crate::os::gettid();
             let _ = writeln!(
                 line,
-                "memscope: impossible NOFAIL allocation of {size} bytes ({why}) on thread {tid}, scope flags {flags:#x}; \
-                 MEMSCOPE_NOFAIL_POLICY=abort"
+                "memscope: impossible NOFAIL allocation of {size} bytes ({why}) on thread {tid}, scope flags {:#x}; \
+                 MEMSCOPE_NOFAIL_POLICY=abort",
+                flags & crate::base::tls::ALL
             );
             log::write_stderr(line.as_bytes());
             crate::os::abort()

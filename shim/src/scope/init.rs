@@ -229,11 +229,15 @@ fn another_copy_serves() -> bool {
 /// Registered after jemalloc's own handlers (its init ran above), so this
 /// runs before jemalloc locks its mutexes for the fork.
 extern "C" fn before_fork() {
+    super::lock::ignore_during_fork(true);
     crate::pool::before_fork();
 }
 
+/// jemalloc's handlers ran before this one (registered first): its unlocks
+/// were not counted as the program's releases.
 extern "C" fn after_fork_in_parent() {
     crate::pool::after_fork();
+    super::lock::ignore_during_fork(false);
 }
 
 /// Everything a forked child must redo, in one place: it gets its own
@@ -246,6 +250,7 @@ extern "C" fn after_fork_in_child() {
     crate::front::depot::after_fork_in_child();
     stats::segment::after_fork_in_child();
     stats::thread::after_fork_in_child(tls::state());
+    super::lock::ignore_during_fork(false);
 }
 
 // ------------------------------------------------------------ thread exit

@@ -27,34 +27,79 @@ use super::{init, set_up_noreclaim, ALL, NOFAIL, NORECLAIM};
 use crate::base::{mailbox, tls};
 use crate::{pool, stats};
 
-/// The calling thread took a program lock; the call returns to `site`.
+/// The calling thread took the program lock `lock` (an address naming
+/// it); the call returns to `site`.
 #[inline]
-pub fn acquired(site: usize) {
+pub fn acquired(lock: usize, site: usize) {
     let b = tls::bss();
-    let n = b.lock_held.get();
-    b.lock_held.set(n.wrapping_add(1));
+    if b.lock_ignore.get() != 0 {
+        return;
+    }
+    let (t, u) = (b.lock_tracked.get(), b.lock_untracked.get());
+    // The count first, then the slot: a signal handler that takes a lock
+    // in between uses the slot above.
+    if (t as usize) < tls::LOCK_TRACK {
+        b.lock_tracked.set(t + 1);
+        compiler_fence(SeqCst);
+        b.lock_ptrs[t as usize].set(lock);
+    } else {
+        b.lock_untracked.set(u.wrapping_add(1));
+    }
     compiler_fence(SeqCst);
-    if n == 0 {
+    if t == 0 && u == 0 {
         enter(b, site);
     }
 }
 
-/// The calling thread is about to release a program lock. False if it
-/// held none that was counted (a lock taken before the count began):
-/// nothing changes then.
+/// The calling thread is about to release the program lock `lock`. False
+/// if its acquisition was not counted (a lock taken before the count
+/// began, one the thread does not hold, or a release that is not the
+/// program's): nothing changes then.
 #[inline]
-pub fn released() -> bool {
+pub fn released(lock: usize) -> bool {
     let b = tls::bss();
-    let n = b.lock_held.get();
-    if n == 0 {
+    if b.lock_ignore.get() != 0 {
         return false;
     }
-    b.lock_held.set(n - 1);
+    let t = b.lock_tracked.get() as usize;
+    let found = (0..t.min(tls::LOCK_TRACK))
+        .rev()
+        .find(|&i| b.lock_ptrs[i].get() == lock);
+    match found {
+        Some(i) => {
+            // The last slot's lock takes this one's place, then the count
+            // drops (a handler in between finds both slots alike).
+            b.lock_ptrs[i].set(b.lock_ptrs[t - 1].get());
+            compiler_fence(SeqCst);
+            b.lock_tracked.set(t as u32 - 1);
+        }
+        None if b.lock_untracked.get() > 0 => b.lock_untracked.set(b.lock_untracked.get() - 1),
+        None => return false,
+    }
     compiler_fence(SeqCst);
-    if n == 1 {
+    if b.lock_tracked.get() == 0 && b.lock_untracked.get() == 0 {
         leave(b);
     }
     true
+}
+
+/// memscope's fork handlers (`init`): jemalloc's locks and unlocks around
+/// a fork are not the program's, whatever their return addresses say.
+pub fn ignore_during_fork(on: bool) {
+    tls::bss().lock_ignore.set(u32::from(on));
+}
+
+/// True if entering the section's `add` flags first needs setting up: the
+/// thread's NORECLAIM set-up, a running maintenance thread (or one that
+/// could not start), the process's pool for NOFAIL. Unlike a push's test,
+/// not `noreclaim_fast`: the maintenance thread clears that to have the
+/// next explicit scope timed, and sections are not timed as scopes (with
+/// it, every section after the first harvest took the slow way).
+#[inline(always)]
+fn needs_setup(st: &tls::ThreadState, add: u32) -> bool {
+    add & NORECLAIM != 0
+        && (st.noreclaim_set_up.get() == 0 || !mailbox::is_running() && !mailbox::start_failed())
+        || add & NOFAIL != 0 && !pool::is_ready()
 }
 
 /// A section begins. The usual case (the thread seen, its block ready,
@@ -71,19 +116,6 @@ fn enter(b: &tls::ThreadBss, site: usize) {
         return enter_slow(site);
     }
     begin(b, st, cur, add);
-}
-
-/// True if entering the section's `add` flags first needs setting up: the
-/// thread's NORECLAIM set-up, a running maintenance thread (or one that
-/// could not start), the process's pool for NOFAIL. Unlike a push's test,
-/// not `noreclaim_fast`: the maintenance thread clears that to have the
-/// next explicit scope timed, and sections are not timed as scopes (with
-/// it, every section after the first harvest took the slow way).
-#[inline(always)]
-fn needs_setup(st: &tls::ThreadState, add: u32) -> bool {
-    add & NORECLAIM != 0
-        && (st.noreclaim_set_up.get() == 0 || !mailbox::is_running() && !mailbox::start_failed())
-        || add & NOFAIL != 0 && !pool::is_ready()
 }
 
 /// The flag word takes the section's flags, the countdowns their bias.

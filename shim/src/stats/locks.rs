@@ -47,6 +47,17 @@ fn add(c: &AtomicU64, v: u64, shared: bool) {
     }
 }
 
+/// `add`, saturating: an impossible request (an overflowing size, counted
+/// as `usize::MAX` bytes) must not wrap a byte total.
+#[inline(always)]
+fn add_saturating(c: &AtomicU64, v: u64, shared: bool) {
+    if shared {
+        let _ = c.fetch_update(Relaxed, Relaxed, |x| Some(x.saturating_add(v)));
+    } else {
+        c.store(c.load(Relaxed).saturating_add(v), Relaxed);
+    }
+}
+
 #[inline(always)]
 fn max(c: &AtomicU64, v: u64, shared: bool) {
     if shared {
@@ -114,7 +125,7 @@ pub fn allocated(size: usize, refused: bool, ns: Option<u64>) {
             add(&blk.sections_allocating, 1, shared);
         }
         add(&blk.allocs, 1, shared);
-        add(&blk.alloc_bytes, size as u64, shared);
+        add_saturating(&blk.alloc_bytes, size as u64, shared);
         add(&blk.sizes[abi::lock_size_bucket(size as u64)], 1, shared);
         max(&blk.largest, size as u64, shared);
         if refused {
@@ -171,7 +182,7 @@ pub fn fold_at_exit(i: usize) {
     for (m, r) in counters(mine).into_iter().zip(counters(retired)) {
         let v = m.swap(0, Relaxed);
         if v != 0 {
-            r.fetch_add(v, Relaxed);
+            add_saturating(r, v, true);
         }
     }
     for (m, r) in mine.sizes.iter().zip(&retired.sizes) {
