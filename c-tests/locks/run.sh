@@ -56,6 +56,7 @@ assert j["lock_scope"] == "noreclaim" and j["live"], j
 assert (t["sections"], t["allocs"], t["frees"], t["alloc_bytes"]) == (want["sections"], want["allocs"], want["frees"], want["bytes"]), (t, want)
 assert sum(b["count"] for b in t["sizes"]) == t["allocs"], t
 assert any(s["frames"][0]["function"] == "take" for s in j["sites"]), j["sites"]
+assert j["threads"] and all(t["name"] == "locks" for t in j["threads"]), j["threads"]
 assert any((s["frames"][0]["function"] or "").startswith(("mutexes", "waiter", "plain_thread", "destructor", "keyed_thread", "rwlocks", "cond_wait", "composition")) for s in j["lock_calls"]), j["lock_calls"]
 prom = open(sys.argv[3]).read()
 for name, key in [("memscope_lock_sections_total", "sections"), ("memscope_lock_allocs_total", "allocs"), ("memscope_lock_alloc_bytes_total", "bytes")]:
@@ -108,6 +109,7 @@ assert t["refused"] == 1 and t["refused_last_bytes"] == 8 << 20, t
 s = r["locks"]["refused_sites"]
 assert len(s) == 1 and s[0]["count"] == 1 and s[0]["max"] == 8 << 20, s
 assert s[0]["frames"][0]["function"].endswith("refused_under_lock"), s
+assert [t["name"] for t in r["locks"]["threads"]] == ["locks_refused"], r["locks"]["threads"]
 taken = r["locks"]["lock_calls"]
 assert len(taken) == 1 and taken[0]["frames"][0]["function"] == "main", taken
 PY
