@@ -83,12 +83,6 @@ pub fn released(lock: usize) -> bool {
     true
 }
 
-/// memscope's fork handlers (`init`): jemalloc's locks and unlocks around
-/// a fork are not the program's, whatever their return addresses say.
-pub fn ignore_during_fork(on: bool) {
-    tls::bss().lock_ignore.set(u32::from(on));
-}
-
 /// True if entering the section's `add` flags first needs setting up: the
 /// thread's NORECLAIM set-up, a running maintenance thread (or one that
 /// could not start), the process's pool for NOFAIL. Unlike a push's test,
