@@ -300,12 +300,15 @@ def lock_sections(a, memscope_path, n):
                         "--compression_type=none"], env=env, check=True, capture_output=True, timeout=600)
     else:
         print("skipping db_bench rows: no db_bench (apt-get install rocksdb-tools)")
-    secs = "1" if a.quick else "5"
+    # db_bench on two cores swings by 20 % from run to run (all modes
+    # alike): two short runs per mode and round, in alternating order.
+    secs = "1" if a.quick else "3"
     for rnd in range(a.rounds):
         for mode, preload, extra in (modes if rnd % 2 == 0 else list(reversed(modes))):
             print(f"\r[locks] round {rnd + 1}/{a.rounds} {mode:10}", end="", file=sys.stderr)
             v = float(run(a.binary, preload, ["lockpair", str(n)], extra).split()[-1])
             results.setdefault("mutex lock+unlock, uncontended (ns)", {}).setdefault(mode, []).append(v)
+        for mode, preload, extra in modes + list(reversed(modes)):
             if db_dir:
                 env = dict(os.environ, LD_PRELOAD=preload, MEMSCOPE_LOG="off", **extra)
                 ops, rss = run_db_bench(env, ["--benchmarks=readrandom", "--use_existing_db=1", "--threads=2",
