@@ -471,35 +471,46 @@ pub fn claim(size: usize, align: usize) -> Option<(usize, usize)> {
     if !is_ready() {
         return None;
     }
+    let fits = |_used: usize, end: usize| {
+        let limit = POOL
+            .committed
+            .load(Acquire)
+            .saturating_sub(POOL.reserve_left.load(Relaxed));
+        end <= limit
+    };
+    let Some((start, from)) = move_cursor(size, align, fits) else {
+        mailbox::wake();
+        return None;
+    };
+    SELF_CARVED.fetch_add(start + size - from, Relaxed);
+    if headroom() < low_watermark() {
+        count(Event::PoolLowWatermark);
+        mailbox::wake();
+    }
+    Some((start, from))
+}
+
+/// The carve cursor's compare-and-swap loop that `claim` and
+/// `claim_reserve` share: `size` bytes aligned to `align` past the cursor,
+/// if `fits(bytes used with the padding, end offset)` says so; the claimed
+/// start and the cursor it moved from, still committed
+/// (`still_committed`).
+#[inline(always)]
+fn move_cursor(size: usize, align: usize, fits: impl Fn(usize, usize) -> bool) -> Option<(usize, usize)> {
     let base = POOL.base.load(Relaxed);
     let mut carved = POOL.carved.load(Relaxed);
     loop {
         let from = base + carved;
         let start = from.checked_next_multiple_of(align)?;
         let end = start.checked_add(size)?;
-        let limit = POOL
-            .committed
-            .load(Acquire)
-            .saturating_sub(POOL.reserve_left.load(Relaxed));
-        if end - base > limit {
-            mailbox::wake();
+        if !fits(end - from, end - base) {
             return None;
         }
         match POOL
             .carved
             .compare_exchange_weak(carved, end - base, SeqCst, Relaxed)
         {
-            Ok(_) => {
-                if !still_committed(carved, end - base) {
-                    return None;
-                }
-                SELF_CARVED.fetch_add(end - from, Relaxed);
-                if headroom() < low_watermark() {
-                    count(Event::PoolLowWatermark);
-                    mailbox::wake();
-                }
-                return Some((start, from));
-            }
+            Ok(_) => return still_committed(carved, end - base).then_some((start, from)),
             Err(now) => carved = now,
         }
     }
@@ -519,37 +530,19 @@ pub fn claim_reserve(size: usize, align: usize) -> Option<(usize, usize)> {
     if !is_ready() || POOL.reserve_arena.load(Relaxed) == u32::MAX {
         return None;
     }
-    let base = POOL.base.load(Relaxed);
-    let mut carved = POOL.carved.load(Relaxed);
-    loop {
-        let from = base + carved;
-        let start = from.checked_next_multiple_of(align)?;
-        let end = start.checked_add(size)?;
-        let used = end - from;
-        if used > POOL.reserve_left.load(Relaxed) || end - base > POOL.committed.load(Acquire) {
-            return None;
-        }
-        match POOL
-            .carved
-            .compare_exchange_weak(carved, end - base, SeqCst, Relaxed)
-        {
-            Ok(_) => {
-                if !still_committed(carved, end - base) {
-                    return None;
-                }
-                // After the cursor: meanwhile the pool's limit (committed
-                // less this budget) is only stricter. Saturating, as the
-                // reserve arena's hook.
-                let _ = POOL
-                    .reserve_left
-                    .fetch_update(Relaxed, Relaxed, |l| Some(l.saturating_sub(used)));
-                RESERVE_OWED.fetch_add(used, Relaxed);
-                mailbox::wake();
-                return Some((start, from));
-            }
-            Err(now) => carved = now,
-        }
-    }
+    let fits = |used: usize, end: usize| {
+        used <= POOL.reserve_left.load(Relaxed) && end <= POOL.committed.load(Acquire)
+    };
+    let (start, from) = move_cursor(size, align, fits)?;
+    let used = start + size - from;
+    // After the cursor: meanwhile the pool's limit (committed less this
+    // budget) is only stricter. Saturating, as the reserve arena's hook.
+    let _ = POOL
+        .reserve_left
+        .fetch_update(Relaxed, Relaxed, |l| Some(l.saturating_sub(used)));
+    RESERVE_OWED.fetch_add(used, Relaxed);
+    mailbox::wake();
+    Some((start, from))
 }
 
 /// Bytes threads took from the reserve's share (`claim_reserve`) that the
