@@ -48,6 +48,21 @@ pub fn acquired(lock: usize, site: usize) {
     compiler_fence(SeqCst);
     if t == 0 && u == 0 {
         enter(b, site);
+    } else {
+        nested(b, site);
+    }
+}
+
+/// A lock taken while others are held: nothing to do, unless no section
+/// is on: a signal handler that landed between the interrupted thread's
+/// count of its first lock and its section's flags (it enters the section
+/// here; the interrupted `enter` then finds it on), or a thread whose exit
+/// hook ran while it held locks. Out of line: the first lock's path stays
+/// as short as it was.
+#[inline(never)]
+fn nested(b: &tls::ThreadBss, site: usize) {
+    if tls::flags() & tls::IN_LOCK == 0 {
+        enter(b, site);
     }
 }
 
