@@ -92,6 +92,13 @@ if want locks_strict && build_c locks_strict -pthread; then
         MEMSCOPE_LOCK_SCOPE=report -- "$out/locks_strict"
 fi
 
+# A signal handler taking a spinlock every 50 us, wherever it lands in the
+# interrupted thread's own lock calls, holds it inside the section's scope.
+if want locks_signal && build_c locks_signal -pthread; then
+    expect_exit "locks_signal: a handler's lock is always in the scope" 0 "$PL" MEMSCOPE_LOCK_SCOPE=noreclaim -- \
+        "$out/locks_signal"
+fi
+
 # A process that dies (abort) on an 8 MiB request refused under a lock:
 # its segment, left behind, names the refusal and its size (its site as an
 # address: the process's maps are gone), and `run --report` names the
