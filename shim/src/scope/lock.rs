@@ -23,7 +23,7 @@
 
 use core::sync::atomic::{compiler_fence, Ordering::SeqCst};
 
-use super::{init, set_up_noreclaim, ALL, NOFAIL, NORECLAIM};
+use super::{init, left_noreclaim, section_flags, set_up_noreclaim, ALL, NOFAIL, NORECLAIM};
 use crate::base::{mailbox, tls};
 use crate::{pool, stats};
 
@@ -151,12 +151,8 @@ fn enter_slow(site: usize) {
     }
     // An exiting thread's later key destructors (after memscope's own
     // exit hook): their sections are counted, into the retired block, but
-    // enter no scope (the thread's lists are gone back to the depot).
-    let add = if cur & tls::THREAD_EXITED != 0 {
-        0
-    } else {
-        tls::lock_scope_flags() & !cur
-    };
+    // enter no scope.
+    let add = section_flags(cur) & !cur;
     // Setting up may start a thread, whose glibc calls the exports.
     let caller = st.caller();
     if add & NORECLAIM != 0 {
@@ -186,8 +182,5 @@ fn leave(b: &tls::ThreadBss) {
     }
     st.flags.set(new);
     compiler_fence(SeqCst);
-    if cur & NORECLAIM != 0 && new & NORECLAIM == 0 {
-        mailbox::flush_thread();
-        crate::front::magazine::on_leaving_noreclaim();
-    }
+    left_noreclaim(cur, new);
 }

@@ -112,14 +112,7 @@ fn record_timed_push(st: &tls::ThreadState, cur: u32, add: u32) -> u32 {
 
 #[inline(always)]
 fn record_push(st: &tls::ThreadState, cur: u32, add: u32) -> u32 {
-    let depth = st.depth.get();
-    st.depth.set(depth.saturating_add(1));
-    // A signal handler that pushes here uses the slot above ours.
-    compiler_fence(Ordering::SeqCst);
-    if let Some(slot) = st.ring.get(depth as usize) {
-        slot.set(cur);
-    }
-    compiler_fence(Ordering::SeqCst);
+    ring_push(st, cur);
     let new = cur | add;
     st.flags.set(new);
     if new != 0 {
@@ -168,10 +161,7 @@ fn restore(st: &tls::ThreadState, saved: u32, cur: u32, top: u32) {
     st.flags.set(new);
     compiler_fence(Ordering::SeqCst);
     st.depth.set(top);
-    if cur & NORECLAIM != 0 && new & NORECLAIM == 0 {
-        mailbox::flush_thread();
-        crate::front::magazine::on_leaving_noreclaim();
-    }
+    left_noreclaim(cur, new);
 }
 
 /// A pop with no push to match, or inside a lock section (`lock`).
@@ -291,6 +281,42 @@ pub(crate) fn set_up_noreclaim(st: &tls::ThreadState) -> bool {
     true
 }
 
+/// Raises the depth and records `saved` (what the push returns) in the
+/// ring for the matching pop to check.
+#[inline(always)]
+fn ring_push(st: &tls::ThreadState, saved: u32) {
+    let depth = st.depth.get();
+    st.depth.set(depth.saturating_add(1));
+    // A signal handler that pushes here uses the slot above ours.
+    compiler_fence(Ordering::SeqCst);
+    if let Some(slot) = st.ring.get(depth as usize) {
+        slot.set(saved);
+    }
+    compiler_fence(Ordering::SeqCst);
+}
+
+/// The flags went from `cur` to `new`: leaving NORECLAIM hands the frees
+/// it deferred to the maintenance thread and lets the lists go back.
+#[inline(always)]
+fn left_noreclaim(cur: u32, new: u32) {
+    if cur & NORECLAIM != 0 && new & NORECLAIM == 0 {
+        mailbox::flush_thread();
+        crate::front::magazine::on_leaving_noreclaim();
+    }
+}
+
+/// The flags a lock section holds on a thread with flag word `cur`:
+/// `MEMSCOPE_LOCK_SCOPE`'s, none on an exited thread (its lists went back
+/// to the depot; its sections are counted only).
+#[inline(always)]
+fn section_flags(cur: u32) -> u32 {
+    if cur & tls::THREAD_EXITED != 0 {
+        0
+    } else {
+        tls::lock_scope_flags()
+    }
+}
+
 #[cold]
 #[inline(never)]
 fn misuse(cur: u32, args: core::fmt::Arguments<'_>) {
@@ -307,13 +333,7 @@ fn misuse(cur: u32, args: core::fmt::Arguments<'_>) {
 fn push_in_section(st: &tls::ThreadState, cur: u32, add: u32) -> u32 {
     let b = tls::bss();
     let old = b.lock_explicit.get();
-    let depth = st.depth.get();
-    st.depth.set(depth.saturating_add(1));
-    compiler_fence(Ordering::SeqCst);
-    if let Some(slot) = st.ring.get(depth as usize) {
-        slot.set(old);
-    }
-    compiler_fence(Ordering::SeqCst);
+    ring_push(st, old);
     b.lock_explicit.set(old | add);
     st.flags.set(cur | add);
     old
@@ -326,18 +346,9 @@ fn pop_in_section(st: &tls::ThreadState, saved: u32, cur: u32, top: u32) {
     let b = tls::bss();
     let explicit = saved & b.lock_explicit.get() & ALL;
     b.lock_explicit.set(explicit);
-    // An exited thread's sections hold no flags (`lock::enter_slow`).
-    let section = if cur & tls::THREAD_EXITED != 0 {
-        0
-    } else {
-        tls::lock_scope_flags()
-    };
-    let new = explicit | section | tls::IN_LOCK | (cur & tls::THREAD_EXITED);
+    let new = explicit | section_flags(cur) | tls::IN_LOCK | (cur & tls::THREAD_EXITED);
     st.flags.set(new);
     compiler_fence(Ordering::SeqCst);
     st.depth.set(top);
-    if cur & NORECLAIM != 0 && new & NORECLAIM == 0 {
-        mailbox::flush_thread();
-        crate::front::magazine::on_leaving_noreclaim();
-    }
+    left_noreclaim(cur, new);
 }
