@@ -9,6 +9,9 @@
 //! ever see integers. Consistency across fields comes from the protocols
 //! documented on [`Slot::seq`] and [`Header::folds_started`].
 //!
+//! Beside it, [`gate`]: the per-thread lock gate libmemscope.so shares
+//! with libmemscope_locks.so inside a process (not in the segment).
+//!
 //! Compatibility: the first 32 bytes ([`Header`] up to `segment_size`)
 //! never change. A reader accepts its own `ABI_MAJOR` and any minor (minor
 //! versions only append fields inside reserved space).
@@ -18,6 +21,7 @@
 use core::sync::atomic::{AtomicU16, AtomicU32, AtomicU64};
 
 pub mod buckets;
+pub mod gate;
 pub mod names;
 
 pub use buckets::{bucket_lower, bucket_of, bucket_upper, BUCKETS};

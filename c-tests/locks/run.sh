@@ -93,10 +93,23 @@ if want locks_strict && build_c locks_strict -pthread; then
 fi
 
 # A signal handler taking a spinlock every 50 us, wherever it lands in the
-# interrupted thread's own lock calls, holds it inside the section's scope.
+# interrupted thread's own lock calls, holds it inside the section's scope;
+# in report mode (sections begun and ended by the locks library itself),
+# what it allocates there is counted, exactly.
 if want locks_signal && build_c locks_signal -pthread; then
     expect_exit "locks_signal: a handler's lock is always in the scope" 0 "$PL" MEMSCOPE_LOCK_SCOPE=noreclaim -- \
-        "$out/locks_signal"
+        "$out/locks_signal" noreclaim
+    expect_exit "locks_signal: a handler's allocations under its lock are counted (report)" 0 "$PL" \
+        MEMSCOPE_LOCK_SCOPE=report -- "$out/locks_signal" report
+fi
+
+# A thread blocked in an interposed lock call unwinds through the entry
+# stub to its callers (backtrace from a handler on the blocked thread).
+if want locks_unwind && build_c locks_unwind -pthread -rdynamic; then
+    expect_exit "locks_unwind: a thread blocked in a lock call unwinds to its callers" 0 "$PL" -- \
+        "$out/locks_unwind"
+    expect_exit "locks_unwind: the same with the locks library alone" 0 "LD_PRELOAD=$locks_lib" -- \
+        "$out/locks_unwind"
 fi
 
 # A process that dies (abort) on an 8 MiB request refused under a lock:

@@ -7,12 +7,14 @@
 use core::ffi::{c_char, c_void, CStr};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
 
-/// One real function: its name, glibc's alias for it (or 0), its address
-/// once found.
+/// One real function: its address once found (first: the entry stubs
+/// load it from the static's own address), its name, glibc's alias for it
+/// (or 0).
+#[repr(C)]
 pub struct Real {
+    addr: AtomicUsize,
     name: &'static CStr,
     alias: fn() -> usize,
-    addr: AtomicUsize,
 }
 
 /// Set while a `dlsym` runs: calls made meanwhile use the aliases.
@@ -21,10 +23,16 @@ static RESOLVING: AtomicBool = AtomicBool::new(false);
 impl Real {
     const fn new(name: &'static CStr, alias: fn() -> usize) -> Real {
         Real {
+            addr: AtomicUsize::new(0),
             name,
             alias,
-            addr: AtomicUsize::new(0),
         }
+    }
+
+    /// The function's address if found, else 0.
+    #[inline(always)]
+    pub fn found(&self) -> usize {
+        self.addr.load(Relaxed)
     }
 
     /// The function's address.
@@ -40,7 +48,7 @@ impl Real {
 
     #[cold]
     #[inline(never)]
-    fn resolve(&self) -> usize {
+    pub fn resolve(&self) -> usize {
         let alias = (self.alias)();
         let busy = RESOLVING.swap(true, Acquire);
         if busy && alias != 0 {
@@ -60,6 +68,12 @@ impl Real {
         self.addr.store(a, Relaxed);
         a
     }
+}
+
+/// The entry stubs' call for a function not yet found (a lock call made
+/// by an earlier constructor, before this library's own).
+pub extern "C" fn resolve(real: &Real) -> usize {
+    real.get()
 }
 
 fn none() -> usize {

@@ -22,6 +22,7 @@
 use core::cell::{Cell, UnsafeCell};
 use core::sync::atomic::{compiler_fence, AtomicU32, Ordering::SeqCst};
 
+use memscope_abi::gate::{self, LockGate};
 use memscope_abi::{CONTEXTS, OPS};
 
 /// The scope flags (`MEMSCOPE_*` in `memscope.h`), kept in
@@ -39,7 +40,7 @@ pub const ALL: u32 = NORECLAIM | NOWARN | NOFAIL | NOFS | NOIO;
 /// Set in every new thread's initial image: the thread has not been seen.
 /// Its countdowns start at 0, so its first call fails `gate` and the slow
 /// path, seeing this bit, runs `init::thread_first_call` once.
-pub const THREAD_UNSEEN: u32 = 1 << 31;
+pub const THREAD_UNSEEN: u32 = gate::THREAD_UNSEEN;
 
 /// Set by the thread's exit hook (`init::on_thread_exit`) and kept for the
 /// rest of its life, its countdowns biased as in a scope: every later call
@@ -47,7 +48,7 @@ pub const THREAD_UNSEEN: u32 = 1 << 31;
 /// them all) takes the slow path, which counts it straight into the
 /// retired slot, and gives pool blocks back to the depot, not to lists
 /// nobody will drain again. Never a scope flag: `ALL` excludes it.
-pub const THREAD_EXITED: u32 = 1 << 30;
+pub const THREAD_EXITED: u32 = gate::THREAD_EXITED;
 
 /// Marks a `ThreadState::ring` entry whose scope is being timed (never a
 /// flag; see `scope` and `stats::thread`'s scope durations).
@@ -57,7 +58,7 @@ pub const SCOPE_TIMED: u32 = 1 << 29;
 /// `scope::lock`), in every `MEMSCOPE_LOCK_SCOPE` mode: the countdowns
 /// are biased as in a scope, so that the section's calls take the slow
 /// path and are counted there (`stats::locks`). Never a scope flag.
-pub const IN_LOCK: u32 = 1 << 28;
+pub const IN_LOCK: u32 = gate::IN_LOCK;
 
 /// The flags a lock section enters (`MEMSCOPE_LOCK_SCOPE`): none for
 /// `report`.
@@ -70,19 +71,18 @@ pub fn lock_scope_flags() -> u32 {
     )
 }
 
+// The flag word's layout the locks library reads (`memscope_abi::gate`).
+const _: () = {
+    assert!(gate::SCOPE_FLAGS == ALL);
+    assert!(gate::NORECLAIM == NORECLAIM);
+};
+
 const _: () = {
     use crate::base::config::{LOCK_SCOPE_NORECLAIM, LOCK_SCOPE_NORECLAIM_NOFAIL, LOCK_SCOPE_REPORT};
     assert!(LOCK_SCOPE_REPORT == 0);
     assert!(LOCK_SCOPE_NORECLAIM as u32 == NORECLAIM);
     assert!(LOCK_SCOPE_NORECLAIM_NOFAIL as u32 == NORECLAIM | NOFAIL);
 };
-
-/// Program locks a thread's lock section tracks by address (`ThreadBss`):
-/// a release counts only for a lock whose acquisition counted, so a
-/// release that is not the program's (jemalloc's tail call to
-/// `pthread_mutex_unlock`, whose return address is its caller's) cannot
-/// end a section. Deeper nesting is counted, not tracked.
-pub const LOCK_TRACK: usize = 16;
 
 /// Depth of the push/pop ring used to check that pops match pushes.
 pub const SCOPE_RING: usize = 16;
@@ -158,7 +158,7 @@ pub const MODE_UNSTARTED: u32 = 0;
 pub struct ThreadStats {
     /// Fast-path calls left before the next timed one, per operation: the
     /// call that finds it at 0 is timed, and it is rearmed to `armed - 1`.
-    /// Decremented by `tls::gate`; minus `tls::SCOPE_BIAS` in a scope. All
+    /// Decremented by `tls::gate`; minus `memscope_abi::gate::SCOPE_BIAS` in a scope. All
     /// zero in a new thread, so that its first call takes the slow path.
     pub countdown: [Cell<u64>; OPS],
     /// Fast-path calls accounted by samples already taken.
@@ -293,25 +293,11 @@ pub struct ThreadBss {
     /// unregistering from inside the callback does not wait for itself.
     /// Here, like `scope_t0`, to leave `ThreadState` its size (above).
     pub running_reclaimer: Cell<usize>,
-    /// Lock sections (`scope::lock`, `stats::locks`): the program locks the
-    /// thread holds (the first `LOCK_TRACK` by address, how many are, and
-    /// how many more beyond those), non-zero while its releases are not
-    /// the program's (memscope's fork handlers); while a section lasts, the scope flags pushes and pops
-    /// have set (the flag word holds those and the section's own), and the
-    /// the thread's allocations inside sections so far, and their count
-    /// when the current one began; the return address of the lock call
-    /// that began it; the address of the lock block faulted in for the
-    /// thread (bit 0 set if it is an aggregate's, written with atomic
-    /// adds), or 0.
-    pub lock_ptrs: [Cell<usize>; LOCK_TRACK],
-    pub lock_tracked: Cell<u32>,
-    pub lock_untracked: Cell<u32>,
-    pub lock_ignore: Cell<u32>,
-    pub lock_explicit: Cell<u32>,
-    pub lock_allocs: Cell<u64>,
-    pub lock_allocs_at_enter: Cell<u64>,
-    pub lock_site: Cell<usize>,
-    pub lock_block: Cell<usize>,
+    /// Lock sections (`scope::lock`, `stats::locks`): the locks the
+    /// thread holds, the section's site and counts. Its layout is shared
+    /// with libmemscope_locks.so, which runs the usual sections itself
+    /// (`memscope_abi::gate`, `scope::lock::GATE_INFO`).
+    pub lock: LockGate,
 }
 
 /// Marks this thread's lists (magazines, deferred frees) busy for one
@@ -343,11 +329,6 @@ impl Drop for ListsBusy {
         bss().busy.set(0);
     }
 }
-
-/// What a scope subtracts from every countdown (see `gate`): far above any
-/// countdown (at most `stats::COUNTDOWN_MAX`), so a biased countdown stays
-/// negative however many calls it counts.
-pub const SCOPE_BIAS: u64 = 1 << 56;
 
 /// Byte offset of `stats.countdown[op]` in the block, for `gate`.
 pub const fn countdown_offset(op: usize) -> usize {
@@ -428,7 +409,7 @@ mod imp {
     /// operation `OP`'s countdown and a branch on its sign: it counts the
     /// call, and goes negative when the countdown runs out (this call is
     /// the one in `MEMSCOPE_STATS_SAMPLE` to time) or when the thread is
-    /// in a scope (pushes bias the countdowns by `SCOPE_BIAS`). The flag
+    /// in a scope (pushes bias the countdowns by `memscope_abi::gate::SCOPE_BIAS`). The flag
     /// word is not read: a load, an `adc` and a test fewer than checking it
     /// beside the countdown, 0.8 ns per malloc+free pair on Intel
     /// (docs/BENCHMARKS.md).
@@ -472,6 +453,18 @@ mod imp {
             // (`ThreadState` is not `Sync`, and callers do not send it).
             &*p
         }
+    }
+
+    /// The thread pointer (`fs:0`), from which the blocks lie at offsets
+    /// the same in every thread (`scope::lock::gate_info`).
+    #[inline]
+    pub fn thread_pointer() -> Option<usize> {
+        let tp: usize;
+        // SAFETY: reads the TCB's pointer to itself.
+        unsafe {
+            core::arch::asm!("mov {tp}, qword ptr fs:[0]", tp = out(reg) tp, options(nostack, pure, readonly));
+        }
+        Some(tp)
     }
 }
 
@@ -527,9 +520,15 @@ mod imp {
         // it; `ThreadState` has no destructor.
         STATE.with(|s| unsafe { &*(s as *const ThreadState) })
     }
+
+    /// Not reached from a thread pointer here: no gate for the locks
+    /// library (which exists on x86_64 Linux only).
+    pub fn thread_pointer() -> Option<usize> {
+        None
+    }
 }
 
-pub use imp::{bss, flags, gate, state};
+pub use imp::{bss, flags, gate, state, thread_pointer};
 
 /// The `.tbss` block of the thread whose `.tdata` block is `st`, for the
 /// maintenance thread's reads of other threads' lists: both blocks lie in

@@ -51,6 +51,28 @@ pub extern "C" fn memscope_lib_lock_released(lock: *const c_void) -> c_int {
     memscope_lock_released(lock)
 }
 
+/// For libmemscope_locks.so: where the calling thread's blocks lie, for
+/// it to run the usual lock sections itself (`memscope_abi::gate`), or
+/// NULL where it cannot.
+#[inline]
+pub extern "C" fn memscope_lib_lock_gate() -> *const c_void {
+    scope::lock::gate_info().map_or(core::ptr::null(), |i| i as *const _ as *const c_void)
+}
+
+/// For libmemscope_locks.so: it tracked a lock and left beginning the
+/// section (if none is on) to memscope.
+#[inline]
+pub extern "C" fn memscope_lib_lock_enter(site: *const c_void) {
+    scope::lock::enter_tracked(site as usize)
+}
+
+/// For libmemscope_locks.so: it untracked the thread's last lock and left
+/// ending the section to memscope.
+#[inline]
+pub extern "C" fn memscope_lib_lock_leave() {
+    scope::lock::leave_tracked()
+}
+
 /// Publishes the calling thread's exact counts (see the header).
 #[inline]
 pub extern "C" fn memscope_stats_flush() {

@@ -400,6 +400,9 @@ macro_rules! export_c_abi {
             memscope_lock_released(lock: *const ::core::ffi::c_void) -> ::core::ffi::c_int;
             memscope_lib_lock_acquired(lock: *const ::core::ffi::c_void, site: *const ::core::ffi::c_void);
             memscope_lib_lock_released(lock: *const ::core::ffi::c_void) -> ::core::ffi::c_int;
+            memscope_lib_lock_gate() -> *const ::core::ffi::c_void;
+            memscope_lib_lock_enter(site: *const ::core::ffi::c_void);
+            memscope_lib_lock_leave();
             memscope_reclaimer_register(name: *const ::core::ffi::c_char, reclaim: Option<$crate::entry::api::ReclaimFn>,
                                         arg: *mut ::core::ffi::c_void, needs: ::core::ffi::c_uint) -> ::core::ffi::c_int;
             memscope_reclaimer_unregister(id: ::core::ffi::c_int);

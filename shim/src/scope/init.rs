@@ -231,7 +231,7 @@ fn another_copy_serves() -> bool {
 extern "C" fn before_fork() {
     // jemalloc's locks and unlocks around the fork are not the program's,
     // whatever their return addresses say (`lock`, D63).
-    tls::bss().lock_ignore.set(1);
+    tls::bss().lock.ignore.set(1);
     crate::pool::before_fork();
 }
 
@@ -239,7 +239,7 @@ extern "C" fn before_fork() {
 /// were not counted as the program's releases.
 extern "C" fn after_fork_in_parent() {
     crate::pool::after_fork();
-    tls::bss().lock_ignore.set(0);
+    tls::bss().lock.ignore.set(0);
 }
 
 /// Everything a forked child must redo, in one place: it gets its own
@@ -252,7 +252,7 @@ extern "C" fn after_fork_in_child() {
     crate::front::depot::after_fork_in_child();
     stats::segment::after_fork_in_child();
     stats::thread::after_fork_in_child(tls::state());
-    tls::bss().lock_ignore.set(0);
+    tls::bss().lock.ignore.set(0);
 }
 
 // ------------------------------------------------------------ thread exit

@@ -15,41 +15,75 @@
 //! pushes and pops made inside a section off their fast path, to
 //! `push_in_section` and `pop_in_section` (in `scope`, beside the others).
 //!
+//! The usual case runs in libmemscope_locks.so itself, on this thread's
+//! blocks: memscope publishes where they lie (`gate_info`), and both sides
+//! run the same code (`memscope_abi::gate`: tracking the locks held, a
+//! section begun and ended in a few stores). What the gate leaves to
+//! memscope comes here through `memscope_lib_lock_enter` and
+//! `memscope_lib_lock_leave`; the C API (`memscope_lock_acquired`,
+//! `memscope_lock_released`) comes here for everything (D64).
+//!
 //! Like push and pop: plain loads and stores on the thread's own blocks
 //! once the thread is set up (a section's first NORECLAIM entry on a
 //! thread sets it up as a first push does, outside the section's flags);
 //! async-signal-safe in the same sense (a handler that takes a lock
 //! between the count and the flag word sees the section begun or not).
 
-use core::sync::atomic::{compiler_fence, Ordering::SeqCst};
+use core::sync::atomic::{AtomicIsize, AtomicU32, AtomicU8, Ordering::*};
 
-use super::{init, left_noreclaim, section_flags, set_up_noreclaim, ALL, NOFAIL, NORECLAIM};
-use crate::base::{mailbox, tls};
+use memscope_abi::gate::{self, GateInfo, Thread, Tracked};
+
+use super::{init, left_noreclaim, section_flags, set_up_noreclaim, NOFAIL, NORECLAIM};
+use crate::base::{config::CONFIG, mailbox, tls};
 use crate::{pool, stats};
+
+/// What libmemscope_locks.so reads to run sections itself (`gate_info`).
+static GATE_INFO: GateInfo = GateInfo {
+    version: AtomicU32::new(0),
+    size: AtomicU32::new(0),
+    flags_at: AtomicIsize::new(0),
+    countdowns_at: AtomicIsize::new(0),
+    gate_at: AtomicIsize::new(0),
+    mode: &CONFIG.lock_scope as *const AtomicU8,
+};
+
+/// Where this thread's flag word, countdowns and lock gate lie from the
+/// thread pointer: the same in every thread, since the library's TLS is
+/// static (`tls`). None where the blocks are not reached that way.
+pub fn gate_info() -> Option<&'static GateInfo> {
+    let tp = tls::thread_pointer()?;
+    let (st, b) = (tls::state(), tls::bss());
+    let at = |p: usize| p.wrapping_sub(tp) as isize;
+    let i = &GATE_INFO;
+    i.flags_at.store(at(&st.flags as *const _ as usize), Relaxed);
+    i.countdowns_at
+        .store(at(&st.stats.countdown as *const _ as usize), Relaxed);
+    i.gate_at.store(at(&b.lock as *const _ as usize), Relaxed);
+    i.size.store(core::mem::size_of::<GateInfo>() as u32, Relaxed);
+    // Last: a reader that sees the version sees the offsets.
+    i.version.store(gate::GATE_VERSION, Release);
+    Some(i)
+}
+
+/// The calling thread's blocks as the gate sees them.
+#[inline(always)]
+fn thread() -> Thread<'static> {
+    Thread {
+        flags: &tls::state().flags,
+        countdowns: &tls::state().stats.countdown,
+        gate: &tls::bss().lock,
+    }
+}
 
 /// The calling thread took the program lock `lock` (an address naming
 /// it); the call returns to `site`.
 #[inline]
 pub fn acquired(lock: usize, site: usize) {
-    let b = tls::bss();
-    if b.lock_ignore.get() != 0 {
-        return;
-    }
-    let (t, u) = (b.lock_tracked.get(), b.lock_untracked.get());
-    // The count first, then the slot: a signal handler that takes a lock
-    // in between uses the slot above.
-    if (t as usize) < tls::LOCK_TRACK {
-        b.lock_tracked.set(t + 1);
-        compiler_fence(SeqCst);
-        b.lock_ptrs[t as usize].set(lock);
-    } else {
-        b.lock_untracked.set(u.wrapping_add(1));
-    }
-    compiler_fence(SeqCst);
-    if t == 0 && u == 0 {
-        enter(b, site);
-    } else {
-        nested(b, site);
+    let t = thread();
+    match gate::track(t.gate, lock) {
+        Tracked::Ignored => {}
+        Tracked::First => enter(&t, site),
+        Tracked::Nested => nested(site),
     }
 }
 
@@ -60,10 +94,16 @@ pub fn acquired(lock: usize, site: usize) {
 /// hook ran while it held locks. Out of line: the first lock's path stays
 /// as short as it was.
 #[inline(never)]
-fn nested(b: &tls::ThreadBss, site: usize) {
+fn nested(site: usize) {
     if tls::flags() & tls::IN_LOCK == 0 {
-        enter(b, site);
+        enter(&thread(), site);
     }
+}
+
+/// libmemscope_locks.so tracked a lock and left the section to memscope
+/// (none on, and not one it could begin itself).
+pub fn enter_tracked(site: usize) {
+    enter(&thread(), site);
 }
 
 /// The calling thread is about to release the program lock `lock`. False
@@ -72,30 +112,23 @@ fn nested(b: &tls::ThreadBss, site: usize) {
 /// program's): nothing changes then.
 #[inline]
 pub fn released(lock: usize) -> bool {
-    let b = tls::bss();
-    if b.lock_ignore.get() != 0 {
-        return false;
-    }
-    let t = b.lock_tracked.get() as usize;
-    let found = (0..t.min(tls::LOCK_TRACK))
-        .rev()
-        .find(|&i| b.lock_ptrs[i].get() == lock);
-    match found {
-        Some(i) => {
-            // The last slot's lock takes this one's place, then the count
-            // drops (a handler in between finds both slots alike).
-            b.lock_ptrs[i].set(b.lock_ptrs[t - 1].get());
-            compiler_fence(SeqCst);
-            b.lock_tracked.set(t as u32 - 1);
+    let t = thread();
+    match gate::untrack(t.gate, lock) {
+        None => false,
+        Some(r) => {
+            if r.last {
+                leave(&t);
+            }
+            true
         }
-        None if b.lock_untracked.get() > 0 => b.lock_untracked.set(b.lock_untracked.get() - 1),
-        None => return false,
     }
-    compiler_fence(SeqCst);
-    if b.lock_tracked.get() == 0 && b.lock_untracked.get() == 0 {
-        leave(b);
-    }
-    true
+}
+
+/// The thread released its last lock: the section ends (also
+/// libmemscope_locks.so's call when the end leaves NORECLAIM).
+#[inline]
+pub fn leave_tracked() {
+    leave(&thread());
 }
 
 /// True if entering the section's `add` flags first needs setting up: the
@@ -114,28 +147,12 @@ fn needs_setup(st: &tls::ThreadState, add: u32) -> bool {
 /// A section begins. The usual case (the thread seen, its block ready,
 /// no set-up needed for the section's flags) is a few loads and stores.
 #[inline(always)]
-fn enter(b: &tls::ThreadBss, site: usize) {
-    let st = tls::state();
-    let cur = st.flags.get();
+fn enter(t: &Thread<'static>, site: usize) {
+    let cur = t.flags.get();
     let add = tls::lock_scope_flags() & !cur;
-    if cur & (tls::THREAD_UNSEEN | tls::THREAD_EXITED | tls::IN_LOCK) != 0
-        || needs_setup(st, add)
-        || !stats::locks::section_entered_fast(b, site)
-    {
-        return enter_slow(site);
+    if needs_setup(tls::state(), add) || !gate::enter_ready(t, cur, add, site) {
+        enter_slow(site);
     }
-    begin(b, st, cur, add);
-}
-
-/// The flag word takes the section's flags, the countdowns their bias.
-#[inline(always)]
-fn begin(b: &tls::ThreadBss, st: &tls::ThreadState, cur: u32, add: u32) {
-    b.lock_explicit.set(cur & ALL);
-    compiler_fence(SeqCst);
-    st.flags.set(cur | add | tls::IN_LOCK);
-    // After the flags, as `record_push`: idempotent.
-    compiler_fence(SeqCst);
-    stats::thread::bias(&st.stats);
 }
 
 #[cold]
@@ -164,23 +181,12 @@ fn enter_slow(site: usize) {
     }
     st.set_caller(caller);
     stats::locks::section_entered(site);
-    begin(tls::bss(), st, cur, add);
+    gate::begin(&thread(), cur, add);
 }
 
 #[inline(always)]
-fn leave(b: &tls::ThreadBss) {
-    let st = tls::state();
-    let cur = st.flags.get();
-    if cur & tls::IN_LOCK == 0 {
-        return;
+fn leave(t: &Thread<'static>) {
+    if let Some((cur, new)) = gate::end(t) {
+        left_noreclaim(cur, new);
     }
-    let new = b.lock_explicit.get() | (cur & tls::THREAD_EXITED);
-    if new == 0 {
-        // Before the flags, as `restore`.
-        stats::thread::unbias(&st.stats);
-        compiler_fence(SeqCst);
-    }
-    st.flags.set(new);
-    compiler_fence(SeqCst);
-    left_noreclaim(cur, new);
 }

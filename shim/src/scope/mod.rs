@@ -332,9 +332,9 @@ fn misuse(cur: u32, args: core::fmt::Arguments<'_>) {
 /// what the push returns and its pop restores.
 fn push_in_section(st: &tls::ThreadState, cur: u32, add: u32) -> u32 {
     let b = tls::bss();
-    let old = b.lock_explicit.get();
+    let old = b.lock.explicit.get();
     ring_push(st, old);
-    b.lock_explicit.set(old | add);
+    b.lock.explicit.set(old | add);
     st.flags.set(cur | add);
     old
 }
@@ -344,8 +344,8 @@ fn push_in_section(st: &tls::ThreadState, cur: u32, add: u32) -> u32 {
 /// (never gaining one), the section's stay.
 fn pop_in_section(st: &tls::ThreadState, saved: u32, cur: u32, top: u32) {
     let b = tls::bss();
-    let explicit = saved & b.lock_explicit.get() & ALL;
-    b.lock_explicit.set(explicit);
+    let explicit = saved & b.lock.explicit.get() & ALL;
+    b.lock.explicit.set(explicit);
     let new = explicit | section_flags(cur) | tls::IN_LOCK | (cur & tls::THREAD_EXITED);
     st.flags.set(new);
     compiler_fence(Ordering::SeqCst);

@@ -67,25 +67,8 @@ fn max(c: &AtomicU64, v: u64, shared: bool) {
     }
 }
 
-/// A section begins on the calling thread at the lock call returning to
-/// `site`, and the thread's own block is faulted in already: the usual
-/// case, a few stores (`scope::lock`'s fast path). False otherwise:
-/// `section_entered` then.
-#[inline(always)]
-pub fn section_entered_fast(b: &tls::ThreadBss, site: usize) -> bool {
-    let a = b.lock_block.get();
-    if a == 0 || a & 1 != 0 {
-        return false;
-    }
-    b.lock_site.set(site);
-    b.lock_allocs_at_enter.set(b.lock_allocs.get());
-    // SAFETY: the thread's own block, faulted in, in the live mapping.
-    let blk = unsafe { &*(a as *const LockStats) };
-    add(&blk.sections, 1, false);
-    true
-}
-
-/// `section_entered_fast`'s other case: the thread's first section, one
+/// A section begins at the lock call returning to `site`, in the cases
+/// `memscope_abi::gate::enter_ready` leaves to memscope: the thread's first section, one
 /// after its numbers moved to another block (its exit, a fork), or one of
 /// a thread without a block of its own. The block is faulted in the first
 /// time, so that the section's own writes, perhaps inside NORECLAIM, take
@@ -93,18 +76,18 @@ pub fn section_entered_fast(b: &tls::ThreadBss, site: usize) -> bool {
 #[cold]
 pub fn section_entered(site: usize) {
     let b = tls::bss();
-    b.lock_site.set(site);
-    b.lock_allocs_at_enter.set(b.lock_allocs.get());
+    b.lock.site.set(site);
+    b.lock.allocs_at_enter.set(b.lock.allocs.get());
     let Some(h) = segment::header() else { return };
     let Some((i, shared)) = thread::slot_of(&tls::state().stats) else {
         return;
     };
     let blk = block(h, i);
     let addr = blk as *const LockStats as usize | usize::from(shared);
-    if b.lock_block.get() != addr {
+    if b.lock.block.get() != addr {
         // SAFETY: the block lies inside the writable mapping.
         unsafe { crate::os::prefault_write(blk as *const LockStats as *const u8, abi::LOCK_STATS_SIZE) };
-        b.lock_block.set(addr);
+        b.lock.block.set(addr);
     }
     add(&blk.sections, 1, shared);
 }
@@ -118,8 +101,8 @@ pub fn section_entered(site: usize) {
 #[inline(never)]
 pub fn allocated(size: usize, refused: bool, ns: Option<u64>) {
     let b = tls::bss();
-    let first = b.lock_allocs.get() == b.lock_allocs_at_enter.get();
-    b.lock_allocs.set(b.lock_allocs.get() + 1);
+    let first = b.lock.allocs.get() == b.lock.allocs_at_enter.get();
+    b.lock.allocs.set(b.lock.allocs.get() + 1);
     if let Some((blk, shared)) = mine() {
         if first {
             add(&blk.sections_allocating, 1, shared);
@@ -143,7 +126,7 @@ pub fn allocated(size: usize, refused: bool, ns: Option<u64>) {
     sites::record(abi::SITE_LOCK_ALLOC, 1, size as u64, size as u64);
     sites::record_at(
         abi::SITE_LOCK_TAKEN,
-        b.lock_site.get(),
+        b.lock.site.get(),
         u64::from(first),
         size as u64,
         size as u64,
@@ -166,7 +149,7 @@ pub fn fold_at_exit(i: usize) {
     // The exiting thread's later sections go to the retired block. A
     // thread that never entered a section never wrote its block: nothing
     // to fold, and its pages stay untouched.
-    if tls::bss().lock_block.replace(0) != mine as *const LockStats as usize {
+    if tls::bss().lock.block.replace(0) != mine as *const LockStats as usize {
         return;
     }
     let counters = |b: &'static LockStats| {

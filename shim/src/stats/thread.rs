@@ -96,9 +96,9 @@ impl ThreadStats {
 }
 
 /// The largest countdown: the period when stats are off ("never"), far
-/// below `tls::SCOPE_BIAS`.
+/// below `memscope_abi::gate::SCOPE_BIAS`.
 pub const COUNTDOWN_MAX: u64 = 1 << 55;
-const COUNT_BITS: u64 = tls::SCOPE_BIAS - 1;
+const COUNT_BITS: u64 = memscope_abi::gate::COUNT_BITS;
 
 /// The calls left in a countdown word, bias or not. A word just below
 /// zero (a call between the gate and its rearm) has none left.
@@ -118,7 +118,7 @@ fn calls_left(word: u64) -> u64 {
 #[inline(always)]
 pub fn bias(s: &ThreadStats) {
     for cd in &s.countdown {
-        cd.set((cd.get() & COUNT_BITS).wrapping_sub(tls::SCOPE_BIAS));
+        memscope_abi::gate::bias(cd);
     }
 }
 
@@ -126,7 +126,7 @@ pub fn bias(s: &ThreadStats) {
 #[inline(always)]
 pub fn unbias(s: &ThreadStats) {
     for cd in &s.countdown {
-        cd.set(cd.get() & COUNT_BITS);
+        memscope_abi::gate::unbias(cd);
     }
 }
 
@@ -798,7 +798,7 @@ pub fn after_fork_in_child(st: &ThreadState) {
     let bytes = s.bytes();
     s.slot.set(0);
     // The child's segment is new: its lock block is faulted in again.
-    tls::bss().lock_block.set(0);
+    tls::bss().lock.block.set(0);
     // The parent's other threads do not exist here.
     for e in &HARVEST {
         e.state.store(H_FREE, Relaxed);
@@ -1092,8 +1092,11 @@ mod tests {
     #[test]
     fn a_word_just_below_zero_has_no_calls_left() {
         assert_eq!(calls_left(u64::MAX), 0);
-        assert_eq!(calls_left(u64::MAX.wrapping_sub(tls::SCOPE_BIAS)), 0);
-        assert_eq!(calls_left(5u64.wrapping_sub(tls::SCOPE_BIAS)), 5);
+        assert_eq!(
+            calls_left(u64::MAX.wrapping_sub(memscope_abi::gate::SCOPE_BIAS)),
+            0
+        );
+        assert_eq!(calls_left(5u64.wrapping_sub(memscope_abi::gate::SCOPE_BIAS)), 5);
         assert_eq!(calls_left(COUNTDOWN_MAX), COUNTDOWN_MAX);
     }
 }
