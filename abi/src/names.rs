@@ -71,7 +71,7 @@ pub const GAUGES: [(&str, &str); 16] = [
     ),
     (
         "pool_noreclaim_bytes",
-        "the NORECLAIM pool's resident memory: committed, less the NOFAIL reserve's share and the arenas' metadata; follows use",
+        "the NORECLAIM pool's resident memory: committed, less the NOFAIL reserve's share, the arenas' metadata and the pool arena's decommitted free extents; follows use",
     ),
 ];
 

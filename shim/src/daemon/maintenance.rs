@@ -149,7 +149,9 @@ fn run() {
             // before the gauges report the limits.
             crate::base::config::resolve_limits(true);
             lockstats::refresh();
-            pool::follow_use();
+            if pool::follow_use() {
+                crate::front::depot::flush_stock_cache();
+            }
             crate::daemon::gauges::refresh(thread_held);
             crate::stats::clock::refine();
         }

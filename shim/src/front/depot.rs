@@ -46,6 +46,10 @@ struct Stack {
     head: AtomicU64,
     /// Blocks on the stack (approximate between a CAS and its count).
     blocks: AtomicU64,
+    /// Blocks being made for the stack (`fill`'s claims): a thread's first
+    /// push stocking the floors and the maintenance thread stocking the
+    /// same class at once each filled it to its target, twice over.
+    filling: AtomicU64,
 }
 
 impl Stack {
@@ -53,6 +57,7 @@ impl Stack {
         Stack {
             head: AtomicU64::new(0),
             blocks: AtomicU64::new(0),
+            filling: AtomicU64::new(0),
         }
     }
 
@@ -301,12 +306,15 @@ pub unsafe fn give_reserve(c: usize, first: usize, len: usize) {
 /// stocking rounds, and never below one chain (two for small classes).
 static TARGET: [AtomicU64; COUNT] = [const { AtomicU64::new(0) }; COUNT];
 
-/// The least stock of each class, within a third of the pool's size
-/// (`MEMSCOPE_NORECLAIM_POOL`) and at most `FLOOR_BUDGET_MAX`, from the
-/// smallest class up while the budget lasts: `SMALL_FLOOR_MAX` or less of
-/// blocks of each small class, one block of each large class up to 1 MiB
-/// (with the default 32 MiB pool: 32 KiB of each small class and the large
-/// ones up to the budget; with a 4 MiB pool, classes up to about 64 KiB).
+/// The least stock of each class, within a third of the headroom a quiet
+/// pool keeps (`pool::IDLE_HEADROOM`, or the pool's size if smaller) and
+/// at most `FLOOR_BUDGET_MAX`, from the smallest class up while the budget
+/// lasts: `SMALL_FLOOR_MAX` or less of blocks of each small class, one
+/// block of each large class up to 1 MiB (with the default pool: 8 KiB of
+/// each small class and the large ones to about 64 KiB). Floors stay for
+/// good, so they are sized by the quiet pool (D65; with the pool's size
+/// they were 4 MiB, half of the 8 MiB a quiet process may keep); a class
+/// without stock is carved by the thread that asks, one CAS.
 fn floors() -> &'static [AtomicU64; COUNT] {
     // Computed once: they depend only on the configuration.
     static FLOORS: [AtomicU64; COUNT] = [const { AtomicU64::new(0) }; COUNT];
@@ -321,8 +329,11 @@ fn floors() -> &'static [AtomicU64; COUNT] {
 }
 
 fn compute_floors() -> [u64; COUNT] {
-    let mut budget = (pool::high_watermark() as u64 / 3).min(FLOOR_BUDGET_MAX);
-    let small_floor = (pool::high_watermark() as u64 / 256).clamp(8 << 10, SMALL_FLOOR_MAX);
+    // Floors stay stocked for the life of the process: sized by the
+    // headroom a quiet pool keeps, not the pool's size (D65).
+    let basis = pool::IDLE_HEADROOM.min(pool::high_watermark()) as u64;
+    let mut budget = (basis / 3).min(FLOOR_BUDGET_MAX);
+    let small_floor = (basis / 256).clamp(8 << 10, SMALL_FLOOR_MAX);
     let mut out = [0u64; COUNT];
     // Every class by size, the aligned ones among the plain ones.
     let mut by_size = [0usize; COUNT];
@@ -388,6 +399,17 @@ static STOCK_TCACHE: AtomicU32 = AtomicU32::new(0);
 /// The old one is left as it is.
 pub fn after_fork_in_child() {
     STOCK_TCACHE.store(0, Relaxed);
+}
+
+/// Gives what the stocking cache holds back to the pool arena (the
+/// maintenance thread, when the pool has been quiet: `pool::follow_use`):
+/// blocks `trim` freed through it, and the rest of its batches, would
+/// otherwise stay resident on no stack, where no gauge counts them.
+pub fn flush_stock_cache() {
+    let id = STOCK_TCACHE.load(Relaxed);
+    if id != 0 {
+        let _ = crate::base::ctl::write(c"tcache.flush", id - 1);
+    }
 }
 
 fn stock_cache_flags() -> i32 {
@@ -521,7 +543,22 @@ pub fn restock() -> bool {
         } else {
             target.min(floors[c].load(Relaxed).max(PREPARED[c].load(Relaxed)))
         };
-        let (filled, short) = fill(&POOL_STACKS[c], pool::arena(), c, target, cache);
+        // The floor without the stocking cache: what it keeps back from a
+        // batch is resident and on no stack (D65).
+        let floor = floors[c].load(Relaxed).max(PREPARED[c].load(Relaxed));
+        let (floor_filled, floor_short) = fill(
+            &POOL_STACKS[c],
+            pool::arena(),
+            c,
+            target.min(floor),
+            jem::MALLOCX_TCACHE_NONE,
+        );
+        let (filled, short) = if floor_short {
+            (false, true)
+        } else {
+            fill(&POOL_STACKS[c], pool::arena(), c, target, cache)
+        };
+        let filled = filled || floor_filled;
         worked |= filled;
         if short {
             // The pool could not stock this class: ask threads to give
@@ -622,20 +659,42 @@ fn trim(stack: &Stack, c: usize, target: u64, cache: i32) -> bool {
 }
 
 /// Pushes chains of class `c` made through `arena` until `stack` holds
-/// `target` blocks or the arena fails (the pool is out of committed
-/// memory: its own refill follows). Returns (did any work, fell short).
+/// `target` blocks (the last chain only as long as needed) or the arena
+/// fails (the pool is out of committed memory: its own refill follows).
+/// Each chain is claimed before it is made, so that two threads filling
+/// the same stack (a first push's floors, the maintenance thread) stop at
+/// the target together. Returns (did any work, fell short).
 fn fill(stack: &Stack, arena: u32, c: usize, target: u64, cache: i32) -> (bool, bool) {
+    let chain = sizeclass::chain_len(c) as u64;
     let mut worked = false;
-    while stack.blocks.load(Relaxed) < target {
-        let Some((first, n)) = make_chain(arena, c, sizeclass::chain_len(c), cache) else {
+    loop {
+        let have = stack.blocks.load(Acquire) + stack.filling.load(Acquire);
+        if have >= target {
+            return (worked, false);
+        }
+        let want = (target - have).min(chain);
+        if stack
+            .filling
+            .fetch_add(want, AcqRel)
+            .saturating_add(stack.blocks.load(Acquire))
+            >= target
+        {
+            // Another thread's claim covers it.
+            stack.filling.fetch_sub(want, Release);
+            return (worked, false);
+        }
+        let made = make_chain(arena, c, want as usize, cache);
+        if let Some((first, n)) = made {
+            // SAFETY: a chain of new blocks of class `c`, ours.
+            unsafe { stack.push(first, n) };
+            worked = true;
+        }
+        stack.filling.fetch_sub(want, Release);
+        if made.is_none() {
             mailbox::wake();
             return (worked, true);
-        };
-        // SAFETY: a chain of new blocks of class `c`, ours.
-        unsafe { stack.push(first, n) };
-        worked = true;
+        }
     }
-    (worked, false)
 }
 
 /// Bumped when the pool falls short of stocking a class: threads compare

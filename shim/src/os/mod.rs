@@ -142,6 +142,21 @@ pub unsafe fn commit_populated(at: *mut c_void, len: usize) -> Result<(), i32> {
     }
 }
 
+/// Drops the pages of `[at, at + len)` (`MADV_DONTNEED`): the range stays
+/// mapped and readable (zeros), and is faulted in again when touched.
+///
+/// # Safety
+/// The range lies inside a private anonymous mapping the caller owns,
+/// whose contents nobody needs.
+pub unsafe fn drop_pages(at: *mut c_void, len: usize) -> Result<(), i32> {
+    // SAFETY: the caller's contract.
+    if unsafe { libc::madvise(at, len, libc::MADV_DONTNEED) } != 0 {
+        Err(errno())
+    } else {
+        Ok(())
+    }
+}
+
 /// Gives `[at, at + len)` back to the OS and leaves it reserved address
 /// space (`PROT_NONE`, `MAP_NORESERVE`), as `reserve` made it.
 ///

@@ -11,10 +11,16 @@
 //! The pool grows to the maximum with no syscall and no page fault on a
 //! scoped thread, and "is this a pool block?" stays one compare.
 //! The arena's alloc hook only bumps a pointer through committed memory;
-//! its dalloc, decommit and purge hooks opt out, and decay is off, so
-//! memory the arena has once had is reused, never returned or re-faulted.
+//! its dalloc and purge hooks opt out. The pool arena's free extents are
+//! decommitted (`MADV_DONTNEED`: still mapped, read as zeros) when they
+//! are freed, which is on the maintenance thread, and pre-faulted again by
+//! the commit hook when stocking reuses them (D65): memory the depot no
+//! longer needs stops being resident. The reserve arena's stay resident.
 //!
-//! Rule: the hooks run on scoped threads: atomics only, no syscalls.
+//! Rule: the hooks may run on scoped threads (the reserve arena's alloc
+//! hook): atomics only there; the pool arena's decommit and commit hooks
+//! refuse on a thread inside NORECLAIM (never one in practice: scoped
+//! threads do not call jemalloc for pool blocks).
 //!
 //! Tier 3. Owns the pool region, its commit and growth, the arena hooks,
 //! the page-class table, the NOFAIL reserve and the carve cursor. May
@@ -305,8 +311,9 @@ pub fn headroom_target() -> usize {
 static RESERVE_ARENA_CARVED: AtomicUsize = AtomicUsize::new(0);
 
 /// The NORECLAIM pool's resident memory: committed memory less the
-/// reserve's share (uncarved budget, and what its arena carved) and the
-/// arenas' first metadata blocks. What `follow_use` keeps near what
+/// reserve's share (uncarved budget, and what its arena carved), the
+/// arenas' first metadata blocks and the pool arena's decommitted free
+/// extents. What `follow_use` keeps near what
 /// scoped threads use (a gauge).
 pub fn noreclaim_bytes() -> usize {
     let arenas = if POOL.reserve_arena.load(Relaxed) == u32::MAX {
@@ -319,6 +326,7 @@ pub fn noreclaim_bytes() -> usize {
         .saturating_sub(POOL.reserve_left.load(Relaxed))
         .saturating_sub(RESERVE_ARENA_CARVED.load(Relaxed))
         .saturating_sub(arenas * ARENA_METADATA)
+        .saturating_sub(DECOMMITTED.load(Relaxed))
 }
 
 /// After a claim moved the carve cursor from `from` to `to` (a
@@ -342,12 +350,14 @@ fn still_committed(from: usize, to: usize) -> bool {
 /// threads use. After two seconds in which nothing was carved, no refill
 /// ran and the reserve was owed nothing, the target halves (down to
 /// `IDLE_HEADROOM`) and committed memory above what is carved, the
-/// reserve's budget and the target is given back to the OS.
-pub fn follow_use() {
+/// reserve's budget and the target is given back to the OS. True if the
+/// pool was quiet (the target halved): the caller flushes the stocking
+/// cache too.
+pub fn follow_use() -> bool {
     static LAST_CARVED: AtomicUsize = AtomicUsize::new(0);
     static QUIET: AtomicUsize = AtomicUsize::new(0);
     if !is_ready() {
-        return;
+        return false;
     }
     let carved = POOL.carved.load(Relaxed);
     if LAST_CARVED.swap(carved, Relaxed) != carved
@@ -355,10 +365,10 @@ pub fn follow_use() {
         || RESERVE_OWED.load(Relaxed) != 0
     {
         QUIET.store(0, Relaxed);
-        return;
+        return false;
     }
     if QUIET.fetch_add(1, Relaxed) + 1 < 2 {
-        return;
+        return false;
     }
     QUIET.store(0, Relaxed);
     let target = (headroom_target() / 2).max(IDLE_HEADROOM);
@@ -368,6 +378,7 @@ pub fn follow_use() {
         .saturating_add(target)
         .next_multiple_of(os::page_size());
     shrink_to(keep);
+    true
 }
 
 /// Lowers the commit mark to `keep` and unmaps what was above it, unless
@@ -609,6 +620,70 @@ const fn hooks_over(alloc: AllocHook) -> jem::extent_hooks_t {
 }
 
 static HOOKS: jem::extent_hooks_t = hooks_over(hook_alloc);
+
+/// The pool arena's: as `HOOKS`, but its free extents are decommitted and
+/// committed again when reused (D65).
+static POOL_HOOKS: jem::extent_hooks_t = jem::extent_hooks_t {
+    commit: Some(hook_pool_commit),
+    decommit: Some(hook_pool_decommit),
+    ..hooks_over(hook_alloc)
+};
+
+/// Bytes of the pool arena's free extents decommitted now (carved, not
+/// resident): `noreclaim_bytes` leaves them out.
+static DECOMMITTED: AtomicUsize = AtomicUsize::new(0);
+
+/// True on a thread inside NORECLAIM, where the pool arena's hooks must
+/// make no syscall and take no page fault.
+fn in_noreclaim() -> bool {
+    crate::base::tls::flags() & crate::base::tls::NORECLAIM != 0
+}
+
+/// A free extent of the pool arena stops being resident: its pages are
+/// dropped (`MADV_DONTNEED`), the mapping stays (a depot pop that lost a
+/// race may still read a stale block there: it reads zeros). jemalloc
+/// calls this when the extent is freed (decay 0: at once), which is on
+/// the maintenance thread (its trims, its stocking cache's flushes) or a
+/// thread outside NORECLAIM.
+unsafe extern "C" fn hook_pool_decommit(
+    _: *mut jem::extent_hooks_t,
+    addr: *mut c_void,
+    _: usize,
+    offset: usize,
+    length: usize,
+    _: c_uint,
+) -> bool {
+    if in_noreclaim() {
+        return true;
+    }
+    // SAFETY: a free extent of the pool arena, jemalloc's to give up.
+    if unsafe { os::drop_pages((addr as *mut u8).add(offset).cast(), length) }.is_err() {
+        return true;
+    }
+    DECOMMITTED.fetch_add(length, Relaxed);
+    false
+}
+
+/// A decommitted extent of the pool arena is reused (stocking, outside
+/// scopes): its pages are faulted in again before any block of it is
+/// handed out, so a scoped thread never takes the fault.
+unsafe extern "C" fn hook_pool_commit(
+    _: *mut jem::extent_hooks_t,
+    addr: *mut c_void,
+    _: usize,
+    offset: usize,
+    length: usize,
+    _: c_uint,
+) -> bool {
+    if in_noreclaim() {
+        // Fail the allocation rather than fault inside NORECLAIM.
+        return true;
+    }
+    // SAFETY: the extent lies in the pool's committed, writable region.
+    unsafe { os::prefault_write((addr as *const u8).add(offset), length) };
+    let _ = DECOMMITTED.fetch_update(Relaxed, Relaxed, |d| Some(d.saturating_sub(length)));
+    false
+}
 
 /// Carves `size` bytes aligned to `align` from committed memory, or NULL.
 /// The pool arena may not carve into the reserve's share; the reserve
@@ -1041,7 +1116,7 @@ fn create() -> bool {
         return false;
     }
     POOL.carved.store(0, Relaxed);
-    let Some(arena) = create_arena(&HOOKS) else {
+    let Some(arena) = create_arena(&POOL_HOOKS) else {
         log::warn(format_args!(
             "NORECLAIM pool: arenas.create failed; NORECLAIM allocations will fail"
         ));
