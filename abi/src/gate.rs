@@ -201,6 +201,21 @@ pub fn track(g: &LockGate, lock: usize) -> Tracked {
     }
 }
 
+/// A release counted by number only (`Release::by_address` false) failed:
+/// the lock is still held, and counted again, by number. Returns what
+/// `track` would have.
+#[inline(always)]
+pub fn recount(g: &LockGate) -> Tracked {
+    let (t, u) = (g.tracked.get(), g.untracked.get());
+    g.untracked.set(u.wrapping_add(1));
+    compiler_fence(SeqCst);
+    if t == 0 && u == 0 {
+        Tracked::First
+    } else {
+        Tracked::Nested
+    }
+}
+
 /// A counted release (`untrack`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Release {
@@ -289,6 +304,26 @@ pub fn begin(t: &Thread<'_>, cur: u32, add: u32) {
     }
 }
 
+/// A lock taken while others are held (`Tracked::Nested`): true if
+/// memscope must begin the section (none is on: a signal handler that
+/// landed between the interrupted thread's count of its first lock and
+/// its flag word, or a thread whose exit hook ran while it held locks).
+/// A section whose flag word is set but whose countdowns are not biased
+/// yet (a handler that landed inside `begin`) is finished here, so that
+/// the handler's calls under its lock take the slow path too.
+#[inline(always)]
+pub fn nested_needs_enter(t: &Thread<'_>) -> bool {
+    if t.flags.get() & IN_LOCK == 0 {
+        return true;
+    }
+    for cd in t.countdowns {
+        if (cd.get() as i64) >= 0 {
+            bias(cd);
+        }
+    }
+    false
+}
+
 /// True if ending the section now leaves NORECLAIM (the pushes do not
 /// hold it): memscope must end it (it hands the thread's lists back).
 #[inline(always)]
@@ -298,6 +333,12 @@ pub fn end_leaves_noreclaim(t: &Thread<'_>) -> bool {
 
 /// The section ends: the flag word goes back to the pushes' flags. Returns
 /// the flag word before and after, or None if no section was on.
+///
+/// The flag word first, then the countdowns: a signal handler that lands
+/// in between and takes a lock finds no section on and begins its own
+/// (biased already, so nothing it calls escapes the count); the other
+/// order left a window where the handler saw `IN_LOCK`, began nothing,
+/// and allocated on unbiased countdowns, outside the section's scope.
 #[inline(always)]
 pub fn end(t: &Thread<'_>) -> Option<(u32, u32)> {
     let cur = t.flags.get();
@@ -305,15 +346,14 @@ pub fn end(t: &Thread<'_>) -> Option<(u32, u32)> {
         return None;
     }
     let new = t.gate.explicit.get() | (cur & THREAD_EXITED);
+    t.flags.set(new);
+    compiler_fence(SeqCst);
     if new == 0 {
-        // Before the flags, as a pop's restore.
         for cd in t.countdowns {
             unbias(cd);
         }
         compiler_fence(SeqCst);
     }
-    t.flags.set(new);
-    compiler_fence(SeqCst);
     Some((cur, new))
 }
 
@@ -368,6 +408,26 @@ mod tests {
             let r = untrack(&g, l + 1);
             assert_eq!(r.map(|r| (r.last, r.by_address)), Some((l == 0, true)));
         }
+    }
+
+    #[test]
+    fn a_failed_release_by_number_is_counted_by_number_again() {
+        let g = LockGate::new();
+        for l in 0..LOCK_TRACK + 1 {
+            track(&g, l + 1);
+        }
+        // The first tracked lock released: a slot frees up.
+        assert!(untrack(&g, 1).is_some_and(|r| r.by_address));
+        // A release of a lock the thread does not hold, counted by number
+        // (the one beyond the tracked), fails: counted again by number,
+        // not tracked by its address in the free slot.
+        assert!(untrack(&g, 999).is_some_and(|r| !r.by_address));
+        assert_eq!(recount(&g), Tracked::Nested);
+        assert_eq!((g.tracked.get() as usize, g.untracked.get()), (LOCK_TRACK - 1, 1));
+        for l in 1..LOCK_TRACK {
+            assert!(untrack(&g, l + 1).is_some_and(|r| !r.last));
+        }
+        assert!(untrack(&g, 17).is_some_and(|r| r.last && !r.by_address));
     }
 
     #[test]

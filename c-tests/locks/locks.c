@@ -494,6 +494,66 @@ static void absurd(const struct memscope_stats_header *h)
     CHECK_MSG(saturated == 1, "%d blocks hold a saturated byte total, want 1 (wrapped?)", saturated);
 }
 
+/* Seventeen locks (one beyond the 16 tracked by address), the first
+ * released, then an unlock that fails (an error-checking mutex the thread
+ * does not own), counted by number: the failure is undone by number too.
+ * It once put the mutex it does not own among the tracked ones, and the
+ * thread stayed in its section after releasing every lock. */
+static void deep_failed_unlock(void)
+{
+    static pthread_mutex_t mu[17];
+    pthread_mutexattr_t at;
+    pthread_mutexattr_init(&at);
+    pthread_mutexattr_settype(&at, PTHREAD_MUTEX_ERRORCHECK);
+    pthread_mutex_t ec;
+    pthread_mutex_init(&ec, &at);
+    for (int i = 0; i < 17; i++)
+        pthread_mutex_init(&mu[i], NULL);
+    struct totals t0 = totals();
+    for (int i = 0; i < 17; i++)
+        pthread_mutex_lock(&mu[i]);
+    pthread_mutex_unlock(&mu[0]);
+    CHECK_MSG(pthread_mutex_unlock(&ec) == EPERM, "unlocking a mutex not held is EPERM");
+    inside("16 locks held after a failed unlock", 0);
+    for (int i = 1; i < 17; i++)
+        pthread_mutex_unlock(&mu[i]);
+    outside("17 locks and a failed unlock, all released", 0);
+    free(take(5));
+    expect("17 locks and a failed unlock", t0, 1, 0, 0, 0, 0);
+    pthread_mutex_destroy(&ec);
+}
+
+/* Condition waits glibc refuses before it releases the mutex (EINVAL: a
+ * deadline's nanoseconds out of range, an unknown clock) neither end the
+ * section nor begin another (they once counted a section each). */
+static void refused_waits(void)
+{
+    struct totals t0 = totals();
+    struct timespec bad = {time(NULL) + 60, 1000000000};
+    pthread_mutex_lock(&cm);
+    CHECK_MSG(pthread_cond_timedwait(&cv, &cm, &bad) == EINVAL, "timedwait with tv_nsec 1e9 is EINVAL");
+    CHECK_MSG(pthread_cond_clockwait(&cv, &cm, CLOCK_MONOTONIC, &bad) == EINVAL, "clockwait, bad deadline");
+    bad.tv_nsec = 0;
+    CHECK_MSG(pthread_cond_clockwait(&cv, &cm, CLOCK_PROCESS_CPUTIME_ID, &bad) == EINVAL, "clockwait, bad clock");
+    inside("after refused waits", 0);
+    pthread_mutex_unlock(&cm);
+    expect("refused condition waits", t0, 1, 0, 0, 0, 0);
+}
+
+/* The process's first NORECLAIM push, made under a lock: memscope makes
+ * the pool, starts its maintenance thread and sets the thread up,
+ * allocating as it does: its own allocations, not the program's (they
+ * were counted once: 4 allocations, 656 bytes, in report mode). */
+static void first_push_under_lock(void)
+{
+    struct totals t0 = totals();
+    pthread_mutex_lock(&a);
+    unsigned s = memscope_push(MEMSCOPE_NORECLAIM);
+    memscope_pop(s);
+    pthread_mutex_unlock(&a);
+    expect("the first push, under a lock", t0, 1, 0, 0, 0, 0);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2 && argc != 3) {
@@ -509,12 +569,15 @@ int main(int argc, char **argv)
           h ? h->lock_scope : 0xdead);
     if (check_failures)
         return check_result();
+    first_push_under_lock();
     mutexes();
     rwlocks_and_spinlocks();
     failed_try();
     own_locks();
     cond_wait();
     fork_and_failed_unlock();
+    deep_failed_unlock();
+    refused_waits();
     composition();
     threads();
     /* Quiescent now: every block's sizes add up to its allocations, its

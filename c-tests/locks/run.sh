@@ -103,6 +103,13 @@ if want locks_signal && build_c locks_signal -pthread; then
         MEMSCOPE_LOCK_SCOPE=report -- "$out/locks_signal" report
 fi
 
+# A handler's lock while its thread's first section makes the pool: no
+# hang (a handler once waited for its own thread, for good).
+if want locks_first_signal && build_c locks_first_signal -pthread; then
+    expect_exit "locks_first_signal: a handler's lock during the first section's set-up does not hang" 0 "$PL" \
+        MEMSCOPE_LOCK_SCOPE=noreclaim -- timeout 60 "$out/locks_first_signal"
+fi
+
 # A thread blocked in an interposed lock call unwinds through the entry
 # stub to its callers (backtrace from a handler on the blocked thread).
 if want locks_unwind && build_c locks_unwind -pthread -rdynamic; then

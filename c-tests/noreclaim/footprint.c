@@ -2,8 +2,13 @@
  * cannot change": 52 MiB of pool and reserve in every process was too
  * much once every preloaded process may have a pool).
  *
- *   1. A thread enters NORECLAIM and keeps at most 1 MiB live (1,024
- *      blocks of 1 KiB, replaced for a second).
+ *   1. A thread enters NORECLAIM and keeps at most 1 MiB live for a
+ *      second: 1,024 blocks of 1 KiB replaced 20 times, then blocks of
+ *      16 B to 1 MiB (24 sizes, small, large and between: each class keeps
+ *      blocks of its own) replaced 20,000 times, never more than 1 MiB
+ *      at once (with 1 KiB blocks alone the pool idled at 5 MiB while
+ *      mixed sizes left it at 11-16 MiB, the carved blocks of every large
+ *      class kept resident).
  *   2. Then it idles: within 15 s the pool's uncarved headroom is given
  *      back down to 2 MiB and the depot's stock it no longer needs is
  *      dropped (D62, D65): its resident memory (gauge pool_noreclaim_bytes:
@@ -34,7 +39,9 @@
 
 /* Gauge slots (abi/src/names.rs GAUGES order). */
 #define G_COMMITTED 1
+#define G_POOL_READY 3
 #define G_RESERVE_READY 4
+#define G_THREAD_HELD 10
 #define G_NORECLAIM 15
 #define E_POOL_SHRINKS 34
 
@@ -85,8 +92,42 @@ int main(void)
             live[i] = malloc(1024);
             CHECK(live[i]);
         }
-        pause_us(50000);
+        pause_us(25000);
     }
+    static const size_t mixed_sizes[] = {16,     24,     40,     100,    200,    500,    1000,   2048,
+                                         3000,   4096,   5000,   8192,   12345,  16384,  30000,  65536,
+                                         70000,  100000, 131072, 200000, 262144, 333333, 600000, 1048576};
+    static size_t live_size[1024];
+    size_t live_bytes = 0;
+    for (int i = 0; i < 1024; i++) {
+        free(live[i]);
+        live[i] = NULL;
+    }
+    unsigned r = 1;
+    for (int op = 0; op < 20000; op++) {
+        r = r * 1103515245 + 12345;
+        int i = (r >> 8) % 64;
+        if (live[i]) {
+            free(live[i]);
+            live[i] = NULL;
+            live_bytes -= live_size[i];
+        }
+        size_t size = mixed_sizes[(r >> 16) % 24];
+        if (live_bytes + size > (1u << 20))
+            continue;
+        /* Refused while the pool refills: asked again after 1 ms. */
+        for (int tries = 0; !(live[i] = malloc(size)) && tries < 1000; tries++)
+            pause_us(1000);
+        CHECK(live[i]);
+        if (live[i]) {
+            live_size[i] = size;
+            live_bytes += size;
+        }
+        if (op % 1000 == 0)
+            pause_us(25000);
+    }
+    for (int i = 0; i < 64; i++)
+        free(live[i]);
     memscope_pop(s);
     long rss_busy = rss_kib();
     pause_us(1100000); /* a gauge refresh */
@@ -97,9 +138,10 @@ int main(void)
     pause_us(10000000);
     uint64_t pool = gauge(G_NORECLAIM);
     long rss_idle = rss_kib();
-    say("footprint: pool %.1f MiB after idling (committed %.1f MiB, %lu shrinks), RSS %ld -> %ld KiB\n",
-        pool / 1048576.0, gauge(G_COMMITTED) / 1048576.0, (unsigned long)h->events[E_POOL_SHRINKS], rss_busy,
-        rss_idle);
+    say("footprint: pool %.1f MiB after idling (committed %.1f MiB, depot %.1f MiB, thread lists %.1f MiB, %lu "
+        "shrinks), RSS %ld -> %ld KiB\n",
+        pool / 1048576.0, gauge(G_COMMITTED) / 1048576.0, gauge(G_POOL_READY) / 1048576.0,
+        gauge(G_THREAD_HELD) / 1048576.0, (unsigned long)h->events[E_POOL_SHRINKS], rss_busy, rss_idle);
     CHECK_MSG(pool > 0 && pool <= (8u << 20), "the pool holds %.1f MiB with 1 MiB live", pool / 1048576.0);
     CHECK_MSG(h->events[E_POOL_SHRINKS] > 0, "no pool_shrinks");
     CHECK_MSG(rss_busy - rss_idle >= 24 * 1024, "RSS fell by %ld KiB only", rss_busy - rss_idle);

@@ -36,6 +36,12 @@ if want footprint && build_c footprint; then
     expect_exit "footprint: an idle pool gives its headroom back, grows on demand" 0 "$P" -- "$out/footprint"
 fi
 
+# After a fork, NORECLAIM writes private pages again: the maintenance
+# thread writes the pool's shared copy-on-write pages for the parent.
+if want fork_cow && build_c fork_cow; then
+    expect_exit "fork_cow: no page fault in NORECLAIM after a fork" 0 "$P" -- "$out/fork_cow"
+fi
+
 # No maintenance thread (clone refused): said once, counted, and pushes
 # after the first make no syscall (a write-only filter kills on any).
 if want no_maintenance_thread && build_c no_maintenance_thread; then

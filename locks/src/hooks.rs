@@ -78,18 +78,34 @@ pub fn memscope_leave() {
 #[inline(always)]
 pub fn acquired(lock: *mut c_void, ra: usize) {
     let t = thread();
-    match gate::track(t.gate, lock as usize) {
+    let tracked = gate::track(t.gate, lock as usize);
+    counted(&t, tracked, ra);
+}
+
+/// A release counted by number failed: the lock is held still, counted by
+/// number again (not tracked by address: the thread may not own it).
+#[cold]
+pub fn recounted(ra: usize) {
+    let t = thread();
+    let tracked = gate::recount(t.gate);
+    counted(&t, tracked, ra);
+}
+
+/// A lock counted (`tracked`): the section begins if it is the first.
+#[inline(always)]
+fn counted(t: &Thread<'static>, tracked: Tracked, ra: usize) {
+    match tracked {
         Tracked::Ignored => {}
         Tracked::First => {
             let cur = t.flags.get();
             // SAFETY: memscope's static `MEMSCOPE_LOCK_SCOPE` value.
             let mode = u32::from(unsafe { (*MODE.load(Relaxed)).load(Relaxed) });
-            if mode & !cur != 0 || !gate::enter_ready(&t, cur, 0, ra) {
+            if mode & !cur != 0 || !gate::enter_ready(t, cur, 0, ra) {
                 memscope_enter(ra);
             }
         }
         Tracked::Nested => {
-            if t.flags.get() & gate::IN_LOCK == 0 {
+            if gate::nested_needs_enter(t) {
                 memscope_enter(ra);
             }
         }

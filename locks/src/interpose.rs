@@ -24,7 +24,7 @@
 
 use core::ffi::{c_int, c_void};
 
-use crate::hooks::{acquired, by_program, memscope_leave, released, Counted};
+use crate::hooks::{acquired, by_program, memscope_leave, recounted, released, Counted};
 use crate::real::{self, Real};
 
 type P = *mut c_void;
@@ -184,32 +184,41 @@ fn release_slow(real: &'static Real, lock: P, ra: usize, c: Counted) -> c_int {
     }
     let r = call!(real, fn(P), lock);
     if r != 0 && !c.by_address {
-        // Not released after all: still held as before.
-        acquired(lock, ra);
-    }
-    r
-}
-
-/// A condition wait on mutex `m`: not held while the thread waits.
-#[inline(always)]
-fn wait(m: P, ra: usize, waits: impl FnOnce() -> c_int) -> c_int {
-    let counted = by_program(ra)
-        && released(m)
-            .inspect(|c| {
-                if c.memscope_leaves {
-                    memscope_leave();
-                }
-            })
-            .is_some();
-    let r = waits();
-    if counted {
-        // Every return hands the mutex back, errors included.
-        acquired(m, ra);
+        // Not released after all: still held, and counted as before (by
+        // number: the thread may not own it).
+        recounted(ra);
     }
     r
 }
 
 type Ts = *const libc::timespec;
+
+/// A condition wait on mutex `m`: not held while the thread waits.
+#[inline(always)]
+fn wait(m: P, ra: usize, waits: impl FnOnce() -> c_int) -> c_int {
+    let counted = if by_program(ra) { released(m) } else { None };
+    if counted.is_some_and(|c| c.memscope_leaves) {
+        memscope_leave();
+    }
+    let r = waits();
+    match counted {
+        // Every return hands the mutex back, errors included.
+        Some(c) if c.by_address => acquired(m, ra),
+        Some(_) => recounted(ra),
+        None => {}
+    }
+    r
+}
+
+/// True if glibc refuses a wait with this deadline before it releases the
+/// mutex (EINVAL): such a wait is passed through uncounted (counting it
+/// ended the section and began another, the mutex held all along).
+fn refused_at_once(clock: c_int, t: Ts) -> bool {
+    // SAFETY: a deadline the caller passes to the real call too (a NULL
+    // one is left to glibc).
+    let bad_time = !t.is_null() && !(0..1_000_000_000).contains(&unsafe { (*t).tv_nsec });
+    bad_time || clock != libc::CLOCK_REALTIME && clock != libc::CLOCK_MONOTONIC
+}
 
 unsafe extern "C" fn mutex_unlock_at(m: P, ra: usize) -> c_int {
     release(&real::MUTEX_UNLOCK, m, ra)
@@ -224,9 +233,15 @@ unsafe extern "C" fn cond_wait_at(c: P, m: P, ra: usize) -> c_int {
     wait(m, ra, || call!(real::COND_WAIT, fn(P, P), c, m))
 }
 unsafe extern "C" fn cond_timedwait_at(c: P, m: P, t: Ts, ra: usize) -> c_int {
+    if refused_at_once(libc::CLOCK_REALTIME, t) {
+        return call!(real::COND_TIMEDWAIT, fn(P, P, Ts), c, m, t);
+    }
     wait(m, ra, || call!(real::COND_TIMEDWAIT, fn(P, P, Ts), c, m, t))
 }
 unsafe extern "C" fn cond_clockwait_at(c: P, m: P, k: c_int, t: Ts, ra: usize) -> c_int {
+    if refused_at_once(k, t) {
+        return call!(real::COND_CLOCKWAIT, fn(P, P, c_int, Ts), c, m, k, t);
+    }
     wait(m, ra, || {
         call!(real::COND_CLOCKWAIT, fn(P, P, c_int, Ts), c, m, k, t)
     })

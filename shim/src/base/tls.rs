@@ -293,6 +293,14 @@ pub struct ThreadBss {
     /// unregistering from inside the callback does not wait for itself.
     /// Here, like `scope_t0`, to leave `ThreadState` its size (above).
     pub running_reclaimer: Cell<usize>,
+    /// Non-zero while this thread makes (or is about to make) the process's
+    /// pool: a signal handler on it must not wait for the pool
+    /// (`pool::ensure_process_pool`).
+    pub making_pool: Cell<u32>,
+    /// Non-zero while this thread sets itself up for NORECLAIM
+    /// (`scope::set_up_noreclaim`): what it allocates meanwhile is
+    /// memscope's own, not counted under a program lock.
+    pub in_setup: Cell<u32>,
     /// Lock sections (`scope::lock`, `stats::locks`): the locks the
     /// thread holds, the section's site and counts. Its layout is shared
     /// with libmemscope_locks.so, which runs the usual sections itself

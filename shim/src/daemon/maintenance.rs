@@ -42,16 +42,20 @@ pub fn ensure_started() {
         return;
     }
     STARTED_UP.store(false, Relaxed);
-    let spawned = std::thread::Builder::new()
-        .name("memscope-maint".into())
-        .stack_size(256 << 10)
-        .spawn(move || {
-            leave_own_arena();
-            // Its own first allocations (jemalloc's per-thread set-up picks
-            // and may create an arena) are done: say so.
-            STARTED_UP.store(true, Release);
-            run()
-        });
+    // Every signal blocked in it: the program's handlers never run on
+    // the maintenance thread (`os::with_signals_blocked`).
+    let spawned = crate::os::with_signals_blocked(|| {
+        std::thread::Builder::new()
+            .name("memscope-maint".into())
+            .stack_size(256 << 10)
+            .spawn(move || {
+                leave_own_arena();
+                // Its own first allocations (jemalloc's per-thread set-up
+                // picks and may create an arena) are done: say so.
+                STARTED_UP.store(true, Release);
+                run()
+            })
+    });
     match spawned {
         Ok(_) => {
             wait_started_up();
@@ -123,6 +127,7 @@ fn run() {
             purge::purge_all();
             count(Event::MaintenancePurge);
         }
+        busy |= pool::refault_if_forked();
         let stocked = depot::restock();
         busy |= stocked;
         pool::repay_reserve();

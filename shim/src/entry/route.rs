@@ -165,7 +165,7 @@ fn counted<R>(op: usize, flags: u32, call: impl FnOnce() -> R) -> R {
 /// A free (of a block, not NULL) inside a lock section is counted there.
 #[inline(always)]
 fn noted_free(p: *mut c_void, flags: u32) {
-    if flags & tls::IN_LOCK != 0 && !p.is_null() {
+    if flags & tls::IN_LOCK != 0 && !p.is_null() && tls::bss().in_setup.get() == 0 {
         stats::locks::freed();
     }
 }
@@ -345,7 +345,8 @@ fn noted(size: usize, p: *mut c_void, flags: u32, ns: Option<u64>) {
     if flags & NORECLAIM != 0 {
         stats::sites::noreclaim_call(size, p.is_null() && flags & NOFAIL == 0, ns.is_some());
     }
-    if flags & tls::IN_LOCK != 0 {
+    // Not memscope's own set-up's allocations (`ThreadBss::in_setup`).
+    if flags & tls::IN_LOCK != 0 && tls::bss().in_setup.get() == 0 {
         stats::locks::allocated(size, p.is_null(), ns);
     }
 }

@@ -497,7 +497,21 @@ pub fn restock() -> bool {
     if new_window {
         WINDOW_START_NS.store(now, Relaxed);
     }
+    // Demand on any class this round: every cold block comes back (below);
+    // two seconds without any, and carved blocks beyond their targets cool.
+    let demand = (0..COUNT).any(|c| TAKEN[c].load(Relaxed) != 0 || MISSED[c].load(Relaxed) != 0);
+    if demand {
+        LAST_DEMAND_NS.store(now, Relaxed);
+    }
+    let quiet = now.wrapping_sub(LAST_DEMAND_NS.load(Relaxed)) >= COOL_AFTER_NS;
     let mut worked = false;
+    // The classes asked for and found empty first: their cold blocks are
+    // refusals or new carves until they are back.
+    for (c, missed) in MISSED.iter().enumerate() {
+        if missed.load(Relaxed) != 0 {
+            worked |= warm(c, u64::MAX);
+        }
+    }
     let floors = floors();
     let ready = pool::high_watermark() as u64;
     let cache = stock_cache_flags();
@@ -518,7 +532,10 @@ pub fn restock() -> bool {
         if new_window {
             WINDOW_NET[c].store(0, Relaxed);
             WINDOW_BURST[c].store(0, Relaxed);
-            target = (old - old / 8).max(2 * window).max(window_burst);
+            // An eighth, rounded up: rounded down, a target of 7 or less
+            // never decayed, and kept that many blocks of its class (carved
+            // large ones too: megabytes) for the life of the process.
+            target = (old - old.div_ceil(8)).max(2 * window).max(window_burst);
         }
         // A quarter of the pool per class: beyond that a burst is carved.
         let cap = (ready / 4 / sizeclass::size_of(c) as u64).max(4 * chain);
@@ -527,6 +544,14 @@ pub fn restock() -> bool {
             .max(floors[c].load(Relaxed))
             .max(PREPARED[c].load(Relaxed));
         TARGET[c].store(target, Relaxed);
+        // Carved blocks the depot dropped come back first, to the class's
+        // whole target (they are the class's own memory already); all of
+        // them, of every class, as soon as the pool is in use again: each
+        // block still cold when its class is asked for is a refusal or a
+        // new carve (cooling as targets decayed, with classes warmed only
+        // when missed, refused thousands of requests after an idle spell).
+        worked |= warm(c, if demand { u64::MAX } else { target });
+        let wanted = target;
         // Beyond its floor (and what `prepare` asked for), a class is
         // stocked only from the headroom above the refill mark (the rest
         // stays for scoped threads to carve from: a forecast that takes it
@@ -565,7 +590,7 @@ pub fn restock() -> bool {
             // back what their lists hold as they leave NORECLAIM.
             RECALL.fetch_add(1, Relaxed);
         }
-        worked |= trim(&POOL_STACKS[c], c, target, cache);
+        worked |= trim(&POOL_STACKS[c], c, wanted.max(target), cache, quiet);
         if let Some(r) = pool::reserve_arena() {
             worked |= fill(
                 &RESERVE_STACKS[c],
@@ -621,41 +646,142 @@ pub fn keep_prepared(c: usize, count: u64) {
     TARGET[c].fetch_max(count, Relaxed);
 }
 
-/// Gives one chain back to the arena when a stack holds more than four
-/// times its target, so memory one class no longer needs can serve others
-/// (the pool arena merges it at once: its decay time is 0).
-fn trim(stack: &Stack, c: usize, target: u64, cache: i32) -> bool {
-    if stack.blocks.load(Relaxed) <= 4 * target + sizeclass::chain_len(c) as u64 {
-        return false;
-    }
-    let Some((first, n)) = stack.pop() else {
-        return false;
+/// When the pool has had no demand for this long, carved blocks beyond
+/// their classes' targets cool (`trim`).
+const COOL_AFTER_NS: u64 = 2_000_000_000;
+/// When the maintenance thread last saw demand on any class.
+static LAST_DEMAND_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Gives chains back when a stack holds more than four times its target
+/// and a chain (more than its target once the pool is `quiet`), up to 16
+/// a round, so memory one class no longer needs can serve others or stop
+/// being resident: jemalloc's blocks go back to the pool arena (which
+/// merges and decommits them at once: decay 0, D65); blocks memscope
+/// carved itself are not jemalloc's to take: once the pool is `quiet`,
+/// they go to the class's cold stack with their pages past the first
+/// dropped (`cool`), else back on the stack.
+fn trim(stack: &Stack, c: usize, target: u64, cache: i32, quiet: bool) -> bool {
+    // Busy: slack against churn. Quiet: the target itself.
+    let keep = if target == 0 || quiet {
+        target
+    } else {
+        4 * target + sizeclass::chain_len(c) as u64
     };
-    // Blocks memscope carved itself (`carve`) are not jemalloc's to take:
-    // they go back on the stack as a chain of their own.
-    let (mut kept, mut kept_len, mut freed) = (0usize, 0usize, false);
+    let (mut worked, mut kept, mut kept_len) = (false, 0usize, 0usize);
+    for _ in 0..16 {
+        if stack.blocks.load(Relaxed) + kept_len as u64 <= keep {
+            break;
+        }
+        let Some((first, n)) = stack.pop() else {
+            break;
+        };
+        worked |= give_back(c, first, n, cache, quiet, &mut kept, &mut kept_len);
+    }
+    if kept_len > 0 {
+        // Carved blocks that stay, put back once at the end (pushed back
+        // at once, they were the next chain popped, and hid the rest).
+        // SAFETY: carved free blocks of class `c`, linked, ours.
+        unsafe { stack.push(kept, kept_len) };
+    }
+    worked
+}
+
+/// One chain taken off the stack for `trim`: jemalloc's blocks freed,
+/// carved ones cooled if `quiet` (and any page of theirs can be dropped),
+/// else added to the `kept` list. True if any block left the stack.
+fn give_back(
+    c: usize,
+    first: usize,
+    n: usize,
+    cache: i32,
+    quiet: bool,
+    kept: &mut usize,
+    kept_len: &mut usize,
+) -> bool {
+    let (mut cold, mut cold_len, mut worked) = (0usize, 0usize, false);
     let mut b = first;
     for _ in 0..n {
         // SAFETY: a chain just taken off the stack: ours, `n` linked blocks,
         // each a live jemalloc allocation or a block carved by memscope.
         unsafe {
             let next = next_of(b);
-            if pool::carved_class(b as *const c_void).is_some() {
-                set_next(b, kept);
-                kept = b;
-                kept_len += 1;
-            } else {
+            if pool::carved_class(b as *const c_void).is_none() {
                 jem::dallocx(b as *mut c_void, cache);
-                freed = true;
+                worked = true;
+            } else if quiet && cool(c, b) {
+                set_next(b, cold);
+                cold = b;
+                cold_len += 1;
+                worked = true;
+            } else {
+                set_next(b, *kept);
+                *kept = b;
+                *kept_len += 1;
             }
             b = next;
         }
     }
-    if kept_len > 0 {
-        // SAFETY: the carved blocks of the chain, relinked, still ours.
-        unsafe { stack.push(kept, kept_len) };
+    if cold_len > 0 {
+        // SAFETY: carved free blocks, ours; only the maintenance thread
+        // uses cold stacks.
+        unsafe { COLD_STACKS[c].push(cold, cold_len) };
     }
-    freed
+    worked
+}
+
+/// Carved blocks of each class the depot no longer needs, their pages
+/// past the first dropped (the first keeps the links, so a stale read by
+/// a pop that lost a race stays on a resident page). Only the maintenance
+/// thread pushes and pops them: `trim` cools, `warm` faults them in again
+/// and puts them back on the class's stack.
+static COLD_STACKS: [Stack; COUNT] = [const { Stack::new() }; COUNT];
+
+/// The pages of a carved block of class `c` that can be dropped: whole
+/// pages from the one after its first to its end.
+fn droppable(c: usize, b: usize) -> (usize, usize) {
+    let page = crate::os::page_size();
+    let start = (b + 1).next_multiple_of(page);
+    let end = (b + sizeclass::size_of(c)) & !(page - 1);
+    (start, end.saturating_sub(start))
+}
+
+/// Drops the pages of carved block `b` (class `c`) past its first: false
+/// if it has none to drop, or the OS refused.
+fn cool(c: usize, b: usize) -> bool {
+    let (start, len) = droppable(c, b);
+    // SAFETY: a free carved block, ours; its first page stays.
+    if len == 0 || unsafe { crate::os::drop_pages(start as *mut c_void, len) }.is_err() {
+        return false;
+    }
+    pool::note_dropped(len);
+    true
+}
+
+/// Puts cooled blocks of class `c` back on its stack, their pages faulted
+/// in first (here, on the maintenance thread, never on a scoped thread),
+/// while the stack is below `target`.
+fn warm(c: usize, target: u64) -> bool {
+    let mut worked = false;
+    while POOL_STACKS[c].blocks.load(Relaxed) < target {
+        let Some((first, n)) = COLD_STACKS[c].pop() else {
+            break;
+        };
+        let mut b = first;
+        for _ in 0..n {
+            let (start, len) = droppable(c, b);
+            // SAFETY: a cooled block, ours: its dropped pages are still
+            // mapped, writable, and nobody else's.
+            unsafe {
+                crate::os::prefault_write(start as *const u8, len);
+                b = next_of(b);
+            }
+            pool::note_refaulted(len);
+        }
+        // SAFETY: `n` carved blocks of class `c`, linked, ours.
+        unsafe { give_new(c, first, n) };
+        worked = true;
+    }
+    worked
 }
 
 /// Pushes chains of class `c` made through `arena` until `stack` holds

@@ -336,9 +336,40 @@ pub fn poll_forever(fds: &mut [libc::pollfd]) -> Result<(), i32> {
     }
 }
 
-/// Starts a detached thread running `main` on a stack of `stack` bytes.
-/// Nothing here allocates with malloc in the new thread.
+/// Runs `f` (a thread's creation) with every signal blocked on the
+/// calling thread, so that the thread it starts begins with all of them
+/// blocked: memscope's own threads never run the program's signal
+/// handlers. One did: a handler that took the program's spinlock on the
+/// maintenance thread, whose interrupted stocking held the pool arena's
+/// lock, deadlocked with the same handler on another thread (as jemalloc
+/// does for its background threads).
+pub fn with_signals_blocked<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: sigset_t is plain data; all zeros is a valid value, filled
+    // by sigfillset before use.
+    let mut all: libc::sigset_t = unsafe { core::mem::zeroed() };
+    // SAFETY: as above (filled by pthread_sigmask).
+    let mut old: libc::sigset_t = unsafe { core::mem::zeroed() };
+    // SAFETY: valid sets; pthread_sigmask only changes this thread's mask.
+    let blocked = unsafe {
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old) == 0
+    };
+    let r = f();
+    if blocked {
+        // SAFETY: restores the mask saved above.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, core::ptr::null_mut()) };
+    }
+    r
+}
+
+/// Starts a detached thread running `main` on a stack of `stack` bytes,
+/// every signal blocked in it (`with_signals_blocked`). Nothing here
+/// allocates with malloc in the new thread.
 pub fn spawn_small_thread(main: extern "C" fn(*mut c_void) -> *mut c_void, stack: usize) -> Result<(), i32> {
+    with_signals_blocked(|| spawn_small_thread_now(main, stack))
+}
+
+fn spawn_small_thread_now(main: extern "C" fn(*mut c_void) -> *mut c_void, stack: usize) -> Result<(), i32> {
     // SAFETY: attr is initialised before use and destroyed after; `main`
     // is a valid start routine that ignores its argument.
     unsafe {

@@ -629,9 +629,21 @@ static POOL_HOOKS: jem::extent_hooks_t = jem::extent_hooks_t {
     ..hooks_over(hook_alloc)
 };
 
-/// Bytes of the pool arena's free extents decommitted now (carved, not
-/// resident): `noreclaim_bytes` leaves them out.
+/// Bytes of the pool's carved memory not resident now: the pool arena's
+/// decommitted free extents and the pages of cooled carved blocks
+/// (`note_dropped`). `noreclaim_bytes` leaves them out.
 static DECOMMITTED: AtomicUsize = AtomicUsize::new(0);
+
+/// Pages of carved blocks the depot dropped (`depot`'s cold stacks): not
+/// resident until faulted in again.
+pub fn note_dropped(bytes: usize) {
+    DECOMMITTED.fetch_add(bytes, Relaxed);
+}
+
+/// Dropped pages faulted in again (`note_dropped`).
+pub fn note_refaulted(bytes: usize) {
+    let _ = DECOMMITTED.fetch_update(Relaxed, Relaxed, |d| Some(d.saturating_sub(bytes)));
+}
 
 /// True on a thread inside NORECLAIM, where the pool arena's hooks must
 /// make no syscall and take no page fault.
@@ -1057,17 +1069,27 @@ fn unlock_creation() {
 
 /// Creates the pool and the NOFAIL reserve on the process's first NORECLAIM
 /// or NOFAIL push. Other threads arriving meanwhile wait. Returns false if
-/// the pool could not be made.
+/// the pool could not be made, or if the caller is a signal handler on the
+/// thread making it (its first scope or lock section was interrupted):
+/// waiting, or taking the creation lock, would wait for itself, for good;
+/// it goes without the pool.
 pub fn ensure_process_pool() -> bool {
+    let making = &crate::base::tls::bss().making_pool;
     loop {
         match POOL.state.load(Acquire) {
             READY => return true,
             FAILED => return false,
+            _ if making.get() != 0 => return false,
             CREATING => os::yield_now(),
             _ => {
+                // Before the lock: a handler landing after this line
+                // knows not to wait.
+                making.set(1);
+                core::sync::atomic::compiler_fence(SeqCst);
                 lock_creation();
                 if POOL.state.load(Acquire) != NONE {
                     unlock_creation();
+                    making.set(0);
                     continue;
                 }
                 POOL.state.store(CREATING, Relaxed);
@@ -1077,6 +1099,7 @@ pub fn ensure_process_pool() -> bool {
                 let ok = create();
                 POOL.state.store(if ok { READY } else { FAILED }, Release);
                 unlock_creation();
+                making.set(0);
                 if ok {
                     mailbox::start_maintenance();
                 }
@@ -1097,6 +1120,60 @@ pub fn before_fork() {
 /// `pthread_atfork` parent and child: the fork is done.
 pub fn after_fork() {
     unlock_creation();
+}
+
+/// Set by the parent's fork handler: the pool's resident pages, and
+/// memscope's own writable image, are copy-on-write now, shared with the
+/// child; the first write to each would fault, on a scoped thread too.
+static FORKED: AtomicBool = AtomicBool::new(false);
+
+/// The parent's fork handler: the maintenance thread writes the shared
+/// pages again (`refault_if_forked`).
+pub fn forked_in_parent() {
+    if is_ready() {
+        FORKED.store(true, Release);
+        mailbox::wake();
+    }
+}
+
+/// The maintenance thread, after a fork in the parent: writes every
+/// resident page of the pool's committed range, its page-class table and
+/// memscope's writable image once more (each write copies the page the
+/// child shares), so that scoped threads write private pages again. Pages
+/// not resident (dropped stock) are left alone (`mincore`). Until it is
+/// done, a scoped thread's first write to a shared page faults (D65).
+pub fn refault_if_forked() -> bool {
+    if !FORKED.swap(false, Acquire) {
+        return false;
+    }
+    prefault_own_image();
+    let table = TABLE.load(Relaxed);
+    if table != 0 {
+        // SAFETY: the table's committed, writable part.
+        unsafe { os::prefault_write(table as *const u8, TABLE_COMMITTED.load(Relaxed)) };
+    }
+    let (base, committed) = (POOL.base.load(Relaxed), POOL.committed.load(Acquire));
+    let page = os::page_size();
+    const STEP: usize = 1 << 20;
+    let mut resident = [0u8; STEP / 4096];
+    let mut at = 0;
+    while at < committed {
+        let len = STEP.min(committed - at);
+        let pages = len.div_ceil(page).min(resident.len());
+        // SAFETY: `resident` has room for `pages` entries; the range lies
+        // in the pool's mapping.
+        let ok =
+            unsafe { libc::mincore((base + at) as *mut c_void, pages * page, resident.as_mut_ptr()) } == 0;
+        for (i, r) in resident[..pages].iter().enumerate() {
+            if !ok || r & 1 != 0 {
+                // SAFETY: a committed, writable page of the pool; the
+                // write is an atomic compare-and-swap of its own value.
+                unsafe { os::prefault_write((base + at + i * page) as *const u8, 1) };
+            }
+        }
+        at += pages * page;
+    }
+    true
 }
 
 fn create() -> bool {

@@ -239,6 +239,7 @@ extern "C" fn before_fork() {
 /// were not counted as the program's releases.
 extern "C" fn after_fork_in_parent() {
     crate::pool::after_fork();
+    crate::pool::forked_in_parent();
     tls::bss().lock.ignore.set(0);
 }
 

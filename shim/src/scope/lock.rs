@@ -83,21 +83,23 @@ pub fn acquired(lock: usize, site: usize) {
     match gate::track(t.gate, lock) {
         Tracked::Ignored => {}
         Tracked::First => enter(&t, site),
-        Tracked::Nested => nested(site),
+        Tracked::Nested => {
+            if gate::nested_needs_enter(&t) {
+                nested(site);
+            }
+        }
     }
 }
 
-/// A lock taken while others are held: nothing to do, unless no section
-/// is on: a signal handler that landed between the interrupted thread's
-/// count of its first lock and its section's flags (it enters the section
-/// here; the interrupted `enter` then finds it on), or a thread whose exit
-/// hook ran while it held locks. Out of line: the first lock's path stays
-/// as short as it was.
+/// A lock taken while others are held and no section on
+/// (`gate::nested_needs_enter`): a signal handler that landed between the
+/// interrupted thread's count of its first lock and its section's flags
+/// (it enters the section here; the interrupted `enter` then finds it
+/// on), or a thread whose exit hook ran while it held locks. Out of line:
+/// the first lock's path stays as short as it was.
 #[inline(never)]
 fn nested(site: usize) {
-    if tls::flags() & tls::IN_LOCK == 0 {
-        enter(&thread(), site);
-    }
+    enter(&thread(), site);
 }
 
 /// libmemscope_locks.so tracked a lock and left the section to memscope
@@ -169,12 +171,17 @@ fn enter_slow(site: usize) {
     // An exiting thread's later key destructors (after memscope's own
     // exit hook): their sections are counted, into the retired block, but
     // enter no scope.
-    let add = section_flags(cur) & !cur;
+    let mut add = section_flags(cur) & !cur;
     // Setting up may start a thread, whose glibc calls the exports.
     let caller = st.caller();
     if add & NORECLAIM != 0 {
-        if st.noreclaim_set_up.get() == 0 || !mailbox::is_running() && !mailbox::start_failed() {
-            set_up_noreclaim(st);
+        if (st.noreclaim_set_up.get() == 0 || !mailbox::is_running() && !mailbox::start_failed())
+            && !set_up_noreclaim(st)
+        {
+            // No pool, or a handler that interrupted its thread's own
+            // set-up (`set_up_noreclaim`): the section is counted only,
+            // rather than refuse all it asks or wait for itself.
+            add &= !(NORECLAIM | NOFAIL);
         }
     } else if add & NOFAIL != 0 && !pool::is_ready() {
         pool::ensure_process_pool();

@@ -249,8 +249,28 @@ fn enter_noreclaim(st: &tls::ThreadState) {
 }
 
 /// `enter_noreclaim`, for `memscope_prepare` too. False if the process
-/// has no pool (it could not be made).
+/// has no pool (it could not be made), or if the caller is a signal
+/// handler that interrupted this thread's own set-up: that is inside
+/// jemalloc, holding the pool arena's locks, or making the pool, and a
+/// second set-up would wait for it for good (a handler's lock during the
+/// thread's first lock section hung the process). What it allocates (a
+/// thread started, an exit hook registered) is memscope's own: not
+/// counted as the program's under a lock (`ThreadBss::in_setup`).
 pub(crate) fn set_up_noreclaim(st: &tls::ThreadState) -> bool {
+    let in_setup = &tls::bss().in_setup;
+    if in_setup.get() != 0 {
+        count(Event::NoreclaimWithoutPool);
+        return false;
+    }
+    in_setup.set(1);
+    compiler_fence(Ordering::SeqCst);
+    let ok = set_up_noreclaim_now(st);
+    compiler_fence(Ordering::SeqCst);
+    in_setup.set(0);
+    ok
+}
+
+fn set_up_noreclaim_now(st: &tls::ThreadState) -> bool {
     if !pool::ensure_process_pool() {
         count(Event::NoreclaimWithoutPool);
         return false;
