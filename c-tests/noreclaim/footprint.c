@@ -212,11 +212,12 @@ int main(void)
     }
     memscope_pop(s);
     pause_us(1200000); /* the next gauge refresh */
-    uint64_t after = gauge(G_COMMITTED);
-    say("footprint: 32 MiB at 64 KiB per 0.2 ms: %ld retries, committed %.1f -> %.1f MiB\n", retries,
-        before / 1048576.0, after / 1048576.0);
-    CHECK_MSG(after >= before + (24u << 20), "committed %.1f -> %.1f MiB for 32 MiB of demand", before / 1048576.0,
-              after / 1048576.0);
+    uint64_t after = gauge(G_COMMITTED), held = gauge(G_NORECLAIM);
+    say("footprint: 32 MiB at 64 KiB per 0.2 ms: %ld retries, committed %.1f -> %.1f MiB, pool %.1f MiB\n", retries,
+        before / 1048576.0, after / 1048576.0, held / 1048576.0);
+    /* The pool holds the 32 MiB still live (it grew for them from what
+     * the phases before left committed, which varies). */
+    CHECK_MSG(held >= (32u << 20), "the pool holds %.1f MiB with 32 MiB live", held / 1048576.0);
     for (int i = 0; i < 512; i++)
         free(grown[i]);
     return check_result();

@@ -7,9 +7,10 @@
  *
  *   1. The pool is made and used (NORECLAIM rounds of 64 B-16 KiB).
  *   2. The process forks a child that exits at once; the parent waits
- *      for it, then 0.3 s for the maintenance thread.
- *   3. A short NORECLAIM round warms the thread's own stack and TLS
- *      (the program's pages, copy-on-write too: not memscope's to touch).
+ *      for it, then 1 s for the maintenance thread.
+ *   3. A short NORECLAIM round of every size warms the thread's own stack
+ *      and TLS, and the array of pointers is written (the program's
+ *      pages, copy-on-write too: not memscope's to touch).
  *   4. 2,048 blocks of 64 B-16 KiB, about 9 MiB, allocated inside
  *      NORECLAIM and each written whole (a refused one asked again after
  *      1 ms), take no page fault. */
@@ -61,12 +62,14 @@ int main(void)
     int status = -1;
     waitpid(child, &status, 0);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    pause_us(300000);
+    pause_us(1000000);
 
     unsigned s = memscope_push(MEMSCOPE_NORECLAIM | MEMSCOPE_NOWARN);
     for (int i = 0; i < 64; i++)
-        free(malloc(opaque(64)));
+        free(malloc(opaque(sizes[i % 5])));
     memscope_pop(s);
+    /* The program's own array of pointers: its pages are shared too. */
+    memset(blocks, 0, sizeof blocks);
 
     long refused = 0, faults = minor_faults();
     s = memscope_push(MEMSCOPE_NORECLAIM | MEMSCOPE_NOWARN);
