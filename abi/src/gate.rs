@@ -194,6 +194,12 @@ pub fn track(g: &LockGate, lock: usize) -> Tracked {
         g.untracked.set(u.wrapping_add(1));
     }
     compiler_fence(SeqCst);
+    first_or_nested(t, u)
+}
+
+/// A lock counted with `t` tracked and `u` untracked held before it.
+#[inline(always)]
+fn first_or_nested(t: u32, u: u32) -> Tracked {
     if t == 0 && u == 0 {
         Tracked::First
     } else {
@@ -209,11 +215,7 @@ pub fn recount(g: &LockGate) -> Tracked {
     let (t, u) = (g.tracked.get(), g.untracked.get());
     g.untracked.set(u.wrapping_add(1));
     compiler_fence(SeqCst);
-    if t == 0 && u == 0 {
-        Tracked::First
-    } else {
-        Tracked::Nested
-    }
+    first_or_nested(t, u)
 }
 
 /// A counted release (`untrack`).
