@@ -126,31 +126,13 @@ pub struct GateInfo {
 // SAFETY: `mode` points at a static atomic; everything else is atomic.
 unsafe impl Sync for GateInfo {}
 
-/// One thread's blocks, as the gate sees them.
+/// One thread's blocks, as the gate sees them (memscope builds it from its
+/// own TLS; the locks library from the thread pointer and the offsets of
+/// `GateInfo`, copied once).
 pub struct Thread<'a> {
     pub flags: &'a Cell<u32>,
     pub countdowns: &'a [Cell<u64>; OPS],
     pub gate: &'a LockGate,
-}
-
-impl Thread<'static> {
-    /// The blocks of the thread whose thread pointer is `tp`.
-    ///
-    /// # Safety
-    /// `tp` is the calling thread's thread pointer and `info` was
-    /// published by the memscope loaded in this process.
-    #[inline(always)]
-    pub unsafe fn at(tp: usize, info: &GateInfo) -> Thread<'static> {
-        let at = |off: &AtomicIsize| tp.wrapping_add_signed(off.load(Relaxed));
-        // SAFETY: the caller's contract: memscope's static TLS blocks.
-        unsafe {
-            Thread {
-                flags: &*(at(&info.flags_at) as *const Cell<u32>),
-                countdowns: &*(at(&info.countdowns_at) as *const [Cell<u64>; OPS]),
-                gate: &*(at(&info.gate_at) as *const LockGate),
-            }
-        }
-    }
 }
 
 /// A countdown biased (in a scope or section): every call takes the slow

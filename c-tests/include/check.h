@@ -8,6 +8,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 static int check_failures;
@@ -52,6 +54,23 @@ static inline size_t opaque(size_t x)
     __asm__ volatile("" : "+r"(x));
     return x;
 }
+
+#ifdef _GNU_SOURCE
+/* For tests built with _GNU_SOURCE: the calling thread's minor page
+ * faults so far, and a sleep of `us` microseconds. */
+static inline long minor_faults(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_THREAD, &ru);
+    return ru.ru_minflt;
+}
+
+static inline void pause_us(long us)
+{
+    struct timespec t = {us / 1000000, (us % 1000000) * 1000};
+    nanosleep(&t, NULL);
+}
+#endif
 
 /* The exit status of a test: its failure count, capped below 126. */
 static inline int check_result(void)

@@ -91,6 +91,16 @@ static void outside(const char *where, unsigned want)
 static pthread_mutex_t a = PTHREAD_MUTEX_INITIALIZER, b = PTHREAD_MUTEX_INITIALIZER;
 static pthread_rwlock_t rw = PTHREAD_RWLOCK_INITIALIZER;
 
+/* A mutex of `type` (PTHREAD_MUTEX_RECURSIVE, _ERRORCHECK). */
+static void init_typed(pthread_mutex_t *m, int type)
+{
+    pthread_mutexattr_t at;
+    pthread_mutexattr_init(&at);
+    pthread_mutexattr_settype(&at, type);
+    pthread_mutex_init(m, &at);
+    pthread_mutexattr_destroy(&at);
+}
+
 /* Opaque to the compiler: the allocations must happen. */
 static void *volatile sink;
 static void *take(size_t n)
@@ -126,11 +136,8 @@ static void mutexes(void)
     expect("nested mutexes", t0, 1, 1, 2, 2, 96);
 
     /* Recursive, then try and timed acquisitions. */
-    pthread_mutexattr_t at;
-    pthread_mutexattr_init(&at);
-    pthread_mutexattr_settype(&at, PTHREAD_MUTEX_RECURSIVE);
     pthread_mutex_t r;
-    pthread_mutex_init(&r, &at);
+    init_typed(&r, PTHREAD_MUTEX_RECURSIVE);
     t0 = totals();
     pthread_mutex_lock(&r);
     pthread_mutex_lock(&r);
@@ -371,11 +378,8 @@ static void fork_and_failed_unlock(void)
     outside("after a fork", 0);
     expect("a fork inside a section", t0, 1, 1, 1, 1, 64);
 
-    pthread_mutexattr_t at;
-    pthread_mutexattr_init(&at);
-    pthread_mutexattr_settype(&at, PTHREAD_MUTEX_ERRORCHECK);
     pthread_mutex_t ec;
-    pthread_mutex_init(&ec, &at);
+    init_typed(&ec, PTHREAD_MUTEX_ERRORCHECK);
     t0 = totals();
     pthread_mutex_lock(&a);
     CHECK_MSG(pthread_mutex_unlock(&ec) == EPERM, "unlocking a mutex not held is EPERM");
@@ -502,11 +506,8 @@ static void absurd(const struct memscope_stats_header *h)
 static void deep_failed_unlock(void)
 {
     static pthread_mutex_t mu[17];
-    pthread_mutexattr_t at;
-    pthread_mutexattr_init(&at);
-    pthread_mutexattr_settype(&at, PTHREAD_MUTEX_ERRORCHECK);
     pthread_mutex_t ec;
-    pthread_mutex_init(&ec, &at);
+    init_typed(&ec, PTHREAD_MUTEX_ERRORCHECK);
     for (int i = 0; i < 17; i++)
         pthread_mutex_init(&mu[i], NULL);
     struct totals t0 = totals();

@@ -25,19 +25,6 @@
 #include "check.h"
 #include "memscope.h"
 
-static long minor_faults(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_THREAD, &ru);
-    return ru.ru_minflt;
-}
-
-static void pause_us(long us)
-{
-    struct timespec t = {us / 1000000, (us % 1000000) * 1000};
-    nanosleep(&t, NULL);
-}
-
 static const size_t sizes[] = {64, 256, 1024, 4096, 16384};
 static void *blocks[2048];
 

@@ -72,13 +72,6 @@ static void touch(unsigned char *p, size_t n)
     p[n - 1] = 1;
 }
 
-static long minor_faults(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_THREAD, &ru);
-    return ru.ru_minflt;
-}
-
 static void *critical(void *arg)
 {
     (void)arg;

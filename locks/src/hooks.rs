@@ -12,10 +12,9 @@ use core::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU8, AtomicUsize, Ordering
 use memscope_abi::gate::{self, GateInfo, LockGate, Thread, Tracked};
 use memscope_abi::OPS;
 
-/// memscope's published gate, or null.
-static INFO: AtomicPtr<GateInfo> = AtomicPtr::new(core::ptr::null_mut());
-/// Copied from it once found: where the calling thread's blocks lie
-/// from its thread pointer, and memscope's section mode.
+/// Copied from memscope's published gate once found: where the calling
+/// thread's blocks lie from its thread pointer, and memscope's section
+/// mode (copies here, so a lock call reads no pointer first).
 static FLAGS_AT: AtomicIsize = AtomicIsize::new(0);
 static COUNTDOWNS_AT: AtomicIsize = AtomicIsize::new(0);
 static GATE_AT: AtomicIsize = AtomicIsize::new(0);
@@ -182,7 +181,6 @@ pub fn find_memscope() {
     COUNTDOWNS_AT.store(i.countdowns_at.load(Relaxed), Relaxed);
     GATE_AT.store(i.gate_at.load(Relaxed), Relaxed);
     MODE.store(i.mode as *mut AtomicU8, Relaxed);
-    INFO.store(info as *mut GateInfo, Relaxed);
     LO.store(lo, Relaxed);
     // Last: `by_program` says no until the range is whole.
     LEN.store(len, Relaxed);
